@@ -1,0 +1,79 @@
+"""The delta codec: round trips, git compatibility is covered by index-pack tests."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gitfs_p2p.delta import MAX_COPY, DeltaError, apply_delta, create_delta, delta_sizes
+
+
+@st.composite
+def base_and_target(draw):
+    base = draw(st.binary(max_size=4000))
+    target = bytearray(base)
+    for _ in range(draw(st.integers(0, 6))):
+        at = draw(st.integers(0, len(target)))
+        if draw(st.booleans()):
+            target[at:at] = draw(st.binary(max_size=60))
+        else:
+            del target[at : at + draw(st.integers(0, 80))]
+    return base, bytes(target)
+
+
+@settings(max_examples=300, deadline=None)
+@given(base_and_target())
+def test_round_trip(pair):
+    base, target = pair
+    delta = create_delta(base, target)
+    assert apply_delta(base, delta) == target
+    assert delta_sizes(delta)[:2] == (len(base), len(target))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=2000), st.binary(max_size=2000))
+def test_round_trip_unrelated(base, target):
+    assert apply_delta(base, create_delta(base, target)) == target
+
+
+def test_is_deterministic_and_small_for_small_edits():
+    base = b"".join(b"line %d of a text file\n" % i for i in range(5000))
+    target = base.replace(b"line 2500 of", b"LINE 2500 OF")
+    delta = create_delta(base, target)
+    assert delta == create_delta(base, target)
+    assert len(delta) < 40
+    assert apply_delta(base, delta) == target
+
+
+def test_long_copies_are_split():
+    base = bytes(range(256)) * 1024  # 256 KiB
+    delta = create_delta(base, base)
+    assert apply_delta(base, delta) == base
+    assert len(delta) > 4 * 3, "at least four copies of at most MAX_COPY bytes"
+    assert len(base) // MAX_COPY == 4
+
+
+@pytest.mark.parametrize(
+    "delta, message",
+    [
+        (b"", "truncated"),
+        (b"\x05", "truncated"),
+        (b"\x05\x05\x00", "reserved"),
+        (b"\x05\x05\x91\x04\x05", "past the end"),
+        (b"\x05\x05\x03ab", "truncated"),
+        (b"\x05\x02\x03abc", "more bytes"),
+        (b"\x05\x09\x02ab", "produced 2 bytes"),
+        (b"\x09\x05\x05abcde", "expects a base of 9"),
+        (b"\x80", "truncated"),
+    ],
+)
+def test_malformed_deltas_raise_delta_error(delta, message):
+    with pytest.raises(DeltaError, match=message):
+        apply_delta(b"hello", delta)
+
+
+def test_declared_result_size_is_bounded_before_inflating():
+    huge = b"\x05" + b"\xff\xff\xff\xff\x0f" + b"\x90\x00"
+    with pytest.raises(DeltaError, match="exceeds the bound"):
+        apply_delta(b"hello", huge, max_size=1 << 20)
