@@ -1,0 +1,146 @@
+"""The persistent pack cache under a repository's git dir (gitp2p/cache.sqlite3).
+
+Rows are keyed by (format version, commit id).  Every row holds the pack's
+size and sha256; pack bytes are kept for the most recently stored rows up to
+a byte bound, except received packs (kept verbatim, never evicted, so a
+receiver re-seeds exactly what it downloaded).  SQLite makes every write
+atomic, so a crash or kill -9 leaves either the old or the new row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+
+from .errors import UserError
+
+__all__ = ["PackCache", "CachedPack", "DEFAULT_CACHE_BYTES"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_BYTES = 256 << 20
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS packs (
+    format    INTEGER NOT NULL,
+    commit_id TEXT    NOT NULL,
+    size      INTEGER NOT NULL,
+    sha256    BLOB    NOT NULL,
+    data      BLOB,
+    received  INTEGER NOT NULL DEFAULT 0,
+    seq       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (format, commit_id)
+);
+CREATE INDEX IF NOT EXISTS packs_evictable ON packs (received, seq) WHERE data IS NOT NULL;
+"""
+
+
+@dataclass(frozen=True)
+class CachedPack:
+    size: int
+    sha256: bytes
+    data: bytes | None
+    received: bool
+
+
+class PackCache:
+    """Thread-safe handle on one repository's cache file."""
+
+    def __init__(self, git_dir: str, *, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.dir = os.path.join(git_dir, "gitp2p")
+        self.path = os.path.join(self.dir, "cache.sqlite3")
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(LENGTH(data)), 0), COALESCE(MAX(seq), 0) FROM packs WHERE received = 0"
+            ).fetchone()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise UserError(f"{self.path}: pack cache is unreadable ({exc}); move it away to rebuild it") from None
+        self._evictable_bytes, self._seq = row
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _query(self, sql: str, args=()):
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{self.path}: pack cache is unreadable ({exc}); move it away to rebuild it") from None
+
+    def get(self, fmt: int, commit_hex: str, *, with_data: bool = True) -> CachedPack | None:
+        cols = "size, sha256, data, received" if with_data else "size, sha256, NULL, received"
+        with self._lock:
+            row = self._query(f"SELECT {cols} FROM packs WHERE format=? AND commit_id=?", (fmt, commit_hex)).fetchone()
+        if row is None:
+            return None
+        return CachedPack(row[0], row[1], row[2], bool(row[3]))
+
+    def sizes(self, fmt: int, commit_hexes: list[str]) -> dict[str, int]:
+        """Known sizes for the given commits (missing ones are absent)."""
+        out: dict[str, int] = {}
+        with self._lock:
+            for i in range(0, len(commit_hexes), 500):
+                chunk = commit_hexes[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for cid, size in self._query(
+                    f"SELECT commit_id, size FROM packs WHERE format=? AND commit_id IN ({marks})", (fmt, *chunk)
+                ):
+                    out[cid] = size
+        return out
+
+    def put(self, fmt: int, commit_hex: str, data: bytes, *, received: bool = False) -> None:
+        """Record a pack; keep its bytes if received or if they fit the bound."""
+        digest = hashlib.sha256(data).digest()
+        with self._lock:
+            self._seq += 1
+            keep = received or (len(data) <= self.max_bytes)
+            row = self._query(
+                "SELECT received, LENGTH(data) FROM packs WHERE format=? AND commit_id=?", (fmt, commit_hex)
+            ).fetchone()
+            if row is not None and row[0] and not received:
+                return  # never replace received bytes with regenerated ones
+            if row is not None and not row[0] and row[1]:
+                self._evictable_bytes -= row[1]
+            self._query(
+                "INSERT OR REPLACE INTO packs (format, commit_id, size, sha256, data, received, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (fmt, commit_hex, len(data), digest, data if keep else None, int(received), self._seq),
+            )
+            if keep and not received:
+                self._evictable_bytes += len(data)
+                self._evict()
+
+    def put_size(self, fmt: int, commit_hex: str, size: int, sha256: bytes) -> None:
+        """Record only a pack's size and digest (bytes not kept)."""
+        with self._lock:
+            self._query(
+                "INSERT OR IGNORE INTO packs (format, commit_id, size, sha256, data, received, seq)"
+                " VALUES (?, ?, ?, ?, NULL, 0, 0)",
+                (fmt, commit_hex, size, sha256),
+            )
+
+    def _evict(self) -> None:
+        while self._evictable_bytes > self.max_bytes:
+            rows = self._query(
+                "SELECT commit_id, format, LENGTH(data) FROM packs"
+                " WHERE received = 0 AND data IS NOT NULL ORDER BY seq LIMIT 64"
+            ).fetchall()
+            if not rows:
+                self._evictable_bytes = 0
+                return
+            for cid, fmt, length in rows:
+                self._query("UPDATE packs SET data = NULL WHERE format=? AND commit_id=?", (fmt, cid))
+                self._evictable_bytes -= length
+                if self._evictable_bytes <= self.max_bytes:
+                    return

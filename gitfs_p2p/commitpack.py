@@ -1,0 +1,208 @@
+"""Commit packs: the deterministic, thin pack of the objects one commit introduces.
+
+Format version 1 is specified in docs/pack-format.md; every rule that affects
+bytes is in this module, delta.py and packfile.py, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .delta import create_delta
+from .gitrepo import CommitInfo, GitRepo, TreeEntry, is_gitlink, is_tree
+from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TREE, PackEntry, write_pack
+
+__all__ = ["FORMAT_VERSION", "MAX_DELTA_SIZE", "CommitPacker", "PackPlan"]
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever any rule that affects a pack's bytes changes.
+FORMAT_VERSION = 1
+#: Objects (or bases) larger than this are stored whole, never as deltas.
+MAX_DELTA_SIZE = 16 << 20
+
+
+@dataclass
+class PlannedObject:
+    id: bytes  # hex
+    type_num: int
+    path: bytes
+    bases: list[bytes]  # hex ids of delta base candidates, best first
+
+
+@dataclass
+class PackPlan:
+    """What goes into one commit's pack, in pack order."""
+
+    commit: CommitInfo
+    objects: list[PlannedObject]
+
+    def object_ids(self) -> list[bytes]:
+        return [self.commit.id] + [o.id for o in self.objects]
+
+
+class _LRU(OrderedDict):
+    """An OrderedDict bounded by a total weight, evicting least recently used."""
+
+    def __init__(self, budget: int):
+        super().__init__()
+        self.budget = budget
+        self.weight = 0
+        self._weights: dict = {}
+
+    def get_hit(self, key):
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key, value, weight: int) -> None:
+        if key in self:
+            return
+        self[key] = value
+        self._weights[key] = weight
+        self.weight += weight
+        while self.weight > self.budget and len(self) > 1:
+            old, _ = self.popitem(last=False)
+            self.weight -= self._weights.pop(old)
+
+
+class CommitPacker:
+    """Builds commit packs from one repository.
+
+    Caches parsed trees and the object closures of recent trees (bounded), so
+    walking a history oldest-first touches each tree about once.
+    """
+
+    def __init__(self, repo: GitRepo, *, closure_budget: int = 1_000_000, tree_budget: int = 32 << 20):
+        self.repo = repo
+        self._closures = _LRU(closure_budget)
+        self._trees = _LRU(tree_budget)
+
+    # -- trees ---------------------------------------------------------------
+    def tree(self, oid: bytes) -> list[TreeEntry]:
+        hit = self._trees.get_hit(oid)
+        if hit is None:
+            hit = self.repo.read_tree(oid)
+            # about 200 bytes an entry: tuple, name, 40-byte hex id
+            self._trees.put(oid, hit, 64 + 200 * len(hit))
+        return hit
+
+    def closure(self, tree_id: bytes) -> frozenset[bytes]:
+        """Every tree and blob id reachable from tree_id, itself included."""
+        hit = self._closures.get_hit(tree_id)
+        if hit is not None:
+            return hit
+        ids = {tree_id}
+        for _name, mode, oid in self.tree(tree_id):
+            if is_tree(mode):
+                ids |= self.closure(oid)
+            elif not is_gitlink(mode):
+                ids.add(oid)
+        result = frozenset(ids)
+        self._closures.put(tree_id, result, len(result))
+        return result
+
+    # -- selection -------------------------------------------------------------
+    def plan(self, commit: CommitInfo) -> PackPlan:
+        """Select the objects of commit's pack and their delta base candidates.
+
+        Object set: commit, plus every tree and blob reachable from its root
+        tree and not reachable from the root tree of any parent.  Order: trees
+        in depth-first pre-order of the commit's tree (entries in tree order),
+        then blobs in the order that walk meets them (a directory's new blobs
+        when the directory is visited); an id met twice is listed once.  Base candidates: the object of the
+        same kind at the same path in each parent, in parent order; failing
+        that, a blob with the same file name that the first parent has at a
+        path the commit no longer has (a rename), first in walk order.
+        """
+        parent_roots = [self.repo.read_commit(p).tree for p in commit.parents]
+        if not parent_roots:
+            excluded: frozenset[bytes] | set[bytes] = frozenset()
+        elif len(parent_roots) == 1:
+            excluded = self.closure(parent_roots[0])
+        else:
+            excluded = set()
+            for root in parent_roots:
+                excluded |= self.closure(root)
+
+        trees: list[PlannedObject] = []
+        blobs: list[PlannedObject] = []
+        seen: set[bytes] = set()
+        deleted: dict[bytes, bytes] = {}  # file name -> first deleted blob in first parent
+        orphans: list[PlannedObject] = []  # blobs with no same-path base
+
+        # Explicit stack: (tree id, path, the parents' tree ids at that path)
+        stack: list[tuple[bytes, bytes, list[bytes | None]]] = [(commit.tree, b"", list(parent_roots))]
+        while stack:
+            tree_id, path, parent_dirs = stack.pop()
+            if tree_id in excluded or tree_id in seen:
+                continue
+            seen.add(tree_id)
+            trees.append(PlannedObject(tree_id, OBJ_TREE, path, [p for p in parent_dirs if p is not None]))
+            entries = self.tree(tree_id)
+            # name -> (mode, id) of each parent's tree at this path
+            parent_maps = [{n: (m, i) for n, m, i in self.tree(p)} if p is not None else {} for p in parent_dirs]
+            if parent_maps and parent_maps[0]:
+                names = {name for name, _, _ in entries}
+                for name, (mode, oid) in parent_maps[0].items():
+                    if name not in names and not is_gitlink(mode):
+                        self._collect_deleted(name, mode, oid, deleted)
+            subdirs = []
+            for name, mode, oid in entries:
+                if is_gitlink(mode) or oid in excluded or oid in seen:
+                    continue
+                sub_path = path + b"/" + name if path else name
+                same_path = [pm.get(name) for pm in parent_maps]
+                if is_tree(mode):
+                    subdirs.append((oid, sub_path, [p[1] if p is not None and is_tree(p[0]) else None for p in same_path]))
+                else:
+                    seen.add(oid)
+                    bases = [p[1] for p in same_path if p is not None and not is_tree(p[0]) and not is_gitlink(p[0])]
+                    obj = PlannedObject(oid, OBJ_BLOB, sub_path, bases)
+                    blobs.append(obj)
+                    if not bases:
+                        orphans.append(obj)
+            stack.extend(reversed(subdirs))
+        for obj in orphans:
+            base = deleted.get(obj.path.rsplit(b"/", 1)[-1])
+            if base is not None:
+                obj.bases.append(base)
+        return PackPlan(commit, trees + blobs)
+
+    def _collect_deleted(self, name: bytes, mode: int, oid: bytes, deleted: dict[bytes, bytes]) -> None:
+        if is_tree(mode):
+            for sub_name, sub_mode, sub_oid in self.tree(oid):
+                if not is_gitlink(sub_mode):
+                    self._collect_deleted(sub_name, sub_mode, sub_oid, deleted)
+        else:
+            deleted.setdefault(name, oid)
+
+    # -- bytes -------------------------------------------------------------------
+    def entry_for(self, obj: PlannedObject) -> PackEntry:
+        """Whole object, or a REF_DELTA against its first base when that is smaller.
+
+        Rule: only the first base candidate is tried; the delta is used iff
+        it is shorter than half the object (uncompressed sizes), so only
+        the chosen form is ever compressed.
+        """
+        type_num, data = self.repo.read_raw(obj.id)
+        if obj.bases and len(data) <= MAX_DELTA_SIZE:
+            base_type, base = self.repo.read_raw(obj.bases[0])
+            if base_type == type_num and len(base) <= MAX_DELTA_SIZE:
+                delta = create_delta(base, data)
+                if len(delta) < len(data) // 2:
+                    return PackEntry(OBJ_REF_DELTA, delta, bytes.fromhex(obj.bases[0].decode()))
+        return PackEntry(type_num, data)
+
+    def build(self, commit: CommitInfo) -> bytes:
+        plan = self.plan(commit)
+        _, raw_commit = self.repo.read_raw(commit.id)
+        entries = [PackEntry(OBJ_COMMIT, raw_commit)]
+        entries.extend(self.entry_for(o) for o in plan.objects)
+        return write_pack(entries)
+
+    def build_id(self, commit_id: bytes) -> bytes:
+        return self.build(self.repo.read_commit(commit_id))

@@ -1,0 +1,103 @@
+"""The ref manifest: which refs a torrent publishes, as a small self-verifying text file.
+
+Format 1 (docs/pack-format.md, "Ref manifest")::
+
+    # gitp2p ref manifest 1
+    ref: refs/heads/main HEAD
+    <40-hex commit id> refs/heads/main
+    <40-hex commit id> refs/tags/v1.0
+    # sha256 <64-hex digest of every byte above this line>
+
+Lines end in LF; refs are sorted by name; `ref: TARGET HEAD` (optional)
+says where HEAD points.  Annotated tags are listed peeled (the commit).  The
+last line makes a partly downloaded (zero-filled) file detectably incomplete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["MANIFEST_SUFFIX", "ManifestError", "RefManifest", "check_ref_name"]
+
+MANIFEST_SUFFIX = ".gitp2p-refs"
+_MAGIC = b"# gitp2p ref manifest 1\n"
+_MAX_SIZE = 16 << 20
+_HEX40 = re.compile(rb"[0-9a-f]{40}\Z")
+
+
+class ManifestError(ValueError):
+    """A manifest that is malformed, incomplete or names an unsafe ref."""
+
+
+def check_ref_name(name: str) -> str:
+    """Accept only names `git check-ref-format` accepts, under refs/ (or HEAD)."""
+    if name == "HEAD":
+        return name
+    bad = (
+        not name.startswith("refs/")
+        or name.endswith("/")
+        or name.endswith(".")
+        or name.endswith(".lock")
+        or "//" in name
+        or ".." in name
+        or "@{" in name
+        or any(c in name for c in " ~^:?*[\\\x7f")
+        or any(ord(c) < 0x20 for c in name)
+        or any(part.startswith(".") or part.endswith(".lock") or not part for part in name.split("/"))
+        or name.count("/") < 2
+    )
+    if bad:
+        raise ManifestError(f"unsafe or invalid ref name {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class RefManifest:
+    refs: dict[str, str] = field(default_factory=dict)  # ref name -> commit hex
+    head: str | None = None  # ref name HEAD points at, if any
+
+    def to_bytes(self) -> bytes:
+        lines = [_MAGIC]
+        if self.head is not None:
+            lines.append(f"ref: {check_ref_name(self.head)} HEAD\n".encode())
+        for name in sorted(self.refs):
+            oid = self.refs[name]
+            if not _HEX40.match(oid.encode()):
+                raise ManifestError(f"bad commit id {oid!r} for {name}")
+            lines.append(f"{oid} {check_ref_name(name)}\n".encode())
+        body = b"".join(lines)
+        return body + b"# sha256 " + hashlib.sha256(body).hexdigest().encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "RefManifest":
+        if len(data) > _MAX_SIZE:
+            raise ManifestError(f"manifest of {len(data)} bytes is larger than {_MAX_SIZE}")
+        if not data.startswith(_MAGIC):
+            raise ManifestError("not a gitp2p ref manifest (or not fully downloaded)")
+        if not data.endswith(b"\n"):
+            raise ManifestError("manifest is incomplete (no final line)")
+        cut = data.rfind(b"# sha256 ", 0, len(data) - 1)
+        if cut < 0:
+            raise ManifestError("manifest is incomplete (no checksum line)")
+        body, trailer = data[:cut], data[cut:]
+        if trailer != b"# sha256 " + hashlib.sha256(body).hexdigest().encode() + b"\n":
+            raise ManifestError("manifest checksum does not match (incomplete or corrupt)")
+        refs: dict[str, str] = {}
+        head = None
+        for raw in body[len(_MAGIC) :].split(b"\n")[:-1]:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ManifestError("manifest line is not UTF-8") from None
+            if line.startswith("ref: ") and line.endswith(" HEAD"):
+                head = check_ref_name(line[5:-5])
+                continue
+            oid, sep, name = line.partition(" ")
+            if not sep or not _HEX40.match(oid.encode()):
+                raise ManifestError(f"bad manifest line {line[:80]!r}")
+            if name in refs:
+                raise ManifestError(f"ref {name} listed twice")
+            refs[check_ref_name(name)] = oid
+        return cls(refs, head)
