@@ -75,15 +75,16 @@ def _emit_copy(out: bytearray, offset: int, length: int) -> None:
         length -= size
 
 
-def _match_forward(src: bytes, s: int, trg: bytes, t: int, t_end: int) -> int:
-    """Length of the common run of src[s:] and trg[t:t_end]."""
-    limit = min(len(src) - s, t_end - t)
+def _run_length(same, limit: int) -> int:
+    """Largest n <= limit with same(0, n) true, given same(i, k) compares k more bytes after i.
+
+    Grows the compared chunk while it matches, then halves down to the byte.
+    """
     n = 0
     step = 64
-    # Grow the compared chunk while it matches, then halve down to the byte.
     while n < limit:
         step = min(step, limit - n)
-        if src[s + n : s + n + step] == trg[t + n : t + n + step]:
+        if same(n, step):
             n += step
             step *= 2
         elif step == 1:
@@ -91,23 +92,19 @@ def _match_forward(src: bytes, s: int, trg: bytes, t: int, t_end: int) -> int:
         else:
             step //= 2
     return n
+
+
+def _match_forward(src: bytes, s: int, trg: bytes, t: int, t_end: int) -> int:
+    """Length of the common run of src[s:] and trg[t:t_end]."""
+    return _run_length(
+        lambda n, k: src[s + n : s + n + k] == trg[t + n : t + n + k], min(len(src) - s, t_end - t)
+    )
 
 
 def _match_backward(src: bytes, trg: bytes, limit: int) -> int:
     """Length of the common suffix of src and trg, at most limit."""
-    n = 0
-    step = 64
     ls, lt = len(src), len(trg)
-    while n < limit:
-        step = min(step, limit - n)
-        if src[ls - n - step : ls - n] == trg[lt - n - step : lt - n]:
-            n += step
-            step *= 2
-        elif step == 1:
-            break
-        else:
-            step //= 2
-    return n
+    return _run_length(lambda n, k: src[ls - n - k : ls - n] == trg[lt - n - k : lt - n], limit)
 
 
 def create_delta(base: bytes, target: bytes) -> bytes:
