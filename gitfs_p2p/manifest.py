@@ -19,7 +19,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["MANIFEST_SUFFIX", "ManifestError", "RefManifest", "check_ref_name"]
+__all__ = ["MANIFEST_SUFFIX", "ManifestError", "RefManifest", "check_ref_name", "checksum_ok"]
 
 MANIFEST_SUFFIX = ".gitp2p-refs"
 _MAGIC = b"# gitp2p ref manifest 1\n"
@@ -53,6 +53,22 @@ def check_ref_name(name: str) -> str:
     return name
 
 
+def _split_checksum(data: bytes) -> tuple[bytes, bytes] | None:
+    """(body, checksum line) when the last line is a sha256 line, else None."""
+    if not data.endswith(b"\n"):
+        return None
+    cut = data.rfind(b"# sha256 ", 0, len(data) - 1)
+    if cut < 0:
+        return None
+    return data[:cut], data[cut:]
+
+
+def checksum_ok(data: bytes) -> bool:
+    """The manifest's own sha256 line matches, so its bytes are final."""
+    parts = _split_checksum(data)
+    return parts is not None and parts[1] == b"# sha256 " + hashlib.sha256(parts[0]).hexdigest().encode() + b"\n"
+
+
 @dataclass(frozen=True)
 class RefManifest:
     refs: dict[str, str] = field(default_factory=dict)  # ref name -> commit hex
@@ -76,14 +92,12 @@ class RefManifest:
             raise ManifestError(f"manifest of {len(data)} bytes is larger than {_MAX_SIZE}")
         if not data.startswith(_MAGIC):
             raise ManifestError("not a gitp2p ref manifest (or not fully downloaded)")
-        if not data.endswith(b"\n"):
-            raise ManifestError("manifest is incomplete (no final line)")
-        cut = data.rfind(b"# sha256 ", 0, len(data) - 1)
-        if cut < 0:
-            raise ManifestError("manifest is incomplete (no checksum line)")
-        body, trailer = data[:cut], data[cut:]
-        if trailer != b"# sha256 " + hashlib.sha256(body).hexdigest().encode() + b"\n":
+        parts = _split_checksum(data)
+        if parts is None:
+            raise ManifestError("manifest is incomplete (no final checksum line)")
+        if not checksum_ok(data):
             raise ManifestError("manifest checksum does not match (incomplete or corrupt)")
+        body = parts[0]
         refs: dict[str, str] = {}
         head = None
         for raw in body[len(_MAGIC) :].split(b"\n")[:-1]:

@@ -27,6 +27,7 @@ __all__ = [
     "PackEntry",
     "Limits",
     "compress",
+    "entry_header",
     "object_id",
     "write_pack",
     "read_pack",
@@ -65,7 +66,8 @@ def object_id(type_num: int, data: bytes) -> bytes:
     return h.digest()
 
 
-def _entry_header(type_num: int, size: int) -> bytes:
+def entry_header(type_num: int, size: int) -> bytes:
+    """Git's type-and-size header of one pack entry."""
     byte = (type_num << 4) | (size & 0x0F)
     size >>= 4
     out = bytearray()
@@ -91,7 +93,7 @@ def write_pack(entries: list[PackEntry]) -> bytes:
     """Serialise entries, in the given order, as a version-2 pack."""
     parts = [_HEADER.pack(b"PACK", 2, len(entries))]
     for e in entries:
-        parts.append(_entry_header(e.type_num, len(e.data)))
+        parts.append(entry_header(e.type_num, len(e.data)))
         if e.type_num == OBJ_REF_DELTA:
             assert e.base_id is not None and len(e.base_id) == 20
             parts.append(e.base_id)
