@@ -1,0 +1,665 @@
+"""The watcher: import completed commit packs from a download directory into a repository.
+
+`Importer.run_pass()` is one synchronous, idempotent pass: scan DIR, check
+each new or changed file (watch_check), write every pack whose parents are
+present into the repository in parent-first order (watch_repo), record the
+received bytes in the pack cache, then move the manifest's refs whose
+target is present.  `Watcher.run()` is the thin trio layer: it runs passes
+in a worker thread whenever inotify (or, failing that, a poll) says DIR
+changed.  docs/watcher.md gives the rules; all state that matters lives in
+REPO (objects, refs, the pack cache), so a pass after a kill -9 finishes
+whatever the killed one started.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import stat
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import trio
+
+from .cache import PackCache
+from .commitpack import FORMAT_VERSION
+from .errors import UserError
+from .manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
+from .manifest import checksum_ok as manifest_checksum_ok
+from .watch_check import (
+    WATCH_LIMITS,
+    PackIncomplete,
+    PackRejected,
+    RepoView,
+    VerifiedPack,
+    Waiting,
+    check_complete,
+    commit_from_name,
+    looks_partial,
+    peek_commit,
+    verify_pack,
+)
+from .watch_repo import ReceivingRepo, crash_point
+
+__all__ = ["Importer", "PassResult", "Watcher", "SIDECAR_SUFFIXES", "DEFAULT_SETTLE"]
+
+log = logging.getLogger(__name__)
+
+#: Partial and sidecar files of common clients; never read.
+SIDECAR_SUFFIXES = (".part", ".!qB", ".aria2", ".parts", ".fastresume", ".resume", ".torrent", ".!ut", ".tmp")
+#: An incomplete file unchanged this long (and not looking pre-allocated) is given up on.
+DEFAULT_SETTLE = 10.0
+#: A file modified more recently than this is left for the next pass (watch mode only).
+QUIET = 0.3
+#: Bounds of one written pack (a batch of commit packs).
+BATCH_PACKS = 500
+BATCH_BYTES = 64 << 20
+BATCH_INFLATED = 256 << 20
+#: Merge the repository's packs when there are more than this many.
+CONSOLIDATE_AT = 64
+DEFAULT_MAX_PACK_BYTES = 1 << 30
+
+
+@dataclass
+class _Verdict:
+    key: tuple
+    kind: str  # "done" | "waiting" | "incomplete" | "ready" | "changing" | "rejected"
+    commit: str | None = None
+    needs: frozenset[str] = frozenset()
+    reason: str = ""
+    partial: bool = True
+    mtime: float = 0.0
+    manifest: RefManifest | None = None
+
+
+@dataclass
+class PassResult:
+    """What one pass saw and did."""
+
+    total: int = 0  # pack files in DIR that may still be imported
+    imported: int = 0  # of those, already in REPO
+    new: int = 0  # imported by this pass
+    waiting: dict[str, frozenset[str]] = field(default_factory=dict)  # commit -> needs
+    incomplete: list[str] = field(default_factory=list)  # relative paths
+    changing: int = 0
+    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    refs_set: list[tuple[str, str]] = field(default_factory=list)
+    refs_waiting: dict[str, str] = field(default_factory=dict)  # ref -> commit
+    refs_refused: dict[str, str] = field(default_factory=dict)  # ref -> why
+    files_present: set[str] = field(default_factory=set)  # commits with a pack file in DIR
+
+    def progress_line(self) -> str:
+        line = f"imported {self.imported}/{self.total} packs"
+        extra = []
+        if self.waiting:
+            extra.append(f"waiting for {len(self.waiting)}")
+        if self.incomplete or self.changing:
+            extra.append(f"{len(self.incomplete) + self.changing} incomplete")
+        if self.refs_waiting:
+            extra.append(f"{len(self.refs_waiting)} refs waiting")
+        return ", ".join([line] + extra)
+
+    def detail_lines(self, limit: int = 10) -> list[str]:
+        lines = []
+        absent = sorted({n for needs in self.waiting.values() for n in needs} - self.files_present)
+        if absent:
+            more = f" and {len(absent) - limit} more" if len(absent) > limit else ""
+            lines.append(f"missing (no pack file yet): {', '.join(absent[:limit])}{more}")
+        # packs blocked directly by a missing file first: they say what to fetch
+        order = sorted(self.waiting.items(), key=lambda kv: (kv[1] <= self.files_present, kv[0]))
+        for commit, needs in order[:limit]:
+            shown = ", ".join(
+                n if n in self.files_present else f"{n} (no file yet)" for n in sorted(needs)[:5]
+            )
+            more = f" and {len(needs) - 5} more" if len(needs) > 5 else ""
+            lines.append(f"waiting for {commit} (needs {shown}{more})")
+        if len(self.waiting) > limit:
+            lines.append(f"... and {len(self.waiting) - limit} more packs waiting")
+        for ref, commit in sorted(self.refs_waiting.items())[:limit]:
+            lines.append(f"ref {ref} waits for {commit}")
+        for ref, why in sorted(self.refs_refused.items()):
+            lines.append(f"ref {ref} not updated: {why}")
+        return lines
+
+
+class _Batch:
+    """Verified packs not yet written; their objects answer lookups meanwhile."""
+
+    def __init__(self) -> None:
+        self.packs: list[VerifiedPack] = []
+        self.commits: set[str] = set()
+        self.objects: dict[bytes, tuple[int, bytes]] = {}
+        self.bytes = 0
+        self.inflated = 0
+
+    def add(self, vp: VerifiedPack) -> None:
+        self.packs.append(vp)
+        self.commits.add(vp.commit)
+        self.objects.update(vp.objects)
+        self.objects.update(vp.external)
+        self.bytes += len(vp.data)
+        self.inflated += vp.inflated_size
+
+    @property
+    def full(self) -> bool:
+        return len(self.packs) >= BATCH_PACKS or self.bytes >= BATCH_BYTES or self.inflated >= BATCH_INFLATED
+
+
+class Importer:
+    """Synchronous passes over DIR into one repository (see module docstring)."""
+
+    def __init__(
+        self,
+        directory: str,
+        repo_path: str,
+        *,
+        bare: bool = False,
+        force: bool = False,
+        settle: float = DEFAULT_SETTLE,
+        quiet: float = QUIET,
+        max_pack_bytes: int = DEFAULT_MAX_PACK_BYTES,
+        limits=WATCH_LIMITS,
+        report: Callable[[str], None] | None = None,
+    ):
+        if not os.path.isdir(directory):
+            raise UserError(f"{directory}: not a directory")
+        self.dir = os.path.realpath(directory)
+        self.repo = ReceivingRepo(repo_path, bare=bare)
+        self.git_dir = os.path.realpath(self.repo.git_dir)
+        self.quarantine_dir = os.path.join(self.git_dir, "gitp2p", "quarantine")
+        self._lock_fd = self._take_lock()
+        self.repo.recover()
+        self.cache = PackCache(self.git_dir)
+        self.force = force
+        self.settle = settle
+        self.quiet = quiet
+        self.max_pack_bytes = max_pack_bytes
+        self.limits = limits
+        self.report = report or (lambda line: log.info("%s", line))
+        self.imported: set[str] = set()
+        self._verdicts: dict[str, _Verdict] = {}
+        self._noted: set[tuple[str, str]] = set()
+        self._batch = _Batch()
+        self.dirs: list[str] = []  # directories seen by the last scan (for inotify)
+
+    def close(self) -> None:
+        self.repo.close()
+        self.cache.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "Importer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _take_lock(self) -> int:
+        path = os.path.join(self.repo.state_dir, "lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UserError(f"{self.repo.path}: another `gitp2p watch` is importing into this repository") from None
+        return fd
+
+    # -- scanning -----------------------------------------------------------------
+    def _rel(self, path: str) -> str:
+        return os.path.relpath(path, self.dir)
+
+    def _note(self, path: str, what: str) -> None:
+        if (path, what) not in self._noted:
+            self._noted.add((path, what))
+            self.report(f"ignoring {self._rel(path)}: {what}")
+
+    def scan(self) -> tuple[list[tuple[str, os.stat_result]], list[tuple[str, os.stat_result]], list[tuple[str, str]]]:
+        """(pack files, manifest files, symlinks named like ours) under DIR; never follows a link."""
+        packs, manifests, links = [], [], []
+        dirs = [self.dir]
+        stack = [(self.dir, 0)]
+        skip = {self.git_dir, os.path.realpath(self.repo.path)}
+        while stack:
+            top, depth = stack.pop()
+            try:
+                with os.scandir(top) as it:
+                    entries = list(it)
+            except OSError as exc:
+                self._note(top, f"cannot list ({exc.strerror})")
+                continue
+            for entry in entries:
+                name = entry.name
+                ours = commit_from_name(name) is not None or name.endswith(MANIFEST_SUFFIX)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if ours:
+                        self._note(entry.path, "a directory, not a file")
+                    if entry.path not in skip and depth < 32:
+                        stack.append((entry.path, depth + 1))
+                        dirs.append(entry.path)
+                    continue
+                if not ours or name.endswith(SIDECAR_SUFFIXES):
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    links.append((entry.path, "a symbolic link (never followed)"))
+                elif not stat.S_ISREG(st.st_mode):
+                    self._note(entry.path, "not a regular file")
+                elif name.endswith(MANIFEST_SUFFIX):
+                    manifests.append((entry.path, st))
+                else:
+                    packs.append((entry.path, st))
+        self.dirs = dirs
+        packs.sort()
+        manifests.sort()
+        return packs, manifests, links
+
+    def _in_progress(self, path: str) -> bool:
+        """A client's control file says it is still downloading this file (or its torrent)."""
+        parent = os.path.dirname(path)
+        return any(os.path.exists(p) for p in (path + ".aria2", parent + ".aria2", path + ".part", path + ".!qB"))
+
+    def _read(self, path: str, st: os.stat_result) -> bytes | None:
+        """The file's bytes, or None if it changed while read or vanished."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode) or _key(before) != _key(st):
+                return None
+            chunks = []
+            left = before.st_size
+            while left > 0:
+                chunk = os.read(fd, min(left, 16 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            if _key(os.fstat(fd)) != _key(before):
+                return None
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    # -- quarantine -----------------------------------------------------------------
+    def quarantine(self, path: str, reason: str, result: PassResult) -> None:
+        os.makedirs(self.quarantine_dir, exist_ok=True)
+        base = os.path.basename(path)
+        dest = os.path.join(self.quarantine_dir, f"{time.strftime('%Y%m%dT%H%M%S')}-{base}")
+        n = 1
+        while os.path.lexists(dest):
+            n += 1
+            dest = os.path.join(self.quarantine_dir, f"{time.strftime('%Y%m%dT%H%M%S')}-{n}-{base}")
+        rel = self._rel(path)
+        try:
+            try:
+                os.rename(path, dest)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                if os.path.islink(path):
+                    os.symlink(os.readlink(path), dest)
+                else:
+                    shutil.copyfile(path, dest, follow_symlinks=False)
+                os.unlink(path)
+        except OSError as exc:
+            self._note(path, f"{reason} (could not move it to quarantine: {exc.strerror})")
+            return
+        with open(os.path.join(self.quarantine_dir, "log"), "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {rel} -> {os.path.basename(dest)}: {reason}\n")
+        log.warning("quarantined %s: %s", rel, reason)
+        self.report(f"quarantined {rel}: {reason}")
+        result.quarantined.append((rel, reason))
+        self._verdicts.pop(path, None)
+
+    # -- presence -------------------------------------------------------------------
+    def is_imported(self, commit: str) -> bool:
+        """The commit is in REPO and its received pack is in the cache."""
+        if commit in self.imported:
+            return True
+        row = self.cache.get(FORMAT_VERSION, commit, with_data=False)
+        if row is not None and row.received and self.repo.has_commit(commit):
+            self.imported.add(commit)
+            return True
+        return False
+
+    def _has_commit(self, commit: str) -> bool:
+        return commit in self.imported or commit in self._batch.commits or self.repo.has_commit(commit)
+
+    def _view(self) -> RepoView:
+        objects = self._batch.objects
+
+        def read(oid: bytes):
+            hit = objects.get(oid)
+            return hit if hit is not None else self.repo.read(oid)
+
+        def has(oid: bytes) -> bool:
+            return oid in objects or self.repo.has(oid)
+
+        return RepoView(read, has, self._has_commit)
+
+    # -- one pass -------------------------------------------------------------------
+    def run_pass(self, *, final: bool = False) -> PassResult:
+        """Scan, check, import and move refs once.  final: no quiet period (for --once)."""
+        result = PassResult()
+        now = time.time()
+        packs, manifests, links = self.scan()
+        for path, reason in links:
+            self.quarantine(path, reason, result)
+        seen = {path for path, _ in packs + manifests}
+        for path in list(self._verdicts):
+            if path not in seen:
+                del self._verdicts[path]
+
+        ready: dict[str, tuple[str, os.stat_result]] = {}
+        waiting: dict[str, tuple[str, os.stat_result, frozenset[str]]] = {}
+        self._live: dict[str, int] = {}  # commit -> its files not rejected
+        for path, st in packs:
+            commit = commit_from_name(os.path.basename(path))
+            result.files_present.add(commit)
+            verdict = self._classify(path, st, commit, now, final, result)
+            if verdict is None:
+                continue
+            self._live[commit] = self._live.get(commit, 0) + 1
+            if verdict.kind == "ready":
+                ready.setdefault(commit, (path, st))
+            elif verdict.kind == "waiting":
+                waiting.setdefault(commit, (path, st, verdict.needs))
+            elif verdict.kind == "changing":
+                result.changing += 1
+            elif verdict.kind == "incomplete":
+                result.incomplete.append(self._rel(path))
+
+        self._import(ready, waiting, result)
+        live = [c for c, n in self._live.items() if n > 0]
+        result.total = len(live)
+        result.imported = sum(1 for c in live if c in self.imported)
+        for commit, (_, _, needs) in waiting.items():
+            result.waiting[commit] = needs
+        self._update_refs(manifests, now, final, result)
+        return result
+
+    def _classify(self, path, st, commit, now, final, result) -> _Verdict | None:
+        key = _key(st)
+        old = self._verdicts.get(path)
+        if self.is_imported(commit):
+            verdict = _Verdict(key, "done", commit)
+            self._verdicts[path] = verdict
+            return verdict
+        if old is not None and old.key == key:
+            if old.kind == "rejected":
+                return None
+            if old.kind == "waiting" and not all(self._has_commit(n) for n in old.needs):
+                return old
+            if old.kind == "incomplete":
+                return self._maybe_give_up(path, old, now, result)
+        if not final and now - st.st_mtime < self.quiet:
+            return _Verdict(key, "changing", commit)
+        if st.st_size > self.max_pack_bytes:
+            self._reject(path, key, f"{st.st_size} bytes, more than the bound of {self.max_pack_bytes}", result)
+            return None
+        data = self._read(path, st)
+        if data is None:
+            return _Verdict(key, "changing", commit)
+        try:
+            check_complete(data)
+            header = peek_commit(data, commit, self.limits)
+        except PackIncomplete as exc:
+            verdict = _Verdict(key, "incomplete", commit, reason=str(exc), partial=exc.partial, mtime=st.st_mtime)
+            self._verdicts[path] = verdict
+            return self._maybe_give_up(path, verdict, now, result)
+        except PackRejected as exc:
+            self._reject(path, key, str(exc), result)
+            return None
+        if header is not None:
+            missing = frozenset(p for p in header.parents if not self._has_commit(p))
+            if missing:
+                verdict = _Verdict(key, "waiting", commit, needs=missing)
+                self._verdicts[path] = verdict
+                return verdict
+        verdict = _Verdict(key, "ready", commit)
+        self._verdicts[path] = verdict
+        return verdict
+
+    def _maybe_give_up(self, path, verdict: _Verdict, now: float, result: PassResult) -> _Verdict | None:
+        """Quarantine an incomplete file only if it cannot be a download in progress."""
+        if verdict.partial or now - verdict.mtime < self.settle or self._in_progress(path):
+            return verdict
+        self._reject(path, verdict.key, f"{verdict.reason}, unchanged for {self.settle:g}s", result)
+        return None
+
+    def _reject(self, path: str, key: tuple, reason: str, result: PassResult) -> None:
+        self._verdicts[path] = _Verdict(key, "rejected", reason=reason)
+        self.quarantine(path, reason, result)
+
+    def _import(self, ready, waiting, result: PassResult) -> None:
+        """Verify and write ready packs, parents first; packs they unblock follow in the same pass."""
+        by_need: dict[str, list[str]] = {}
+        for commit, (_, _, needs) in waiting.items():
+            for n in needs:
+                by_need.setdefault(n, []).append(commit)
+        queue = sorted(ready)
+        cache_only: list[VerifiedPack] = []
+        while queue:
+            commit = queue.pop(0)
+            if commit in self._batch.commits or self.is_imported(commit):
+                continue
+            path, st = ready[commit]
+            data = self._read(path, st)
+            if data is None:
+                result.changing += 1
+                continue
+            try:
+                outcome = verify_pack(data, commit, self._view(), self.limits)
+            except PackRejected as exc:
+                self._reject(path, _key(st), str(exc), result)
+                self._live[commit] -= 1
+                continue
+            if isinstance(outcome, Waiting):
+                needs = frozenset(n for n in outcome.needs if not self._has_commit(n))
+                waiting[commit] = (path, st, needs)
+                self._verdicts[path] = _Verdict(_key(st), "waiting", commit, needs=needs)
+                for n in needs:
+                    by_need.setdefault(n, []).append(commit)
+                continue
+            del data
+            if self.repo.has_commit(commit):
+                cache_only.append(outcome)  # objects already in REPO (an earlier, killed pass)
+                self._batch.commits.add(commit)
+            else:
+                if outcome.has_ofs_delta and self._batch.packs:
+                    self._flush(result, cache_only)
+                    cache_only = []
+                self._batch.add(outcome)
+                if self._batch.full or outcome.has_ofs_delta:
+                    self._flush(result, cache_only)
+                    cache_only = []
+            for child in by_need.pop(commit, ()):
+                if child in waiting:
+                    cpath, cst, cneeds = waiting[child]
+                    if all(self._has_commit(n) for n in cneeds):
+                        del waiting[child]
+                        ready[child] = (cpath, cst)
+                        queue.append(child)
+        self._flush(result, cache_only)
+
+    def _flush(self, result: PassResult, cache_only: list[VerifiedPack]) -> None:
+        batch = self._batch
+        if batch.packs:
+            name = self.repo.write_objects(batch.packs)
+            log.info("wrote pack-%s with %d commit packs", name, len(batch.packs))
+        for vp in batch.packs + cache_only:
+            self.cache.put(FORMAT_VERSION, vp.commit, vp.data, received=True)
+            crash_point("after-cache")
+            self.imported.add(vp.commit)
+            result.new += 1
+        self._batch = _Batch()
+        if batch.packs and self.repo.pack_count() > CONSOLIDATE_AT:
+            self.repo.consolidate()
+
+    # -- refs -----------------------------------------------------------------------
+    def _read_manifest(self, path, st, now, final, result: PassResult) -> RefManifest | None:
+        key = _key(st)
+        old = self._verdicts.get(path)
+        if old is not None and old.key == key:
+            if old.kind == "done":
+                return old.manifest
+            if old.kind == "rejected":
+                return None
+            if old.kind == "incomplete":
+                self._maybe_give_up(path, old, now, result)
+                return None
+        if not final and now - st.st_mtime < self.quiet:
+            return None
+        data = self._read(path, st)
+        if data is None:
+            return None
+        try:
+            manifest = RefManifest.from_bytes(data)
+        except ManifestError as exc:
+            if manifest_checksum_ok(data):
+                self._reject(path, key, f"bad ref manifest: {exc}", result)
+            else:
+                verdict = _Verdict(key, "incomplete", reason=str(exc), partial=looks_partial(data), mtime=st.st_mtime)
+                self._verdicts[path] = verdict
+                result.incomplete.append(self._rel(path))
+                self._maybe_give_up(path, verdict, now, result)
+            return None
+        self._verdicts[path] = _Verdict(key, "done", manifest=manifest)
+        return manifest
+
+    def _update_refs(self, manifests, now, final, result: PassResult) -> None:
+        wanted: dict[str, str] = {}
+        head = None
+        for path, st in manifests:
+            manifest = self._read_manifest(path, st, now, final, result)
+            if manifest is None:
+                continue
+            wanted.update(manifest.refs)
+            head = manifest.head or head
+        if not wanted and head is None:
+            return
+        state = self.repo.ref_state()
+        if head is not None and not state.head_born and state.head_target != head:
+            # like a clone: HEAD follows the manifest while it is unborn; set before any ref
+            self.repo.set_head(head)
+            self.report(f"HEAD -> {head}")
+        # HEAD's branch first, so HEAD is born as soon as any ref is visible when it can be
+        for name, target in sorted(wanted.items(), key=lambda kv: (kv[0] != head, kv[0])):
+            if name == "HEAD":
+                continue
+            if not self._has_commit(target):
+                result.refs_waiting[name] = target
+                continue
+            current = state.refs.get(name)
+            if current == target:
+                continue
+            if current is not None and not self.force and not self.repo.is_ancestor(current, target):
+                result.refs_refused[name] = (
+                    f"{current[:12]} -> {target[:12]} is not a fast-forward (use --force to allow)"
+                )
+                continue
+            crash_point("before-ref")
+            if self.repo.update_ref(name, target, current):
+                result.refs_set.append((name, target))
+                self.report(f"{'updated' if current else 'created'} {name} -> {target}")
+
+
+def _key(st: os.stat_result) -> tuple:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+# -- the trio layer -----------------------------------------------------------------
+
+
+def _open_inotify():
+    """An inotify_simple.INotify, or None where inotify is unavailable (then we poll)."""
+    try:
+        from inotify_simple import INotify
+    except ImportError:
+        log.info("inotify_simple is not installed; polling instead")
+        return None
+    try:
+        return INotify(nonblocking=True)
+    except OSError as exc:
+        log.info("inotify is unavailable (%s); polling instead", exc)
+        return None
+
+
+_WATCH_MASK = (
+    0x00000002  # IN_MODIFY
+    | 0x00000004  # IN_ATTRIB
+    | 0x00000008  # IN_CLOSE_WRITE
+    | 0x00000040  # IN_MOVED_FROM
+    | 0x00000080  # IN_MOVED_TO
+    | 0x00000100  # IN_CREATE
+    | 0x00000200  # IN_DELETE
+    | 0x00000400  # IN_DELETE_SELF
+    | 0x00004000  # IN_Q_OVERFLOW (always reported)
+    | 0x01000000  # IN_DONT_FOLLOW
+)
+
+
+class Watcher:
+    """Runs the importer's passes whenever DIR changes (inotify, recursively), or every `poll` seconds."""
+
+    def __init__(self, importer: Importer, *, poll: float = 1.0, on_pass: Callable[[PassResult], None] | None = None):
+        self.importer = importer
+        self.poll = poll
+        self.on_pass = on_pass or (lambda result: None)
+        self._inotify = None
+        self._watched: set[str] = set()
+
+    def _watch_dirs(self) -> None:
+        if self._inotify is None:
+            return
+        for d in self.importer.dirs:
+            if d not in self._watched:
+                try:
+                    self._inotify.add_watch(d, _WATCH_MASK)
+                    self._watched.add(d)
+                except OSError as exc:
+                    log.info("cannot watch %s (%s); it is polled", d, exc)
+
+    async def _wait_for_change(self, timeout: float) -> None:
+        if self._inotify is None:
+            await trio.sleep(timeout)
+            return
+        with trio.move_on_after(timeout):
+            await trio.lowlevel.wait_readable(self._inotify.fileno())
+            await trio.sleep(0.1)  # let a burst of events coalesce
+        events = list(self._inotify.read(timeout=0))
+        if any(e.mask & 0x400 for e in events):  # a watched directory went away
+            self._watched.clear()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self._inotify = _open_inotify()
+        try:
+            first = True
+            while True:
+                result = await trio.to_thread.run_sync(self.importer.run_pass)
+                self._watch_dirs()
+                self.on_pass(result)
+                if first:
+                    task_status.started()
+                    first = False
+                busy = result.changing or result.incomplete
+                if self._inotify is None:
+                    timeout = self.poll
+                else:
+                    # inotify wakes us on change; a short timeout still re-checks files in
+                    # their quiet or settle period, a long one is a safety net.
+                    timeout = max(self.poll, self.importer.quiet) if busy else 30.0
+                await self._wait_for_change(timeout)
+        finally:
+            if self._inotify is not None:
+                self._inotify.close()

@@ -1,0 +1,122 @@
+"""`gitp2p watch`: import commit packs a BitTorrent client downloads into a repository."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import UserError
+
+__all__ = ["register", "cmd_watch"]
+
+DESCRIPTION = """\
+Watch DIR (recursively, with inotify) and import every completed commit pack
+(<commit-id>.pack) into REPO; set the refs listed in the torrent's ref manifest
+(*.gitp2p-refs) once the whole history of their target is present.
+
+A file counts only when its SHA-1 trailer checks out; a client's partial and
+sidecar files (.part, .!qB, .aria2, .parts, resume data) are ignored. Packs may
+arrive in any order: one whose parents are missing waits. Every pack is fully
+checked before it touches REPO; a bad one is moved to REPO's git dir under
+gitp2p/quarantine/ with its reason in gitp2p/quarantine/log. Refs only move
+forward unless --force. Received bytes are kept in REPO's pack cache, so REPO
+seeds exactly what it received. Safe to kill at any moment: run it again.
+See docs/watcher.md.
+"""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def register(subparsers) -> None:
+    from .cli import _size
+
+    p = subparsers.add_parser(
+        "watch",
+        help="import the commit packs a BitTorrent client downloads into DIR",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dir", metavar="DIR", help="the client's download directory (watched recursively)")
+    p.add_argument("--into", required=True, metavar="REPO", help="repository to import into (created if absent)")
+    p.add_argument("--bare", action="store_true", help="create REPO as a bare repository")
+    p.add_argument("--once", action="store_true", help="import what is complete now, report what waits, and exit")
+    p.add_argument("--force", action="store_true", help="also move refs backwards or sideways (like `git fetch +ref`)")
+    p.add_argument(
+        "--settle",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="give up on (quarantine) a pack whose trailer does not match once it has not changed for "
+        "SECONDS and does not look like a client's pre-allocated file (default: 10)",
+    )
+    p.add_argument(
+        "--poll", type=_seconds, default=1.0, metavar="SECONDS", help="rescan interval without inotify (default: 1)"
+    )
+    p.add_argument(
+        "--max-pack-size",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="reject pack files larger than SIZE (default: 1G)",
+    )
+    p.set_defaults(func=cmd_watch)
+
+
+def _printer():
+    last = [None]
+
+    def show(result) -> None:
+        line = result.progress_line()
+        details = result.detail_lines()
+        key = (line, tuple(details))
+        if key == last[0]:
+            return
+        last[0] = key
+        print(f"gitp2p: {line}", file=sys.stderr)
+        for d in details:
+            print(f"gitp2p:   {d}", file=sys.stderr)
+        sys.stderr.flush()
+
+    return show
+
+
+def _report(line: str) -> None:
+    print(f"gitp2p: {line}", file=sys.stderr, flush=True)
+
+
+def cmd_watch(args) -> int:
+    import trio
+
+    from .watch import DEFAULT_MAX_PACK_BYTES, DEFAULT_SETTLE, Importer, Watcher
+
+    settle = DEFAULT_SETTLE if args.settle is None else args.settle
+    importer = Importer(
+        args.dir,
+        args.into,
+        bare=args.bare,
+        force=args.force,
+        settle=settle,
+        max_pack_bytes=args.max_pack_size or DEFAULT_MAX_PACK_BYTES,
+        report=_report,
+    )
+    show = _printer()
+    try:
+        if args.once:
+            result = importer.run_pass(final=True)
+            show(result)
+            return 0
+        watcher = Watcher(importer, poll=args.poll, on_pass=show)
+        trio.run(watcher.run)
+        return 0
+    except OSError as exc:
+        raise UserError(f"{exc.filename or args.dir}: {exc.strerror}") from None
+    finally:
+        importer.close()

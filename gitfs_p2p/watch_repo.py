@@ -1,0 +1,336 @@
+"""The watcher's repository boundary: objects in and refs moved, through C git and plain files.
+
+Reads go through one long-lived `git cat-file --batch` process (C git copes
+with the many packs an importer writes, and sees new ones on a miss).
+Objects go in as a pack and its index written here and made visible the
+way git does it: both files written and fsynced under temporary names,
+then the pack renamed, then the index (the index makes it visible).  Refs
+move with `git update-ref NEW OLD`, which is atomic and compare-and-swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import struct
+import subprocess
+import threading
+import zlib
+import hashlib
+from dataclasses import dataclass
+
+from .errors import UserError
+from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE, entry_header
+from .watch_check import VerifiedPack
+
+__all__ = ["ReceivingRepo", "build_pack", "crash_point"]
+
+log = logging.getLogger(__name__)
+
+ZERO_ID = "0" * 40
+_TYPES = {b"commit": OBJ_COMMIT, b"tree": OBJ_TREE, b"blob": OBJ_BLOB, b"tag": OBJ_TAG}
+_TMP_PREFIX = "tmp_gitp2p_"
+_CRASH_COUNTS: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Testing hook: GITP2P_WATCH_CRASH=NAME[:N] kills this process (SIGKILL) at the N-th pass here."""
+    spec = os.environ.get("GITP2P_WATCH_CRASH")
+    if not spec:
+        return
+    point, _, nth = spec.partition(":")
+    if point != name:
+        return
+    _CRASH_COUNTS[name] = _CRASH_COUNTS.get(name, 0) + 1
+    if _CRASH_COUNTS[name] >= int(nth or 1):
+        os.kill(os.getpid(), 9)
+
+
+def _git(*args: str, git_dir: str | None = None, input: bytes | None = None, check: bool = True) -> str:
+    cmd = ["git"] + ([f"--git-dir={git_dir}"] if git_dir else []) + list(args)
+    try:
+        proc = subprocess.run(cmd, input=input, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise UserError("git is not installed (the watcher needs it)") from None
+    if check and proc.returncode != 0:
+        raise UserError(f"git {' '.join(args)} failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout.decode()
+
+
+def build_pack(packs: list[VerifiedPack]) -> tuple[bytes, bytes, str]:
+    """One self-contained pack (and its .idx v2) holding the objects of verified packs.
+
+    Received entries are copied verbatim; an object already copied from an
+    earlier pack of the list is left out (only from packs without OFS
+    deltas, whose entries may depend on their neighbours' offsets); delta
+    bases that came from the repository are appended whole, as
+    `git index-pack --fix-thin` does.  Returns (pack, idx, pack name hex).
+    """
+    parts: list[bytes] = [b""]
+    rows: list[tuple[bytes, int, int]] = []  # id, offset, crc32
+    have: set[bytes] = set()
+    pos = 12
+    for vp in packs:
+        dedupe = not vp.has_ofs_delta
+        view = memoryview(vp.data)
+        for e in vp.entries:
+            if dedupe and e.id in have:
+                continue
+            raw = view[e.start : e.end]
+            parts.append(raw)
+            rows.append((e.id, pos, zlib.crc32(raw)))
+            have.add(e.id)
+            pos += len(raw)
+    for vp in packs:
+        for oid, (type_num, content) in vp.external.items():
+            if oid in have:
+                continue
+            raw = entry_header(type_num, len(content)) + zlib.compress(content, 1)
+            parts.append(raw)
+            rows.append((oid, pos, zlib.crc32(raw)))
+            have.add(oid)
+            pos += len(raw)
+    parts[0] = struct.pack(">4sLL", b"PACK", 2, len(rows))
+    sha = hashlib.sha1()
+    for p in parts:
+        sha.update(p)
+    trailer = sha.digest()
+    pack = b"".join(parts) + trailer
+    return pack, _build_idx(rows, trailer), trailer.hex()
+
+
+def _build_idx(rows: list[tuple[bytes, int, int]], pack_sha: bytes) -> bytes:
+    rows = sorted(rows)
+    fanout = [0] * 256
+    for oid, _, _ in rows:
+        fanout[oid[0]] += 1
+    total = 0
+    for i in range(256):
+        total += fanout[i]
+        fanout[i] = total
+    small = []
+    large = []
+    for _, offset, _ in rows:
+        if offset < 0x80000000:
+            small.append(offset)
+        else:
+            small.append(0x80000000 | len(large))
+            large.append(offset)
+    n = len(rows)
+    body = b"".join(
+        [
+            b"\377tOc",
+            struct.pack(">L", 2),
+            struct.pack(">256L", *fanout),
+            b"".join(oid for oid, _, _ in rows),
+            struct.pack(f">{n}L", *(crc for _, _, crc in rows)),
+            struct.pack(f">{n}L", *small),
+            struct.pack(f">{len(large)}Q", *large),
+            pack_sha,
+        ]
+    )
+    return body + hashlib.sha1(body).digest()
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class RefState:
+    refs: dict[str, str]  # name -> hex id, as stored (not peeled)
+    head_target: str | None  # what HEAD points at symbolically
+    head_born: bool  # HEAD resolves to an object
+
+
+class ReceivingRepo:
+    """The repository packs are imported into (created if absent)."""
+
+    def __init__(self, path: str, *, bare: bool = False, create: bool = True):
+        self.path = os.path.abspath(path)
+        self.git_dir = self._open_or_create(bare, create)
+        fmt = _git("rev-parse", "--show-object-format", git_dir=self.git_dir, check=False).strip()
+        if fmt and fmt != "sha1":
+            raise UserError(f"{self.path}: only SHA-1 repositories are supported")
+        self.pack_dir = os.path.join(self.git_dir, "objects", "pack")
+        os.makedirs(self.pack_dir, exist_ok=True)
+        self.state_dir = os.path.join(self.git_dir, "gitp2p", "watch")
+        os.makedirs(self.state_dir, exist_ok=True)
+        self._lock = threading.Lock()
+        self._batch: subprocess.Popen | None = None
+        self._check: subprocess.Popen | None = None
+
+    def _open_or_create(self, bare: bool, create: bool) -> str:
+        p = self.path
+        if os.path.exists(os.path.join(p, ".git")):
+            return _git("-C", p, "rev-parse", "--absolute-git-dir").strip()
+        if all(os.path.exists(os.path.join(p, n)) for n in ("HEAD", "objects", "refs")):
+            return os.path.realpath(p)
+        if os.path.exists(p) and (not os.path.isdir(p) or os.listdir(p)):
+            raise UserError(f"{p}: exists and is not a git repository")
+        if not create:
+            raise UserError(f"{p}: not a git repository")
+        # Created beside and renamed into place, so a kill -9 never leaves half a repository.
+        parent, name = os.path.split(p)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            prefix = f".{name}.gitp2p-init-"
+            for old in os.listdir(parent):
+                if old.startswith(prefix):
+                    shutil.rmtree(os.path.join(parent, old), ignore_errors=True)
+            tmp = os.path.join(parent, f"{prefix}{os.getpid()}")
+            _git("init", "-q", *(["--bare"] if bare else []), tmp)
+            os.rename(tmp, p)
+        except OSError as exc:
+            raise UserError(f"{p}: cannot create the repository ({exc.strerror})") from None
+        log.info("created %s repository %s", "bare" if bare else "a", p)
+        return os.path.realpath(p if bare else os.path.join(p, ".git"))
+
+    def close(self) -> None:
+        for proc in (self._batch, self._check):
+            if proc is not None:
+                proc.stdin.close()
+                proc.wait()
+        self._batch = self._check = None
+
+    # -- objects ------------------------------------------------------------------
+    def _proc(self, mode: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            ["git", f"--git-dir={self.git_dir}", "cat-file", mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def read(self, oid: bytes) -> tuple[int, bytes] | None:
+        """(type, content) of the object with binary id oid, or None."""
+        with self._lock:
+            if self._batch is None:
+                self._batch = self._proc("--batch")
+            p = self._batch
+            p.stdin.write(oid.hex().encode() + b"\n")
+            p.stdin.flush()
+            line = p.stdout.readline()
+            fields = line.split()
+            if len(fields) != 3:
+                return None
+            size = int(fields[2])
+            content = p.stdout.read(size)
+            p.stdout.read(1)
+            return _TYPES[fields[1]], content
+
+    def type_of(self, hex_id: str) -> int | None:
+        with self._lock:
+            if self._check is None:
+                self._check = self._proc("--batch-check")
+            p = self._check
+            p.stdin.write(hex_id.encode() + b"\n")
+            p.stdin.flush()
+            fields = p.stdout.readline().split()
+            return _TYPES.get(fields[1]) if len(fields) == 3 else None
+
+    def has(self, oid: bytes) -> bool:
+        return self.type_of(oid.hex()) is not None
+
+    def has_commit(self, hex_id: str) -> bool:
+        return self.type_of(hex_id) == OBJ_COMMIT
+
+    def write_objects(self, packs: list[VerifiedPack]) -> str:
+        """Store the packs' objects durably as one pack; returns its name."""
+        pack, idx, name = build_pack(packs)
+        final = os.path.join(self.pack_dir, f"pack-{name}")
+        if os.path.exists(final + ".idx"):
+            return name
+        intent = os.path.join(self.state_dir, "writing")
+        tmp = os.path.join(self.pack_dir, f"{_TMP_PREFIX}{name}")
+        for suffix in (".pack", ".idx"):
+            if os.path.exists(tmp + suffix):
+                os.unlink(tmp + suffix)
+        _write_synced(tmp + ".pack", pack)
+        _write_synced(tmp + ".idx", idx)
+        with open(intent + ".tmp", "w") as fh:
+            fh.write(name + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(intent + ".tmp", intent)
+        crash_point("before-pack-rename")
+        os.replace(tmp + ".pack", final + ".pack")
+        crash_point("between-pack-and-idx")
+        os.replace(tmp + ".idx", final + ".idx")
+        _fsync_dir(self.pack_dir)
+        os.unlink(intent)
+        crash_point("after-objects")
+        return name
+
+    def recover(self) -> None:
+        """Undo what a killed writer left: temporary files, a pack whose index never landed."""
+        intent = os.path.join(self.state_dir, "writing")
+        try:
+            with open(intent) as fh:
+                name = fh.read().strip()
+        except FileNotFoundError:
+            name = None
+        if name and all(c in "0123456789abcdef" for c in name) and len(name) == 40:
+            final = os.path.join(self.pack_dir, f"pack-{name}")
+            if os.path.exists(final + ".pack") and not os.path.exists(final + ".idx"):
+                log.info("removing pack-%s.pack, left without its index by a killed import", name)
+                os.unlink(final + ".pack")
+        for fn in os.listdir(self.pack_dir):
+            if fn.startswith(_TMP_PREFIX):
+                os.unlink(os.path.join(self.pack_dir, fn))
+        for fn in (intent, intent + ".tmp"):
+            if os.path.exists(fn):
+                os.unlink(fn)
+
+    def pack_count(self) -> int:
+        return sum(1 for fn in os.listdir(self.pack_dir) if fn.endswith(".idx"))
+
+    def consolidate(self) -> None:
+        """Merge small packs geometrically (`git repack --geometric=2 -d`), safe under kill -9."""
+        _git("repack", "-q", "-d", "--geometric=2", "--no-write-bitmap-index", git_dir=self.git_dir, check=False)
+
+    # -- refs ---------------------------------------------------------------------
+    def ref_state(self) -> RefState:
+        out = _git("for-each-ref", "--format=%(objectname) %(refname)", git_dir=self.git_dir)
+        refs = {}
+        for line in out.splitlines():
+            oid, _, name = line.partition(" ")
+            refs[name] = oid
+        target = _git("symbolic-ref", "-q", "HEAD", git_dir=self.git_dir, check=False).strip() or None
+        born = bool(_git("rev-parse", "-q", "--verify", "HEAD", git_dir=self.git_dir, check=False).strip())
+        return RefState(refs, target, born)
+
+    def is_ancestor(self, old: str, new: str) -> bool:
+        proc = subprocess.run(
+            ["git", f"--git-dir={self.git_dir}", "merge-base", "--is-ancestor", old, new], capture_output=True
+        )
+        return proc.returncode == 0
+
+    def update_ref(self, name: str, new: str, old: str | None) -> bool:
+        """Move name from old (None: must not exist) to new atomically; False if it changed meanwhile."""
+        proc = subprocess.run(
+            ["git", f"--git-dir={self.git_dir}", "update-ref", "-m", "gitp2p watch", name, new, old or ZERO_ID],
+            capture_output=True,
+        )
+        if proc.returncode != 0:
+            log.warning("could not update %s: %s", name, proc.stderr.decode(errors="replace").strip())
+            return False
+        return True
+
+    def set_head(self, target: str) -> None:
+        _git("symbolic-ref", "HEAD", target, git_dir=self.git_dir)

@@ -1,0 +1,301 @@
+"""Importing a real history's commit packs in any order, partially written, through the CLI."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+
+import pytest
+
+from wsupport import check_invariant, deliver, fsck_clean, git, refs_of, write_manifest
+
+from gitfs_p2p import watch
+from gitfs_p2p.commitpack import CommitPacker
+from gitfs_p2p.gitrepo import GitRepo
+from gitfs_p2p.source import PackSource
+from gitfs_p2p.watch import Importer
+
+
+def _importer(d, repo, **kw):
+    kw.setdefault("settle", 0.0)
+    return Importer(str(d), str(repo), **kw)
+
+
+def _assert_same_as_sender(repo, sender):
+    assert refs_of(str(repo)) == {name: oid for name, oid in sender.refs.items()}
+    ok, text = fsck_clean(str(repo))
+    assert ok, text
+    for name, oid in sender.refs.items():
+        assert git("rev-parse", name, cwd=repo).strip() == oid
+    assert git("rev-list", "--all", cwd=repo).split() == git("rev-list", "--all", cwd=sender.path).split()
+
+
+@pytest.mark.parametrize("order", ["oldest-first", "shuffled", "reversed"])
+def test_whole_history_in_one_pass(tmp_path, sender, order):
+    commits = list(sender.commits)
+    if order == "shuffled":
+        random.Random(1).shuffle(commits)
+    elif order == "reversed":
+        commits.reverse()
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    deliver(str(d), sender, commits)
+    write_manifest(str(d), sender.manifest())
+    with _importer(d, repo) as imp:
+        result = imp.run_pass(final=True)
+    assert result.imported == result.total == len(commits)
+    assert not result.waiting and not result.quarantined
+    _assert_same_as_sender(repo, sender)
+    assert git("symbolic-ref", "HEAD", cwd=repo).strip() == sender.head
+
+
+def test_packs_arrive_one_by_one_shuffled(tmp_path, sender, monkeypatch):
+    """Every step: fsck clean while refs are visible; waiting packs report what they need."""
+    monkeypatch.setattr(watch, "BATCH_PACKS", 3)  # several written packs, and merging them
+    monkeypatch.setattr(watch, "CONSOLIDATE_AT", 4)
+    commits = list(sender.commits)
+    random.Random(5).shuffle(commits)
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    write_manifest(str(d), sender.manifest())  # the manifest first: refs wait for history
+    saw_waiting = False
+    with _importer(d, repo) as imp:
+        for i in range(0, len(commits), 4):
+            deliver(str(d), sender, commits[i : i + 4])
+            result = imp.run_pass(final=True)
+            check_invariant(str(repo))
+            delivered = set(commits[: i + 4])
+            for commit, needs in result.waiting.items():
+                saw_waiting = True
+                assert commit in delivered
+                missing_parents = {p for p in sender.parents[commit] if p not in delivered}
+                assert needs <= set(sender.parents[commit])
+                assert missing_parents <= needs | {c for c in result.waiting}
+                assert all(n in result.files_present or f"{n} (no file yet)" in " ".join(result.detail_lines(100)) for n in needs)
+            for name, target in refs_of(str(repo)).items():
+                assert target == sender.refs[name]
+            assert result.refs_waiting.keys() | refs_of(str(repo)).keys() == sender.refs.keys()
+    assert saw_waiting
+    _assert_same_as_sender(repo, sender)
+
+
+def test_received_bytes_are_served_verbatim(tmp_path, sender):
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    deliver(str(d), sender, sender.commits)
+    write_manifest(str(d), sender.manifest())
+    with _importer(d, repo, bare=True) as imp:
+        imp.run_pass(final=True)
+    with GitRepo(str(repo)) as received:
+        source = PackSource(received)
+        try:
+            for c in sender.commits:
+                assert source.pack(c.encode()) == sender.packs[c]
+        finally:
+            source.close()
+        # and the format is deterministic: the receiver's own build gives the same bytes
+        packer = CommitPacker(received)
+        for c in sender.commits[:: max(1, len(sender.commits) // 10)]:
+            assert packer.build_id(c.encode()) == sender.packs[c]
+
+
+def test_zero_filled_files_are_imported_only_when_complete(tmp_path, sender):
+    """Pre-allocated (zero-filled) files whose pieces are written in random order."""
+    rng = random.Random(3)
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    (d / "packs").mkdir(parents=True)
+    piece = 4096
+    pending = {}
+    for c in sender.commits:
+        path = d / "packs" / f"{c}.pack"
+        path.write_bytes(bytes(len(sender.packs[c])))
+        pieces = list(range(0, len(sender.packs[c]), piece))
+        rng.shuffle(pieces)
+        pending[c] = pieces
+    write_manifest(str(d), bytes(len(sender.manifest())), label="demo")  # a pre-allocated manifest too
+    with _importer(d, repo) as imp:
+        result = imp.run_pass(final=True)
+        assert result.imported == 0 and not result.quarantined
+        assert len(result.incomplete) == len(sender.commits) + 1
+        while any(pending.values()):
+            for c, pieces in pending.items():
+                for _ in range(rng.randrange(0, 3)):
+                    if pieces:
+                        at = pieces.pop()
+                        with open(d / "packs" / f"{c}.pack", "r+b") as fh:
+                            fh.seek(at)
+                            fh.write(sender.packs[c][at : at + piece])
+            result = imp.run_pass(final=True)
+            assert not result.quarantined
+            check_invariant(str(repo))
+            for c in sender.commits:
+                imported = imp.is_imported(c)
+                assert imported <= (not pending[c])  # never before its file is complete
+        write_manifest(str(d), sender.manifest())
+        result = imp.run_pass(final=True)
+    assert result.imported == len(sender.commits)
+    _assert_same_as_sender(repo, sender)
+
+
+def test_sidecars_and_partial_names_are_ignored(tmp_path, sender):
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    root = sender.commits[0]
+    (d / "packs").mkdir(parents=True)
+    for suffix in (".part", ".!qB", ".aria2", ".parts"):
+        (d / "packs" / f"{root}.pack{suffix}").write_bytes(sender.packs[root])
+    (d / "packs" / "resume.fastresume").write_bytes(b"d4:infod")
+    with _importer(d, repo) as imp:
+        result = imp.run_pass(final=True)
+    assert result.total == 0 and not result.quarantined
+    assert refs_of(str(repo)) == {}
+    assert not git("rev-list", "--all", cwd=repo).strip()
+
+
+def test_packs_anywhere_under_dir(tmp_path, sender):
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    half = len(sender.commits) // 2
+    deliver(str(d), sender, sender.commits[:half], sub="packs")
+    deliver(str(d), sender, sender.commits[half:], sub="other/deeper")
+    deliver(str(d), sender, sender.commits[:3], sub=".")  # duplicates directly in DIR
+    write_manifest(str(d), sender.manifest(), sub=".")
+    with _importer(d, repo) as imp:
+        result = imp.run_pass(final=True)
+    assert result.imported == result.total == len(sender.commits)
+    _assert_same_as_sender(repo, sender)
+
+
+def test_import_is_idempotent(tmp_path, sender):
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    deliver(str(d), sender, sender.commits)
+    write_manifest(str(d), sender.manifest())
+    with _importer(d, repo) as imp:
+        imp.run_pass(final=True)
+    packs_before = sorted(os.listdir(repo / ".git" / "objects" / "pack"))
+    with _importer(d, repo) as imp:
+        result = imp.run_pass(final=True)
+    assert result.new == 0 and result.imported == len(sender.commits)
+    assert sorted(os.listdir(repo / ".git" / "objects" / "pack")) == packs_before
+    _assert_same_as_sender(repo, sender)
+
+
+def test_refs_only_fast_forward_unless_forced(tmp_path, sender):
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    deliver(str(d), sender, sender.commits)
+    manifest = write_manifest(str(d), sender.manifest())
+    main = sender.refs["refs/heads/main"]
+    older = git("rev-parse", "refs/heads/main~3", cwd=sender.path).strip()
+    with _importer(d, repo) as imp:
+        imp.run_pass(final=True)
+        assert refs_of(str(repo))["refs/heads/main"] == main
+        os.unlink(manifest)
+        write_manifest(str(d), sender.manifest({**sender.refs, "refs/heads/main": older}))
+        result = imp.run_pass(final=True)
+        assert "refs/heads/main" in result.refs_refused
+        assert "not a fast-forward" in " ".join(result.detail_lines())
+        assert refs_of(str(repo))["refs/heads/main"] == main
+    with _importer(d, repo, force=True) as imp:
+        result = imp.run_pass(final=True)
+    assert refs_of(str(repo))["refs/heads/main"] == older
+    check_invariant(str(repo))
+
+
+def test_ref_waits_for_its_whole_history(tmp_path, sender):
+    """A tip whose pack is here but an ancestor's is not: the tip waits, no ref appears."""
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    missing = sender.commits[len(sender.commits) // 2]
+    deliver(str(d), sender, [c for c in sender.commits if c != missing])
+    write_manifest(str(d), sender.manifest())
+    with _importer(d, repo) as imp:
+        result = imp.run_pass(final=True)
+        assert result.refs_waiting  # main's history lacks one commit
+        for name in refs_of(str(repo)):
+            assert git("merge-base", "--is-ancestor", missing, name, cwd=sender.path, check=False) == ""
+        check_invariant(str(repo))
+        text = "\n".join(result.detail_lines(1000))
+        assert f"{missing} (no file yet)" in text
+        deliver(str(d), sender, [missing])
+        result = imp.run_pass(final=True)
+    assert not result.waiting and not result.refs_waiting
+    _assert_same_as_sender(repo, sender)
+
+
+# -- the command line --------------------------------------------------------------
+
+
+def _gitp2p(*args, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "gitfs_p2p.cli", *args], capture_output=True, timeout=timeout, env=env
+    )
+
+
+def test_cli_once_creates_a_bare_repository(tmp_path, sender):
+    d, repo = tmp_path / "dl", tmp_path / "new" / "repo.git"
+    commits = list(reversed(sender.commits))
+    deliver(str(d), sender, commits[:-1])  # the root commit is missing: everything waits
+    write_manifest(str(d), sender.manifest())
+    proc = _gitp2p("watch", str(d), "--into", str(repo), "--bare", "--once")
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert f"imported 0/{len(commits) - 1} packs, waiting for {len(commits) - 1}" in err
+    assert f"(needs {sender.commits[0]} (no file yet))" in err
+    assert git("rev-parse", "--is-bare-repository", cwd=repo).strip() == "true"
+    deliver(str(d), sender, commits[-1:])
+    proc = _gitp2p("watch", str(d), "--into", str(repo), "--bare", "--once")
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert f"imported {len(commits)}/{len(commits)} packs" in err
+    assert "Traceback" not in err
+    _assert_same_as_sender(repo, sender)
+    assert git("symbolic-ref", "HEAD", cwd=repo).strip() == sender.head
+
+
+def test_cli_user_errors_are_one_line(tmp_path):
+    proc = _gitp2p("watch", str(tmp_path / "nope"), "--into", str(tmp_path / "repo"), "--once")
+    assert proc.returncode == 1
+    assert proc.stderr.decode().strip().count("\n") == 0 and "not a directory" in proc.stderr.decode()
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "file").write_text("x")
+    proc = _gitp2p("watch", str(tmp_path / "dl"), "--into", str(tmp_path / "file"), "--once")
+    assert proc.returncode == 1 and "not a git repository" in proc.stderr.decode()
+    assert "Traceback" not in proc.stderr.decode()
+    proc = _gitp2p("watch", "--help")
+    assert proc.returncode == 0 and b"--into" in proc.stdout and b"--settle" in proc.stdout
+
+
+def test_cli_watch_mode_imports_as_files_arrive(tmp_path, sender):
+    """The long-running watcher (inotify, or polling) picks up files written later, in new subdirs."""
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    d.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(repo), "--settle", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        commits = list(sender.commits)
+        random.Random(9).shuffle(commits)
+        time.sleep(0.5)
+        # pre-allocate, then fill: the watcher must not import half-written files
+        (d / "packs").mkdir()
+        for c in commits[:20]:
+            (d / "packs" / f"{c}.pack").write_bytes(bytes(len(sender.packs[c])))
+        for c in commits[:20]:
+            with open(d / "packs" / f"{c}.pack", "r+b") as fh:
+                fh.write(sender.packs[c])
+        deliver(str(d), sender, commits[20:], sub="packs/late")
+        write_manifest(str(d), sender.manifest())
+        deadline = time.monotonic() + 120
+        while refs_of(str(repo)) != sender.refs and time.monotonic() < deadline:
+            check_invariant(str(repo))
+            time.sleep(0.3)
+        assert refs_of(str(repo)) == sender.refs
+    finally:
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert b"Traceback" not in err, err.decode()
+    assert f"imported {len(sender.commits)}/{len(sender.commits)} packs".encode() in err
+    _assert_same_as_sender(repo, sender)
