@@ -1,0 +1,265 @@
+"""Interop: stock BitTorrent clients swap a torrent we built through our tracker on 127.0.0.1.
+
+Each case starts our TrackerServer (trio, port 0), writes a torrent with torrentcore,
+starts one stock client seeding it, waits until the tracker has seen the seeder, then
+starts another stock client downloading it, and checks the downloaded bytes and that the
+tracker saw both peers. TCP only; DHT, LSD, PEX, uTP and port mapping are off where the
+client allows it. Every wait is bounded; every process is started in its own session and
+its whole process group is killed at the end.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+import trio
+from tc_support import (
+    SYSTEM_PYTHON,
+    free_port,
+    kill_group,
+    random_bytes,
+    require_binary,
+    require_libtorrent,
+)
+
+from torrentcore.metainfo import build_info, build_torrent, info_hash
+from torrentcore.tracker import Event, Tracker
+from torrentcore.tracker_server import TrackerServer
+
+CASE_TIMEOUT = 180  # seconds; a stuck swarm fails the test instead of hanging it
+
+
+class RecordingTracker(Tracker):
+    """A Tracker that remembers every announce it accepted (stopped peers included)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.announces = []
+
+    def announce(self, req, now):
+        result = super().announce(req, now)
+        self.announces.append(req)
+        return result
+
+
+# ------------------------------------------------------------------ clients
+
+_LT_SCRIPT = r"""
+import sys, time
+import libtorrent as lt
+mode, torrent, save_path, port = sys.argv[1:5]
+settings = {
+    "listen_interfaces": "127.0.0.1:" + port,
+    "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+    "enable_incoming_utp": False, "enable_outgoing_utp": False,
+    "allow_multiple_connections_per_ip": True,
+    "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.status_notification
+                  | lt.alert.category_t.tracker_notification,
+}
+# flags=0: no default plugins, so no ut_pex (and no ut_metadata / smart_ban).
+session = lt.session(settings, 0)
+params = lt.add_torrent_params()
+params.ti = lt.torrent_info(torrent)
+params.save_path = save_path
+handle = session.add_torrent(params)
+# transmission never dials loopback peers (127/8 is "martian" to it), so a seed must
+# learn of a transmission leecher from the tracker and dial it. libtorrent re-announces
+# only every few minutes whatever the tracker's interval, so re-announce every 3 s.
+last_announce = time.monotonic()
+while True:
+    if mode == "seed" and time.monotonic() - last_announce > 3:
+        handle.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
+        last_announce = time.monotonic()
+    for alert in session.pop_alerts():
+        print("alert:", alert.message(), flush=True)
+    st = handle.status()
+    print("status:", st.state, round(st.progress, 3), "peers", st.num_peers,
+          "seeding", st.is_seeding, flush=True)
+    time.sleep(0.5)
+"""
+
+
+def _libtorrent(mode, torrent, data_dir, port, workdir):
+    require_libtorrent()
+    return [SYSTEM_PYTHON, "-c", _LT_SCRIPT, mode, str(torrent), str(data_dir), str(port)]
+
+
+def _aria2(mode, torrent, data_dir, port, workdir):
+    require_binary("aria2c")
+    args = [
+        "aria2c", f"--dir={data_dir}", f"--listen-port={port}",
+        "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false", "--disable-ipv6=true", "--file-allocation=none",
+        "--summary-interval=0", "--console-log-level=notice", "--check-certificate=false",
+        "--bt-tracker-connect-timeout=10", "--bt-tracker-timeout=10",
+    ]
+    if mode == "seed":
+        # aria2 only seeds existing files without a control file when told not to verify
+        # (or with -V, which re-hashes first); seed-ratio 0.0 means seed forever.
+        args += ["--bt-seed-unverified=true", "--seed-ratio=0.0"]
+    else:
+        args += ["--seed-time=0"]  # exit once the download is complete
+    return args + [str(torrent)]
+
+
+def _transmission(mode, torrent, data_dir, port, workdir):
+    require_binary("transmission-cli")
+    config = workdir / "transmission-config"
+    config.mkdir(exist_ok=True)
+    # transmission-cli reads settings.json from its config dir (-g); DHT, LSD, PEX and
+    # uTP have no command-line switches there.
+    (config / "settings.json").write_text(json.dumps({
+        "dht-enabled": False, "lpd-enabled": False, "pex-enabled": False,
+        "utp-enabled": False, "port-forwarding-enabled": False,
+        "peer-port": port, "peer-port-random-on-start": False,
+        "bind-address-ipv4": "127.0.0.1", "incomplete-dir-enabled": False,
+        "message-level": 2, "encryption": 1,
+    }))
+    args = ["transmission-cli", "-g", str(config), "-w", str(data_dir), "-p", str(port), "-M",
+            "-D", "-U", "-ep"]
+    if mode == "seed":
+        args.append("-v")  # verify the existing data first, then seed it
+    return args + [str(torrent)]
+
+
+CLIENTS = {"libtorrent": _libtorrent, "aria2": _aria2, "transmission": _transmission}
+
+
+# ------------------------------------------------------------------ test scenario
+
+def _write_content(root, name, layout, seed):
+    """Write the files of *layout* under *root*; return their contents in order."""
+    contents = [random_bytes(size, seed + i) for i, (_, size) in enumerate(layout)]
+    for (path, _), data in zip(layout, contents):
+        target = root / name / "/".join(path) if len(layout) > 1 else root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return contents
+
+
+def _matches(root, name, layout, contents, *, empty_files_optional=False):
+    for (path, _), data in zip(layout, contents):
+        target = root / name / "/".join(path) if len(layout) > 1 else root / name
+        if not data and empty_files_optional and not target.exists():
+            continue
+        try:
+            if target.stat().st_size != len(data) or target.read_bytes() != data:
+                return False
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def _tail(path, lines=25):
+    try:
+        text = path.read_text(errors="replace").replace("\r", "\n")
+    except FileNotFoundError:
+        return "(no output)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+MULTI = [(["a.txt"], 70_001), (["empty"], 0), (["sub", "b.bin"], 900_000),
+         (["sub", "c.bin"], 16_384)]
+CASES = [
+    # (seeder, downloader, layout, tracker URL scheme): every client seeds and downloads.
+    ("libtorrent", "aria2", [(["payload.bin"], 1_500_000 + 123)], "http"),
+    ("aria2", "transmission", MULTI, "http"),
+    ("transmission", "libtorrent", [(["payload.bin"], 1_200_000 + 7)], "http"),
+    ("libtorrent", "transmission", MULTI, "udp"),  # aria2: UDP trackers need its DHT
+]
+
+
+@pytest.mark.parametrize("seeder,downloader,layout,scheme", CASES,
+                         ids=[f"{s}-to-{d}-{u}" for s, d, _, u in CASES])
+def test_stock_clients_swap_through_our_tracker(tmp_path, seeder, downloader, layout, scheme):
+    name = "payload.bin" if len(layout) == 1 else "payload"
+    seed_dir, dest_dir = tmp_path / "seed", tmp_path / "dest"
+    seed_dir.mkdir()
+    dest_dir.mkdir()
+    seed_work, dest_work = tmp_path / "seeder-work", tmp_path / "downloader-work"
+    seed_work.mkdir()
+    dest_work.mkdir()
+    contents = _write_content(seed_dir, name, layout, seed=11)
+    seed_port, dest_port = free_port(), free_port()
+    # Resolve both command lines first: a missing client skips before anything starts.
+    torrent = tmp_path / f"{name}.torrent"
+    seed_cmd = CLIENTS[seeder]("seed", torrent, seed_dir, seed_port, seed_work)
+    dest_cmd = CLIENTS[downloader]("download", torrent, dest_dir, dest_port, dest_work)
+    logs = {seeder + " (seeder)": seed_work / "output.log",
+            downloader + " (downloader)": dest_work / "output.log"}
+
+    def report(message):
+        details = "\n".join(f"--- {who} ---\n{_tail(path)}" for who, path in logs.items())
+        seen = "\n".join(f"  port={r.port} left={r.left} event={r.event.value!r} "
+                         f"numwant={r.numwant} peer_id={r.peer_id!r}"
+                         for r in tracker.announces)
+        return f"{message}\n--- tracker announces ---\n{seen}\n{details}"
+
+    tracker = RecordingTracker(interval=5)
+    procs = []
+
+    async def start(cmd, workdir):
+        log_file = open(workdir / "output.log", "wb")
+        try:
+            proc = await trio.lowlevel.open_process(
+                cmd, cwd=str(workdir), stdin=subprocess.DEVNULL, stdout=log_file,
+                stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "HOME": str(workdir)})
+        finally:
+            log_file.close()
+        procs.append(proc)
+        return proc
+
+    async def wait_for(predicate, what, limit_s):
+        polls = int(limit_s / 0.25)
+        for _ in range(polls):
+            if predicate():
+                return
+            await trio.sleep(0.25)
+        raise AssertionError(report(f"gave up after {polls} polls waiting for {what}"))
+
+    async def scenario():
+        server = TrackerServer(tracker, host="127.0.0.1", port=0)
+        async with trio.open_nursery() as nursery:
+            http_port, udp_port = await nursery.start(server.run)
+            announce = f"{scheme}://127.0.0.1:{http_port if scheme == 'http' else udp_port}" \
+                       "/announce"
+            info = build_info(layout, [b"".join(contents)], name)
+            torrent.write_bytes(build_torrent(info, [announce]))
+            ih = info_hash(info)
+            try:
+                with trio.fail_after(CASE_TIMEOUT):
+                    await start(seed_cmd, seed_work)
+                    # Wait for the announce of a ready seed: transmission first sends a
+                    # "stopped" while it pauses to verify, then "started" with left=0.
+                    await wait_for(lambda: any(r.port == seed_port and r.left == 0
+                                               and r.event is not Event.STOPPED
+                                               for r in tracker.announces),
+                                   f"{seeder} to announce as a seed", CASE_TIMEOUT / 3)
+                    await start(dest_cmd, dest_work)
+                    # transmission 3.00 never creates zero-length files of a torrent.
+                    optional = downloader == "transmission"
+                    await wait_for(lambda: _matches(dest_dir, name, layout, contents,
+                                                    empty_files_optional=optional),
+                                   f"{downloader} to finish downloading", CASE_TIMEOUT / 2)
+            finally:
+                with trio.CancelScope(shield=True):
+                    for proc in procs:
+                        kill_group(proc.pid)
+                    with trio.move_on_after(10):
+                        for proc in procs:
+                            await proc.wait()
+            nursery.cancel_scope.cancel()
+        return ih
+
+    ih = trio.run(scenario)
+
+    ports = {r.port for r in tracker.announces if r.info_hash == ih}
+    assert {seed_port, dest_port} <= ports, report(f"tracker saw ports {ports}")
+    peer_ids = {r.peer_id for r in tracker.announces if r.info_hash == ih}
+    assert len(peer_ids) >= 2, report(f"tracker saw peer ids {peer_ids}")
+    # The downloader first announced as a leecher (left > 0).
+    first = next(r for r in tracker.announces if r.port == dest_port)
+    assert first.left > 0
+    assert all(r.ip == "127.0.0.1" for r in tracker.announces)

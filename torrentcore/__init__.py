@@ -1,0 +1,1 @@
+"""BitTorrent side of gitfs-p2p: bencode codec, v1 metainfo, magnet links, tracker."""
