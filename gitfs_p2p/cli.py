@@ -114,6 +114,20 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 256M)") from None
 
 
+def cache_option() -> argparse.ArgumentParser:
+    """The --cache-bytes option every command that builds packs takes."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--cache-bytes",
+        type=_size,
+        default=DEFAULT_CACHE_BYTES,
+        metavar="SIZE",
+        help="keep at most SIZE bytes of built packs in REPO's git dir (gitp2p/cache.sqlite3); "
+        "sizes are always kept (default: 256M)",
+    )
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gitp2p", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,15 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    cache_opt = argparse.ArgumentParser(add_help=False)
-    cache_opt.add_argument(
-        "--cache-bytes",
-        type=_size,
-        default=DEFAULT_CACHE_BYTES,
-        metavar="SIZE",
-        help="keep at most SIZE bytes of built packs in REPO's git dir (gitp2p/cache.sqlite3); "
-        "sizes are always kept (default: 256M)",
-    )
+    cache_opt = cache_option()
 
     p = sub.add_parser(
         "packs",
@@ -183,6 +189,12 @@ def _extra_commands():
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["tracker"]:
+        # The tracker has its own parser (torrentcore); hand it every argument.
+        from torrentcore.tracker_server import main as tracker_main
+
+        return tracker_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

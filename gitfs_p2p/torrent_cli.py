@@ -1,0 +1,78 @@
+"""`gitp2p torrent` and `gitp2p tracker`: the command-line side of torrents."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["register"]
+
+
+def cmd_torrent(args) -> int:
+    from .cli import _open_source, _progress_printer, _write_atomically
+    from .torrents import build_repo_torrent, select_refs
+
+    source = _open_source(args.repo, args.cache_bytes)
+    try:
+        manifest, label = select_refs(source, args.refs, all_refs=args.all)
+        if args.label:
+            label = args.label
+        result = build_repo_torrent(
+            source,
+            manifest,
+            label,
+            trackers=args.tracker,
+            web_seeds=args.web_seed,
+            progress=_progress_printer("building packs"),
+        )
+    finally:
+        source.close()
+        source.repo.close()
+    dest = args.output or f"{os.path.basename(os.path.abspath(args.repo)).removesuffix('.git')}-{result.label}.torrent"
+    if dest == "-":
+        sys.stdout.buffer.write(result.torrent)
+        sys.stdout.buffer.flush()
+        out = sys.stderr
+    else:
+        _write_atomically(dest, result.torrent)
+        out = sys.stdout
+        print(f"wrote {dest}", file=out)
+    n_packs = len(result.files) - 1
+    total = sum(size for _, size in result.files)
+    print(f"info-hash {result.info_hash.hex()}", file=out)
+    print(f"magnet {result.magnet(args.tracker)}", file=out)
+    print(f"{n_packs} packs + {result.manifest_name}, {total} bytes, refs: "
+          + ", ".join(sorted(result.manifest.refs)), file=out)
+    return 0
+
+
+def register(sub) -> None:
+    from .cli import cache_option
+
+    p = sub.add_parser(
+        "torrent",
+        parents=[cache_option()],
+        help="write the torrent of a repository's refs and print its magnet link",
+        description="Write a v1 torrent holding the commit pack of every commit reachable from\n"
+        "REFs (default: the branch HEAD points at), oldest first, plus a ref manifest\n"
+        "(LABEL.gitp2p-refs) as the last file. Anyone holding the same commits and refs\n"
+        "builds the same info-hash. A stock client seeds it straight from a mount:\n"
+        "give it the .torrent and the mount point as its download directory.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("repo", metavar="REPO", help="path to a git repository")
+    p.add_argument("refs", metavar="REF", nargs="*", help="branches or tags to publish (default: HEAD's branch)")
+    p.add_argument("--all", action="store_true", help="publish every branch and tag (label `all`)")
+    p.add_argument("--label", help="name of the manifest file (default: HEAD, all, or the refs' short names)")
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write (default: REPONAME-LABEL.torrent; - for stdout)")
+    p.add_argument("--tracker", metavar="URL", action="append", default=[], help="announce URL (repeatable)")
+    p.add_argument("--web-seed", metavar="URL", action="append", default=[], help="BEP 19 web seed URL (repeatable)")
+    p.set_defaults(func=cmd_torrent)
+
+    # Listed for --help; cli.main hands `gitp2p tracker ...` to torrentcore's own parser.
+    sub.add_parser(
+        "tracker",
+        help="run a BitTorrent tracker (HTTP and UDP), open on loopback by default",
+        add_help=False,
+    )

@@ -1,0 +1,125 @@
+"""Repository torrents: commit packs plus a ref manifest as one reproducible v1 torrent.
+
+Layout (docs/torrents.md): the info name is `packs`; the files are
+`<commit-id>.pack` for every commit reachable from the published refs,
+parents before children (the order of `gitp2p packs`), then the manifest
+`<label>.gitp2p-refs` last.  A newer tip on the same refs therefore only
+appends packs, and the manifest, which changes with every update, sits at
+the end where it shifts nothing.  Anyone holding the same commits and refs
+builds the same info dictionary, hence the same info-hash.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from torrentcore.magnet import magnet_link
+from torrentcore.metainfo import build_info, build_torrent, info_hash
+
+from .errors import UserError
+from .manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
+from .source import PackSource, Progress
+
+__all__ = ["TORRENT_NAME", "RepoTorrent", "select_refs", "build_repo_torrent", "label_for"]
+
+log = logging.getLogger(__name__)
+
+TORRENT_NAME = "packs"
+_LABEL_OK = re.compile(r"[A-Za-z0-9._+-]+\Z")
+
+
+@dataclass(frozen=True)
+class RepoTorrent:
+    label: str
+    manifest: RefManifest
+    manifest_bytes: bytes
+    files: tuple[tuple[str, int], ...]  # (file name inside `packs/`, size), torrent order
+    info: dict
+    info_hash: bytes
+    torrent: bytes  # the .torrent file's bytes
+
+    @property
+    def manifest_name(self) -> str:
+        return self.label + MANIFEST_SUFFIX
+
+    def magnet(self, trackers: Iterable[str] = ()) -> str:
+        return magnet_link(self.info_hash, name=TORRENT_NAME, trackers=tuple(trackers))
+
+
+def label_for(ref_names: list[str]) -> str:
+    """A file-name-safe label derived from ref names (short names joined by '+')."""
+    short = []
+    for name in ref_names:
+        for prefix in ("refs/heads/", "refs/tags/", "refs/"):
+            if name.startswith(prefix):
+                name = name[len(prefix) :]
+                break
+        short.append(re.sub(r"[^A-Za-z0-9._+-]", "-", name))
+    label = "+".join(short)[:100].strip(".") or "refs"
+    return label
+
+
+def select_refs(source: PackSource, ref_args: list[str], *, all_refs: bool = False) -> tuple[RefManifest, str]:
+    """The manifest and label for a torrent of REFs (default: HEAD's branch)."""
+    refs = source.repo.refs()
+    head_target = source.repo.head_target()
+    if all_refs:
+        published = {name: oid for name, oid in refs.items() if name != "HEAD"}
+        if not published:
+            raise UserError(f"{source.repo.path}: no refs to publish")
+        head = head_target if head_target in published else None
+        label = "all"
+    elif not ref_args:
+        if head_target is not None and head_target in refs:
+            published, head = {head_target: refs[head_target]}, head_target
+        elif "HEAD" in refs:
+            published, head = {"HEAD": refs["HEAD"]}, None
+        else:
+            raise UserError(f"{source.repo.path}: HEAD does not point at a commit; name the refs to publish")
+        label = "HEAD"
+    else:
+        published = {}
+        for arg in ref_args:
+            full = next((c for c in (arg, f"refs/heads/{arg}", f"refs/tags/{arg}", f"refs/{arg}") if c in refs), None)
+            if full is None:
+                raise UserError(f"{arg}: not a ref of {source.repo.path} (torrents publish refs, not bare commits)")
+            published[full] = refs[full]
+        head = head_target if head_target in published else None
+        label = label_for(sorted(published))
+    try:
+        manifest = RefManifest({k: v.decode() for k, v in published.items()}, head)
+        manifest.to_bytes()
+    except ManifestError as exc:
+        raise UserError(str(exc)) from None
+    return manifest, label
+
+
+def build_repo_torrent(
+    source: PackSource,
+    manifest: RefManifest,
+    label: str,
+    *,
+    trackers: Iterable[str] = (),
+    web_seeds: Iterable[str] = (),
+    progress: Progress | None = None,
+) -> RepoTorrent:
+    """Build the torrent of every commit reachable from the manifest's refs."""
+    if not _LABEL_OK.match(label) or label.startswith("."):
+        raise UserError(f"{label!r}: a torrent label may hold only letters, digits and . _ + -")
+    manifest_bytes = manifest.to_bytes()
+    commits = source.commits(sorted(set(manifest.refs.values())))
+    sizes = list(source.sizes(commits, progress=progress))
+    files = [(f"{c.id.decode()}.pack", size) for c, size in sizes]
+    files.append((label + MANIFEST_SUFFIX, len(manifest_bytes)))
+
+    def stream() -> Iterator[bytes]:
+        for c, _ in sizes:
+            yield source.pack(c.id)
+        yield manifest_bytes
+
+    info = build_info([([name], size) for name, size in files], stream(), TORRENT_NAME, multi_file=True)
+    torrent = build_torrent(info, announce=list(trackers), web_seeds=list(web_seeds))
+    return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent)

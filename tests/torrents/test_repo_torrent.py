@@ -1,0 +1,101 @@
+"""Repository torrents: layout, reproducibility across clones, stock tools agree on the info-hash."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from gitfs_p2p.gitrepo import GitRepo
+from gitfs_p2p.manifest import RefManifest
+from gitfs_p2p.source import PackSource
+from gitfs_p2p.torrents import build_repo_torrent, select_refs
+from testutil import git, gitp2p
+from torrentcore.metainfo import parse_torrent
+
+
+def _torrent(path: str, refs=(), all_refs=False):
+    source = PackSource(GitRepo(path))
+    try:
+        manifest, label = select_refs(source, list(refs), all_refs=all_refs)
+        return build_repo_torrent(source, manifest, label, trackers=["http://127.0.0.1:1/announce"]), source
+    finally:
+        source.close()
+        source.repo.close()
+
+
+def test_layout_packs_oldest_first_then_manifest(history):
+    t, _ = _torrent(history)
+    parsed = parse_torrent(t.torrent)
+    assert parsed.info_hash == t.info_hash
+    names = [f.path for f in parsed.files]
+    assert names[-1] == ("HEAD.gitp2p-refs",)
+    listed = gitp2p("packs", history, "main").stdout.decode().split()
+    assert [n[0] for n in names[:-1]] == [f"{c}.pack" for c in listed[0::2]]
+    assert [f.length for f in parsed.files[:-1]] == [int(s) for s in listed[1::2]]
+    manifest = RefManifest.from_bytes(t.manifest_bytes)
+    assert manifest.head == "refs/heads/main"
+    assert manifest.refs == {"refs/heads/main": git("rev-parse", "main", cwd=history).strip()}
+
+
+def test_pieces_hash_the_real_pack_bytes(history, tmp_path):
+    t, _ = _torrent(history)
+    parsed = parse_torrent(t.torrent)
+    source = PackSource(GitRepo(history))
+    try:
+        data = b"".join(source.pack(name[0][:-5].encode()) for name in (f.path for f in parsed.files[:-1]))
+    finally:
+        source.close()
+        source.repo.close()
+    data += t.manifest_bytes
+    pl = parsed.piece_length
+    digests = b"".join(hashlib.sha1(data[i : i + pl]).digest() for i in range(0, len(data), pl))
+    assert digests == b"".join(parsed.pieces)
+
+
+def test_same_info_hash_in_a_differently_packed_clone(history, tmp_path):
+    t, _ = _torrent(history, all_refs=True)
+    clone = str(tmp_path / "clone")
+    git("clone", "-q", "--mirror", "--no-local", history, clone)
+    git("repack", "-adf", "-q", "--window=250", cwd=clone)
+    git("symbolic-ref", "HEAD", "refs/heads/main", cwd=clone)
+    t2, _ = _torrent(clone, all_refs=True)
+    assert t2.info_hash == t.info_hash and t2.torrent == t.torrent
+    assert set(t.manifest.refs) == {
+        line.split()[1] for line in git("for-each-ref", "--format=%(objectname) %(refname)", cwd=history).splitlines()
+    }
+
+
+def test_stock_tools_compute_the_same_info_hash(history, tmp_path):
+    if shutil.which("transmission-show") is None:
+        pytest.skip("transmission-show is not installed (apt package transmission-cli)")
+    out = tmp_path / "repo.torrent"
+    proc = gitp2p("torrent", history, "-o", str(out), "--tracker", "http://127.0.0.1:6969/announce")
+    assert proc.returncode == 0, proc.stderr
+    printed = re.search(r"info-hash ([0-9a-f]{40})", proc.stdout.decode()).group(1)
+    shown = subprocess.run(["transmission-show", str(out)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"Hash: ([0-9a-f]{40})", shown).group(1) == printed
+    assert f"magnet:?xt=urn:btih:{printed}" in proc.stdout.decode()
+
+
+def test_a_newer_tip_only_appends(fresh_history, tmp_path):
+    old, _ = _torrent(fresh_history)
+    for i in range(3):
+        (tmp_path / "repo" / f"new{i}.txt").write_text(f"new file {i}\n" * 50)
+        git("add", "-A", cwd=fresh_history)
+        git("commit", "-qm", f"new {i}", cwd=fresh_history)
+    new, _ = _torrent(fresh_history)
+    assert new.files[: len(old.files) - 1] == old.files[:-1], "old packs keep their place"
+    assert len(new.files) == len(old.files) + 3
+    assert new.files[-1][0] == old.files[-1][0] == "HEAD.gitp2p-refs"
+
+
+def test_cli_errors_are_one_line(fresh_history, tmp_path):
+    proc = gitp2p("torrent", fresh_history, "no-such-branch", "-o", str(tmp_path / "x.torrent"))
+    assert proc.returncode == 1 and b"not a ref" in proc.stderr and b"Traceback" not in proc.stderr
+    proc = gitp2p("torrent", fresh_history, "--label", "../evil", "-o", str(tmp_path / "x.torrent"))
+    assert proc.returncode == 1 and b"label" in proc.stderr and b"Traceback" not in proc.stderr
+    assert not (tmp_path / "x.torrent").exists()
