@@ -1,0 +1,405 @@
+"""The mount's tree as plain data: which paths exist, what each one is, and stable inode numbers.
+
+No I/O and no pyfuse3 here: a `RepoSnapshot` (refs and the commits they
+reach) becomes a `Layout` (directories of `File`, `Link` and `Dir`
+entries); `Inodes` hands out inode numbers that never change for the life
+of the mount.  The filesystem in mount.py serves whatever the current
+layout says, and swaps in a new one when the refs move.
+
+Layout (docs/mount.md)::
+
+    README                     what this is (static text)
+    HEAD                       symlink -> packs/<commit>.pack
+    packs/<commit>.pack        one per commit reachable from any ref
+    refs/heads/<name>          symlink -> ../../packs/<commit>.pack
+    refs/tags/<name>           (annotated tags peeled to their commit)
+    torrents/<label>.torrent   HEAD and all (mount_torrents.py), with packs/<label>.gitp2p-refs
+
+Extension point: a *contributor* is a callable that gets each new snapshot
+(in a worker thread, so it may block) and returns `(path, File | Link)`
+pairs to add, e.g. ``("packs/main.gitp2p-refs", File(StaticContent(...), t))``
+or ``("torrents/main.torrent", ...)``.  Contributed entries never replace
+one the layout already has (a pack, a ref); such a conflict is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from array import array
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Iterable, Protocol, Sequence
+
+__all__ = [
+    "Content",
+    "StaticContent",
+    "Dir",
+    "File",
+    "Link",
+    "Entry",
+    "CommitList",
+    "RepoSnapshot",
+    "Directory",
+    "StaticDir",
+    "PackDir",
+    "Layout",
+    "Contributor",
+    "build_layout",
+    "Inodes",
+    "PACKS_DIR",
+    "TORRENTS_DIR",
+    "pack_name",
+    "readme_text",
+]
+
+log = logging.getLogger(__name__)
+
+PACKS_DIR = "packs"
+TORRENTS_DIR = "torrents"
+_PACK_NAME = re.compile(r"([0-9a-f]{40})\.pack\Z")
+
+
+def pack_name(commit_id: bytes) -> str:
+    return commit_id.decode("ascii") + ".pack"
+
+
+class Content(Protocol):
+    """The bytes of a file.  Same `key`, same bytes, forever."""
+
+    key: Hashable
+
+    def size_nowait(self) -> int | None:
+        """The size if known without blocking, else None."""
+
+    def data_nowait(self) -> bytes | None:
+        """The bytes if at hand without blocking (static content), else None."""
+
+
+@dataclass(frozen=True, slots=True)
+class StaticContent:
+    """Bytes known up front: README, ref manifests, .torrent files."""
+
+    data: bytes
+    key: Hashable = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.key is None:
+            import hashlib
+
+            object.__setattr__(self, "key", ("static", hashlib.sha256(self.data).digest()))
+
+    def size_nowait(self) -> int:
+        return len(self.data)
+
+    def data_nowait(self) -> bytes:
+        return self.data
+
+
+@dataclass(frozen=True, slots=True)
+class Dir:
+    path: str  # "" is the root
+
+
+@dataclass(frozen=True, slots=True)
+class File:
+    content: Content
+    mtime: int  # seconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    target: str
+    mtime: int
+
+
+Entry = Dir | File | Link
+
+
+# -- the repository side -----------------------------------------------------------
+class CommitList:
+    """Every commit reachable from the refs, parents before children: ids and commit times."""
+
+    __slots__ = ("ids", "times", "index")
+
+    def __init__(self, ids: list[bytes], times: Sequence[int]):
+        self.ids = ids  # hex ids, oldest first
+        self.times = array("q", times)
+        self.index = {cid: i for i, cid in enumerate(ids)}
+
+    def __getstate__(self):
+        return (self.ids, self.times)
+
+    def __setstate__(self, state) -> None:
+        self.ids, self.times = state
+        self.index = {cid: i for i, cid in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, cid: bytes) -> bool:
+        return cid in self.index
+
+    def time_of(self, cid: bytes) -> int:
+        return self.times[self.index[cid]]
+
+    def extended(self, ids: list[bytes], times: Sequence[int]) -> "CommitList":
+        """A new list with these (newer) commits appended."""
+        new = CommitList.__new__(CommitList)
+        new.ids = self.ids + ids
+        new.times = array("q", self.times)
+        new.times.extend(times)
+        new.index = dict(self.index)
+        base = len(self.ids)
+        for i, cid in enumerate(ids):
+            new.index[cid] = base + i
+        return new
+
+
+@dataclass(frozen=True)
+class RepoSnapshot:
+    refs: dict[str, bytes]  # ref name (and HEAD) -> peeled commit id (hex)
+    head: str | None  # the ref HEAD points at symbolically, if any
+    commits: CommitList
+
+
+# -- directories ---------------------------------------------------------------------
+class Directory(Protocol):
+    def __len__(self) -> int: ...
+
+    def name_at(self, i: int) -> str: ...
+
+    def get(self, name: str) -> Entry:
+        """The entry called name; KeyError if there is none."""
+
+    def subdir_count(self) -> int: ...
+
+
+class StaticDir:
+    """A directory whose entries are all listed up front."""
+
+    __slots__ = ("entries", "names")
+
+    def __init__(self, entries: dict[str, Entry] | None = None):
+        self.entries: dict[str, Entry] = entries or {}
+        self.names: list[str] = []
+
+    def seal(self) -> None:
+        self.names = sorted(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def name_at(self, i: int) -> str:
+        return self.names[i]
+
+    def get(self, name: str) -> Entry:
+        return self.entries[name]
+
+    def subdir_count(self) -> int:
+        return sum(1 for e in self.entries.values() if isinstance(e, Dir))
+
+
+class PackDir:
+    """packs/: one `<commit>.pack` per commit, oldest first, then contributed files.
+
+    Entries are made on demand, so 100,000 commits cost a list of ids, not
+    100,000 objects.
+    """
+
+    __slots__ = ("commits", "pack_content", "extra", "_extra_names")
+
+    def __init__(self, commits: CommitList, pack_content: Callable[[bytes], Content]):
+        self.commits = commits
+        self.pack_content = pack_content
+        self.extra: dict[str, Entry] = {}
+        self._extra_names: list[str] = []
+
+    def seal(self) -> None:
+        self._extra_names = sorted(self.extra)
+
+    def __len__(self) -> int:
+        return len(self.commits) + len(self._extra_names)
+
+    def name_at(self, i: int) -> str:
+        n = len(self.commits)
+        return pack_name(self.commits.ids[i]) if i < n else self._extra_names[i - n]
+
+    def commit_at(self, i: int) -> bytes | None:
+        return self.commits.ids[i] if i < len(self.commits) else None
+
+    def get(self, name: str) -> Entry:
+        m = _PACK_NAME.match(name)
+        if m is not None:
+            cid = m.group(1).encode("ascii")
+            i = self.commits.index[cid]  # KeyError: no such commit
+            return File(self.pack_content(cid), self.commits.times[i])
+        return self.extra[name]
+
+    def subdir_count(self) -> int:
+        return 0
+
+
+# -- the layout ------------------------------------------------------------------------
+#: Gets each new snapshot (in a worker thread) and returns (path, File | Link) pairs to add.
+Contributor = Callable[[RepoSnapshot], Iterable[tuple[str, "File | Link"]]]
+
+
+@dataclass
+class Layout:
+    dirs: dict[str, Directory]  # path ("" for the root) -> directory
+    snapshot: RepoSnapshot
+
+    def directory(self, path: str) -> Directory:
+        return self.dirs[path]  # KeyError: no such directory (any more)
+
+
+def readme_text(repo_name: str) -> bytes:
+    return f"""\
+gitp2p mount of {repo_name}  (read-only)
+
+Every file here is immutable: a commit's pack is a pure function of the commit.
+
+  packs/<commit-id>.pack   the deterministic thin pack of one commit: the commit
+                           plus every tree and blob its parents do not have.
+                           One for every commit reachable from any ref.
+  refs/heads/<branch>      symbolic links to the pack of the commit each ref
+  refs/tags/<tag>          points at (annotated tags peeled), so
+  HEAD                     `cp MOUNT/refs/heads/main .` copies that pack.
+  torrents/HEAD.torrent    the torrent of HEAD's branch, and of every ref (all);
+  torrents/all.torrent     built in the background, they appear once ready.
+                           Seed one by giving a BitTorrent client the .torrent
+                           and this directory as its download directory: the
+                           files it names are packs/*.pack and
+                           packs/<label>.gitp2p-refs (the ref manifest).
+
+Import a pack into a repository that has the commit's parents with
+    git index-pack --fix-thin --stdin < PACK
+Refs that move show up within a few seconds.  Unmount with `gitp2p umount MOUNT`.
+Format: docs/pack-format.md; this layout: docs/mount.md.
+""".encode()
+
+
+def _link_target(from_dir: str, to_path: str) -> str:
+    depth = from_dir.count("/") + 1 if from_dir else 0
+    return "../" * depth + to_path
+
+
+def build_layout(
+    snapshot: RepoSnapshot,
+    *,
+    pack_content: Callable[[bytes], Content],
+    readme: bytes,
+    started: int,
+    contributors: Sequence[Contributor] = (),
+) -> Layout:
+    """The tree for one snapshot.  `started` (the mount time) is the mtime of static things."""
+    root = StaticDir()
+    dirs: dict[str, Directory] = {"": root}
+    packs = PackDir(snapshot.commits, pack_content)
+    dirs[PACKS_DIR] = packs
+    root.entries["README"] = File(StaticContent(readme), started)
+    root.entries[PACKS_DIR] = Dir(PACKS_DIR)
+    root.entries[TORRENTS_DIR] = Dir(TORRENTS_DIR)
+    dirs[TORRENTS_DIR] = StaticDir()
+    root.entries["refs"] = Dir("refs")
+    dirs["refs"] = StaticDir()
+
+    def add(path: str, entry: File | Link, *, who: str) -> None:
+        parts = path.split("/")
+        if not path or any(p in ("", ".", "..") for p in parts):
+            log.warning("%s: ignoring bad path %r", who, path)
+            return
+        parent = ""
+        for part in parts[:-1]:
+            here = f"{parent}/{part}" if parent else part
+            d = dirs.get(parent)
+            existing = d.entries.get(part) if isinstance(d, StaticDir) else None
+            if here not in dirs:
+                if not isinstance(d, StaticDir) or existing is not None:
+                    log.warning("%s: %s conflicts with an existing entry; skipped", who, path)
+                    return
+                d.entries[part] = Dir(here)
+                dirs[here] = StaticDir()
+            parent = here
+        d = dirs[parent]
+        name = parts[-1]
+        if isinstance(d, PackDir):
+            if _PACK_NAME.match(name) or name in d.extra:
+                log.warning("%s: %s conflicts with an existing entry; skipped", who, path)
+                return
+            d.extra[name] = entry
+            return
+        if name in d.entries:
+            log.warning("%s: %s conflicts with an existing entry; skipped", who, path)
+            return
+        d.entries[name] = entry
+
+    for ref, cid in sorted(snapshot.refs.items()):
+        if ref != "HEAD" and not ref.startswith("refs/"):
+            continue
+        if cid not in snapshot.commits:
+            log.warning("%s: commit %s is not in the commit list; skipped", ref, cid.decode())
+            continue
+        parent = ref.rpartition("/")[0]
+        target = _link_target(parent, f"{PACKS_DIR}/{pack_name(cid)}")
+        add(ref, Link(target, snapshot.commits.time_of(cid)), who="refs")
+
+    for contribute in contributors:
+        who = getattr(contribute, "__qualname__", repr(contribute))
+        try:
+            extra = list(contribute(snapshot))
+        except Exception:
+            log.exception("layout contributor %s failed; its files are left out", who)
+            continue
+        for path, entry in extra:
+            if not isinstance(entry, (File, Link)):
+                log.warning("%s: %s is neither a File nor a Link; skipped", who, path)
+                continue
+            add(path, entry, who=who)
+
+    for d in dirs.values():
+        d.seal()  # type: ignore[attr-defined]
+    return Layout(dirs, snapshot)
+
+
+# -- inode numbers -----------------------------------------------------------------------
+class Inodes:
+    """Inode numbers that never change or get reused while the mount lives.
+
+    A number names one path *and* one immutable thing at it: a directory, a
+    file's content key, or a link's target.  When a ref moves, its link gets
+    a new number (the old one keeps answering with the old target), so
+    nothing the kernel has cached is ever wrong, only older.
+    """
+
+    ROOT = 1
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple, int] = {("d", ""): self.ROOT}
+        self._nodes: dict[int, tuple[int, str, Entry]] = {self.ROOT: (self.ROOT, "", Dir(""))}
+        self._next = self.ROOT + 1
+
+    @staticmethod
+    def _key(parent: int, name: str, entry: Entry) -> tuple:
+        if isinstance(entry, Dir):
+            return ("d", entry.path)
+        if isinstance(entry, Link):
+            return ("l", parent, name, entry.target)
+        return ("f", parent, name, entry.content.key)
+
+    def ino_for(self, parent: int, name: str, entry: Entry) -> int:
+        key = self._key(parent, name, entry)
+        ino = self._by_key.get(key)
+        if ino is None:
+            ino = self._next
+            self._next += 1
+            self._by_key[key] = ino
+            self._nodes[ino] = (parent, name, entry)
+        return ino
+
+    def node(self, ino: int) -> tuple[int, str, Entry]:
+        """(parent inode, name, entry); KeyError for a number never handed out."""
+        return self._nodes[ino]
+
+    def __len__(self) -> int:
+        return len(self._nodes)

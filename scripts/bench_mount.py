@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Benchmark the mount: read throughput against a plain file, `ls -l packs/`, peak RSS.
+
+    scripts/bench_mount.py REPO [--json]
+
+`run(repo_path, out)` is what `make bench` calls; it fills `out` with:
+
+  packs                   number of packs in the mount
+  mount_s                 `gitp2p mount` until it returned (the mount is ready then)
+  first_listing_s         the first `ls -l packs/` (builds the sizes the persistent cache lacks)
+  ls_l_packs_warm_s       `ls -l packs/` in a fresh mount with a warm persistent cache
+  ls_l_packs_again_s      the same listing repeated in that mount
+  read_files, read_bytes  files and bytes read in each throughput pass (the largest packs,
+                          up to 256 MiB), one after another in 1 MiB reads
+  cold_mount_MBps / cold_file_MBps / cold_ratio
+                          first read through a fresh mount vs the same bytes in regular files
+                          of the same sizes whose page cache was dropped (posix_fadvise)
+  warm_mount_MBps / warm_file_MBps / warm_ratio
+                          second read (page cache, keep_cache) vs the regular files, cached
+  peak_rss_MB             the serving process's VmHWM after all of the above
+  rss_anon_end_MB         its anonymous memory at the end (VmHWM also counts pages of the
+                          repository's own pack files that dulwich maps, which are page cache)
+
+Ratios above 1 mean the mount is faster than the plain file.  Nothing here
+asserts on time; the numbers are for comparing runs on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+__all__ = ["run"]
+
+READ_CHUNK = 1 << 20
+READ_LIMIT = 256 << 20
+
+
+def _gitp2p(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gitfs_p2p.cli", *args], capture_output=True, text=True)
+
+
+def _mounted(path: str) -> bool:
+    target = os.path.abspath(path)
+    with open("/proc/self/mountinfo") as fh:
+        return any(len(f) >= 5 and f[4] == target for f in (line.split(" - ")[0].split() for line in fh))
+
+
+class _Mount:
+    def __init__(self, repo: str, path: str):
+        self.repo, self.path, self.pid_file, self.pid = repo, path, path + ".pid", None
+
+    def __enter__(self) -> "_Mount":
+        os.makedirs(self.path, exist_ok=True)
+        t0 = time.perf_counter()
+        proc = _gitp2p("mount", self.repo, self.path, "--pid-file", self.pid_file)
+        self.seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"gitp2p mount failed: {proc.stderr.strip()}")
+        with open(self.pid_file) as fh:
+            self.pid = int(fh.read())
+        return self
+
+    def status(self) -> dict[str, int]:
+        out = {}
+        with open(f"/proc/{self.pid}/status") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if value.strip().endswith("kB"):
+                    out[key] = int(value.split()[0])
+        return out
+
+    def __exit__(self, *exc) -> None:
+        for args in (["-u"], ["-u", "-z"]):
+            if not _mounted(self.path):
+                break
+            subprocess.run(["fusermount3", *args, self.path], capture_output=True)
+        for _ in range(200):  # up to 20 s for the server to exit
+            try:
+                with open(f"/proc/{self.pid}/status") as fh:
+                    if any(line.startswith("State:") and "Z" in line for line in fh):
+                        break
+            except OSError:
+                break
+            time.sleep(0.1)
+
+
+def _ls_l(path: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["ls", "-l", path], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def _read_files(paths: list[str]) -> tuple[int, float]:
+    total = 0
+    t0 = time.perf_counter()
+    for path in paths:
+        with open(path, "rb", buffering=0) as fh:
+            while chunk := fh.read(READ_CHUNK):
+                total += len(chunk)
+    return total, time.perf_counter() - t0
+
+
+def _drop_cache(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _mbps(nbytes: int, seconds: float) -> float:
+    return round(nbytes / max(seconds, 1e-9) / 1e6, 1)
+
+
+def run(repo_path: str, out: dict) -> None:
+    repo_path = os.path.abspath(repo_path)
+    work = tempfile.mkdtemp(prefix="gitp2p-bench-mount-")
+    try:
+        # 1. First mount: the first listing fills whatever the persistent cache lacks.
+        with _Mount(repo_path, os.path.join(work, "mnt1")) as m:
+            out["mount_s"] = round(m.seconds, 3)
+            out["first_listing_s"] = round(_ls_l(os.path.join(m.path, "packs")), 3)
+            names = os.listdir(os.path.join(m.path, "packs"))
+            out["packs"] = len(names)
+            sizes = {n: os.stat(os.path.join(m.path, "packs", n)).st_size for n in names}
+        chosen, total = [], 0
+        for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
+            if total >= READ_LIMIT:
+                break
+            chosen.append(name)
+            total += sizes[name]
+
+        # 2. A fresh mount: warm persistent cache, cold kernel and process caches.
+        with _Mount(repo_path, os.path.join(work, "mnt2")) as m:
+            packs = os.path.join(m.path, "packs")
+            out["ls_l_packs_warm_s"] = round(_ls_l(packs), 3)
+            out["ls_l_packs_again_s"] = round(_ls_l(packs), 3)
+            paths = [os.path.join(packs, n) for n in chosen]
+            nbytes, cold = _read_files(paths)
+            _, warm = _read_files(paths)
+            status = m.status()
+
+            # The same bytes in regular files of the same sizes, read cold (page cache
+            # dropped) and warm: the ratio is the mount's cost per byte and per file.
+            plain_dir = os.path.join(work, "plain")
+            os.mkdir(plain_dir)
+            plain = [os.path.join(plain_dir, n) for n in chosen]
+            for src, dst in zip(paths, plain):
+                shutil.copyfile(src, dst)
+            for path in plain:
+                _drop_cache(path)
+            _, plain_cold = _read_files(plain)
+            _, plain_warm = _read_files(plain)
+            status = m.status()
+        out["read_files"] = len(chosen)
+        out["read_bytes"] = nbytes
+        out["cold_mount_MBps"] = _mbps(nbytes, cold)
+        out["cold_file_MBps"] = _mbps(nbytes, plain_cold)
+        out["cold_ratio"] = round(plain_cold / cold, 3) if cold else None
+        out["warm_mount_MBps"] = _mbps(nbytes, warm)
+        out["warm_file_MBps"] = _mbps(nbytes, plain_warm)
+        out["warm_ratio"] = round(plain_warm / warm, 3) if warm else None
+        out["peak_rss_MB"] = round(status.get("VmHWM", 0) / 1024, 1)
+        out["rss_anon_end_MB"] = round(status.get("RssAnon", 0) / 1024, 1)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("repo")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+    out: dict = {}
+    run(args.repo, out)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for key, value in out.items():
+            print(f"{key:22} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

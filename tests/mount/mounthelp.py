@@ -1,0 +1,100 @@
+"""Helpers for mount tests: the real `gitp2p mount` in a subprocess, bounded waits.
+
+Every mount is started with the real CLI in a subprocess and always
+unmounted in a finalizer; every wait is bounded.  Tests that need a real
+mount are skipped only when /dev/fuse is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+NO_FUSE = not os.path.exists("/dev/fuse")
+needs_fuse = pytest.mark.skipif(NO_FUSE, reason="/dev/fuse is absent")
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `gitp2p ARGS` in a subprocess; text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "gitfs_p2p.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def is_mounted(path: str) -> bool:
+    target = os.path.abspath(path)
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split(" - ")[0].split()
+            if len(fields) >= 5 and fields[4].replace("\\040", " ") == target:
+                return True
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    """True while pid runs (a zombie left for init to reap counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("State:"):
+                    return "Z" not in line.split()[1]
+    except OSError:
+        return False
+    return False
+
+
+def wait_for(predicate, *, timeout: float = 20.0, step: float = 0.1) -> bool:
+    """Poll predicate() at most timeout/step times; True as soon as it holds."""
+    for _ in range(max(1, int(timeout / step))):
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+def unmount(path: str) -> None:
+    if not is_mounted(path):
+        return
+    subprocess.run(["fusermount3", "-u", path], capture_output=True, timeout=30)
+    if is_mounted(path):
+        subprocess.run(["fusermount3", "-u", "-z", path], capture_output=True, timeout=30)
+
+
+class Mount:
+    """One `gitp2p mount` in the background; `pid` is the serving process."""
+
+    def __init__(self, repo: str, path: str):
+        self.repo = repo
+        self.path = path
+        self.pid_file = path + ".pid"
+        self.pid: int | None = None
+
+    def start(self, *extra: str) -> "Mount":
+        os.makedirs(self.path, exist_ok=True)
+        proc = cli("mount", self.repo, self.path, "--pid-file", self.pid_file, "--poll", "0.5", *extra)
+        assert proc.returncode == 0, proc.stderr
+        assert is_mounted(self.path)
+        with open(self.pid_file) as fh:
+            self.pid = int(fh.read())
+        return self
+
+    def stop(self) -> None:
+        unmount(self.path)
+        if self.pid is not None and not wait_for(lambda: not pid_alive(self.pid), timeout=20):
+            os.kill(self.pid, signal.SIGKILL)  # the process this fixture started, and only it
+            wait_for(lambda: not pid_alive(self.pid), timeout=10)
+        assert not is_mounted(self.path)
+
+    def p(self, *parts: str) -> str:
+        return os.path.join(self.path, *parts)
+
+

@@ -1,0 +1,283 @@
+"""The mount without mounting: layout, inode numbers, ref refresh, pack store and the error boundary."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pyfuse3
+import pytest
+import trio
+
+from gitfs_p2p.gitrepo import GitRepo
+from gitfs_p2p.mount import MountService, PackFS, PackStore, read_snapshot
+from gitfs_p2p.mount_layout import (
+    Dir,
+    File,
+    Inodes,
+    Link,
+    PackDir,
+    RepoSnapshot,
+    StaticContent,
+    build_layout,
+    pack_name,
+)
+from gitfs_p2p.source import PackSource
+from testutil import git
+
+
+def _snapshot(repo_path: str) -> RepoSnapshot:
+    with GitRepo(repo_path) as repo:
+        return read_snapshot(repo, None)
+
+
+def _layout(snapshot, contributors=()):
+    return build_layout(
+        snapshot,
+        pack_content=lambda cid: StaticContent(b"pack " + cid, key=("pack", cid)),
+        readme=b"readme\n",
+        started=1_700_000_000,
+        contributors=contributors,
+    )
+
+
+def test_snapshot_lists_every_reachable_commit_parents_first(repo60):
+    snap = _snapshot(repo60)
+    want = set(git("rev-list", "--all", cwd=repo60).split())
+    assert {c.decode() for c in snap.commits.ids} == want
+    position = snap.commits.index
+    for cid in snap.commits.ids[:20]:
+        for parent in git("rev-parse", f"{cid.decode()}^@", cwd=repo60).split():
+            assert position[parent.encode()] < position[cid]
+    # annotated tag peeled, HEAD present
+    assert snap.refs["refs/tags/v0.1"].decode() == git("rev-parse", "v0.1^{commit}", cwd=repo60).strip()
+    assert snap.refs["HEAD"] == snap.refs["refs/heads/main"]
+    assert snap.head == "refs/heads/main"
+
+
+def test_layout_paths_links_and_mtimes(repo60):
+    snap = _snapshot(repo60)
+    layout = _layout(snap)
+    root = layout.directory("")
+    assert [root.name_at(i) for i in range(len(root))] == ["HEAD", "README", "packs", "refs", "torrents"]
+    packs = layout.directory("packs")
+    assert isinstance(packs, PackDir) and len(packs) == len(snap.commits)
+    main = snap.refs["refs/heads/main"]
+    link = layout.directory("refs/heads").get("main")
+    assert link == Link(f"../../packs/{pack_name(main)}", snap.commits.time_of(main))
+    assert layout.directory("").get("HEAD").target == f"packs/{pack_name(main)}"
+    entry = packs.get(pack_name(main))
+    assert isinstance(entry, File)
+    assert entry.mtime == int(git("log", "-1", "--format=%ct", main.decode(), cwd=repo60))
+    with pytest.raises(KeyError):
+        packs.get("0" * 40 + ".pack")
+    with pytest.raises(KeyError):
+        layout.directory("refs/nothing")
+
+
+def test_contributors_add_files_but_never_replace(repo60):
+    snap = _snapshot(repo60)
+    main = snap.refs["refs/heads/main"]
+
+    def torrents(snapshot):
+        yield "packs/main.gitp2p-refs", File(StaticContent(b"manifest\n"), 1)
+        yield "torrents/main.torrent", File(StaticContent(b"d4:infod...ee"), 1)
+        yield f"packs/{pack_name(main)}", File(StaticContent(b"evil"), 1)  # conflicts: skipped
+        yield "refs/heads/main", File(StaticContent(b"evil"), 1)  # conflicts: skipped
+
+    layout = _layout(snap, [torrents])
+    packs = layout.directory("packs")
+    assert packs.name_at(len(packs) - 1) == "main.gitp2p-refs"
+    assert packs.get("main.gitp2p-refs").content.data == b"manifest\n"
+    assert layout.directory("torrents").get("main.torrent").content.data == b"d4:infod...ee"
+    assert packs.get(pack_name(main)).content.data == b"pack " + main
+    assert isinstance(layout.directory("refs/heads").get("main"), Link)
+
+    def broken(snapshot):
+        raise RuntimeError("contributor bug")
+
+    assert len(_layout(snap, [broken]).directory("packs")) == len(snap.commits)
+
+
+def test_inode_numbers_are_stable_and_never_reused():
+    inodes = Inodes()
+    a = inodes.ino_for(1, "packs", Dir("packs"))
+    assert inodes.ino_for(1, "packs", Dir("packs")) == a
+    content = StaticContent(b"x", key=("pack", b"1" * 40))
+    f1 = inodes.ino_for(a, "x.pack", File(content, 5))
+    assert inodes.ino_for(a, "x.pack", File(StaticContent(b"x", key=("pack", b"1" * 40)), 5)) == f1
+    l1 = inodes.ino_for(1, "HEAD", Link("packs/a.pack", 1))
+    l2 = inodes.ino_for(1, "HEAD", Link("packs/b.pack", 2))
+    assert len({a, f1, l1, l2, Inodes.ROOT}) == 5
+    assert inodes.node(l1)[2].target == "packs/a.pack"  # the old link still answers
+    with pytest.raises(KeyError):
+        inodes.node(9999)
+
+
+def test_refresh_reads_new_commits_incrementally_and_starts_over_on_rewind(moving_repo):
+    first = _snapshot(moving_repo)
+    old_main = first.refs["refs/heads/main"]
+    with open(os.path.join(moving_repo, "new.txt"), "w") as fh:
+        fh.write("new\n")
+    git("add", "new.txt", cwd=moving_repo)
+    git("commit", "-q", "-m", "one more", cwd=moving_repo)
+    git("commit", "-q", "--allow-empty", "-m", "and another", cwd=moving_repo)
+    with GitRepo(moving_repo) as repo:
+        second = read_snapshot(repo, first)
+        assert read_snapshot(repo, second) is second  # nothing moved
+    assert second.commits.ids[: len(first.commits)] == first.commits.ids
+    assert len(second.commits) == len(first.commits) + 2
+    assert second.commits.ids[-1].decode() == git("rev-parse", "HEAD", cwd=moving_repo).strip()
+    # A rewind drops commits: the list is rebuilt and matches a fresh walk.
+    git("reset", "-q", "--hard", old_main.decode(), cwd=moving_repo)
+    with GitRepo(moving_repo) as repo:
+        third = read_snapshot(repo, second)
+    assert set(third.commits.ids) == set(_snapshot(moving_repo).commits.ids) == set(first.commits.ids)
+
+
+class CountingSource(PackSource):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.builds = 0
+
+    def _build(self, commit_id):
+        self.builds += 1
+        return super()._build(commit_id)
+
+
+def test_sizes_then_reads_build_each_pack_once(tmp_path, repo60):
+    import shutil
+
+    repo = str(tmp_path / "copy")
+    shutil.copytree(repo60, repo, symlinks=True, ignore=shutil.ignore_patterns("gitp2p"))
+    snap = _snapshot(repo)
+    source = CountingSource(GitRepo(repo))
+    seen = []
+    store = PackStore(source, read_cache_bytes=1 << 20, progress=lambda d, t: seen.append((d, t)))
+
+    async def main():
+        await store.ensure_pack_sizes(snap.commits.ids)
+        await store.ensure_pack_sizes(snap.commits.ids)
+        assert source.builds == len(snap.commits)
+        async with trio.open_nursery() as nursery:
+            for cid in snap.commits.ids:
+                nursery.start_soon(store.read, store.content(cid))
+        for cid in snap.commits.ids[::7]:
+            data = await store.read(store.content(cid))
+            assert len(data) == store.sizes[cid]
+
+    trio.run(main)
+    assert source.builds == len(snap.commits)
+    assert seen[0] == (0, len(snap.commits)) and seen[-1] == (len(snap.commits), len(snap.commits))
+    # A new store (a new mount) takes every size from the persistent cache.
+    fresh = CountingSource(GitRepo(repo))
+    again = PackStore(fresh)
+    trio.run(again.ensure_pack_sizes, snap.commits.ids)
+    assert fresh.builds == 0 and again.sizes == store.sizes
+    source.close()
+    fresh.close()
+
+
+def test_operations_translate_errors_at_one_boundary(repo60):
+    """Handlers called directly: ENOENT, EROFS, exact reads past the end, bugs become EIO."""
+    source = PackSource(GitRepo(repo60))
+    service = MountService(source, "/nonexistent")
+
+    async def main():
+        snap = await trio.to_thread.run_sync(service._read_snapshot, None)
+        fs = PackFS(service._layout(snap), service.store, started=1)
+        root = pyfuse3.ROOT_INODE
+        with pytest.raises(pyfuse3.FUSEError) as err:
+            await fs.lookup(root, b"nope", None)
+        assert err.value.errno == errno.ENOENT
+        packs = await fs.lookup(root, b"packs", None)
+        main_id = snap.refs["refs/heads/main"]
+        attr = await fs.lookup(packs.st_ino, pack_name(main_id).encode(), None)
+        assert attr.st_mode & 0o777 == 0o444 and attr.st_size == len(source.pack(main_id))
+        assert (await fs.getattr(attr.st_ino, None)).st_ino == attr.st_ino
+        with pytest.raises(pyfuse3.FUSEError) as err:
+            await fs.open(attr.st_ino, os.O_WRONLY, None)
+        assert err.value.errno == errno.EROFS
+        for refused in (fs.write(1, 0, b"x"), fs.mkdir(root, b"d", 0o755, None), fs.unlink(root, b"README", None)):
+            with pytest.raises(pyfuse3.FUSEError) as err:
+                await refused
+            assert err.value.errno == errno.EROFS
+        info = await fs.open(attr.st_ino, os.O_RDONLY, None)
+        assert info.keep_cache and not info.direct_io
+        assert await fs.read(info.fh, 0, attr.st_size + 100) == source.pack(main_id)
+        assert await fs.read(info.fh, attr.st_size, 10) == b""
+        await fs.release(info.fh)
+        head = await fs.lookup(root, b"HEAD", None)
+        assert await fs.readlink(head.st_ino, None) == f"packs/{pack_name(main_id)}".encode()
+
+        class Broken:
+            key = "broken"
+
+            def size_nowait(self):
+                raise ZeroDivisionError("a bug")
+
+        fs.inodes._nodes[424242] = (root, "broken", File(Broken(), 0))
+        with pytest.raises(pyfuse3.FUSEError) as err:
+            await fs.getattr(424242, None)
+        assert err.value.errno == errno.EIO
+
+    try:
+        trio.run(main)
+    finally:
+        source.close()
+        source.repo.close()
+
+
+def test_store_reopens_its_source_past_the_memory_bound(repo60):
+    """With a bound of 0 bytes every pack work may swap in a fresh PackSource; results stay exact."""
+    snap = _snapshot(repo60)
+    opened: list[PackSource] = []
+
+    def reopen() -> PackSource:
+        opened.append(PackSource(GitRepo(repo60)))
+        return opened[-1]
+
+    first = PackSource(GitRepo(repo60))
+    reference = PackSource(GitRepo(repo60))
+    store = PackStore(first, reopen_source=reopen, reopen_above_rss=0)
+
+    async def main():
+        await store.ensure_pack_sizes(snap.commits.ids)
+        for cid in snap.commits.ids[::5]:
+            assert await store.read(store.content(cid)) == reference.pack(cid)
+
+    trio.run(main)
+    assert store.reopens >= 1 and store.source is opened[-1]
+    assert store.sizes == {cid: len(reference.pack(cid)) for cid in snap.commits.ids}
+    store.close()
+    reference.close()
+    reference.repo.close()
+
+
+def test_refs_signature_sees_every_kind_of_ref_change(moving_repo):
+    from gitfs_p2p.mount_walk import refs_signature, snapshot_in_child
+
+    git_dir = os.path.join(moving_repo, ".git")
+    before = refs_signature(git_dir)
+    assert refs_signature(git_dir) == before
+    changes = [
+        ("commit", "-q", "--allow-empty", "-m", "x"),
+        ("tag", "-a", "t1", "-m", "tag"),
+        ("pack-refs", "--all"),
+        ("branch", "b2"),
+        ("checkout", "-q", "b2"),
+    ]
+    for change in changes:
+        git(*change, cwd=moving_repo)
+        after = refs_signature(git_dir)
+        assert after != before, change
+        before = after
+    # The child reads the same snapshot this process would.
+    previous = _snapshot(moving_repo)
+    assert snapshot_in_child(moving_repo, previous) is previous
+    git("commit", "-q", "--allow-empty", "-m", "y", cwd=moving_repo)
+    child = snapshot_in_child(moving_repo, previous)
+    here = _snapshot(moving_repo)
+    assert child.refs == here.refs and child.head == here.head == "refs/heads/b2"
+    assert child.commits.ids[: len(previous.commits)] == previous.commits.ids
+    assert set(child.commits.ids) == set(here.commits.ids)
