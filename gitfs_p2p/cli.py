@@ -171,21 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Modules that each define `register(subparsers)` for their subcommands.
-COMMAND_MODULES = ("gitfs_p2p.mount_cli", "gitfs_p2p.watch_cli", "gitfs_p2p.torrent_cli")
-
-
 def _extra_commands():
-    import importlib
+    """Each command module registers its own subcommands (imports stay light)."""
+    from . import mount_cli, torrent_cli, watch_cli
 
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        yield module.register
+    return (mount_cli.register, watch_cli.register, torrent_cli.register)
 
 
 def main(argv: list[str] | None = None) -> int:

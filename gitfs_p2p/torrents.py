@@ -23,7 +23,7 @@ from .errors import UserError
 from .manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
 from .source import PackSource, Progress
 
-__all__ = ["TORRENT_NAME", "RepoTorrent", "select_refs", "build_repo_torrent", "label_for"]
+__all__ = ["TORRENT_NAME", "RepoTorrent", "manifest_for", "select_refs", "build_repo_torrent", "label_for"]
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,19 @@ def label_for(ref_names: list[str]) -> str:
     return label
 
 
-def select_refs(source: PackSource, ref_args: list[str], *, all_refs: bool = False) -> tuple[RefManifest, str]:
-    """The manifest and label for a torrent of REFs (default: HEAD's branch)."""
-    refs = source.repo.refs()
-    head_target = source.repo.head_target()
+def manifest_for(
+    refs: dict[str, bytes], head_target: str | None, ref_args: list[str] = (), *, all_refs: bool = False
+) -> tuple[RefManifest, str]:
+    """The manifest and label for a torrent of REFs (default: HEAD's branch).
+
+    refs maps every ref name (and HEAD) to its peeled commit id; head_target
+    is the ref HEAD points at symbolically, if any.  Pure: the CLI and the
+    mount both call it, so they publish the same info-hash.
+    """
     if all_refs:
         published = {name: oid for name, oid in refs.items() if name != "HEAD"}
         if not published:
-            raise UserError(f"{source.repo.path}: no refs to publish")
+            raise UserError("no refs to publish")
         head = head_target if head_target in published else None
         label = "all"
     elif not ref_args:
@@ -78,14 +83,14 @@ def select_refs(source: PackSource, ref_args: list[str], *, all_refs: bool = Fal
         elif "HEAD" in refs:
             published, head = {"HEAD": refs["HEAD"]}, None
         else:
-            raise UserError(f"{source.repo.path}: HEAD does not point at a commit; name the refs to publish")
+            raise UserError("HEAD does not point at a commit; name the refs to publish")
         label = "HEAD"
     else:
         published = {}
         for arg in ref_args:
             full = next((c for c in (arg, f"refs/heads/{arg}", f"refs/tags/{arg}", f"refs/{arg}") if c in refs), None)
             if full is None:
-                raise UserError(f"{arg}: not a ref of {source.repo.path} (torrents publish refs, not bare commits)")
+                raise UserError(f"{arg}: not a ref (torrents publish refs, not bare commits)")
             published[full] = refs[full]
         head = head_target if head_target in published else None
         label = label_for(sorted(published))
@@ -95,6 +100,14 @@ def select_refs(source: PackSource, ref_args: list[str], *, all_refs: bool = Fal
     except ManifestError as exc:
         raise UserError(str(exc)) from None
     return manifest, label
+
+
+def select_refs(source: PackSource, ref_args: list[str], *, all_refs: bool = False) -> tuple[RefManifest, str]:
+    """manifest_for() on the repository's current refs."""
+    try:
+        return manifest_for(source.repo.refs(), source.repo.head_target(), ref_args, all_refs=all_refs)
+    except UserError as exc:
+        raise UserError(f"{source.repo.path}: {exc}") from None
 
 
 def build_repo_torrent(

@@ -1,0 +1,92 @@
+"""Torrents in the mount: they appear, match `gitp2p torrent`, follow moving refs, and a stock client verifies them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from mounthelp import cli, wait_for
+from testutil import git
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "torrentcore"))
+from tc_support import require_libtorrent, run_libtorrent  # noqa: E402
+
+from torrentcore.metainfo import parse_torrent  # noqa: E402
+
+TRACKER = "http://127.0.0.1:6969/announce"
+
+VERIFY = r"""
+import sys, time, libtorrent as lt
+torrent, save = sys.argv[1], sys.argv[2]
+s = lt.session({'listen_interfaces': '127.0.0.1:0', 'enable_dht': False, 'enable_lsd': False,
+                'enable_upnp': False, 'enable_natpmp': False})
+ti = lt.torrent_info(torrent)
+h = s.add_torrent({'ti': ti, 'save_path': save})
+deadline = time.monotonic() + 60
+st = h.status()
+while time.monotonic() < deadline:
+    st = h.status()
+    if st.state in (lt.torrent_status.seeding, lt.torrent_status.finished):
+        break
+    time.sleep(0.2)
+print(st.state, st.num_pieces, ti.num_pieces(), st.total_payload_download)
+"""
+
+
+def _torrent_bytes(m, label: str) -> bytes:
+    path = m.p("torrents", f"{label}.torrent")
+    assert wait_for(lambda: os.path.exists(path), timeout=60), f"{label}.torrent did not appear"
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def test_torrents_appear_and_equal_the_cli_torrent(repo60, mount_of, tmp_path):
+    m = mount_of(repo60, "--tracker", TRACKER)
+    data = _torrent_bytes(m, "HEAD")
+    cli_out = tmp_path / "cli.torrent"
+    proc = cli("torrent", repo60, "-o", str(cli_out), "--tracker", TRACKER)
+    assert proc.returncode == 0, proc.stderr
+    assert cli_out.read_bytes() == data
+    t = parse_torrent(data)
+    assert t.trackers == (TRACKER,)
+    # Every file the torrent names is in the mount, at that path, with that size.
+    for f in t.files:
+        st = os.stat(m.p(t.name, *f.path))
+        assert st.st_size == f.length
+    all_t = parse_torrent(_torrent_bytes(m, "all"))
+    assert all_t.files[-1].path == ("all.gitp2p-refs",)
+
+
+def test_a_stock_client_verifies_the_mount_at_100_percent(repo60, mount_of):
+    require_libtorrent()
+    m = mount_of(repo60, "--tracker", TRACKER)
+    _torrent_bytes(m, "HEAD")
+    out = run_libtorrent(VERIFY, m.p("torrents", "HEAD.torrent"), m.path).split()
+    state, have, total, downloaded = out[0], int(out[1]), int(out[2]), int(out[3])
+    assert state in ("seeding", "finished")
+    assert have == total and downloaded == 0, "verified from the mount, nothing downloaded"
+
+
+def test_torrent_follows_a_moving_ref(moving_repo, mount_of):
+    m = mount_of(moving_repo)
+    before = parse_torrent(_torrent_bytes(m, "HEAD"))
+    (open(os.path.join(moving_repo, "added.txt"), "w")).write("one more commit\n")
+    git("add", "-A", cwd=moving_repo)
+    git("commit", "-qm", "one more", cwd=moving_repo)
+    head = git("rev-parse", "HEAD", cwd=moving_repo).strip()
+
+    def moved() -> bool:
+        try:
+            with open(m.p("torrents", "HEAD.torrent"), "rb") as fh:
+                return parse_torrent(fh.read()).info_hash != before.info_hash
+        except FileNotFoundError:
+            return False
+
+    assert wait_for(moved, timeout=60), "the HEAD torrent did not follow the new commit"
+    after = parse_torrent(_torrent_bytes(m, "HEAD"))
+    assert after.files[: len(before.files) - 1] == before.files[:-1]
+    assert after.files[-2].path == (f"{head}.pack",)
