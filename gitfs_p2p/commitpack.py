@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .delta import create_delta
-from .gitrepo import CommitInfo, GitRepo, TreeEntry, is_gitlink, is_tree
+from .gitrepo import S_IFDIR, S_IFGITLINK, CommitInfo, GitRepo, TreeEntry, is_gitlink, is_tree
 from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TREE, PackEntry, write_pack
 
 __all__ = ["FORMAT_VERSION", "MAX_DELTA_SIZE", "CommitPacker", "PackPlan"]
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 #: Objects (or bases) larger than this are stored whole, never as deltas.
 MAX_DELTA_SIZE = 16 << 20
+
+_NOT_BLOBS = (S_IFDIR, S_IFGITLINK)
 
 
 @dataclass
@@ -80,6 +82,7 @@ class CommitPacker:
         self.repo = repo
         self._closures = _LRU(closure_budget)
         self._trees = _LRU(tree_budget)
+        self._maps = _LRU(tree_budget // 2)
 
     # -- trees ---------------------------------------------------------------
     def tree(self, oid: bytes) -> list[TreeEntry]:
@@ -90,17 +93,26 @@ class CommitPacker:
             self._trees.put(oid, hit, 64 + 200 * len(hit))
         return hit
 
+    def names(self, tree_id: bytes) -> dict[bytes, tuple[int, bytes]]:
+        """name -> (mode, id) of one tree (cached: a commit's map is its child's parent map)."""
+        hit = self._maps.get_hit(tree_id)
+        if hit is None:
+            hit = {name: (mode, oid) for name, mode, oid in self.tree(tree_id)}
+            self._maps.put(tree_id, hit, 64 + 200 * len(hit))
+        return hit
+
     def closure(self, tree_id: bytes) -> frozenset[bytes]:
         """Every tree and blob id reachable from tree_id, itself included."""
         hit = self._closures.get_hit(tree_id)
         if hit is not None:
             return hit
-        ids = {tree_id}
-        for _name, mode, oid in self.tree(tree_id):
-            if is_tree(mode):
+        entries = self.tree(tree_id)
+        # Blobs and symlinks; not trees (0o040000) nor gitlinks (0o160000).
+        ids = {oid for _, mode, oid in entries if mode & 0o170000 not in _NOT_BLOBS}
+        ids.add(tree_id)
+        for _, mode, oid in entries:
+            if mode & 0o170000 == S_IFDIR:
                 ids |= self.closure(oid)
-            elif not is_gitlink(mode):
-                ids.add(oid)
         result = frozenset(ids)
         self._closures.put(tree_id, result, len(result))
         return result
@@ -144,15 +156,15 @@ class CommitPacker:
             trees.append(PlannedObject(tree_id, OBJ_TREE, path, [p for p in parent_dirs if p is not None]))
             entries = self.tree(tree_id)
             # name -> (mode, id) of each parent's tree at this path
-            parent_maps = [{n: (m, i) for n, m, i in self.tree(p)} if p is not None else {} for p in parent_dirs]
+            parent_maps = [self.names(p) if p is not None else {} for p in parent_dirs]
             if parent_maps and parent_maps[0]:
-                names = {name for name, _, _ in entries}
+                names = self.names(tree_id)
                 for name, (mode, oid) in parent_maps[0].items():
                     if name not in names and not is_gitlink(mode):
                         self._collect_deleted(name, mode, oid, deleted)
             subdirs = []
             for name, mode, oid in entries:
-                if is_gitlink(mode) or oid in excluded or oid in seen:
+                if oid in excluded or oid in seen or mode & 0o170000 == S_IFGITLINK:
                     continue
                 sub_path = path + b"/" + name if path else name
                 same_path = [pm.get(name) for pm in parent_maps]
