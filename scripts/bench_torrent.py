@@ -94,6 +94,7 @@ def _transfer(torrent: bytes, mount: str, dest: str, work: str) -> tuple[int, in
 
 
 def run(repo_path: str, workdir: str, out: dict, *, new_commits: int = 20) -> None:
+    repo_path = os.path.abspath(repo_path)
     os.makedirs(workdir, exist_ok=True)
     work = tempfile.mkdtemp(dir=workdir)
     repo = os.path.join(work, "repo")
