@@ -78,7 +78,7 @@ class CommitPacker:
     walking a history oldest-first touches each tree about once.
     """
 
-    def __init__(self, repo: GitRepo, *, closure_budget: int = 1_000_000, tree_budget: int = 32 << 20):
+    def __init__(self, repo: GitRepo, *, closure_budget: int = 300_000, tree_budget: int = 16 << 20):
         self.repo = repo
         self._closures = _LRU(closure_budget)
         self._trees = _LRU(tree_budget)

@@ -22,6 +22,7 @@ __all__ = ["GitRepo", "CommitInfo", "TreeEntry", "S_IFGITLINK", "S_IFDIR", "is_t
 log = logging.getLogger(__name__)
 
 S_IFDIR = 0o040000
+DELTA_BASE_CACHE_BYTES = 16 << 20
 S_IFGITLINK = 0o160000
 
 
@@ -61,6 +62,10 @@ class GitRepo:
         except NotGitRepository:
             raise UserError(f"{self.path}: not a git repository") from None
         self.git_dir = self._repo.controldir()
+        # dulwich keeps up to 96 MiB of resolved delta bases by default; commit
+        # packs are built oldest first, so a small cache finds its bases as well.
+        if hasattr(self._repo.object_store, "delta_base_cache_limit"):
+            self._repo.object_store.delta_base_cache_limit = DELTA_BASE_CACHE_BYTES
         fmt = getattr(self._repo, "object_format", None)
         if fmt is not None and getattr(fmt, "name", "sha1") != "sha1":
             self.close()
