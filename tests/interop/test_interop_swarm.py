@@ -1,0 +1,189 @@
+"""End to end with stock clients: mount A -> torrent -> tracker -> seed -> download -> watch -> B.
+
+For every seeder/downloader pair among transmission, aria2 and libtorrent, and for both
+trackers (`gitp2p tracker` and Debian's opentracker), on 127.0.0.1 over TCP:
+
+1. generate repository A (300 commits, merged side branches, an unmerged branch, a
+   lightweight and an annotated tag), mount it, take the mount's torrents/all.torrent,
+   start the tracker (opentracker: put the info-hash on its allow-list);
+2. the seeder checks the mount (save path = the mount, no copy) at 100% and seeds it;
+3. the downloader fetches everything into a plain directory;
+4. `gitp2p watch` imports that directory into an empty repository B while it downloads;
+5. B has A's refs (tags peeled) and commits, `git fsck --full` is clean, and B's own mount
+   publishes a torrent with the same info-hash that a client of the downloader's kind
+   verifies at 100%;
+6. A gets three more commits and a tag; the mount's new torrent is seeded, the downloader
+   fetches it into the same directory and, by its own count, fetches the new packs and
+   nothing before the piece where the old torrent ended; B catches up.
+
+Each scenario is bounded (every wait has a limit; pytest-timeout as a backstop) and stops
+every process it started (by pid / process group) and unmounts every mount, pass or fail.
+Clients and their settings: scripts/stock_clients.py and docs/clients.md.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stock_clients import (
+    CLIENTS,
+    ClientError,
+    TRACKERS,
+    client_available,
+    torrent_info_hash,
+    tracker_available,
+)
+from torrentcore.metainfo import parse_torrent
+
+from swarm import (
+    Mount,
+    Watcher,
+    advance,
+    all_commits,
+    fsck_full,
+    is_mounted,
+    make_sample_repo,
+    new_bytes_range,
+    peeled_refs,
+)
+
+NAMES = ["transmission", "aria2", "libtorrent"]
+COMMITS = 300
+CHECK_TIMEOUT = 60       # seconds for a client to hash-check ~0.7 MB
+DOWNLOAD_TIMEOUT = 90    # seconds for a download of ~0.7 MB on loopback (takes 1-15 s)
+REFS_TIMEOUT = 60        # seconds for the watcher to set every ref once the files are there
+SCENARIO_TIMEOUT = 420   # pytest-timeout backstop for a whole scenario
+
+NEITHER_DIALS = (
+    "transmission 3.00 never connects out to a peer on 127.0.0.0/8 (a 'martian' address to "
+    "libtransmission), it only accepts incoming connections there; two transmissions on "
+    "loopback each wait for the other to dial, so nothing is transferred"
+)
+
+
+def _cases():
+    for tracker in TRACKERS:
+        for seeder in NAMES:
+            for downloader in NAMES:
+                marks = [pytest.mark.timeout(SCENARIO_TIMEOUT)]
+                if tracker == "opentracker":
+                    marks.append(pytest.mark.slow)
+                if not CLIENTS[seeder].dials_loopback and not CLIENTS[downloader].dials_loopback:
+                    marks.append(pytest.mark.xfail(strict=True, raises=ClientError, reason=NEITHER_DIALS))
+                yield pytest.param(seeder, downloader, tracker, marks=marks,
+                                   id=f"{seeder}-to-{downloader}-{tracker}")
+
+
+@pytest.fixture
+def cleanup():
+    """Register objects with a stop() method; they are stopped in reverse order, pass or fail."""
+    started = []
+    yield started.append
+    errors = []
+    for thing in reversed(started):
+        try:
+            thing.stop()
+        except Exception as exc:  # keep stopping the others; report at the end
+            errors.append(f"{thing!r}: {exc}")
+    leftover = [t.path for t in started if isinstance(t, Mount) and is_mounted(t.path)]
+    assert not errors and not leftover, f"cleanup failed: {errors} mounts left: {leftover}"
+
+
+def _same_files(torrent_dir: Path, src: Path, names) -> list[str]:
+    return [n for n in names if (torrent_dir / n).read_bytes() != (src / n).read_bytes()]
+
+
+@pytest.mark.parametrize("seeder_name,downloader_name,tracker_name", list(_cases()))
+def test_swarm_mount_to_watcher(tmp_path, cleanup, record_property,
+                                seeder_name, downloader_name, tracker_name):
+    for reason in (client_available(seeder_name), client_available(downloader_name),
+                   tracker_available(tracker_name)):
+        if reason:
+            pytest.skip(reason)
+
+    # 1. repository A, its mount and torrent, the tracker
+    tracker = TRACKERS[tracker_name](tmp_path / "tracker")
+    cleanup(tracker)
+    tracker.start()
+    repo_a = make_sample_repo(tmp_path / "A", COMMITS, seed=3)
+    mount_a = Mount(repo_a, tmp_path / "mnt-A", tracker=tracker.announce_url)
+    cleanup(mount_a)
+    mount_a.start()
+    torrent = tmp_path / "all-1.torrent"
+    shutil.copyfile(mount_a.torrent("all"), torrent)
+    info_hash = torrent_info_hash(torrent)
+    tracker.allow(info_hash)
+
+    # 2. a stock client seeds straight from the mount
+    seeder = CLIENTS[seeder_name](tmp_path / "seeder", label=f"seeder-{seeder_name}")
+    cleanup(seeder)
+    seeder.seed(torrent, mount_a.path)
+    seeder.wait_checked(CHECK_TIMEOUT)
+    assert seeder.verified_fraction() == 1.0, seeder.details()
+    assert seeder.downloaded_bytes() == 0
+    tracker.wait_peers(info_hash, seeders=1, timeout=60)
+
+    # 3 + 4. another client downloads into a plain directory while the watcher imports it
+    dest = tmp_path / "download"
+    repo_b = tmp_path / "B"
+    watcher = Watcher(dest, repo_b, log=tmp_path / "watch.log")
+    cleanup(watcher)
+    watcher.start()
+    downloader = CLIENTS[downloader_name](tmp_path / "downloader", label=f"downloader-{downloader_name}")
+    cleanup(downloader)
+    downloader.download(torrent, dest)
+    # A client that cannot dial loopback peers is reached when the seed re-announces.
+    downloader.wait_complete(DOWNLOAD_TIMEOUT, nudge=seeder.reannounce)
+    total = downloader.status()["total"]
+    fetched = downloader.downloaded_bytes()
+    record_property("full_download_bytes", fetched)
+    assert fetched >= total, f"{downloader_name} says it fetched {fetched} of {total} bytes"
+    names = ["/".join(f.path) for f in parse_torrent(torrent.read_bytes()).files]
+    assert _same_files(dest / "packs", mount_a.path / "packs", names) == []
+
+    # 5. B matches A; B's own mount serves the same torrent, verified at 100%
+    expected = peeled_refs(repo_a)
+    watcher.wait_refs(expected, REFS_TIMEOUT)
+    assert all_commits(repo_b) == all_commits(repo_a)
+    clean, report = fsck_full(repo_b)
+    assert clean, report
+    mount_b = Mount(repo_b, tmp_path / "mnt-B", tracker=tracker.announce_url)
+    cleanup(mount_b)
+    mount_b.start()
+    assert torrent_info_hash(mount_b.torrent("all")) == info_hash
+    verifier = CLIENTS[downloader_name](tmp_path / "verifier", label=f"verifier-{downloader_name}")
+    cleanup(verifier)
+    verifier.seed(mount_b.path / "torrents" / "all.torrent", mount_b.path)
+    verifier.wait_checked(CHECK_TIMEOUT)
+    assert verifier.verified_fraction() == 1.0, verifier.details()
+    assert verifier.downloaded_bytes() == 0
+    verifier.stop()
+
+    # 6. A moves forward; only the new bytes travel; B catches up
+    advance(repo_a, 3, tag="v0.3")
+    torrent2 = tmp_path / "all-2.torrent"
+    shutil.copyfile(mount_a.torrent("all", not_hash=info_hash), torrent2)
+    info_hash2 = torrent_info_hash(torrent2)
+    tracker.allow(info_hash2)
+    seeder.seed(torrent2, mount_a.path)
+    seeder.wait_checked(CHECK_TIMEOUT)
+    assert seeder.verified_fraction() == 1.0, seeder.details()
+    tracker.wait_peers(info_hash2, seeders=1, timeout=60)
+    downloader.download(torrent2, dest)
+    downloader.wait_complete(DOWNLOAD_TIMEOUT, nudge=seeder.reannounce)
+    update = new_bytes_range(torrent, torrent2)
+    fetched2 = downloader.downloaded_bytes()
+    record_property("update", {**update, "fetched": fetched2})
+    print(f"update: {downloader_name} fetched {fetched2} bytes for {update['new_packs']} new packs "
+          f"of {update['new_pack_bytes']} bytes; the pieces from the first changed byte hold "
+          f"{update['needed_bytes']} of {update['total']}")
+    assert update["new_pack_bytes"] <= fetched2 <= update["needed_bytes"], (update, fetched2)
+    expected2 = peeled_refs(repo_a)
+    assert expected2 != expected
+    watcher.wait_refs(expected2, REFS_TIMEOUT)
+    assert all_commits(repo_b) == all_commits(repo_a)
+    clean, report = fsck_full(repo_b)
+    assert clean, report
