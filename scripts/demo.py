@@ -1,95 +1,304 @@
 #!/usr/bin/env python3
-"""`make demo`: show commit packs end to end on a sample repository.
+"""`make demo`: a complete local swarm of stock BitTorrent clients, from one repository to another.
 
-Builds a sample history (or takes --repo), lists its commit packs, then
-rebuilds the repository from those packs alone with `git index-pack` and
-proves it matches. Leaves everything under demo-out/.
+    scripts/demo.py [--repo REPO] [--seeder transmission] [--downloader aria2] [--out demo-out]
+
+1. take a repository (default: a generated 300-commit history with branches and tags;
+   `--repo PATH` for any other, e.g. `--repo .` for this project's own);
+2. mount it read-only (`gitp2p mount`): every commit is a pack file, and the mount
+   publishes torrents/all.torrent (every branch and tag);
+3. start the embedded tracker (`gitp2p tracker`) on 127.0.0.1;
+4. a stock client seeds the torrent straight from the mount (no copy);
+5. another stock client downloads it into a plain directory, while
+6. `gitp2p watch` imports what arrives into a fresh repository;
+7. the received repository's own mount publishes the same torrent (same info-hash),
+   and the downloader's kind of client verifies it at 100%;
+8. `git log --oneline -3` of the received repository and the counts that prove it matches.
+
+Everything stays under demo-out/ (logs, torrent, download directory, received repository,
+summary.json). Processes and mounts are stopped on exit, on Ctrl-C and on SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
 
-from gen_history import generate  # noqa: E402
+from stock_clients import CLIENTS, ClientError, EmbeddedTracker, client_available, torrent_info_hash  # noqa: E402
+from swarm import (  # noqa: E402
+    Mount,
+    Watcher,
+    all_commits,
+    fsck_full,
+    git,
+    is_mounted,
+    make_sample_repo,
+    peeled_refs,
+    unmount,
+)
 
-from gitfs_p2p.gitrepo import GitRepo  # noqa: E402
-from gitfs_p2p.source import PackSource  # noqa: E402
+from torrentcore.metainfo import parse_torrent  # noqa: E402
 
-GITP2P = [sys.executable, "-m", "gitfs_p2p.cli"]
-
-
-def step(text: str) -> None:
-    print(f"\n==> {text}", flush=True)
+TTY = sys.stdout.isatty()
 
 
-def git(*args: str, cwd: str, input: bytes | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, check=True).stdout.decode()
+def step(n: int, text: str) -> None:
+    print(f"\n[{n}/8] {text}", flush=True)
+
+
+def info(text: str) -> None:
+    print(f"      {text}", flush=True)
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+class Progress:
+    """One line that redraws itself on a terminal; every 10% otherwise."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.last_decile = -1
+        self.start = time.monotonic()
+
+    def __call__(self, status, extra: str = "") -> None:
+        if not status:
+            return
+        fraction = status["verified"] / status["total"] if status.get("total") else 0.0
+        bar = "#" * int(fraction * 30)
+        line = (f"      {self.label} [{bar:<30}] {fraction * 100:5.1f}%  "
+                f"{human(status['verified'])}/{human(status.get('total', 0))}  "
+                f"peers {status.get('peers', 0)}  {time.monotonic() - self.start:5.1f} s  {extra}")
+        if TTY:
+            print("\r" + line[:150].ljust(150), end="", flush=True)
+        elif int(fraction * 10) != self.last_decile:
+            self.last_decile = int(fraction * 10)
+            print(line, flush=True)
+
+    def done(self) -> None:
+        if TTY:
+            print(flush=True)
+
+
+class Demo:
+    def __init__(self, args):
+        self.args = args
+        self.out = Path(args.out).resolve()
+        self.logs = self.out / "logs"
+        self.running: list = []  # things with stop(), stopped in reverse order
+        self.summary: dict = {"seeder": args.seeder, "downloader": args.downloader}
+
+    def keep(self, thing):
+        self.running.append(thing)
+        return thing
+
+    def cleanup(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if self.running:
+            print("\ncleaning up: stopping clients, watcher, tracker; unmounting", flush=True)
+        while self.running:
+            thing = self.running.pop()
+            try:
+                thing.stop()
+            except Exception as exc:  # keep going: every other process must still stop
+                print(f"  could not stop {thing!r}: {exc}", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def prepare_out(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name in ("mnt-source", "mnt-received"):  # a mount left by a run killed with -9
+            if is_mounted(self.out / name):
+                unmount(self.out / name)
+        for name in ("download", "received", "logs", "mnt-source", "mnt-received", "clients",
+                     "rebuilt.git"):  # rebuilt.git: left by the earlier, packs-only demo
+            shutil.rmtree(self.out / name, ignore_errors=True)
+        self.logs.mkdir()
+
+    def run(self) -> int:
+        args = self.args
+        for name in (args.seeder, args.downloader):
+            reason = client_available(name)
+            if reason:
+                print(f"demo: error: {reason}", file=sys.stderr)
+                return 1
+        self.prepare_out()
+
+        # 1. the repository
+        if args.repo:
+            repo = Path(args.repo).resolve()
+            step(1, f"repository: {repo}")
+        else:
+            repo = self.out / "source"
+            step(1, f"repository: a generated history of {args.commits} commits in {repo}")
+            if not (repo / ".git").is_dir():
+                shutil.rmtree(repo, ignore_errors=True)
+                make_sample_repo(repo, args.commits, seed=1)
+        refs = peeled_refs(repo)
+        commits = len(all_commits(repo))
+        info(f"{commits} commits, {len([r for r in refs if r.startswith('refs/heads/')])} branches, "
+             f"{len([r for r in refs if r.startswith('refs/tags/')])} tags; HEAD -> {refs.get('HEAD ->', '(detached)')}")
+
+        # 2 + 3. tracker, mount and torrent
+        step(2, "starting the embedded tracker: gitp2p tracker --host 127.0.0.1 --port 0")
+        tracker = self.keep(EmbeddedTracker(self.logs)).start()
+        info(f"announce URL {tracker.announce_url}")
+
+        step(3, f"mounting it read-only: gitp2p mount {repo} {self.out / 'mnt-source'} --tracker URL")
+        mount_a = self.keep(Mount(repo, self.out / "mnt-source", tracker=tracker.announce_url,
+                                  log=self.logs / "mount-source.log")).start()
+        info("waiting for the mount to publish torrents/all.torrent (it hashes every pack once)")
+        published = mount_a.torrent("all", timeout=args.timeout)
+        torrent = self.out / "all.torrent"
+        shutil.copyfile(published, torrent)
+        meta = parse_torrent(torrent.read_bytes())
+        info_hash = meta.info_hash.hex()
+        info(f"{len(meta.files) - 1} packs + ref manifest, {human(meta.total_length)}, "
+             f"{len(meta.pieces)} pieces of {human(meta.piece_length)}")
+        info(f"info-hash {info_hash} (copy in {torrent})")
+
+        # 4. seed from the mount
+        step(4, f"{args.seeder} seeds it with the mount as its download directory (no copy)")
+        seeder = self.keep(CLIENTS[args.seeder](self.out / "clients", label=f"seeder-{args.seeder}"))
+        seeder.seed(torrent, mount_a.path)
+        progress = Progress("checking")
+        st = seeder.wait_checked(args.timeout)
+        progress(st)
+        progress.done()
+        info(f"{args.seeder} verified {seeder.verified_fraction() * 100:.0f}% of the mount; "
+             "waiting for the tracker to list it as a seed")
+        tracker.wait_peers(info_hash, seeders=1, timeout=60)
+        info("tracker: 1 seed")
+
+        # 5 + 6. download into a plain directory, import with the watcher
+        dest = self.out / "download"
+        received = self.out / "received"
+        step(5, f"{args.downloader} downloads into {dest}; "
+                f"gitp2p watch {dest} --into {received} imports as packs arrive")
+        watcher = self.keep(Watcher(dest, received, log=self.logs / "watch.log")).start()
+        downloader = self.keep(CLIENTS[args.downloader](self.out / "clients",
+                                                        label=f"downloader-{args.downloader}"))
+        started = time.monotonic()
+        downloader.download(torrent, dest)
+        progress = Progress("download")
+        st = downloader.wait_complete(args.timeout, nudge=seeder.reannounce,
+                                      on_progress=lambda s: progress(s, watcher.last_progress()))
+        progress(st, watcher.last_progress())
+        progress.done()
+        elapsed = time.monotonic() - started
+        fetched = downloader.downloaded_bytes()
+        info(f"{args.downloader} fetched {human(fetched)} in {elapsed:.1f} s; "
+             f"{args.seeder} uploaded {human(seeder.uploaded_bytes())}")
+        self.summary.update(download_seconds=round(elapsed, 2), downloaded_bytes=fetched,
+                            torrent_bytes=meta.total_length, info_hash=info_hash)
+
+        step(6, "the watcher sets the refs once each one's whole history is in")
+        got = watcher.wait_refs(refs, args.timeout)
+        info(watcher.last_progress() or "imported")
+        info(f"{len(got) - 1} refs set in {received}")
+        watcher.stop()
+
+        # 7. the received repository seeds the same torrent
+        step(7, "the received repository's own mount publishes the same torrent")
+        mount_b = self.keep(Mount(received, self.out / "mnt-received", tracker=tracker.announce_url,
+                                  log=self.logs / "mount-received.log")).start()
+        info_hash_b = torrent_info_hash(mount_b.torrent("all", timeout=args.timeout))
+        verifier = self.keep(CLIENTS[args.downloader](self.out / "clients",
+                                                      label=f"verifier-{args.downloader}"))
+        verifier.seed(mount_b.path / "torrents" / "all.torrent", mount_b.path)
+        verifier.wait_checked(args.timeout)
+        verified = verifier.verified_fraction()
+        info(f"info-hash {info_hash_b}: {'the same' if info_hash_b == info_hash else 'DIFFERENT'}; "
+             f"{args.downloader} verifies the received mount at {verified * 100:.0f}%")
+
+        # 8. proof
+        step(8, f"git log --oneline -3 in {received}")
+        print(git("log", "--oneline", "-3", cwd=received), end="", flush=True)
+        got_commits = all_commits(received)
+        same_commits = got_commits == all_commits(repo)
+        got_refs = peeled_refs(received)
+        clean, fsck_text = fsck_full(received)
+        checks = {
+            "commits": (f"{commits} sent, {len(got_commits)} received, "
+                        f"{'same ids' if same_commits else 'DIFFERENT ids'}", same_commits),
+            "refs": (f"{len(refs) - 1} sent, {len(got_refs) - 1} received, "
+                     f"{'same targets' if got_refs == refs else 'DIFFERENT'} (HEAD -> {got_refs.get('HEAD ->')})",
+                     got_refs == refs),
+            "git fsck --full": ("clean" if clean else fsck_text.strip()[:500], clean),
+            "info-hash": (f"{info_hash} sent, {info_hash_b} served by the received mount",
+                          info_hash == info_hash_b),
+            "re-seed check": (f"{args.downloader} verifies the received mount at {verified * 100:.0f}%",
+                              verified == 1.0),
+        }
+        print()
+        for name, (text, ok) in checks.items():
+            print(f"  {'ok ' if ok else 'BAD'} {name + ':':17} {text}")
+        ok = all(good for _, good in checks.values())
+        self.summary.update(commits=commits, refs=len(refs) - 1,
+                            checks={k: {"ok": good, "detail": text} for k, (text, good) in checks.items()},
+                            ok=ok)
+        print(f"\n{'The received repository matches.' if ok else 'MISMATCH: see above.'} "
+              f"Results and logs: {self.out}")
+        return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repo", help="an existing repository to use instead of a generated one")
-    ap.add_argument("--out", default=os.path.join(ROOT, "demo-out"))
+    ap.add_argument("--repo", help="an existing repository to share (default: a generated sample)")
+    ap.add_argument("--out", default=str(ROOT / "demo-out"), help="where everything goes (default: demo-out)")
     ap.add_argument("--commits", type=int, default=300, help="size of the generated sample (default 300)")
+    ap.add_argument("--seeder", choices=sorted(CLIENTS), default="transmission")
+    ap.add_argument("--downloader", choices=sorted(CLIENTS), default="aria2")
+    ap.add_argument("--timeout", type=float, default=600, help="limit for each wait, in seconds (default 600)")
     args = ap.parse_args(argv)
+    if args.repo and not Path(args.repo).is_dir():
+        print(f"demo: error: {args.repo} is not a directory", file=sys.stderr)
+        return 1
+    if args.seeder == args.downloader == "transmission":
+        print("demo: error: transmission cannot download from transmission on 127.0.0.1 "
+              "(it never dials loopback peers; docs/clients.md); pick another --downloader",
+              file=sys.stderr)
+        return 1
 
-    os.makedirs(args.out, exist_ok=True)
-    repo = args.repo
-    if repo is None:
-        repo = os.path.join(args.out, "sample")
-        if not os.path.isdir(repo):
-            step(f"building a sample repository of {args.commits} commits in {repo}")
-            generate(repo, args.commits, seed=1)
-    repo = os.path.abspath(repo)
+    demo = Demo(args)
 
-    step(f"commit packs of {repo} (oldest first: COMMIT-ID SIZE)")
-    proc = subprocess.run([*GITP2P, "packs", repo], capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        return proc.returncode
-    rows = [line.split() for line in proc.stdout.splitlines()]
-    for commit, size in rows[:5]:
-        print(f"  {commit}  {int(size):>8} bytes")
-    if len(rows) > 10:
-        print(f"  ... {len(rows) - 10} more ...")
-    for commit, size in rows[-5:] if len(rows) > 5 else []:
-        print(f"  {commit}  {int(size):>8} bytes")
-    total = sum(int(s) for _, s in rows)
-    print(f"  {len(rows)} commits, {total / 2**20:.2f} MiB of packs in all")
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt
 
-    rebuilt = os.path.join(args.out, "rebuilt.git")
-    shutil.rmtree(rebuilt, ignore_errors=True)
-    step(f"rebuilding the repository from the packs alone in {rebuilt}")
-    git("init", "-q", "--bare", rebuilt, cwd=args.out)
-    source = PackSource(GitRepo(repo))
+    signal.signal(signal.SIGTERM, on_sigterm)
+    code = 1
     try:
-        for i, (commit, _) in enumerate(rows, 1):
-            git("index-pack", "--stdin", "--fix-thin", cwd=rebuilt, input=source.pack(commit.encode()))
-            if i % 50 == 0 or i == len(rows):
-                print(f"\r  imported {i}/{len(rows)} packs", end="", flush=True)
+        code = demo.run()
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        code = 130
+    except (ClientError, subprocess.SubprocessError, OSError) as exc:
+        print(f"\ndemo: error: {exc}", file=sys.stderr)
+        code = 1
     finally:
-        source.close()
-        source.repo.close()
-    print()
-    for line in git("for-each-ref", "--format=%(objectname) %(refname)", cwd=repo).splitlines():
-        oid, name = line.split()
-        git("update-ref", name, git("rev-parse", f"{oid}^{{commit}}", cwd=repo).strip(), cwd=rebuilt)
-
-    step("checking")
-    fsck = subprocess.run(["git", "fsck", "--full"], cwd=rebuilt, capture_output=True, text=True)
-    same = set(git("rev-list", "--all", cwd=repo).split()) == set(git("rev-list", "--all", cwd=rebuilt).split())
-    print(f"  git fsck --full: {'clean' if fsck.returncode == 0 else 'FAILED'}")
-    print(f"  same {len(rows)} commit ids as the original: {'yes' if same else 'NO'}")
-    print(git("log", "--oneline", "-3", "main" if "refs/heads/main" in git("show-ref", cwd=rebuilt) else "HEAD", cwd=rebuilt))
-    return 0 if (fsck.returncode == 0 and same) else 1
+        demo.cleanup()
+        demo.summary["exit_code"] = code
+        try:
+            (demo.out / "summary.json").write_text(json.dumps(demo.summary, indent=2) + "\n")
+        except OSError:
+            pass
+    return code
 
 
 if __name__ == "__main__":
