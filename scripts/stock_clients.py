@@ -48,7 +48,7 @@ from torrentcore.metainfo import parse_torrent
 __all__ = [
     "CLIENTS", "TRACKERS", "Client", "Transmission", "Aria2", "Libtorrent",
     "EmbeddedTracker", "OpenTracker", "ClientError", "client_available", "tracker_available",
-    "free_port", "kill_group", "wait_until", "torrent_info_hash",
+    "free_port", "kill_group", "wait_until", "torrent_info_hash", "LOOPBACK",
 ]
 
 log = logging.getLogger(__name__)
@@ -181,8 +181,10 @@ class Client:
     #: it must dial it, after learning its address from a later announce).
     dials_loopback = True
 
-    def __init__(self, workdir, *, label: str | None = None):
+    def __init__(self, workdir, *, label: str | None = None, host: str = LOOPBACK):
         self.workdir = Path(workdir)
+        #: the address peers reach it at (its RPC stays on 127.0.0.1)
+        self.host = host
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.label = label or self.name
         self.config_dir = Path(tempfile.mkdtemp(prefix=f"{self.label}-config-", dir=self.workdir))
@@ -300,7 +302,7 @@ class Transmission(Client):
             "dht-enabled": False, "lpd-enabled": False, "pex-enabled": False,
             "utp-enabled": False, "port-forwarding-enabled": False,
             "peer-port": self.port, "peer-port-random-on-start": False,
-            "bind-address-ipv4": LOOPBACK, "bind-address-ipv6": "::1",
+            "bind-address-ipv4": self.host, "bind-address-ipv6": "::1",
             "encryption": 1,  # prefer encryption, accept plain peers
             "rpc-enabled": True, "rpc-bind-address": LOOPBACK, "rpc-port": self.rpc_port,
             "rpc-authentication-required": False, "rpc-whitelist-enabled": False,
@@ -536,9 +538,9 @@ _LIBTORRENT_AGENT = r'''
 import json, os, sys, threading, time
 import libtorrent as lt
 
-port, status_file = sys.argv[1], sys.argv[2]
+host, port, status_file = sys.argv[1], sys.argv[2], sys.argv[3]
 session = lt.session({
-    "listen_interfaces": "127.0.0.1:" + port,
+    "listen_interfaces": host + ":" + port,
     "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
     "enable_incoming_utp": False, "enable_outgoing_utp": False,
     "allow_multiple_connections_per_ip": True,
@@ -619,7 +621,7 @@ class Libtorrent(Client):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
             self.proc = subprocess.Popen(
-                [SYSTEM_PYTHON, str(agent), str(self.port), str(self.status_file)],
+                [SYSTEM_PYTHON, str(agent), self.host, str(self.port), str(self.status_file)],
                 cwd=str(self.config_dir), stdin=subprocess.PIPE, stdout=log_file,
                 stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "HOME": str(self.config_dir)})
@@ -674,16 +676,17 @@ class Tracker:
 
     name = "tracker"
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, *, host: str = LOOPBACK):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host = host
         self.log_path = self.workdir / f"{self.name}.log"
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
 
     @property
     def announce_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}/announce"
+        return f"http://{self.host}:{self.port}/announce"
 
     def allow(self, info_hash_hex: str) -> None:
         """Serve this info-hash (only needed by trackers with an allow-list)."""
@@ -691,7 +694,7 @@ class Tracker:
     def scrape(self, info_hash_hex: str) -> tuple[int, int]:
         """(seeders, leechers) the tracker knows for the info-hash; (0, 0) when unknown."""
         ih = bytes.fromhex(info_hash_hex)
-        url = f"http://{LOOPBACK}:{self.port}/scrape?info_hash=" + urllib.parse.quote_from_bytes(ih)
+        url = f"http://{self.host}:{self.port}/scrape?info_hash=" + urllib.parse.quote_from_bytes(ih)
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:
                 data = bencode.decode(resp.read())
@@ -732,7 +735,7 @@ class EmbeddedTracker(Tracker):
     name = "gitp2p-tracker"
 
     def start(self) -> "EmbeddedTracker":
-        self.proc = _start([sys.executable, "-m", "gitfs_p2p.cli", "tracker", "--host", LOOPBACK,
+        self.proc = _start([sys.executable, "-m", "gitfs_p2p.cli", "tracker", "--host", self.host,
                             "--port", "0", "--interval", "5"], self.log_path, cwd=self.workdir)
 
         def listening():
@@ -755,8 +758,8 @@ class OpenTracker(Tracker):
 
     name = "opentracker"
 
-    def __init__(self, workdir):
-        super().__init__(workdir)
+    def __init__(self, workdir, **kw):
+        super().__init__(workdir, **kw)
         self.root = Path(tempfile.mkdtemp(prefix="opentracker-", dir=self.workdir))
         os.chmod(self.root, 0o755)
         self.whitelist = self.root / "whitelist.txt"
@@ -771,13 +774,13 @@ class OpenTracker(Tracker):
 
     def start(self) -> "OpenTracker":
         self.port = free_port()
-        self.proc = _start(["opentracker", "-i", LOOPBACK, "-p", str(self.port), "-P", str(self.port),
+        self.proc = _start(["opentracker", "-i", self.host, "-p", str(self.port), "-P", str(self.port),
                             "-d", str(self.root), "-w", "whitelist.txt"], self.log_path, cwd=self.root)
 
         def answers():
             self._check_alive()
             try:
-                with urllib.request.urlopen(f"http://{LOOPBACK}:{self.port}/scrape", timeout=2):
+                with urllib.request.urlopen(f"http://{self.host}:{self.port}/scrape", timeout=2):
                     return True
             except urllib.error.HTTPError:
                 return True
@@ -806,7 +809,7 @@ class OpenTracker(Tracker):
         # is refused only when the hash is not on the list, and leaves no peer behind.
         q = urllib.parse.urlencode({"peer_id": "-GP0001-allowlistchk", "port": 1, "uploaded": 0,
                                     "downloaded": 0, "left": 0, "event": "stopped", "compact": 1})
-        url = (f"http://{LOOPBACK}:{self.port}/announce?info_hash="
+        url = (f"http://{self.host}:{self.port}/announce?info_hash="
                + urllib.parse.quote_from_bytes(bytes.fromhex(info_hash_hex)) + "&" + q)
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:

@@ -30,6 +30,7 @@ import pytest
 
 from stock_clients import (
     CLIENTS,
+    LOOPBACK,
     ClientError,
     TRACKERS,
     client_available,
@@ -66,15 +67,19 @@ NEITHER_DIALS = (
 
 def _cases():
     for tracker in TRACKERS:
+        marks = [pytest.mark.timeout(SCENARIO_TIMEOUT)]
+        if tracker == "opentracker":
+            marks.append(pytest.mark.slow)
         for seeder in NAMES:
             for downloader in NAMES:
-                marks = [pytest.mark.timeout(SCENARIO_TIMEOUT)]
-                if tracker == "opentracker":
-                    marks.append(pytest.mark.slow)
-                if not CLIENTS[seeder].dials_loopback and not CLIENTS[downloader].dials_loopback:
-                    marks.append(pytest.mark.xfail(strict=True, raises=ClientError, reason=NEITHER_DIALS))
-                yield pytest.param(seeder, downloader, tracker, marks=marks,
+                cannot_meet = not CLIENTS[seeder].dials_loopback and not CLIENTS[downloader].dials_loopback
+                xfail = [pytest.mark.xfail(strict=True, raises=ClientError, reason=NEITHER_DIALS)] if cannot_meet else []
+                yield pytest.param(seeder, downloader, tracker, "loopback", marks=marks + xfail,
                                    id=f"{seeder}-to-{downloader}-{tracker}")
+                if cannot_meet:
+                    # the same pair where it can meet: a private network namespace, 10.77.0.1
+                    yield pytest.param(seeder, downloader, tracker, "netns", marks=marks,
+                                       id=f"{seeder}-to-{downloader}-{tracker}-netns")
 
 
 @pytest.fixture
@@ -96,16 +101,19 @@ def _same_files(torrent_dir: Path, src: Path, names) -> list[str]:
     return [n for n in names if (torrent_dir / n).read_bytes() != (src / n).read_bytes()]
 
 
-@pytest.mark.parametrize("seeder_name,downloader_name,tracker_name", list(_cases()))
-def test_swarm_mount_to_watcher(tmp_path, cleanup, record_property,
-                                seeder_name, downloader_name, tracker_name):
+@pytest.mark.parametrize("seeder_name,downloader_name,tracker_name,network", list(_cases()))
+def test_swarm_mount_to_watcher(tmp_path, request, record_property,
+                                seeder_name, downloader_name, tracker_name, network):
     for reason in (client_available(seeder_name), client_available(downloader_name),
                    tracker_available(tracker_name)):
         if reason:
             pytest.skip(reason)
+    # the namespace is entered before `cleanup` is set up, so everything stops inside it
+    hosts = request.getfixturevalue("private_network") if network == "netns" else [LOOPBACK] * 4
+    cleanup = request.getfixturevalue("cleanup")
 
     # 1. repository A, its mount and torrent, the tracker
-    tracker = TRACKERS[tracker_name](tmp_path / "tracker")
+    tracker = TRACKERS[tracker_name](tmp_path / "tracker", host=hosts[0])
     cleanup(tracker)
     tracker.start()
     repo_a = make_sample_repo(tmp_path / "A", COMMITS, seed=3)
@@ -118,7 +126,7 @@ def test_swarm_mount_to_watcher(tmp_path, cleanup, record_property,
     tracker.allow(info_hash)
 
     # 2. a stock client seeds straight from the mount
-    seeder = CLIENTS[seeder_name](tmp_path / "seeder", label=f"seeder-{seeder_name}")
+    seeder = CLIENTS[seeder_name](tmp_path / "seeder", label=f"seeder-{seeder_name}", host=hosts[1])
     cleanup(seeder)
     seeder.seed(torrent, mount_a.path)
     seeder.wait_checked(CHECK_TIMEOUT)
@@ -132,7 +140,7 @@ def test_swarm_mount_to_watcher(tmp_path, cleanup, record_property,
     watcher = Watcher(dest, repo_b, log=tmp_path / "watch.log")
     cleanup(watcher)
     watcher.start()
-    downloader = CLIENTS[downloader_name](tmp_path / "downloader", label=f"downloader-{downloader_name}")
+    downloader = CLIENTS[downloader_name](tmp_path / "downloader", label=f"downloader-{downloader_name}", host=hosts[2])
     cleanup(downloader)
     downloader.download(torrent, dest)
     # A client that cannot dial loopback peers is reached when the seed re-announces.
@@ -154,7 +162,7 @@ def test_swarm_mount_to_watcher(tmp_path, cleanup, record_property,
     cleanup(mount_b)
     mount_b.start()
     assert torrent_info_hash(mount_b.torrent("all")) == info_hash
-    verifier = CLIENTS[downloader_name](tmp_path / "verifier", label=f"verifier-{downloader_name}")
+    verifier = CLIENTS[downloader_name](tmp_path / "verifier", label=f"verifier-{downloader_name}", host=hosts[3])
     cleanup(verifier)
     verifier.seed(mount_b.path / "torrents" / "all.torrent", mount_b.path)
     verifier.wait_checked(CHECK_TIMEOUT)
