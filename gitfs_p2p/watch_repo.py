@@ -1,7 +1,9 @@
 """The watcher's repository boundary: objects in and refs moved, through C git and plain files.
 
-Reads go through one long-lived `git cat-file --batch` process (C git copes
-with the many packs an importer writes, and sees new ones on a miss).
+Reads go through a `git cat-file --batch` process (C git copes with the many
+packs an importer writes, and sees new ones on a miss); it is restarted after
+every pack written here and every consolidation, so no git process outlives
+the set of packs it started with, and restarted once if it dies.
 Objects go in as a pack and its index written here and made visible the
 way git does it: both files written and fsynced under temporary names,
 then the pack renamed, then the index (the index makes it visible).  Refs
@@ -203,9 +205,16 @@ class ReceivingRepo:
         return os.path.realpath(p if bare else os.path.join(p, ".git"))
 
     def close(self) -> None:
+        with self._lock:
+            self._stop_readers()
+
+    def _stop_readers(self) -> None:
         for proc in (self._batch, self._check):
             if proc is not None:
-                proc.stdin.close()
+                try:
+                    proc.stdin.close()
+                except OSError:  # it died; its pipe is broken
+                    pass
                 proc.wait()
         self._batch = self._check = None
 
@@ -217,16 +226,39 @@ class ReceivingRepo:
             stdout=subprocess.PIPE,
         )
 
+    def _ask(self, mode: str, hex_id: str) -> tuple[subprocess.Popen, list[bytes]]:
+        """Send one id to the cat-file process of *mode* (started on demand); its answer line.
+
+        A process that died (its pipe broke, or it answered nothing) is replaced once;
+        a second death is an error, never an object reported missing."""
+        attr = "_batch" if mode == "--batch" else "_check"
+        for attempt in (1, 2):
+            p = getattr(self, attr)
+            if p is None:
+                p = self._proc(mode)
+                setattr(self, attr, p)
+            try:
+                p.stdin.write(hex_id.encode() + b"\n")
+                p.stdin.flush()
+                line = p.stdout.readline()
+            except OSError:
+                line = b""
+            if line:
+                return p, line.split()
+            setattr(self, attr, None)
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+            code = p.wait()
+            log.warning("git cat-file %s exited (code %s); %s", mode, code,
+                        "restarting it" if attempt == 1 else "giving up")
+        raise UserError(f"git cat-file {mode} in {self.git_dir} keeps exiting (code {code})")
+
     def read(self, oid: bytes) -> tuple[int, bytes] | None:
         """(type, content) of the object with binary id oid, or None."""
         with self._lock:
-            if self._batch is None:
-                self._batch = self._proc("--batch")
-            p = self._batch
-            p.stdin.write(oid.hex().encode() + b"\n")
-            p.stdin.flush()
-            line = p.stdout.readline()
-            fields = line.split()
+            p, fields = self._ask("--batch", oid.hex())
             if len(fields) != 3:
                 return None
             size = int(fields[2])
@@ -236,12 +268,7 @@ class ReceivingRepo:
 
     def type_of(self, hex_id: str) -> int | None:
         with self._lock:
-            if self._check is None:
-                self._check = self._proc("--batch-check")
-            p = self._check
-            p.stdin.write(hex_id.encode() + b"\n")
-            p.stdin.flush()
-            fields = p.stdout.readline().split()
+            _, fields = self._ask("--batch-check", hex_id)
             return _TYPES.get(fields[1]) if len(fields) == 3 else None
 
     def has(self, oid: bytes) -> bool:
@@ -257,24 +284,27 @@ class ReceivingRepo:
         if os.path.exists(final + ".idx"):
             return name
         intent = os.path.join(self.state_dir, "writing")
+        # Temporary names must not end in .idx: git takes any *.idx in objects/pack for a
+        # pack index, and could read one half-written.
         tmp = os.path.join(self.pack_dir, f"{_TMP_PREFIX}{name}")
-        for suffix in (".pack", ".idx"):
+        for suffix in ("-pack", "-idx"):
             if os.path.exists(tmp + suffix):
                 os.unlink(tmp + suffix)
-        _write_synced(tmp + ".pack", pack)
-        _write_synced(tmp + ".idx", idx)
+        _write_synced(tmp + "-pack", pack)
+        _write_synced(tmp + "-idx", idx)
         with open(intent + ".tmp", "w") as fh:
             fh.write(name + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(intent + ".tmp", intent)
         crash_point("before-pack-rename")
-        os.replace(tmp + ".pack", final + ".pack")
+        os.replace(tmp + "-pack", final + ".pack")
         crash_point("between-pack-and-idx")
-        os.replace(tmp + ".idx", final + ".idx")
+        os.replace(tmp + "-idx", final + ".idx")
         _fsync_dir(self.pack_dir)
         os.unlink(intent)
         crash_point("after-objects")
+        self.close()  # the next read starts a git that knows the new pack from the start
         return name
 
     def recover(self) -> None:
@@ -303,6 +333,7 @@ class ReceivingRepo:
     def consolidate(self) -> None:
         """Merge small packs geometrically (`git repack --geometric=2 -d`), safe under kill -9."""
         _git("repack", "-q", "-d", "--geometric=2", "--no-write-bitmap-index", git_dir=self.git_dir, check=False)
+        self.close()  # the packs the readers had open may be gone
 
     # -- refs ---------------------------------------------------------------------
     def ref_state(self) -> RefState:

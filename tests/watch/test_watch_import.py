@@ -299,3 +299,48 @@ def test_cli_watch_mode_imports_as_files_arrive(tmp_path, sender):
     assert b"Traceback" not in err, err.decode()
     assert f"imported {len(sender.commits)}/{len(sender.commits)} packs".encode() in err
     _assert_same_as_sender(repo, sender)
+
+
+def test_reader_that_dies_is_replaced_not_taken_for_missing_objects(tmp_path, sender):
+    """`git cat-file` dying under the importer (killed here; seen once as 'Out of memory')
+    must not make present objects look missing: the next question restarts it."""
+    from gitfs_p2p.watch_repo import ReceivingRepo
+
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    commits = list(sender.commits)
+    deliver(str(d), sender, commits[:5])
+    with _importer(d, repo) as imp:
+        assert imp.run_pass(final=True).imported == 5
+    r = ReceivingRepo(str(repo))
+    try:
+        head = commits[4]
+        assert r.has_commit(head)
+        kind, body = r.read(bytes.fromhex(head))
+        for attr in ("_check", "_batch"):
+            getattr(r, attr).kill()
+            getattr(r, attr).wait()
+        assert r.has_commit(head)
+        assert r.read(bytes.fromhex(head)) == (kind, body)
+        assert not r.has_commit("0" * 40)
+    finally:
+        r.close()
+
+
+def test_temporary_pack_files_are_never_named_like_an_index(tmp_path, sender, monkeypatch):
+    """git treats any objects/pack/*.idx as a pack index: a half-written one must not look like one."""
+    from gitfs_p2p import watch_repo
+
+    seen = []
+    real = watch_repo._write_synced
+
+    def spy(path, data):
+        seen.append(os.path.basename(path))
+        assert not path.endswith((".idx", ".pack")), path
+        return real(path, data)
+
+    monkeypatch.setattr(watch_repo, "_write_synced", spy)
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    deliver(str(d), sender, list(sender.commits)[:3])
+    with _importer(d, repo) as imp:
+        assert imp.run_pass(final=True).imported == 3
+    assert seen, "no pack was written"
