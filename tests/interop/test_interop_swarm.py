@@ -16,6 +16,10 @@ trackers (`gitp2p tracker` and Debian's opentracker), on 127.0.0.1 over TCP:
    fetches it into the same directory and, by its own count, fetches the new packs and
    nothing before the piece where the old torrent ended; B catches up.
 
+transmission -> transmission cannot meet on 127.0.0.1 (transmission never dials loopback
+peers): there it is a strict xfail, and the same scenario runs again, and must pass, in a
+network namespace the test creates (the `private_network` fixture, 10.77.0.1-4 on its lo).
+
 Each scenario is bounded (every wait has a limit; pytest-timeout as a backstop) and stops
 every process it started (by pid / process group) and unmounts every mount, pass or fail.
 Clients and their settings: scripts/stock_clients.py and docs/clients.md.
