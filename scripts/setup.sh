@@ -9,6 +9,7 @@ APT_PACKAGES=(
     fuse3 libfuse3-dev pkg-config gcc python3-dev git     # the mount (pyfuse3 builds from source)
     transmission-cli transmission-daemon aria2             # stock BitTorrent clients for interop
     python3-libtorrent opentracker                         # libtorrent peer, Debian's tracker
+    iproute2                                               # `ip`: the interop test's private network namespace
 )
 PYTHON=${PYTHON:-python3}
 
