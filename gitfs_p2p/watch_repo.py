@@ -63,36 +63,41 @@ def _git(*args: str, git_dir: str | None = None, input: bytes | None = None, che
 def build_pack(packs: list[VerifiedPack]) -> tuple[bytes, bytes, str]:
     """One self-contained pack (and its .idx v2) holding the objects of verified packs.
 
-    Received entries are copied verbatim; an object already copied from an
-    earlier pack of the list is left out (only from packs without OFS
-    deltas, whose entries may depend on their neighbours' offsets); delta
-    bases that came from the repository are appended whole, as
-    `git index-pack --fix-thin` does.  Returns (pack, idx, pack name hex).
+    Delta bases a pack took from outside itself (the repository, or another
+    pack of the batch) go first, whole, as `git index-pack --fix-thin` does.
+    Then the received entries, copied verbatim; an object already written is
+    left out (only from packs without OFS deltas, whose entries may depend on
+    their neighbours' offsets).  Bases first is what keeps the pack readable:
+    two packs may each hold a delta against an object the other holds as a
+    delta (A against B in one, B against A in the other), and keeping both
+    deltas would make a cycle that git cannot resolve.  A kept entry's base is
+    then always a whole object, an entry of its own pack, or the kept copy of
+    an entry from an earlier pack, so chains only ever lead back to whole
+    objects.  Returns (pack, idx, pack name hex).
     """
     parts: list[bytes] = [b""]
     rows: list[tuple[bytes, int, int]] = []  # id, offset, crc32
     have: set[bytes] = set()
     pos = 12
+
+    def add(oid: bytes, raw) -> None:
+        nonlocal pos
+        parts.append(raw)
+        rows.append((oid, pos, zlib.crc32(raw)))
+        have.add(oid)
+        pos += len(raw)
+
+    for vp in packs:
+        for oid, (type_num, content) in vp.external.items():
+            if oid not in have:
+                add(oid, entry_header(type_num, len(content)) + zlib.compress(content, 1))
     for vp in packs:
         dedupe = not vp.has_ofs_delta
         view = memoryview(vp.data)
         for e in vp.entries:
             if dedupe and e.id in have:
                 continue
-            raw = view[e.start : e.end]
-            parts.append(raw)
-            rows.append((e.id, pos, zlib.crc32(raw)))
-            have.add(e.id)
-            pos += len(raw)
-    for vp in packs:
-        for oid, (type_num, content) in vp.external.items():
-            if oid in have:
-                continue
-            raw = entry_header(type_num, len(content)) + zlib.compress(content, 1)
-            parts.append(raw)
-            rows.append((oid, pos, zlib.crc32(raw)))
-            have.add(oid)
-            pos += len(raw)
+            add(e.id, view[e.start : e.end])
     parts[0] = struct.pack(">4sLL", b"PACK", 2, len(rows))
     sha = hashlib.sha1()
     for p in parts:

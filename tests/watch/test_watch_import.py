@@ -344,3 +344,64 @@ def test_temporary_pack_files_are_never_named_like_an_index(tmp_path, sender, mo
     with _importer(d, repo) as imp:
         assert imp.run_pass(final=True).imported == 3
     assert seen, "no pack was written"
+
+
+def test_crossing_deltas_in_one_batch_make_no_delta_cycle(tmp_path):
+    """Commit c1 stores blob A as a delta against B (its parent has B); commit c2, on another
+    branch, stores B as a delta against A (its parent has A). Imported in one batch, the
+    written pack must still resolve: bases from outside a pack go in whole, so the two
+    deltas never point at each other (seen as a 5000-pack import whose pack git could not
+    read: 'pack has 159 unresolved deltas', then 'Out of memory' in git cat-file)."""
+    from wsupport import Sender
+
+    src = tmp_path / "src"
+    git("init", "-q", "-b", "main", str(src), cwd=tmp_path)
+    lines = [f"line {i} of a file long enough to be stored as a delta\n" for i in range(300)]
+    text_a = "".join(lines[:150] + ["version A\n"] + lines[150:])
+    text_b = "".join(lines[:150] + ["version B\n"] + lines[150:])
+
+    def commit(text, msg):
+        (src / "f.txt").write_text(text)
+        git("add", "f.txt", cwd=src)
+        git("commit", "-q", "-m", msg, cwd=src)
+        return git("rev-parse", "HEAD", cwd=src).strip()
+
+    commit("".join(lines), "root")
+    git("checkout", "-q", "-b", "x", cwd=src)
+    p1, c1 = commit(text_b, "p1 has B"), commit(text_a, "c1 brings A")
+    git("checkout", "-q", "main", cwd=src)
+    git("checkout", "-q", "-b", "y", cwd=src)
+    p2, c2 = commit(text_a, "p2 has A"), commit(text_b, "c2 brings B")
+    repo = GitRepo(str(src))
+    source = PackSource(repo)
+    try:
+        infos = source.commits()
+        sender = Sender(
+            str(src), [c.id.decode() for c in infos],
+            {c.id.decode(): tuple(p.decode() for p in c.parents) for c in infos},
+            {c.id.decode(): source.pack(c.id) for c in infos},
+            {n: o.decode() for n, o in repo.refs().items() if n != "HEAD"}, repo.head_target())
+    finally:
+        source.close()
+        repo.close()
+    # the packs really cross: each of c1, c2 holds one REF_DELTA, against the other's blob
+    from gitfs_p2p.packfile import OBJ_REF_DELTA, read_pack
+    blob_a = git("rev-parse", f"{c1}:f.txt", cwd=src).strip()
+    blob_b = git("rev-parse", f"{c2}:f.txt", cwd=src).strip()
+    bases = {c: [e.base_id.hex() for e in read_pack(sender.packs[c]) if e.type_num == OBJ_REF_DELTA]
+             for c in (c1, c2)}
+    assert blob_b in bases[c1] and blob_a in bases[c2], bases
+
+    d, dest = tmp_path / "dl", tmp_path / "repo"
+    first = [c for c in sender.commits if c not in (c1, c2)]
+    deliver(str(d), sender, first)
+    with _importer(d, dest) as imp:
+        assert imp.run_pass(final=True).imported == len(first)
+        deliver(str(d), sender, [c1, c2])
+        write_manifest(str(d), sender.manifest())
+        assert imp.run_pass(final=True).imported == len(sender.commits)
+    _assert_same_as_sender(dest, sender)
+    for idx in (dest / ".git" / "objects" / "pack").glob("*.idx"):
+        proc = subprocess.run(["git", "verify-pack", str(idx)], capture_output=True, text=True)
+        assert proc.returncode == 0, (idx.name, proc.stderr)
+    assert git("cat-file", "-p", blob_a, cwd=dest) == text_a
