@@ -16,11 +16,12 @@ from pathlib import Path
 
 from stock_clients import ClientError, kill_group, tail, wait_until
 
+from gitfs_p2p.mount_cli import find_mount
 from torrentcore.metainfo import parse_torrent
 
 __all__ = [
     "GITP2P", "git", "make_sample_repo", "advance", "peeled_refs", "all_commits", "fsck_full",
-    "Mount", "Watcher", "is_mounted", "unmount", "new_bytes_range",
+    "Mount", "Watcher", "is_mounted", "pid_alive", "unmount", "new_bytes_range",
 ]
 
 GITP2P = [sys.executable, "-m", "gitfs_p2p.cli"]
@@ -126,16 +127,7 @@ def new_bytes_range(old_torrent, new_torrent) -> dict:
 # ------------------------------------------------------------------ mounts
 
 def is_mounted(path) -> bool:
-    target = os.path.abspath(path)
-    try:
-        with open("/proc/self/mountinfo") as fh:
-            for line in fh:
-                fields = line.split(" - ")[0].split()
-                if len(fields) >= 5 and fields[4].replace("\\040", " ") == target:
-                    return True
-    except OSError:
-        pass
-    return False
+    return find_mount(str(path)) is not None
 
 
 def unmount(path) -> None:
@@ -194,7 +186,7 @@ class Mount:
         unmount(self.path)
         if self.pid is not None:
             for _ in range(100):
-                if not _pid_alive(self.pid):
+                if not pid_alive(self.pid):
                     break
                 time.sleep(0.1)
             else:
@@ -211,7 +203,8 @@ class Mount:
         self.stop()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while pid runs (a zombie left for its parent to reap counts as gone)."""
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:

@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from swarm import is_mounted, pid_alive  # noqa: F401  (scripts/, shared with make demo)
+
 
 NO_FUSE = not os.path.exists("/dev/fuse")
 needs_fuse = pytest.mark.skipif(NO_FUSE, reason="/dev/fuse is absent")
@@ -28,28 +30,6 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
-
-
-def is_mounted(path: str) -> bool:
-    target = os.path.abspath(path)
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            fields = line.split(" - ")[0].split()
-            if len(fields) >= 5 and fields[4].replace("\\040", " ") == target:
-                return True
-    return False
-
-
-def pid_alive(pid: int) -> bool:
-    """True while pid runs (a zombie left for init to reap counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("State:"):
-                    return "Z" not in line.split()[1]
-    except OSError:
-        return False
-    return False
 
 
 def wait_for(predicate, *, timeout: float = 20.0, step: float = 0.1) -> bool:
