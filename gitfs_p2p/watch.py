@@ -345,7 +345,10 @@ class Importer:
         def has(oid: bytes) -> bool:
             return oid in objects or self.repo.has(oid)
 
-        return RepoView(read, has, self._has_commit)
+        def missing(oids: list[bytes]) -> set[bytes]:
+            return self.repo.missing([oid for oid in oids if oid not in objects])
+
+        return RepoView(read, has, self._has_commit, missing)
 
     # -- one pass -------------------------------------------------------------------
     def run_pass(self, *, final: bool = False) -> PassResult:

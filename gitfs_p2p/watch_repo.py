@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 ZERO_ID = "0" * 40
 _TYPES = {b"commit": OBJ_COMMIT, b"tree": OBJ_TREE, b"blob": OBJ_BLOB, b"tag": OBJ_TAG}
 _TMP_PREFIX = "tmp_gitp2p_"
+_ASK_CHUNK = 1000  # ids per write to git cat-file: 41 KB, under a pipe's 64 KiB
 _CRASH_COUNTS: dict[str, int] = {}
 
 
@@ -232,8 +233,16 @@ class ReceivingRepo:
         )
 
     def _ask(self, mode: str, hex_id: str) -> tuple[subprocess.Popen, list[bytes]]:
-        """Send one id to the cat-file process of *mode* (started on demand); its answer line.
+        """Send one id to the cat-file process of *mode*; the process and its answer line."""
+        p, answers = self._ask_many(mode, [hex_id])
+        return p, answers[0]
 
+    def _ask_many(self, mode: str, hex_ids: list[str]) -> tuple[subprocess.Popen, list[list[bytes]]]:
+        """Send ids to the cat-file process of *mode* (started on demand); its answer lines.
+
+        Only `--batch-check` may be given more than one id (`--batch` follows each answer
+        with content that the caller reads). At most _ASK_CHUNK ids go out at once, so what
+        is written always fits the pipe and git never waits on us while we wait on it.
         A process that died (its pipe broke, or it answered nothing) is replaced once;
         a second death is an error, never an object reported missing."""
         attr = "_batch" if mode == "--batch" else "_check"
@@ -242,14 +251,20 @@ class ReceivingRepo:
             if p is None:
                 p = self._proc(mode)
                 setattr(self, attr, p)
+            answers: list[list[bytes]] = []
             try:
-                p.stdin.write(hex_id.encode() + b"\n")
-                p.stdin.flush()
-                line = p.stdout.readline()
+                for start in range(0, len(hex_ids), _ASK_CHUNK):
+                    chunk = hex_ids[start : start + _ASK_CHUNK]
+                    p.stdin.write("".join(h + "\n" for h in chunk).encode())
+                    p.stdin.flush()
+                    for _ in chunk:
+                        line = p.stdout.readline()
+                        if not line:
+                            raise BrokenPipeError
+                        answers.append(line.split())
+                return p, answers
             except OSError:
-                line = b""
-            if line:
-                return p, line.split()
+                pass
             setattr(self, attr, None)
             try:
                 p.stdin.close()
@@ -278,6 +293,14 @@ class ReceivingRepo:
 
     def has(self, oid: bytes) -> bool:
         return self.type_of(oid.hex()) is not None
+
+    def missing(self, oids: list[bytes]) -> set[bytes]:
+        """Those of oids that are not in the repository: one round trip per _ASK_CHUNK ids."""
+        if not oids:
+            return set()
+        with self._lock:
+            _, answers = self._ask_many("--batch-check", [oid.hex() for oid in oids])
+        return {oid for oid, fields in zip(oids, answers) if len(fields) != 3}
 
     def has_commit(self, hex_id: str) -> bool:
         return self.type_of(hex_id) == OBJ_COMMIT
