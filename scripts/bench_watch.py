@@ -65,6 +65,9 @@ def run(repo_path: str, workdir: str, out: dict) -> None:
     from gitfs_p2p.manifest import RefManifest
     from gitfs_p2p.source import PackSource
 
+    # Start empty: a received.git left by an earlier run would make the import a no-op.
+    for name in ("dl", "reference.git", "received.git"):
+        shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
     dl = os.path.join(workdir, "dl", "packs")
     os.makedirs(dl, exist_ok=True)
     repo = GitRepo(repo_path)
