@@ -283,7 +283,9 @@ class ReceivingRepo:
                 return None
             size = int(fields[2])
             content = p.stdout.read(size)
-            p.stdout.read(1)
+            if len(content) != size or p.stdout.read(1) != b"\n":
+                self._stop_readers()  # it died mid-answer: the next question starts a new one
+                raise UserError(f"git cat-file --batch in {self.git_dir} stopped in the middle of {oid.hex()}")
             return _TYPES[fields[1]], content
 
     def type_of(self, hex_id: str) -> int | None:
