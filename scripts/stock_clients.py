@@ -48,7 +48,8 @@ from torrentcore.metainfo import parse_torrent
 __all__ = [
     "CLIENTS", "TRACKERS", "Client", "Transmission", "Aria2", "Libtorrent",
     "EmbeddedTracker", "OpenTracker", "ClientError", "client_available", "tracker_available",
-    "free_port", "kill_group", "wait_until", "torrent_info_hash", "LOOPBACK",
+    "free_port", "kill_group", "wait_until", "torrent_info_hash", "LOOPBACK", "SYSTEM_PYTHON",
+    "libtorrent_available",
 ]
 
 log = logging.getLogger(__name__)

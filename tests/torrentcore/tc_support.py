@@ -2,12 +2,10 @@
 
 Imported as ``tc_support`` (a unique name: tests/conftest.py is also called conftest)."""
 
-import functools
 import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 from urllib.parse import quote_from_bytes
 
@@ -18,16 +16,9 @@ import pytest
 # /usr/lib/python3/dist-packages to sys.path would also shadow the venv's own packages
 # (trio, pytest) with Debian's. So libtorrent is always driven in a subprocess of
 # /usr/bin/python3, which also keeps a libtorrent crash from taking pytest down.
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-@functools.cache
-def libtorrent_available() -> bool:
-    if not os.access(SYSTEM_PYTHON, os.X_OK):
-        return False
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import libtorrent"],
-                           capture_output=True, timeout=60)
-    return probe.returncode == 0
+# The probe and the interpreter are the stock-client drivers' (scripts/stock_clients.py,
+# on sys.path through tests/testutil.py), shared with tests/interop, the demo and the bench.
+from stock_clients import SYSTEM_PYTHON, free_port, libtorrent_available  # noqa: E402,F401
 
 
 _PACKAGES = {"aria2c": "aria2", "transmission-show": "transmission-cli",
@@ -57,13 +48,6 @@ def run_libtorrent(script: str, *args: str, timeout: float = 120) -> str:
 
 def random_bytes(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1 (for client listen ports)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def kill_group(pid: int) -> None:
