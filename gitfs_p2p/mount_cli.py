@@ -150,6 +150,12 @@ def _check_fuse() -> None:
         raise UserError(f"pyfuse3 is not usable ({exc}); reinstall gitfs-p2p with its dependencies") from None
 
 
+def _dead_mount(mountpoint: str) -> UserError:
+    return UserError(
+        f"{mountpoint}: a dead mount is still there (its process exited); run `gitp2p umount {mountpoint}` first"
+    )
+
+
 def _check_mountpoint(mountpoint: str) -> None:
     try:
         st = os.stat(mountpoint)
@@ -157,10 +163,7 @@ def _check_mountpoint(mountpoint: str) -> None:
         raise UserError(f"{mountpoint}: no such directory") from None
     except OSError as exc:
         if exc.errno == errno.ENOTCONN:
-            raise UserError(
-                f"{mountpoint}: a dead mount is still there (its process exited); "
-                f"run `gitp2p umount {mountpoint}` first"
-            ) from None
+            raise _dead_mount(mountpoint) from None
         raise UserError(f"{mountpoint}: {exc.strerror}") from None
     import stat
 
@@ -172,10 +175,7 @@ def _check_mountpoint(mountpoint: str) -> None:
             os.listdir(mountpoint)
         except OSError as exc:
             if exc.errno == errno.ENOTCONN:
-                raise UserError(
-                    f"{mountpoint}: a dead mount is still there (its process exited); "
-                    f"run `gitp2p umount {mountpoint}` first"
-                ) from None
+                raise _dead_mount(mountpoint) from None
     if kind is not None:
         what = "a gitp2p mount" if kind == "fuse.gitp2p" else f"a {kind} file system"
         raise UserError(f"{mountpoint}: already mounted ({what} is there)")
