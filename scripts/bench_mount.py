@@ -164,12 +164,7 @@ def run(repo_path: str, out: dict) -> None:
             status = m.status()
         out["read_files"] = len(chosen)
         out["read_bytes"] = nbytes
-        out["cold_mount_MBps"] = _mbps(nbytes, cold)
-        out["cold_file_MBps"] = _mbps(nbytes, plain_cold)
-        out["cold_ratio"] = round(plain_cold / cold, 3) if cold else None
-        out["warm_mount_MBps"] = _mbps(nbytes, warm)
-        out["warm_file_MBps"] = _mbps(nbytes, plain_warm)
-        out["warm_ratio"] = round(plain_warm / warm, 3) if warm else None
+        _record_reads(out, "", nbytes, cold, warm, plain_cold, plain_warm)
         out["peak_rss_MB"] = round(status.get("VmHWM", 0) / 1024, 1)
         out["rss_anon_end_MB"] = round(status.get("RssAnon", 0) / 1024, 1)
         _run_large_pack(work, out)
@@ -199,12 +194,16 @@ def _run_large_pack(work: str, out: dict, size: int = LARGE_PACK_BYTES) -> None:
     _, plain_cold = _read_files([plain])
     _, plain_warm = _read_files([plain])
     out["large_pack_bytes"] = nbytes
-    out["large_cold_mount_MBps"] = _mbps(nbytes, cold)
-    out["large_cold_file_MBps"] = _mbps(nbytes, plain_cold)
-    out["large_cold_ratio"] = round(plain_cold / cold, 3) if cold else None
-    out["large_warm_mount_MBps"] = _mbps(nbytes, warm)
-    out["large_warm_file_MBps"] = _mbps(nbytes, plain_warm)
-    out["large_warm_ratio"] = round(plain_warm / warm, 3) if warm else None
+    _record_reads(out, "large_", nbytes, cold, warm, plain_cold, plain_warm)
+
+
+def _record_reads(out: dict, prefix: str, nbytes: int, cold: float, warm: float,
+                  plain_cold: float, plain_warm: float) -> None:
+    """MB/s of the mount and of the plain files, cold and warm, and their ratios (file time / mount time)."""
+    for kind, mount_s, file_s in (("cold", cold, plain_cold), ("warm", warm, plain_warm)):
+        out[f"{prefix}{kind}_mount_MBps"] = _mbps(nbytes, mount_s)
+        out[f"{prefix}{kind}_file_MBps"] = _mbps(nbytes, file_s)
+        out[f"{prefix}{kind}_ratio"] = round(file_s / mount_s, 3) if mount_s else None
 
 
 def main(argv: list[str] | None = None) -> int:
