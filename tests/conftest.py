@@ -6,8 +6,17 @@ import os
 import sys
 
 import pytest
+from hypothesis import settings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# Hypothesis: in CI (CI=true) every run tries the same examples (derandomize, no example
+# database), so a red CI is reproducible and never depends on the run; locally the default
+# profile keeps exploring new examples. HYPOTHESIS_PROFILE=ci|default picks one explicitly.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None,
+                          print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE",
+                                     "ci" if os.environ.get("CI") else "default"))
 
 from testutil import generate  # noqa: E402
 

@@ -10,6 +10,7 @@ __all__ = [
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_ITEMS",
     "DEFAULT_MAX_SIZE",
+    "MAX_INT_DIGITS",
     "DecodeError",
     "EncodeError",
     "decode",
@@ -27,10 +28,11 @@ DEFAULT_MAX_SIZE = 16 * 1024 * 1024
 #: memory, since ``le`` costs two bytes of input but ~60 bytes as a Python list.
 DEFAULT_MAX_ITEMS = 1_000_000
 
-# Longest integer literal (digits, sign excluded) that decode accepts and encode writes:
-# 2**64 needs 20 digits; 32 leaves room for any sane value and keeps int() cheap.
-_MAX_INT_DIGITS = 32
-_INT_LIMIT = 10**_MAX_INT_DIGITS
+#: Most digits (sign excluded) of an integer that ``decode`` accepts and ``encode`` writes,
+#: and of a string length: 2**64 needs 20 digits; 32 leaves room for any sane value and
+#: keeps int() cheap. The one bound both directions use.
+MAX_INT_DIGITS = 32
+_INT_LIMIT = 10**MAX_INT_DIGITS  # the smallest magnitude with MAX_INT_DIGITS + 1 digits
 _DIGITS = frozenset(b"0123456789")
 
 
@@ -56,7 +58,7 @@ def _normalise(obj: object, max_depth: int, depth: int = 0) -> object:
         raise EncodeError("cannot bencode a bool; use 0 or 1")
     if isinstance(obj, int):
         if abs(obj) >= _INT_LIMIT:
-            raise EncodeError(f"integer has more than {_MAX_INT_DIGITS} digits")
+            raise EncodeError(f"integer has more than {MAX_INT_DIGITS} digits")
         return int(obj)
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj)
@@ -158,15 +160,21 @@ def _scan_int(data: bytes, pos: int) -> int:
     """Check the canonical integer ``i<digits>e`` at *pos*; return the position after it."""
     start = pos
     pos += 1
-    end = data.find(b"e", pos, pos + _MAX_INT_DIGITS + 2)
+    # The longest literal body is a sign and MAX_INT_DIGITS digits; look one byte further
+    # for the "e", so a body one digit too long is told apart from an unterminated one.
+    longest = MAX_INT_DIGITS + 1
+    end = data.find(b"e", pos, pos + longest + 1)
     if end < 0:
-        if len(data) - pos <= _MAX_INT_DIGITS + 1:
+        if len(data) - pos <= longest:
             raise DecodeError(f"truncated integer at byte {start}")
         raise DecodeError(f"integer at byte {start} is too long or unterminated")
     body = data[pos:end]
     digits = body[1:] if body[:1] == b"-" else body
     if not digits or not all(b in _DIGITS for b in digits):
         raise DecodeError(f"malformed integer {data[start:end + 1]!r} at byte {start}")
+    if len(digits) > MAX_INT_DIGITS:
+        raise DecodeError(f"integer at byte {start} is too long: more than "
+                          f"{MAX_INT_DIGITS} digits")
     if digits[0] == 0x30 and (len(digits) > 1 or body[:1] == b"-"):
         raise DecodeError(f"non-canonical integer {data[start:end + 1]!r} at byte {start}")
     return end + 1
@@ -175,9 +183,9 @@ def _scan_int(data: bytes, pos: int) -> int:
 def _scan_string(data: bytes, pos: int) -> tuple[int, int]:
     """Check the byte string ``<len>:<bytes>`` at *pos*; return (payload start, end)."""
     start = pos
-    colon = data.find(b":", pos, pos + _MAX_INT_DIGITS + 1)
+    colon = data.find(b":", pos, pos + MAX_INT_DIGITS + 1)
     if colon < 0:
-        if len(data) - pos <= _MAX_INT_DIGITS:
+        if len(data) - pos <= MAX_INT_DIGITS:
             raise DecodeError(f"truncated string length at byte {start}")
         raise DecodeError(f"string length at byte {start} is too long or has no colon")
     digits = data[pos:colon]

@@ -4,7 +4,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torrentcore.bencode import DecodeError, EncodeError, decode, encode, validate
+from torrentcore.bencode import (
+    MAX_INT_DIGITS,
+    DecodeError,
+    EncodeError,
+    decode,
+    encode,
+    validate,
+)
 
 VALID = [
     (b"i0e", 0),
@@ -134,16 +141,64 @@ def test_encode_types():
     ({"a": 1, b"a": 2}, "duplicate"),
     ([[[[1]]]], "deeper"),
     (10**32, "more than 32 digits"),
+    (-(10**32), "more than 32 digits"),
 ])
 def test_encode_errors(value, message):
     with pytest.raises(EncodeError, match=message):
         encode(value, max_depth=3)
 
 
+# ------------------------------------------------------------------ the integer bound
+
+def test_33_digit_integer_is_refused_both_ways():
+    """The example that once got through: the decoder's search window for the closing
+    "e" is a sign plus MAX_INT_DIGITS digits, so a positive 33-digit literal fitted it."""
+    literal = b"i" + b"1" * 33 + b"e"
+    with pytest.raises(DecodeError, match="more than 32 digits"):
+        decode(literal)
+    with pytest.raises(EncodeError, match="more than 32 digits"):
+        encode(int(b"1" * 33))
+
+
+@pytest.mark.parametrize("body", [
+    b"9" * MAX_INT_DIGITS, b"-" + b"9" * MAX_INT_DIGITS, b"1" + b"0" * (MAX_INT_DIGITS - 1),
+])
+def test_longest_integers_round_trip(body):
+    literal = b"i" + body + b"e"
+    assert encode(decode(literal)) == literal
+
+
+@pytest.mark.parametrize("digits", [MAX_INT_DIGITS + 1, MAX_INT_DIGITS + 2, 200])
+@pytest.mark.parametrize("sign", [b"", b"-"])
+def test_longer_integers_refused(digits, sign):
+    with pytest.raises(DecodeError, match="too long"):
+        decode(b"i" + sign + b"7" * digits + b"e")
+    with pytest.raises(EncodeError):
+        encode(int(sign + b"7" * digits))
+
+
+@given(st.integers(min_value=1, max_value=MAX_INT_DIGITS + 3), st.booleans(),
+       st.integers(min_value=0, max_value=9))
+def test_decoder_and_encoder_share_the_integer_bound(digits, negative, lead):
+    """An integer literal is decoded exactly when the encoder would write it."""
+    text = str(max(lead, 1)) + "3" * (digits - 1)
+    value = -int(text) if negative else int(text)
+    literal = b"i" + str(value).encode() + b"e"
+    try:
+        encoded = encode(value)
+    except EncodeError:
+        with pytest.raises(DecodeError):
+            decode(literal)
+    else:
+        assert encoded == literal
+        assert decode(literal) == value
+
+
 # ------------------------------------------------------------------ property tests
 
 bencodable = st.recursive(
-    st.integers(min_value=-(10**32) + 1, max_value=10**32 - 1) | st.binary(max_size=40),
+    st.integers(min_value=-(10**MAX_INT_DIGITS) + 1, max_value=10**MAX_INT_DIGITS - 1)
+    | st.binary(max_size=40),
     lambda children: st.lists(children, max_size=5)
     | st.dictionaries(st.binary(max_size=8), children, max_size=5),
     max_leaves=30,
