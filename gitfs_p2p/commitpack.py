@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .delta import create_delta
-from .gitrepo import S_IFDIR, S_IFGITLINK, CommitInfo, GitRepo, TreeEntry, is_gitlink, is_tree
+from .gitrepo import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitInfo, GitRepo, TreeEntry
 from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TREE, PackEntry, write_pack
 
 __all__ = ["FORMAT_VERSION", "MAX_DELTA_SIZE", "CommitPacker", "PackPlan"]
@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 #: Objects (or bases) larger than this are stored whole, never as deltas.
 MAX_DELTA_SIZE = 16 << 20
-
-_NOT_BLOBS = (S_IFDIR, S_IFGITLINK)
 
 
 @dataclass
@@ -93,11 +91,11 @@ class CommitPacker:
             self._trees.put(oid, hit, 64 + 200 * len(hit))
         return hit
 
-    def names(self, tree_id: bytes) -> dict[bytes, tuple[int, bytes]]:
-        """name -> (mode, id) of one tree (cached: a commit's map is its child's parent map)."""
+    def names(self, tree_id: bytes) -> dict[bytes, tuple[str, bytes]]:
+        """name -> (kind, id) of one tree (cached: a commit's map is its child's parent map)."""
         hit = self._maps.get_hit(tree_id)
         if hit is None:
-            hit = {name: (mode, oid) for name, mode, oid in self.tree(tree_id)}
+            hit = {e.name: (e.kind, e.id) for e in self.tree(tree_id)}
             self._maps.put(tree_id, hit, 64 + 200 * len(hit))
         return hit
 
@@ -107,12 +105,12 @@ class CommitPacker:
         if hit is not None:
             return hit
         entries = self.tree(tree_id)
-        # Blobs and symlinks; not trees (0o040000) nor gitlinks (0o160000).
-        ids = {oid for _, mode, oid in entries if mode & 0o170000 not in _NOT_BLOBS}
+        # Blobs (files and symlinks); not gitlinks, which name commits of another repository.
+        ids = {e.id for e in entries if e.kind == KIND_BLOB}
         ids.add(tree_id)
-        for _, mode, oid in entries:
-            if mode & 0o170000 == S_IFDIR:
-                ids |= self.closure(oid)
+        for e in entries:
+            if e.kind == KIND_TREE:
+                ids |= self.closure(e.id)
         result = frozenset(ids)
         self._closures.put(tree_id, result, len(result))
         return result
@@ -155,24 +153,24 @@ class CommitPacker:
             seen.add(tree_id)
             trees.append(PlannedObject(tree_id, OBJ_TREE, path, [p for p in parent_dirs if p is not None]))
             entries = self.tree(tree_id)
-            # name -> (mode, id) of each parent's tree at this path
+            # name -> (kind, id) of each parent's tree at this path
             parent_maps = [self.names(p) if p is not None else {} for p in parent_dirs]
             if parent_maps and parent_maps[0]:
                 names = self.names(tree_id)
-                for name, (mode, oid) in parent_maps[0].items():
-                    if name not in names and not is_gitlink(mode):
-                        self._collect_deleted(name, mode, oid, deleted)
+                for name, (kind, oid) in parent_maps[0].items():
+                    if name not in names and kind != KIND_GITLINK:
+                        self._collect_deleted(name, kind, oid, deleted)
             subdirs = []
-            for name, mode, oid in entries:
-                if oid in excluded or oid in seen or mode & 0o170000 == S_IFGITLINK:
+            for name, _, oid, kind in entries:
+                if oid in excluded or oid in seen or kind == KIND_GITLINK:
                     continue
                 sub_path = path + b"/" + name if path else name
                 same_path = [pm.get(name) for pm in parent_maps]
-                if is_tree(mode):
-                    subdirs.append((oid, sub_path, [p[1] if p is not None and is_tree(p[0]) else None for p in same_path]))
+                if kind == KIND_TREE:
+                    subdirs.append((oid, sub_path, [p[1] if p is not None and p[0] == KIND_TREE else None for p in same_path]))
                 else:
                     seen.add(oid)
-                    bases = [p[1] for p in same_path if p is not None and not is_tree(p[0]) and not is_gitlink(p[0])]
+                    bases = [p[1] for p in same_path if p is not None and p[0] == KIND_BLOB]
                     obj = PlannedObject(oid, OBJ_BLOB, sub_path, bases)
                     blobs.append(obj)
                     if not bases:
@@ -184,11 +182,11 @@ class CommitPacker:
                 obj.bases.append(base)
         return PackPlan(commit, trees + blobs)
 
-    def _collect_deleted(self, name: bytes, mode: int, oid: bytes, deleted: dict[bytes, bytes]) -> None:
-        if is_tree(mode):
-            for sub_name, sub_mode, sub_oid in self.tree(oid):
-                if not is_gitlink(sub_mode):
-                    self._collect_deleted(sub_name, sub_mode, sub_oid, deleted)
+    def _collect_deleted(self, name: bytes, kind: str, oid: bytes, deleted: dict[bytes, bytes]) -> None:
+        if kind == KIND_TREE:
+            for e in self.tree(oid):
+                if e.kind != KIND_GITLINK:
+                    self._collect_deleted(e.name, e.kind, e.id, deleted)
         else:
             deleted.setdefault(name, oid)
 

@@ -7,23 +7,33 @@ import logging
 import os
 import re
 import threading
+import zlib
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
-from dulwich.errors import NotGitRepository
-from dulwich.objects import Commit, Tag, parse_tree
+from dulwich.errors import NotGitRepository, ObjectFormatException
 from dulwich.repo import Repo
 
 from .errors import UserError
+from .objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, ObjectParseError, iter_tree, mode_kind, parse_commit, parse_tag
 from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
 
-__all__ = ["GitRepo", "CommitInfo", "TreeEntry", "S_IFGITLINK", "S_IFDIR", "is_tree", "is_gitlink"]
+__all__ = [
+    "GitRepo",
+    "CommitInfo",
+    "TreeEntry",
+    "RefTarget",
+    "PUBLISHED_PREFIXES",
+    "KIND_BLOB",
+    "KIND_TREE",
+    "KIND_GITLINK",
+]
 
 log = logging.getLogger(__name__)
 
-S_IFDIR = 0o040000
 DELTA_BASE_CACHE_BYTES = 16 << 20
-S_IFGITLINK = 0o160000
+#: The refs a repository publishes (and a receiver accepts): branches and tags.
+PUBLISHED_PREFIXES = ("refs/heads/", "refs/tags/")
 
 
 @dataclass(frozen=True)
@@ -35,19 +45,22 @@ class CommitInfo:
 
 
 class TreeEntry(NamedTuple):
-    """One entry of a tree, exactly as dulwich's parse_tree gives it."""
+    """One entry of a tree: name, raw mode, hex id, and what git reads the mode as."""
 
     name: bytes
     mode: int
     id: bytes  # hex
+    kind: str  # KIND_BLOB | KIND_TREE | KIND_GITLINK (git's canon_mode)
 
 
-def is_tree(mode: int) -> bool:
-    return mode & 0o170000 == S_IFDIR
+@dataclass(frozen=True)
+class RefTarget:
+    """What one ref names: the object itself and, through any tags, the commit it leads to."""
 
-
-def is_gitlink(mode: int) -> bool:
-    return mode & 0o170000 == S_IFGITLINK
+    object: bytes  # hex id the ref names
+    type_num: int
+    commit: bytes | None  # hex id of the commit it peels to; None for a tag of a tree or blob
+    tags: tuple[bytes, ...]  # the tag objects on the way, outermost first
 
 
 class GitRepo:
@@ -104,26 +117,56 @@ class GitRepo:
 
     # -- objects -----------------------------------------------------------
     def read_raw(self, oid: bytes) -> tuple[int, bytes]:
-        """(type number, content) of the object with hex id oid; KeyError if absent."""
+        """(type number, content) of the object with hex id oid; KeyError if absent.
+
+        dulwich parses a loose object while reading it and refuses some that git
+        reads (a committer line without a time zone, say); those are read here
+        from the loose file itself, as git would.
+        """
         with self._lock:
-            return self._repo.object_store.get_raw(oid)
+            try:
+                return self._repo.object_store.get_raw(oid)
+            except ObjectFormatException:
+                pass
+            for store in [self._repo.object_store, *getattr(self._repo.object_store, "alternates", ())]:
+                raw = _read_loose(getattr(store, "path", None), oid)
+                if raw is not None:
+                    return raw
+        raise KeyError(oid)
 
     def has_object(self, oid: bytes) -> bool:
         with self._lock:
             return oid in self._repo.object_store
 
     def read_commit(self, oid: bytes) -> CommitInfo:
+        """Tree, parents and date of a commit, read as git reads them (objects.parse_commit)."""
         type_num, raw = self.read_raw(oid)
         if type_num != OBJ_COMMIT:
             raise KeyError(oid)
-        commit = Commit.from_raw_string(OBJ_COMMIT, raw, sha=oid)
-        return CommitInfo(oid, commit.tree, tuple(commit.parents), commit.commit_time)
+        try:
+            header = parse_commit(raw)
+        except ObjectParseError as exc:
+            raise UserError(f"{self.path}: commit {oid.decode()} cannot be read ({exc})") from None
+        return CommitInfo(oid, header.tree.encode(), tuple(p.encode() for p in header.parents), header.date)
 
     def read_tree(self, oid: bytes) -> list[TreeEntry]:
         type_num, raw = self.read_raw(oid)
         if type_num != OBJ_TREE:
             raise KeyError(oid)
-        return parse_tree(raw, 20)  # [(name, mode, hex id)], the fields of TreeEntry
+        try:
+            return [TreeEntry(e.name, e.mode, e.id.hex().encode(), mode_kind(e.mode)) for e in iter_tree(raw)]
+        except ObjectParseError as exc:
+            raise UserError(f"{self.path}: tree {oid.decode()} cannot be read ({exc})") from None
+
+    def read_tag(self, oid: bytes):
+        """objects.TagHeader of a tag object; KeyError if it is not one."""
+        type_num, raw = self.read_raw(oid)
+        if type_num != OBJ_TAG:
+            raise KeyError(oid)
+        try:
+            return parse_tag(raw)
+        except ObjectParseError as exc:
+            raise UserError(f"{self.path}: tag {oid.decode()} cannot be read ({exc})") from None
 
     def object_type(self, oid: bytes) -> int:
         return self.read_raw(oid)[0]
@@ -131,17 +174,45 @@ class GitRepo:
     # -- refs and revisions -----------------------------------------------
     def peel(self, oid: bytes) -> bytes | None:
         """Follow annotated tags to a commit id; None if it is not a commit."""
+        target = self.target(oid)
+        return target.commit if target is not None else None
+
+    def target(self, oid: bytes) -> RefTarget | None:
+        """oid and where it leads through tags; None if an object on the way is missing or unreadable."""
+        tags: list[bytes] = []
+        first_type = None
+        here = oid
         for _ in range(64):
             try:
-                type_num, raw = self.read_raw(oid)
+                type_num, raw = self.read_raw(here)
             except KeyError:
                 return None
-            if type_num == OBJ_COMMIT:
-                return oid
+            if first_type is None:
+                first_type = type_num
             if type_num != OBJ_TAG:
+                return RefTarget(oid, first_type, here if type_num == OBJ_COMMIT else None, tuple(tags))
+            tags.append(here)
+            try:
+                here = parse_tag(raw).object.encode()
+            except ObjectParseError:
                 return None
-            oid = Tag.from_raw_string(OBJ_TAG, raw, sha=oid).object[1]
         return None
+
+    def published_refs(self) -> dict[str, RefTarget]:
+        """Branches and tags (refs/heads/*, refs/tags/*) and what each names, unpeeled, by name."""
+        with self._lock:
+            raw = self._repo.refs.as_dict()
+        out: dict[str, RefTarget] = {}
+        for name, oid in sorted(raw.items()):
+            text = name.decode("utf-8", errors="surrogateescape")
+            if not text.startswith(PUBLISHED_PREFIXES):
+                continue
+            target = self.target(oid)
+            if target is None:
+                log.info("ref %s names a missing or unreadable object; skipped", text)
+                continue
+            out[text] = target
+        return out
 
     def refs(self) -> dict[str, bytes]:
         """Every ref (and HEAD) that leads to a commit, peeled, by name."""
@@ -256,6 +327,26 @@ class GitRepo:
                 if waiting[child] == 0:
                     heapq.heappush(ready, (infos[child].commit_time, child))
         return out
+
+
+_LOOSE_TYPES = {b"commit": OBJ_COMMIT, b"tree": OBJ_TREE, b"blob": OBJ_BLOB, b"tag": OBJ_TAG}
+
+
+def _read_loose(objects_dir: str | None, oid: bytes) -> tuple[int, bytes] | None:
+    """(type, content) of a loose object file, read without interpreting the content."""
+    if not objects_dir:
+        return None
+    hexid = oid.decode()
+    try:
+        with open(os.path.join(objects_dir, hexid[:2], hexid[2:]), "rb") as fh:
+            data = zlib.decompress(fh.read())
+    except (OSError, zlib.error):
+        return None
+    head, sep, body = data.partition(b"\0")
+    kind, _, size = head.partition(b" ")
+    if not sep or kind not in _LOOSE_TYPES or not size.isdigit() or int(size) != len(body):
+        return None
+    return _LOOSE_TYPES[kind], body
 
 
 _REV_SUFFIX = re.compile(r"(.*?)((?:~\d*|\^\d*|\^\{commit\})*)\Z")

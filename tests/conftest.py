@@ -18,7 +18,7 @@ settings.register_profile("ci", derandomize=True, database=None, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE",
                                      "ci" if os.environ.get("CI") else "default"))
 
-from testutil import generate  # noqa: E402
+from testutil import generate, make_quirky_history  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +35,13 @@ def fresh_history(tmp_path) -> str:
     path = str(tmp_path / "repo")
     generate(path, 30, seed=3)
     return path
+
+
+@pytest.fixture(scope="session")
+def quirky(tmp_path_factory) -> tuple[str, dict[str, str]]:
+    """A history of objects git fsck frowns on but git clone carries, and annotated tags.
+
+    (path, {quirk name: object id}); see testutil.make_quirky_history.  Never modified.
+    """
+    path = str(tmp_path_factory.mktemp("quirky") / "repo")
+    return path, make_quirky_history(path)

@@ -1,0 +1,236 @@
+"""Git objects read the way C git reads them: commit and tag headers, tree entries, dates.
+
+Pure functions of bytes, no I/O.  Both sides use them: the sender to walk a
+history (so a commit git can read never stops a mount), the receiver to
+parse what it checks.  Each rule follows git 2.39 (commit.c
+`parse_commit_buffer` and `parse_commit_date`, tag.c `parse_tag_buffer`,
+tree-walk.c `decode_tree_entry`, cache.h `canon_mode`), so that objects
+fsck frowns on but git accepts (a `+051800` time zone, no e-mail, a
+`040000` or `100664` mode, extra headers) parse exactly as git parses them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple
+
+__all__ = [
+    "ObjectParseError",
+    "KIND_BLOB",
+    "KIND_TREE",
+    "KIND_GITLINK",
+    "KIND_NAMES",
+    "mode_kind",
+    "RawTreeEntry",
+    "iter_tree",
+    "CommitHeader",
+    "parse_commit",
+    "TagHeader",
+    "parse_tag",
+    "strtoumax",
+    "strtoumax_end",
+    "MTIME_MAX",
+    "clamp_time",
+]
+
+#: What a tree entry's mode says the entry is (git's canon_mode).
+KIND_BLOB, KIND_TREE, KIND_GITLINK = "blob", "tree", "commit"
+KIND_NAMES = {KIND_BLOB: "blob", KIND_TREE: "tree", KIND_GITLINK: "submodule commit"}
+
+_S_IFMT = 0o170000
+_S_IFREG = 0o100000
+_S_IFLNK = 0o120000
+_S_IFDIR = 0o040000
+
+_HEX40 = re.compile(rb"[0-9a-fA-F]{40}\Z")
+#: Largest time we hand to the file system as an mtime (2242-03-16); larger dates are clamped.
+MTIME_MAX = (1 << 33) - 1
+_UINTMAX = (1 << 64) - 1
+
+
+class ObjectParseError(ValueError):
+    """Bytes that git itself cannot read as an object of that type."""
+
+
+def mode_kind(mode: int) -> str:
+    """KIND_BLOB, KIND_TREE or KIND_GITLINK, as git's canon_mode sees a raw mode.
+
+    Regular files (any permission bits, so `100664` too) and symbolic links are
+    blobs, directories trees; every other mode is read as a gitlink.
+    """
+    kind = mode & _S_IFMT
+    if kind in (_S_IFREG, _S_IFLNK):
+        return KIND_BLOB
+    if kind == _S_IFDIR:
+        return KIND_TREE
+    return KIND_GITLINK
+
+
+class RawTreeEntry(NamedTuple):
+    mode_bytes: bytes  # as written, e.g. b"040000"
+    mode: int  # parsed (octal, 32 bits, as git keeps it)
+    name: bytes  # up to the NUL
+    id: bytes  # binary, 20 bytes
+
+    @property
+    def kind(self) -> str:
+        return mode_kind(self.mode)
+
+
+def iter_tree(raw: bytes) -> Iterator[RawTreeEntry]:
+    """The entries of a tree, in stored order; ObjectParseError where git's tree reader stops.
+
+    git refuses a tree whose entry lacks its 20-byte id (`too-short tree object`),
+    has a mode that is not octal digits or is empty before its space
+    (`malformed mode in tree entry`) or has an empty name (`empty filename`).
+    """
+    pos = 0
+    n = len(raw)
+    view = memoryview(raw)
+    while pos < n:
+        rest = n - pos
+        # git: at least 23 bytes left, and a NUL exactly 21 bytes before the end of the
+        # buffer; checking the entry's own NUL below is the per-entry form of the same rule.
+        if rest < 23:
+            raise ObjectParseError("too-short tree object")
+        sp = raw.find(b" ", pos)
+        if sp < 0 or sp == pos:
+            raise ObjectParseError("malformed mode in tree entry")
+        mode_bytes = raw[pos:sp]
+        if mode_bytes.strip(b"01234567"):
+            raise ObjectParseError("malformed mode in tree entry")
+        nul = raw.find(b"\0", sp + 1)
+        if nul < 0 or nul + 21 > n:
+            raise ObjectParseError("too-short tree object")
+        if nul == sp + 1:
+            raise ObjectParseError("empty filename in tree entry")
+        mode = 0
+        for c in mode_bytes:
+            mode = ((mode << 3) + (c - 48)) & 0xFFFFFFFF
+        yield RawTreeEntry(mode_bytes, mode, raw[sp + 1 : nul], bytes(view[nul + 1 : nul + 21]))
+        pos = nul + 21
+
+
+def strtoumax_end(data: bytes, pos: int) -> tuple[int, int]:
+    """C's strtoumax(data + pos, &end, 10): (value, end position); end == pos when no digits."""
+    n = len(data)
+    i = pos
+    while i < n and data[i] in b" \t\n\v\f\r":
+        i += 1
+    negative = False
+    if i < n and data[i] in b"+-":
+        negative = data[i] == 0x2D
+        i += 1
+    start = i
+    while i < n and 0x30 <= data[i] <= 0x39:
+        i += 1
+    if i == start:
+        return 0, pos
+    value = int(data[start:i])
+    if value > _UINTMAX:
+        return _UINTMAX, i  # ERANGE
+    return ((-value) & _UINTMAX if negative else value), i
+
+
+def strtoumax(data: bytes, pos: int) -> int:
+    """C's strtoumax(data + pos, NULL, 10): leading space, a sign, digits; 0 when none."""
+    return strtoumax_end(data, pos)[0]
+
+
+def clamp_time(t: int) -> int:
+    """A git date as a file-system time: dates past MTIME_MAX (or wrapped negatives) are clamped."""
+    return t if t <= MTIME_MAX else MTIME_MAX
+
+
+@dataclass(frozen=True)
+class CommitHeader:
+    tree: str  # hex, lower case
+    parents: tuple[str, ...]  # hex, lower case, as listed (a repeated parent stays repeated)
+    date: int  # committer date as git computes it (0 when git finds none)
+
+
+def parse_commit(raw: bytes) -> CommitHeader:
+    """The tree, parents and date of a commit, read as git's parse_commit_buffer does.
+
+    Needs `tree <40 hex>\\n` first and well-formed `parent` lines after it;
+    anything after the parents (author, committer, extra headers, message) is
+    never a reason to refuse.  The date is git's: the decimal number after the
+    first `>` of the line after `author ...`, when that line is `committer ...`.
+    """
+    n = len(raw)
+    if n <= 46 or raw[:5] != b"tree " or raw[45:46] != b"\n" or not _HEX40.match(raw[5:45]):
+        raise ObjectParseError("commit does not start with a valid tree line")
+    tree = raw[5:45].decode().lower()
+    pos = 46
+    parents = []
+    while pos + 47 < n and raw[pos : pos + 7] == b"parent ":
+        if n <= pos + 48 or not _HEX40.match(raw[pos + 7 : pos + 47]) or raw[pos + 47 : pos + 48] != b"\n":
+            raise ObjectParseError("commit has a malformed parent line")
+        parents.append(raw[pos + 7 : pos + 47].decode().lower())
+        pos += 48
+    return CommitHeader(tree, tuple(parents), _commit_date(raw, pos))
+
+
+def _commit_date(raw: bytes, pos: int) -> int:
+    n = len(raw)
+    if pos + 6 >= n or raw[pos : pos + 6] != b"author":
+        return 0
+    nl = raw.find(b"\n", pos)
+    if nl < 0:
+        return 0
+    pos = nl + 1
+    if pos + 9 >= n or raw[pos : pos + 9] != b"committer":
+        return 0
+    gt = raw.find(b">", pos)
+    if gt < 0 or gt + 1 >= n:
+        return 0
+    nl = raw.find(b"\n", gt + 1)
+    if nl < 0 or nl + 1 >= n:
+        return 0
+    return strtoumax(raw, gt + 1)
+
+
+@dataclass(frozen=True)
+class TagHeader:
+    object: str  # hex, lower case
+    type: str  # "commit" | "tree" | "blob" | "tag"
+    name: bytes  # the `tag` line (git cannot read a tag without one)
+    date: int  # tagger date as git computes it (0 without a tagger line)
+
+
+_TAG_TYPES = ("commit", "tree", "blob", "tag")
+
+
+def parse_tag(raw: bytes) -> TagHeader:
+    """The object and type a tag names, read as git's parse_tag_buffer does."""
+    n = len(raw)
+    if n < 64 or raw[:7] != b"object " or not _HEX40.match(raw[7:47]) or raw[47:48] != b"\n":
+        raise ObjectParseError("tag does not start with a valid object line")
+    obj = raw[7:47].decode().lower()
+    pos = 48
+    if raw[pos : pos + 5] != b"type ":
+        raise ObjectParseError("tag has no type line")
+    pos += 5
+    nl = raw.find(b"\n", pos)
+    if nl < 0 or nl - pos >= 20:
+        raise ObjectParseError("tag has a malformed type line")
+    kind = raw[pos:nl].split(b"\0")[0].decode("latin-1")  # C compares up to a NUL
+    if kind not in _TAG_TYPES:
+        raise ObjectParseError(f"tag names an unknown type {kind!r}")
+    pos = nl + 1
+    if not (pos + 4 < n and raw[pos : pos + 4] == b"tag "):
+        raise ObjectParseError("tag has no tag line")
+    nl = raw.find(b"\n", pos)
+    if nl < 0:
+        raise ObjectParseError("tag has a malformed tag line")
+    name = raw[pos + 4 : nl]
+    pos = nl + 1
+    date = 0
+    if pos + 7 < n and raw[pos : pos + 7] == b"tagger ":
+        gt = raw.find(b">", pos)
+        if gt >= 0 and gt + 1 < n:
+            nl = raw.find(b"\n", gt + 1)
+            if nl >= 0 and nl + 1 < n:
+                date = strtoumax(raw, gt + 1)
+    return TagHeader(obj, kind, name, date)

@@ -1,0 +1,285 @@
+"""gitfs_p2p.fsck against real `git fsck`: same objects, same message ids.
+
+Every object below is written with `git hash-object --literally` into one repository;
+`git fsck` (and `git fsck --strict`) judges them, and our checks must name the same
+message ids for the same objects.  git prints infos as warnings and leaves ignored ids
+out, so `extraHeaderEntry` (ignored by default) is compared separately.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import os
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from testutil import git, raw_blob, raw_tree  # noqa: E402
+
+from gitfs_p2p import fsck, objects as gitobjects  # noqa: E402
+from gitfs_p2p.fsck import FsckPolicy, Severity  # noqa: E402
+
+GOOD = b"A U Thor <a@example.invalid> 1313584730 +0000"
+
+
+def _obj(repo: str, kind: str, data: bytes) -> str:
+    return git("-C", repo, "hash-object", "-w", "--literally", "-t", kind, "--stdin", input=data).strip()
+
+
+def _commit(repo: str, tree: str, lines: list[bytes], body: bytes = b"\nmsg\n", parents=()) -> str:
+    head = [b"tree " + tree.encode()] + [b"parent " + p.encode() for p in parents] + lines
+    return _obj(repo, "commit", b"\n".join(head) + b"\n" + body)
+
+
+COMMIT_HEADERS = {
+    "ok": [b"author " + GOOD, b"committer " + GOOD],
+    "badTimezone": [b"author A <a@x> 1313584730 +051800", b"committer " + GOOD],
+    "missingEmail": [b"author No Mail 1313584730 +0000", b"committer " + GOOD],
+    "badEmail": [b"author A <a@b<c> 1313584730 +0000", b"committer " + GOOD],
+    "badName": [b"author A> <a@b> 1313584730 +0000", b"committer " + GOOD],
+    "missingNameBeforeEmail": [b"author <a@b> 1313584730 +0000", b"committer " + GOOD],
+    "missingSpaceBeforeEmail": [b"author A<a@b> 1313584730 +0000", b"committer " + GOOD],
+    "missingSpaceBeforeDate": [b"author A <a@b>1313584730 +0000", b"committer " + GOOD],
+    "zeroPaddedDate": [b"author A <a@b> 01313584730 +0000", b"committer " + GOOD],
+    "badDate": [b"author A <a@b> soon +0000", b"committer " + GOOD],
+    "badDateOverflow": [b"author A <a@b> 99999999999999999999 +0000", b"committer " + GOOD],
+    "missingAuthor": [b"committer " + GOOD],
+    "multipleAuthors": [b"author " + GOOD, b"author " + GOOD, b"committer " + GOOD],
+    "missingCommitter": [b"author " + GOOD],
+    "nulInHeader": [b"author A U\0Thor <a@b> 1313584730 +0000", b"committer " + GOOD],
+    "committerBadTimezone": [b"author " + GOOD, b"committer C <c@x> 1313584730 +5"],
+    "extraHeader": [b"author " + GOOD, b"committer " + GOOD, b"x-unknown yes", b"encoding ISO-8859-1"],
+}
+
+
+def _trees(repo: str) -> dict[str, list[tuple[bytes, bytes, str]]]:
+    blob = raw_blob(repo, b"x\n")
+    sub = raw_tree(repo, [(b"100644", b"f", blob)])
+    null = "0" * 40
+    return {
+        "clean": [(b"100644", b"a", blob), (b"40000", b"d", sub)],
+        "hasDot": [(b"100644", b".", blob)],
+        "hasDotdot": [(b"40000", b"..", sub)],
+        "dotgit": [(b"40000", b".git", sub)],
+        "dotGIT": [(b"40000", b".GIT", sub)],
+        "dotgit-ntfs-dot": [(b"40000", b".git.", sub)],
+        "dotgit-ntfs-space": [(b"100644", b".git . ", blob)],
+        "dotgit-ntfs-short": [(b"40000", b"git~1", sub)],
+        "dotgit-ntfs-ads": [(b"100644", b".git::$INDEX_ALLOCATION", blob)],
+        "dotgit-hfs": [(b"40000", ".g\u200cit".encode(), sub)],
+        "dotgit-hfs-bom": [(b"40000", "\ufeff.git".encode(), sub)],
+        "dotgit-backslash": [(b"100644", b"a\\.git", blob)],
+        "dotgit-bad-utf8-tail": [(b"40000", b".git\xff", sub)],
+        "not-dotgit": [(b"100644", b".gitx", blob), (b"100644", b"git~2", blob), (b"100644", b"xgit", blob)],
+        "fullPathname": [(b"100644", b"a/b", blob)],
+        "adjacent-dups": [(b"100644", b"a", blob), (b"100644", b"a", blob)],
+        "file-and-dir-dups": [(b"100644", b"a", blob), (b"100644", b"a-b", blob), (b"40000", b"a", sub)],
+        "treeNotSorted": [(b"100644", b"b", blob), (b"100644", b"a", blob)],
+        "zeroPaddedFilemode": [(b"040000", b"d", sub)],
+        "mode100664": [(b"100664", b"a", blob)],
+        "mode100600": [(b"100600", b"a", blob)],
+        "nullSha1": [(b"100644", b"a", null)],
+        "gitmodules-symlink": [(b"120000", b".gitmodules", blob)],
+        "gitmodules-symlink-case": [(b"120000", b".GITMODULES", blob)],
+        "gitmodules-symlink-ntfs": [(b"120000", b"gitmod~1", blob)],
+        "gitmodules-symlink-ntfs-hashed": [(b"120000", b"gi7eba~9", blob)],
+        "gitignore-symlink": [(b"120000", b".gitignore", blob)],
+        "gitattributes-symlink": [(b"120000", b".gitattributes", blob)],
+        "mailmap-symlink": [(b"120000", b".mailmap", blob)],
+        "gitlink-odd-mode": [(b"160000", b"sub", "1" * 40), (b"170000", b"weird", "2" * 40)],
+    }
+
+
+GITMODULES = {
+    "ok": b'[submodule "lib"]\n\tpath = lib\n\turl = https://example.invalid/lib.git\n',
+    "name-dotdot": b'[submodule "../../../../hooks"]\n\tpath = x\n\turl = https://example.invalid/x.git\n',
+    "name-backslash": b'[submodule "a\\\\..\\\\b"]\n\turl = ./x\n',
+    "url-option": b'[submodule "x"]\n\turl = --upload-pack=touch${IFS}pwned\n',
+    "url-relative-escape": b'[submodule "x"]\n\turl = ../../:evil\n',
+    "url-newline": b'[submodule "x"]\n\turl = ./%0ahost=evil\n',
+    "url-no-host": b'[submodule "x"]\n\turl = http:///path\n',
+    "url-http-newline": b'[submodule "x"]\n\turl = https://a%0a@evil.invalid/x\n',
+    "path-option": b'[submodule "x"]\n\tpath = -x\n\turl = ./x\n',
+    "update-command": b'[submodule "x"]\n\tupdate = !rm -rf /\n',
+    "quoted-value": b'[submodule "x"]\n\turl = "--upload-pack" ; comment\n',
+    "continued": b'[submodule "x"]\n\turl = ../..\\\n/evil\n',
+    "unparsable": b'[submodule "x"\n\turl = ./x\n',
+    "bad-escape-after-bad-url": b'[submodule "y"]\n\turl = -y\n\tpath = "\\q"\n',
+    "bom-and-crlf": b'\xef\xbb\xbf[submodule "x"]\r\n\turl = -crlf\r\n',
+    "old-style-section": b"[submodule.x]\n\turl = -old\n",
+}
+
+TAGS = {
+    "ok": b"object {c}\ntype commit\ntag v1\ntagger T <t@x> 1313590000 +0200\n\nmsg\n",
+    "missingTaggerEntry": b"object {c}\ntype commit\ntag v1\n\nmsg\n",
+    "badTagName": b"object {c}\ntype commit\ntag bad..name\ntagger T <t@x> 1313590000 +0200\n\nmsg\n",
+    "taggerBadTimezone": b"object {c}\ntype commit\ntag v1\ntagger T <t@x> 1313590000 +02000\n\nmsg\n",
+    "extraHeader": b"object {c}\ntype commit\ntag v1\ntagger T <t@x> 1 +0000\nnonsense\n\nmsg\n",
+    "missingTagEntry": b"object {c}\ntype commit\ntagger T <t@x> 1313590000 +0200\n\nmsg\n",
+    "badType": b"object {c}\ntype commot\ntag v1\ntagger T <t@x> 1313590000 +0200\n\nmsg\n",
+}
+
+#: Objects git cannot parse at all: fsck says "bad object" without a message id, and so
+#: must our parsers (the receiver refuses them whatever the policy).
+UNPARSABLE = {"commit:badParentSha1", "commit:missingTree", "tag:badType", "tag:missingTagEntry"}
+#: Where we refuse more than git 2.39: git reads a blob's config with signed chars, so a
+#: UTF-8 BOM makes `.gitmodules` unparsable to fsck (an info: accepted) while `git submodule`
+#: later reads the checked-out file, BOM skipped, and would use its URL.
+STRICTER = {"blob:bom-and-crlf": ({"gitmodulesParse"}, {"gitmodulesUrl"})}
+
+_LINE = re.compile(r"^(error|warning) in (commit|tree|blob|tag) ([0-9a-f]{40}): (\w+):", re.M)
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory):
+    """(objects as {(kind, label): (id, bytes)}, git's findings {id: msg ids} for plain and strict fsck)."""
+    repo = str(tmp_path_factory.mktemp("fsck") / "r")
+    git("init", "-q", "--bare", repo)
+    objects: dict[tuple[str, str], tuple[str, bytes]] = {}
+
+    def put(kind: str, label: str, data: bytes) -> str:
+        oid = _obj(repo, kind, data)
+        objects[(kind, label)] = (oid, data)
+        return oid
+
+    empty_tree = raw_tree(repo, [])
+    for label, lines in COMMIT_HEADERS.items():
+        put("commit", label, b"\n".join([b"tree " + empty_tree.encode()] + lines) + b"\n\nmsg\n")
+    put("commit", "nulInCommit", b"tree " + empty_tree.encode() + b"\nauthor " + GOOD + b"\ncommitter " + GOOD
+        + b"\n\nbody \0 nul\n")
+    put("commit", "unterminatedHeader", b"tree " + empty_tree.encode() + b"\nauthor " + GOOD)
+    put("commit", "badParentSha1", b"tree " + empty_tree.encode() + b"\nparent nothex\nauthor " + GOOD
+        + b"\ncommitter " + GOOD + b"\n\nm\n")
+    put("commit", "missingTree", b"author " + GOOD + b"\ncommitter " + GOOD + b"\n\nm\n")
+    for label, entries in _trees(repo).items():
+        data = b"".join(m + b" " + n + b"\0" + bytes.fromhex(i) for m, n, i in entries)
+        put("tree", label, data)
+    for label, text in GITMODULES.items():
+        blob = put("blob", label, text)
+        put("tree", "gitmodules:" + label, b"100644 .gitmodules\0" + bytes.fromhex(blob))
+    target = objects[("commit", "ok")][0]
+    for label, text in TAGS.items():
+        put("tag", label, text.replace(b"{c}", target.encode()))
+
+    def run(*extra: str) -> dict[str, set[str]]:
+        proc = subprocess.run(["git", "-C", repo, "fsck", "--no-dangling", *extra], capture_output=True, text=True)
+        found: dict[str, set[str]] = {}
+        for _, _, oid, msg_id in _LINE.findall(proc.stderr + proc.stdout):
+            if msg_id == "brokenLinks" or msg_id == "broken":  # connectivity, not object checks
+                continue
+            found.setdefault(oid, set()).add(msg_id)
+        return found
+
+    proc = subprocess.run(["git", "-C", repo, "fsck", "--no-dangling"], capture_output=True, text=True)
+    return objects, run(), run("--strict"), proc.stderr
+
+
+def _ours(objects, strict: bool) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    gitmodules: set[bytes] = set()
+    attributes: set[bytes] = set()
+    for (kind, _), (oid, data) in objects.items():
+        if kind == "commit":
+            findings = fsck.fsck_commit(oid, data)
+        elif kind == "tag":
+            findings = fsck.fsck_tag(oid, data)
+        elif kind == "tree":
+            report = fsck.fsck_tree(oid, data, strict=strict)
+            findings = report.findings
+            gitmodules.update(report.gitmodules)
+            attributes.update(report.gitattributes)
+        else:
+            continue
+        for f in findings:
+            found.setdefault(f.object_id, set()).add(f.msg_id)
+    for (kind, _), (oid, data) in objects.items():
+        if kind == "blob" and bytes.fromhex(oid) in gitmodules:
+            for f in fsck.fsck_gitmodules(oid, data):
+                found.setdefault(oid, set()).add(f.msg_id)
+    policy = FsckPolicy(strict=strict)
+    return {
+        oid: {m for m in ids if policy.severity(m) != Severity.IGNORE}
+        for oid, ids in found.items()
+        if any(policy.severity(m) != Severity.IGNORE for m in ids)
+    }
+
+
+def _named(objects, found: dict[str, set[str]]) -> dict[str, set[str]]:
+    names = {oid: f"{kind}:{label}" for (kind, label), (oid, _) in objects.items()}
+    return {names.get(oid, oid): ids for oid, ids in found.items()}
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["plain", "strict"])
+def test_same_message_ids_as_git_fsck(judged, strict):
+    objects, plain, strict_found, _ = judged
+    theirs = _named(objects, strict_found if strict else plain)
+    ours = _named(objects, _ours(objects, strict))
+    for name, (git_says, we_say) in STRICTER.items():
+        assert (theirs.pop(name), ours.pop(name)) == (git_says, we_say)
+    for name in UNPARSABLE:
+        assert name not in theirs and name in ours
+        del ours[name]
+    assert ours == theirs
+
+
+def test_what_git_cannot_parse_our_parsers_refuse(judged):
+    objects, _, _, stderr = judged
+    for name in UNPARSABLE:
+        kind, label = name.split(":")
+        oid, data = objects[(kind, label)]
+        assert oid in stderr  # git names it (as a bad or unparsable object)
+        with pytest.raises(gitobjects.ObjectParseError):
+            (gitobjects.parse_commit if kind == "commit" else gitobjects.parse_tag)(data)
+
+
+def test_extra_header_entry_is_found_though_git_ignores_it(judged):
+    objects, _, _, _ = judged
+    oid, data = objects[("tag", "extraHeader")]
+    assert "extraHeaderEntry" in {f.msg_id for f in fsck.fsck_tag(oid, data)}
+
+
+def test_policy_defaults_accept_what_fetch_accepts():
+    default = FsckPolicy()
+    for msg_id in ("badTimezone", "missingEmail", "zeroPaddedFilemode", "badFilemode", "treeNotSorted",
+                   "multipleAuthors", "nulInCommit", "missingTaggerEntry", "extraHeaderEntry", "badEmail"):
+        assert not default.refuses(fsck.Finding(msg_id, "", "0" * 40, "commit")), msg_id
+    for msg_id in ("hasDotgit", "gitmodulesUrl", "gitmodulesName", "gitmodulesSymlink", "duplicateEntries",
+                   "nulInHeader", "hasDotdot"):
+        assert default.refuses(fsck.Finding(msg_id, "", "0" * 40, "tree")), msg_id
+
+
+def test_strict_policy_follows_git_config():
+    f = fsck.Finding("zeroPaddedFilemode", "", "a" * 40, "tree")
+    assert FsckPolicy(strict=True).refuses(f)  # a warning is an error when fetching strictly
+    assert not FsckPolicy.from_config(True, [("zeroPaddedFileMode", "ignore")]).refuses(f)
+    assert not FsckPolicy.from_config(True, [], skiplist=["A" * 40]).refuses(f)
+    assert FsckPolicy.from_config(True, [("badFilemode", "error")]).refuses(fsck.Finding("badFilemode", "", "b" * 40, "tree"))
+    # fatal ids cannot be demoted, and the security set holds whatever the config says
+    nul = fsck.Finding("nulInHeader", "", "c" * 40, "commit")
+    assert FsckPolicy.from_config(True, [("nulInHeader", "ignore")], skiplist=["c" * 40]).refuses(nul)
+    dotgit = fsck.Finding("hasDotgit", "", "d" * 40, "tree")
+    assert FsckPolicy.from_config(True, [("hasDotgit", "ignore")], skiplist=["d" * 40]).refuses(dotgit)
+
+
+@pytest.mark.parametrize(
+    "name, expect",
+    [(b".git", True), (b".GiT", True), (b"git~1", True), (b".git. . ", True), (b".git::$DATA", True),
+     (".g\u200dit".encode(), True), (b".git\xff", True), (b".gitignore", False), (b"git~2", False), (b"", False)],
+)
+def test_dotgit_spellings(name, expect):
+    assert (fsck.is_hfs_dotgit(name) or fsck.is_ntfs_dotgit(name)) is expect
+
+
+def test_config_parser_matches_git_config(tmp_path):
+    text = (b'\xef\xbb\xbf# comment\n[Submodule "Na\\"me"]\n\tURL = "a b" ; c\n\tpath=x\\\ny\n'
+            b"\tbare\n[old.Style]\n\tkey = v # c\n")
+    path = tmp_path / "cfg"
+    path.write_bytes(text)
+    theirs = git("config", "--file", str(path), "--list", "-z").split("\0")[:-1]
+    ours = []
+    for name, value in fsck.parse_git_config(text):
+        ours.append(name.decode() + ("" if value is None else "\n" + value.decode()))
+    assert ours == theirs
