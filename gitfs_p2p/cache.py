@@ -61,6 +61,8 @@ class PackCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            # Format 2 kept format 1's commit packs byte for byte (it added tag packs).
+            self._db.execute("UPDATE OR IGNORE packs SET format = 2 WHERE format = 1")
             row = self._db.execute(
                 "SELECT COALESCE(SUM(LENGTH(data)), 0), COALESCE(MAX(seq), 0) FROM packs WHERE received = 0"
             ).fetchone()

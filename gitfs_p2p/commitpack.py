@@ -1,7 +1,8 @@
-"""Commit packs: the deterministic, thin pack of the objects one commit introduces.
+"""Object packs: the deterministic pack of one commit (thin) or of one annotated tag.
 
-Format version 1 is specified in docs/pack-format.md; every rule that affects
-bytes is in this module, delta.py and packfile.py, and nowhere else.
+Format version 2 is specified in docs/pack-format.md; every rule that affects
+bytes is in this module, delta.py and packfile.py, and nowhere else.  A
+commit's pack is byte-identical to format 1; format 2 adds tag packs.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from dataclasses import dataclass
 
 from .delta import create_delta
 from .gitrepo import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitInfo, GitRepo, TreeEntry
-from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TREE, PackEntry, write_pack
+from .errors import UserError
+from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TAG, OBJ_TREE, TYPE_NAMES, PackEntry, write_pack
 
 __all__ = ["FORMAT_VERSION", "MAX_DELTA_SIZE", "CommitPacker", "PackPlan"]
 
 log = logging.getLogger(__name__)
 
-#: Bumped whenever any rule that affects a pack's bytes changes.
-FORMAT_VERSION = 1
+#: Bumped whenever any rule that affects a pack's bytes (or which packs exist) changes.
+#: 2: annotated tags travel as tag packs; commit packs are byte-identical to format 1.
+FORMAT_VERSION = 2
 #: Objects (or bases) larger than this are stored whole, never as deltas.
 MAX_DELTA_SIZE = 16 << 20
 
@@ -129,14 +132,18 @@ class CommitPacker:
         path the commit no longer has (a rename), first in walk order.
         """
         parent_roots = [self.repo.read_commit(p).tree for p in commit.parents]
+        return PackPlan(commit, self._plan_tree(commit.tree, parent_roots))
+
+    def _plan_tree(self, root: bytes, parent_roots: list[bytes]) -> list["PlannedObject"]:
+        """Trees, then blobs, reachable from root and not from any of parent_roots (see plan())."""
         if not parent_roots:
             excluded: frozenset[bytes] | set[bytes] = frozenset()
         elif len(parent_roots) == 1:
             excluded = self.closure(parent_roots[0])
         else:
             excluded = set()
-            for root in parent_roots:
-                excluded |= self.closure(root)
+            for parent_root in parent_roots:
+                excluded |= self.closure(parent_root)
 
         trees: list[PlannedObject] = []
         blobs: list[PlannedObject] = []
@@ -145,7 +152,7 @@ class CommitPacker:
         orphans: list[PlannedObject] = []  # blobs with no same-path base
 
         # Explicit stack: (tree id, path, the parents' tree ids at that path)
-        stack: list[tuple[bytes, bytes, list[bytes | None]]] = [(commit.tree, b"", list(parent_roots))]
+        stack: list[tuple[bytes, bytes, list[bytes | None]]] = [(root, b"", list(parent_roots))]
         while stack:
             tree_id, path, parent_dirs = stack.pop()
             if tree_id in excluded or tree_id in seen:
@@ -180,7 +187,7 @@ class CommitPacker:
             base = deleted.get(obj.path.rsplit(b"/", 1)[-1])
             if base is not None:
                 obj.bases.append(base)
-        return PackPlan(commit, trees + blobs)
+        return trees + blobs
 
     def _collect_deleted(self, name: bytes, kind: str, oid: bytes, deleted: dict[bytes, bytes]) -> None:
         if kind == KIND_TREE:
@@ -216,3 +223,40 @@ class CommitPacker:
 
     def build_id(self, commit_id: bytes) -> bytes:
         return self.build(self.repo.read_commit(commit_id))
+
+    def build_tag(self, tag_id: bytes) -> bytes:
+        """The pack of an annotated tag: the tag object, whole; for a tag of a tree, then
+        that tree's every tree and blob (the walk of plan(), no parents, no deltas); for a
+        tag of a blob, then the blob.  A tag of a commit or a tag holds only itself: what it
+        names travels in its own pack."""
+        type_num, raw_tag = self.repo.read_raw(tag_id)
+        if type_num != OBJ_TAG:
+            raise KeyError(tag_id)
+        header = self.repo.read_tag(tag_id)
+        entries = [PackEntry(OBJ_TAG, raw_tag)]
+        target = header.object.encode()
+        want = {"tree": OBJ_TREE, "blob": OBJ_BLOB}.get(header.type)
+        if want is not None:
+            try:
+                got, data = self.repo.read_raw(target)
+            except KeyError:
+                raise UserError(f"{self.repo.path}: tag {tag_id.decode()} names {header.object}, which is missing") from None
+            if got != want:
+                raise UserError(
+                    f"{self.repo.path}: tag {tag_id.decode()} says {header.object} is a {header.type}, "
+                    f"it is a {TYPE_NAMES.get(got, b'?').decode()}"
+                )
+            if want == OBJ_BLOB:
+                entries.append(PackEntry(OBJ_BLOB, data))
+            else:
+                entries.extend(PackEntry(o.type_num, self.repo.read_raw(o.id)[1]) for o in self._plan_tree(target, []))
+        return write_pack(entries)
+
+    def build_object(self, object_id: bytes) -> bytes:
+        """The pack named for object_id: a commit's or a tag's; KeyError for any other object."""
+        type_num, _ = self.repo.read_raw(object_id)
+        if type_num == OBJ_COMMIT:
+            return self.build_id(object_id)
+        if type_num == OBJ_TAG:
+            return self.build_tag(object_id)
+        raise KeyError(object_id)

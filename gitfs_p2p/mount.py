@@ -26,6 +26,7 @@ import trio
 
 from .errors import UserError
 from .gitrepo import GitRepo
+from .objects import clamp_time
 from .mount_layout import (
     CommitList,
     Content,
@@ -96,13 +97,28 @@ def read_snapshot(
     """
     refs = repo.refs()
     head = repo.head_target()
-    if previous is not None and refs == previous.refs and head == previous.head:
+    published = repo.published_refs()
+    if previous is not None and refs == previous.refs and head == previous.head and published == previous.published:
         return previous
     tips = sorted(set(refs.values()))
     commits = _extend_commits(repo, previous, tips) if previous is not None else None
     if commits is None:
         commits = full_walk(repo, tips)
-    return RepoSnapshot(refs, head, commits)
+    return RepoSnapshot(refs, head, commits, published, _tag_times(repo, published, commits))
+
+
+def _tag_times(repo: GitRepo, published: dict, commits: CommitList) -> dict[bytes, int]:
+    """Each annotated tag the published refs reach -> its mtime: the tagger's date, or
+    (for a tag without a tagger line) the date of the commit it peels to."""
+    out: dict[bytes, int] = {}
+    for target in published.values():
+        for tag in target.tags:
+            if tag not in out:
+                date = repo.read_tag(tag).date
+                if not date and target.commit is not None and target.commit in commits:
+                    date = commits.time_of(target.commit)
+                out[tag] = clamp_time(date)
+    return out
 
 
 def _extend_commits(repo: GitRepo, previous: RepoSnapshot, tips: list[bytes]) -> CommitList | None:

@@ -11,9 +11,11 @@ Layout (docs/mount.md)::
     README                     what this is (static text)
     HEAD                       symlink -> packs/<commit>.pack
     packs/<commit>.pack        one per commit reachable from any ref
+    packs/<tag>.pack           one per annotated tag a branch or tag names
     refs/heads/<name>          symlink -> ../../packs/<commit>.pack
     refs/tags/<name>           (annotated tags peeled to their commit)
-    torrents/<label>.torrent   HEAD and all (mount_torrents.py), with packs/<label>.gitp2p-refs
+    packs/<label>.gitp2p-refs  ref manifests: HEAD and all listed, any other label on lookup
+    torrents/<label>.torrent   HEAD and all, once built (mount_torrents.py)
 
 Extension point: a *contributor* is a callable that gets each new snapshot
 (in a worker thread, so it may block) and returns `(path, File | Link)`
@@ -29,6 +31,11 @@ import re
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable, Protocol, Sequence
+
+from .errors import UserError
+from .manifest import MANIFEST_SUFFIX, RefManifest
+from .objects import clamp_time
+from .torrents import label_for, manifest_for
 
 __all__ = [
     "Content",
@@ -50,6 +57,9 @@ __all__ = [
     "TORRENTS_DIR",
     "pack_name",
     "readme_text",
+    "PUBLISHED_LABELS",
+    "manifest_for_snapshot",
+    "manifest_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -123,7 +133,7 @@ class CommitList:
 
     def __init__(self, ids: list[bytes], times: Sequence[int]):
         self.ids = ids  # hex ids, oldest first
-        self.times = array("q", times)
+        self.times = array("q", (clamp_time(t) for t in times))
         self.index = {cid: i for i, cid in enumerate(ids)}
 
     def __getstate__(self):
@@ -147,7 +157,7 @@ class CommitList:
         new = CommitList.__new__(CommitList)
         new.ids = self.ids + ids
         new.times = array("q", self.times)
-        new.times.extend(times)
+        new.times.extend(clamp_time(t) for t in times)
         new.index = dict(self.index)
         base = len(self.ids)
         for i, cid in enumerate(ids):
@@ -160,6 +170,8 @@ class RepoSnapshot:
     refs: dict[str, bytes]  # ref name (and HEAD) -> peeled commit id (hex)
     head: str | None  # the ref HEAD points at symbolically, if any
     commits: CommitList
+    published: dict = field(default_factory=dict)  # refs/heads/*, refs/tags/* -> gitrepo.RefTarget
+    tags: dict[bytes, int] = field(default_factory=dict)  # tag objects they reach (hex) -> mtime
 
 
 # -- directories ---------------------------------------------------------------------
@@ -200,29 +212,46 @@ class StaticDir:
 
 
 class PackDir:
-    """packs/: one `<commit>.pack` per commit, oldest first, then contributed files.
+    """packs/: one `<commit>.pack` per commit, oldest first, then one `<tag>.pack` per
+    annotated tag, then contributed files.
 
     Entries are made on demand, so 100,000 commits cost a list of ids, not
     100,000 objects.
     """
 
-    __slots__ = ("commits", "pack_content", "extra", "_extra_names")
+    __slots__ = ("commits", "tags", "_tag_ids", "pack_content", "extra", "_extra_names", "manifest_for_label", "_manifests")
 
-    def __init__(self, commits: CommitList, pack_content: Callable[[bytes], Content]):
+    def __init__(
+        self,
+        commits: CommitList,
+        pack_content: Callable[[bytes], Content],
+        tags: dict[bytes, int] | None = None,
+        manifest_for_label: Callable[[str], "File | None"] | None = None,
+    ):
         self.commits = commits
+        self.tags = tags or {}
+        self._tag_ids = sorted(self.tags)
         self.pack_content = pack_content
         self.extra: dict[str, Entry] = {}
         self._extra_names: list[str] = []
+        # Manifests of any other label `gitp2p torrent REPO REF...` can make, found on lookup.
+        self.manifest_for_label = manifest_for_label
+        self._manifests: dict[str, File | None] = {}
 
     def seal(self) -> None:
         self._extra_names = sorted(self.extra)
 
     def __len__(self) -> int:
-        return len(self.commits) + len(self._extra_names)
+        return len(self.commits) + len(self._tag_ids) + len(self._extra_names)
 
     def name_at(self, i: int) -> str:
         n = len(self.commits)
-        return pack_name(self.commits.ids[i]) if i < n else self._extra_names[i - n]
+        if i < n:
+            return pack_name(self.commits.ids[i])
+        i -= n
+        if i < len(self._tag_ids):
+            return pack_name(self._tag_ids[i])
+        return self._extra_names[i - len(self._tag_ids)]
 
     def commit_at(self, i: int) -> bytes | None:
         return self.commits.ids[i] if i < len(self.commits) else None
@@ -230,10 +259,20 @@ class PackDir:
     def get(self, name: str) -> Entry:
         m = _PACK_NAME.match(name)
         if m is not None:
-            cid = m.group(1).encode("ascii")
-            i = self.commits.index[cid]  # KeyError: no such commit
-            return File(self.pack_content(cid), self.commits.times[i])
-        return self.extra[name]
+            oid = m.group(1).encode("ascii")
+            i = self.commits.index.get(oid)
+            if i is not None:
+                return File(self.pack_content(oid), self.commits.times[i])
+            return File(self.pack_content(oid), self.tags[oid])  # KeyError: no such commit or tag
+        entry = self.extra.get(name)
+        if entry is None and self.manifest_for_label is not None and name.endswith(MANIFEST_SUFFIX):
+            label = name[: -len(MANIFEST_SUFFIX)]
+            if label not in self._manifests and len(self._manifests) < 1024:
+                self._manifests[label] = self.manifest_for_label(label)
+            entry = self._manifests.get(label)
+        if entry is None:
+            raise KeyError(name)
+        return entry
 
     def subdir_count(self) -> int:
         return 0
@@ -261,7 +300,8 @@ Every file here is immutable: a commit's pack is a pure function of the commit.
 
   packs/<commit-id>.pack   the deterministic thin pack of one commit: the commit
                            plus every tree and blob its parents do not have.
-                           One for every commit reachable from any ref.
+                           One for every commit reachable from any ref, and
+                           one for every annotated tag (the tag object itself).
   refs/heads/<branch>      symbolic links to the pack of the commit each ref
   refs/tags/<tag>          points at (annotated tags peeled), so
   HEAD                     `cp MOUNT/refs/heads/main .` copies that pack.
@@ -277,6 +317,52 @@ Import a pack into a repository that has the commit's parents with
 Refs that move show up within a few seconds.  Unmount with `gitp2p umount MOUNT`.
 Format: docs/pack-format.md; this layout: docs/mount.md.
 """.encode()
+
+
+#: The labels whose manifests (and torrents) every mount lists: HEAD's branch, and every ref.
+PUBLISHED_LABELS = ("HEAD", "all")
+
+
+def manifest_for_snapshot(snapshot: RepoSnapshot, label: str) -> RefManifest | None:
+    """The manifest `gitp2p torrent` writes for this label on these refs, or None.
+
+    HEAD and all as for `gitp2p torrent REPO` and `--all`; any other label is read as
+    refs' short names joined by `+`, in any order (`main`, `v1.0+main`): the label only
+    names the file, the manifest's bytes depend on the refs alone.
+    """
+    try:
+        if label in PUBLISHED_LABELS:
+            manifest, _ = manifest_for(snapshot.published, snapshot.head, all_refs=(label == "all"))
+            return manifest
+        names = []
+        for part in label.split("+"):
+            exact = [f"refs/heads/{part}", f"refs/tags/{part}"]
+            full = next((n for n in exact if n in snapshot.published), None)
+            if full is None:
+                matches = [n for n in snapshot.published if label_for([n]) == part]
+                if len(matches) != 1:
+                    return None
+                full = matches[0]
+            names.append(full)
+        manifest, _ = manifest_for(snapshot.published, snapshot.head, names)
+    except UserError:
+        return None
+    return manifest
+
+
+def manifest_file(snapshot: RepoSnapshot, label: str) -> File | None:
+    """packs/<label>.gitp2p-refs for this snapshot; mtime: the newest commit or tag it names."""
+    manifest = manifest_for_snapshot(snapshot, label)
+    if manifest is None:
+        return None
+    times = [0]
+    for name in manifest.refs:
+        target = snapshot.published[name]
+        if target.tags:
+            times.append(snapshot.tags.get(target.tags[0], 0))
+        elif target.commit is not None and target.commit in snapshot.commits:
+            times.append(snapshot.commits.time_of(target.commit))
+    return File(StaticContent(manifest.to_bytes()), max(times))
 
 
 def _link_target(from_dir: str, to_path: str) -> str:
@@ -295,7 +381,7 @@ def build_layout(
     """The tree for one snapshot.  `started` (the mount time) is the mtime of static things."""
     root = StaticDir()
     dirs: dict[str, Directory] = {"": root}
-    packs = PackDir(snapshot.commits, pack_content)
+    packs = PackDir(snapshot.commits, pack_content, snapshot.tags, lambda label: manifest_file(snapshot, label))
     dirs[PACKS_DIR] = packs
     root.entries["README"] = File(StaticContent(readme), started)
     root.entries[PACKS_DIR] = Dir(PACKS_DIR)
@@ -343,6 +429,11 @@ def build_layout(
         parent = ref.rpartition("/")[0]
         target = _link_target(parent, f"{PACKS_DIR}/{pack_name(cid)}")
         add(ref, Link(target, snapshot.commits.time_of(cid)), who="refs")
+
+    for label in PUBLISHED_LABELS:
+        manifest = manifest_file(snapshot, label)
+        if manifest is not None:
+            add(f"{PACKS_DIR}/{label}{MANIFEST_SUFFIX}", manifest, who="manifests")
 
     for contribute in contributors:
         who = getattr(contribute, "__qualname__", repr(contribute))

@@ -1,9 +1,11 @@
-"""Torrents in the mount: `torrents/<label>.torrent` and `packs/<label>.gitp2p-refs`.
+"""Torrents in the mount: `torrents/<label>.torrent`.
 
 A layout contributor (see mount_layout.Contributor): for each new snapshot
 of the refs it builds the `HEAD` and `all` repository torrents, so a stock
 client given `torrents/HEAD.torrent` and the mount point as its save path
 finds every file of the torrent in `packs/` and seeds without copying.
+The manifests (`packs/<label>.gitp2p-refs`) depend on the refs alone and are
+laid out by mount_layout at once; a torrent appears when its build ends.
 """
 
 from __future__ import annotations
@@ -11,11 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from .errors import UserError
-from .mount_layout import PACKS_DIR, TORRENTS_DIR, File, RepoSnapshot, StaticContent
+from .mount_layout import PUBLISHED_LABELS, TORRENTS_DIR, File, RepoSnapshot, StaticContent, manifest_file, manifest_for_snapshot
 from .source import PackSource
 from .manifest import RefManifest
-from .torrents import RepoTorrent, build_repo_torrent, manifest_for
+from .torrents import RepoTorrent, build_repo_torrent
 
 RepoManifestKey = tuple[bytes, RefManifest]
 
@@ -24,7 +25,7 @@ __all__ = ["TorrentContributor", "LABELS"]
 log = logging.getLogger(__name__)
 
 #: The torrents every mount publishes: HEAD's branch, and every ref.
-LABELS = ("HEAD", "all")
+LABELS = PUBLISHED_LABELS
 
 
 class TorrentContributor:
@@ -89,19 +90,17 @@ class TorrentContributor:
         wanted = []
         with self._lock:
             for label in LABELS:
-                try:
-                    manifest, _ = manifest_for(snapshot.refs, snapshot.head, all_refs=(label == "all"))
-                except UserError as exc:  # no refs yet, HEAD unborn, ...
-                    log.info("no %s torrent: %s", label, exc)
+                manifest = manifest_for_snapshot(snapshot, label)
+                if manifest is None:  # no refs yet, HEAD unborn, ...
+                    log.info("no %s torrent for these refs", label)
                     continue
                 key = manifest.to_bytes()
                 t = self._built.get((label, key))
                 if t is None:
                     wanted.append((label, (key, manifest)))
                     continue
-                # Stable while the refs stand still: the newest published commit's time.
-                mtime = max(snapshot.commits.time_of(c.encode()) for c in t.manifest.refs.values())
-                out.append((f"{PACKS_DIR}/{t.manifest_name}", File(StaticContent(t.manifest_bytes), mtime)))
+                # The same mtime as the manifest's (stable while the refs stand still).
+                mtime = manifest_file(snapshot, label).mtime
                 out.append((f"{TORRENTS_DIR}/{label}.torrent", File(StaticContent(t.torrent), mtime)))
             self._wanted = wanted
             if wanted and self._worker is None:

@@ -59,12 +59,14 @@ class PackSource:
         return self.repo.commits_oldest_first(self.tips(revs))
 
     # -- packs --------------------------------------------------------------------
-    def _build(self, commit_id: bytes) -> bytes:
+    def _build(self, object_id: bytes) -> bytes:
         with self._build_lock:
-            return self._packer.build_id(commit_id)
+            return self._packer.build_object(object_id)
 
     def pack(self, commit_id: bytes) -> bytes:
-        """The pack's bytes: cached (or received) bytes verbatim, else built and cached."""
+        """The pack's bytes: cached (or received) bytes verbatim, else built and cached.
+
+        commit_id names a commit or an annotated tag (tag packs share the cache)."""
         key = commit_id.decode()
         hit = self.cache.get(self.format, key)
         if hit is not None and hit.data is not None:

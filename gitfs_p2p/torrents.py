@@ -2,7 +2,8 @@
 
 Layout (docs/torrents.md): the info name is `packs`; the files are
 `<commit-id>.pack` for every commit reachable from the published refs,
-parents before children (the order of `gitp2p packs`), then the manifest
+parents before children (the order of `gitp2p packs`), each followed by the
+packs of the annotated tags on it (`<tag-id>.pack`), then the manifest
 `<label>.gitp2p-refs` last.  A newer tip on the same refs therefore only
 appends packs, and the manifest, which changes with every update, sits at
 the end where it shifts nothing.  Anyone holding the same commits and refs
@@ -20,10 +21,21 @@ from torrentcore.magnet import magnet_link
 from torrentcore.metainfo import build_info, build_torrent, info_hash
 
 from .errors import UserError
+from .gitrepo import RefTarget
 from .manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
 from .source import PackSource, Progress
 
-__all__ = ["TORRENT_NAME", "RepoTorrent", "manifest_for", "select_refs", "build_repo_torrent", "label_for"]
+__all__ = [
+    "TORRENT_NAME",
+    "RepoTorrent",
+    "TagInfo",
+    "manifest_for",
+    "select_refs",
+    "build_repo_torrent",
+    "label_for",
+    "pack_order",
+    "published_tags",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,39 +75,36 @@ def label_for(ref_names: list[str]) -> str:
 
 
 def manifest_for(
-    refs: dict[str, bytes], head_target: str | None, ref_args: list[str] = (), *, all_refs: bool = False
+    refs: dict[str, RefTarget], head_target: str | None, ref_args: list[str] = (), *, all_refs: bool = False
 ) -> tuple[RefManifest, str]:
     """The manifest and label for a torrent of REFs (default: HEAD's branch).
 
-    refs maps every ref name (and HEAD) to its peeled commit id; head_target
-    is the ref HEAD points at symbolically, if any.  Pure: the CLI and the
-    mount both call it, so they publish the same info-hash.
+    refs maps the published refs (refs/heads/*, refs/tags/*) to what they name;
+    head_target is the ref HEAD points at symbolically, if any.  Pure: the CLI
+    and the mount both call it, so they publish the same info-hash.
     """
     if all_refs:
-        published = {name: oid for name, oid in refs.items() if name != "HEAD"}
+        published = dict(refs)
         if not published:
-            raise UserError("no refs to publish")
+            raise UserError("no branches or tags to publish")
         head = head_target if head_target in published else None
         label = "all"
     elif not ref_args:
-        if head_target is not None and head_target in refs:
-            published, head = {head_target: refs[head_target]}, head_target
-        elif "HEAD" in refs:
-            published, head = {"HEAD": refs["HEAD"]}, None
-        else:
-            raise UserError("HEAD does not point at a commit; name the refs to publish")
+        if head_target is None or head_target not in refs or refs[head_target].commit is None:
+            raise UserError("HEAD does not point at a branch with commits; name the refs to publish")
+        published, head = {head_target: refs[head_target]}, head_target
         label = "HEAD"
     else:
         published = {}
         for arg in ref_args:
-            full = next((c for c in (arg, f"refs/heads/{arg}", f"refs/tags/{arg}", f"refs/{arg}") if c in refs), None)
+            full = next((c for c in (arg, f"refs/heads/{arg}", f"refs/tags/{arg}") if c in refs), None)
             if full is None:
-                raise UserError(f"{arg}: not a ref (torrents publish refs, not bare commits)")
+                raise UserError(f"{arg}: not a ref (a torrent publishes branches and tags, not bare commits)")
             published[full] = refs[full]
         head = head_target if head_target in published else None
         label = label_for(sorted(published))
     try:
-        manifest = RefManifest({k: v.decode() for k, v in published.items()}, head)
+        manifest = RefManifest({k: v.object.decode() for k, v in published.items()}, head)
         manifest.to_bytes()
     except ManifestError as exc:
         raise UserError(str(exc)) from None
@@ -105,9 +114,44 @@ def manifest_for(
 def select_refs(source: PackSource, ref_args: list[str], *, all_refs: bool = False) -> tuple[RefManifest, str]:
     """manifest_for() on the repository's current refs."""
     try:
-        return manifest_for(source.repo.refs(), source.repo.head_target(), ref_args, all_refs=all_refs)
+        return manifest_for(source.repo.published_refs(), source.repo.head_target(), ref_args, all_refs=all_refs)
     except UserError as exc:
         raise UserError(f"{source.repo.path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    """An annotated tag reachable from published refs, as the torrent order needs it."""
+
+    commit: bytes | None  # hex id of the commit it peels to (None: a tag of a tree or blob)
+    depth: int  # how many tags lie between it and what it finally names (0: names it directly)
+
+
+def published_tags(targets: Iterable[RefTarget]) -> dict[bytes, TagInfo]:
+    """Every tag object on the way from these refs to what they name."""
+    out: dict[bytes, TagInfo] = {}
+    for t in targets:
+        for i, tag in enumerate(t.tags):
+            out[tag] = TagInfo(t.commit, len(t.tags) - 1 - i)
+    return out
+
+
+def pack_order(commits: list[bytes], tags: dict[bytes, TagInfo]) -> list[bytes]:
+    """The ids of a torrent's packs, in file order (format 2, docs/torrents.md).
+
+    Tags of trees and blobs first; then each commit (parents first), each followed by
+    the tags that peel to it, inner tags before the tags of tags, ties by id.  A
+    release tag on the newest commit so lands at the end, where it shifts nothing.
+    """
+    by_commit: dict[bytes, list[tuple[int, bytes]]] = {}
+    loose: list[tuple[int, bytes]] = []
+    for tag, info in tags.items():
+        (loose if info.commit is None else by_commit.setdefault(info.commit, [])).append((info.depth, tag))
+    order = [tag for _, tag in sorted(loose)]
+    for c in commits:
+        order.append(c)
+        order.extend(tag for _, tag in sorted(by_commit.get(c, ())))
+    return order
 
 
 def build_repo_torrent(
@@ -123,14 +167,21 @@ def build_repo_torrent(
     if not _LABEL_OK.match(label) or label.startswith("."):
         raise UserError(f"{label!r}: a torrent label may hold only letters, digits and . _ + -")
     manifest_bytes = manifest.to_bytes()
-    commits = source.commits(sorted(set(manifest.refs.values())))
-    sizes = list(source.sizes(commits, progress=progress))
-    files = [(f"{c.id.decode()}.pack", size) for c, size in sizes]
+    targets = []
+    for name, oid in sorted(manifest.refs.items()):
+        target = source.repo.target(oid.encode())
+        if target is None:
+            raise UserError(f"{source.repo.path}: {name} names {oid}, which is missing or unreadable")
+        targets.append(target)
+    commits = source.commits(sorted({t.commit.decode() for t in targets if t.commit is not None}))
+    commit_sizes = dict((c.id, size) for c, size in source.sizes(commits, progress=progress))
+    ids = pack_order([c.id for c in commits], published_tags(targets))
+    files = [(f"{oid.decode()}.pack", commit_sizes[oid] if oid in commit_sizes else source.size(oid)) for oid in ids]
     files.append((label + MANIFEST_SUFFIX, len(manifest_bytes)))
 
     def stream() -> Iterator[bytes]:
-        for c, _ in sizes:
-            yield source.pack(c.id)
+        for oid in ids:
+            yield source.pack(oid)
         yield manifest_bytes
 
     info = build_info([([name], size) for name, size in files], stream(), TORRENT_NAME, multi_file=True)

@@ -1,7 +1,8 @@
-"""Test vectors: a small fixed history whose commit packs must hash to known values.
+"""Test vectors: a small fixed history whose commit and tag packs must hash to known values.
 
 `selfcheck()` rebuilds the history in memory and compares the sha256 of every
-commit pack with testvectors.json (shipped with the package).  A machine
+pack (in torrent order: commits, each followed by its tags) with
+testvectors.json (shipped with the package).  A machine
 whose zlib or dulwich would produce different bytes fails loudly instead of
 seeding data no one else can match.  `python -m gitfs_p2p.vectors --write`
 regenerates the file (only when the format version changes on purpose).
@@ -17,12 +18,13 @@ import zlib
 from functools import lru_cache
 
 import dulwich
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.repo import MemoryRepo
 
 from .commitpack import FORMAT_VERSION, CommitPacker
 from .errors import UserError
 from .gitrepo import GitRepo
+from .torrents import pack_order, published_tags
 
 __all__ = ["build_vector_repo", "compute_vectors", "selfcheck", "VECTORS_PATH"]
 
@@ -131,18 +133,41 @@ def build_vector_repo() -> tuple[MemoryRepo, bytes]:
     c11 = _commit(repo, merged, [c10], 11)
     repo.refs[b"refs/heads/main"] = c11
     repo.refs[b"refs/heads/side"] = c6
+    release = _tag(repo, b"v1.0", c8, Commit, signed=True)
+    _tag(repo, b"v1.0-outer", release, Tag)
+    _tag(repo, b"tree-tag", repo.object_store[c4].tree, Tree)
+    blob = Blob.from_string(b"a blob only a tag names\n")
+    repo.object_store.add_object(blob)
+    _tag(repo, b"blob-tag", blob.id, Blob)
     return repo, c11
 
 
+def _tag(repo: MemoryRepo, name: bytes, target: bytes, kind, *, signed: bool = False) -> bytes:
+    t = Tag()
+    t.name = name
+    t.object = (kind, target)
+    t.tagger = b"Vector Tagger <vectors@gitfs-p2p.invalid>"
+    t.tag_time = 1_700_100_000
+    t.tag_timezone = 0
+    t.message = b"tag " + name + b"\n"
+    if signed:  # a signature's bytes travel like any message text
+        t.message += b"-----BEGIN PGP SIGNATURE-----\n\nnot a real signature\n-----END PGP SIGNATURE-----\n"
+    repo.object_store.add_object(t)
+    repo.refs[b"refs/tags/" + name] = t.id
+    return t.id
+
+
 def compute_vectors() -> list[tuple[str, str]]:
-    """[(commit id, sha256 of its pack)] oldest first."""
+    """[(commit or tag id, sha256 of its pack)] in torrent order."""
     dulwich_repo, _ = build_vector_repo()
     repo = GitRepo.wrap(dulwich_repo)
     packer = CommitPacker(repo)
-    out = []
-    for info in repo.commits_oldest_first(sorted(set(repo.refs().values()))):
-        out.append((info.id.decode(), hashlib.sha256(packer.build(info)).hexdigest()))
-    return out
+    targets = repo.published_refs().values()
+    commits = [c.id for c in repo.commits_oldest_first(sorted({t.commit for t in targets if t.commit}))]
+    return [
+        (oid.decode(), hashlib.sha256(packer.build_object(oid)).hexdigest())
+        for oid in pack_order(commits, published_tags(targets))
+    ]
 
 
 def _describe_machine() -> str:
@@ -159,7 +184,7 @@ def selfcheck() -> None:
             f"test vectors are for pack format {expected['format']}, this build writes {FORMAT_VERSION}"
         )
     got = compute_vectors()
-    want = [(v["commit"], v["sha256"]) for v in expected["packs"]]
+    want = [(v["object"], v["sha256"]) for v in expected["packs"]]
     if got != want:
         bad = next((g for g, w in zip(got, want) if g != w), got[len(want):][:1] or want[len(got):][:1])
         raise UserError(
@@ -173,7 +198,7 @@ def _main(argv: list[str]) -> int:
     doc = {
         "format": FORMAT_VERSION,
         "generated_with": _describe_machine(),
-        "packs": [{"commit": c, "sha256": h} for c, h in vectors],
+        "packs": [{"object": c, "sha256": h} for c, h in vectors],
     }
     text = json.dumps(doc, indent=2) + "\n"
     if argv[:1] == ["--write"]:

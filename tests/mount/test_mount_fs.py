@@ -35,7 +35,10 @@ def expected(repo60):
 def test_ls_shows_the_layout(mounted60, repo60):
     assert sorted(os.listdir(mounted60.path)) == ["HEAD", "README", "packs", "refs", "torrents"]
     commits = set(git("rev-list", "--all", cwd=repo60).split())
-    assert sorted(os.listdir(mounted60.p("packs"))) == sorted(f"{c}.pack" for c in commits)
+    tags = set(git("for-each-ref", "--format=%(objectname)", "refs/tags/v0.1", cwd=repo60).split())
+    # a pack per commit and per annotated tag; the HEAD and all manifests from the first moment
+    assert sorted(os.listdir(mounted60.p("packs"))) == sorted(
+        [f"{c}.pack" for c in commits | tags] + ["HEAD.gitp2p-refs", "all.gitp2p-refs"])
     heads = set(git("for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads", cwd=repo60).split())
     assert set(os.listdir(mounted60.p("refs", "heads"))) == heads
     assert set(os.listdir(mounted60.p("refs", "tags"))) == {"v0.1", "light"}
@@ -43,7 +46,7 @@ def test_ls_shows_the_layout(mounted60, repo60):
     with open(mounted60.p("README")) as fh:
         assert "packs/<commit-id>.pack" in fh.read()
     listing = subprocess.run(["ls", "-l", mounted60.p("packs")], capture_output=True, text=True, timeout=60)
-    assert listing.returncode == 0 and len(listing.stdout.splitlines()) == len(commits) + 1
+    assert listing.returncode == 0 and len(listing.stdout.splitlines()) == len(commits) + len(tags) + 2 + 1
 
 
 def test_stat_is_exact_read_only_and_stable(mounted60, repo60, expected):

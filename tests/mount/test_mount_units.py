@@ -7,6 +7,8 @@ import os
 
 import pyfuse3
 import pytest
+
+from gitfs_p2p.manifest import RefManifest
 import trio
 
 from gitfs_p2p.gitrepo import GitRepo
@@ -61,7 +63,20 @@ def test_layout_paths_links_and_mtimes(repo60):
     root = layout.directory("")
     assert [root.name_at(i) for i in range(len(root))] == ["HEAD", "README", "packs", "refs", "torrents"]
     packs = layout.directory("packs")
-    assert isinstance(packs, PackDir) and len(packs) == len(snap.commits)
+    # a pack per commit and per annotated tag, and the HEAD and all manifests from the start
+    assert snap.tags, "the history has an annotated tag"
+    assert isinstance(packs, PackDir) and len(packs) == len(snap.commits) + len(snap.tags) + 2
+    names = {packs.name_at(i) for i in range(len(packs))}
+    assert {"HEAD.gitp2p-refs", "all.gitp2p-refs"} <= names
+    for tag, mtime in snap.tags.items():
+        assert packs.get(pack_name(tag)).mtime == mtime == int(
+            git("for-each-ref", "--format=%(taggerdate:unix)", f"refs/tags/v0.1", cwd=repo60))
+    # a manifest for any label `gitp2p torrent REPO REF...` makes, found by name
+    manifest = RefManifest.from_bytes(packs.get("v0.1+main.gitp2p-refs").content.data)
+    assert set(manifest.refs) == {"refs/tags/v0.1", "refs/heads/main"}
+    assert manifest.refs["refs/tags/v0.1"] == git("rev-parse", "v0.1", cwd=repo60).strip()
+    with pytest.raises(KeyError):
+        packs.get("no-such-branch.gitp2p-refs")
     main = snap.refs["refs/heads/main"]
     link = layout.directory("refs/heads").get("main")
     assert link == Link(f"../../packs/{pack_name(main)}", snap.commits.time_of(main))
@@ -96,7 +111,7 @@ def test_contributors_add_files_but_never_replace(repo60):
     def broken(snapshot):
         raise RuntimeError("contributor bug")
 
-    assert len(_layout(snap, [broken]).directory("packs")) == len(snap.commits)
+    assert len(_layout(snap, [broken]).directory("packs")) == len(snap.commits) + len(snap.tags) + 2
 
 
 def test_inode_numbers_are_stable_and_never_reused():

@@ -14,9 +14,20 @@ A, B = "a" * 40, "b" * 40
 def test_round_trip_is_canonical():
     m = RefManifest({"refs/tags/v1": B, "refs/heads/main": A}, head="refs/heads/main")
     data = m.to_bytes()
-    assert data.startswith(b"# gitp2p ref manifest 1\nref: refs/heads/main HEAD\n" + A.encode() + b" refs/heads/main\n")
+    assert data.startswith(b"# gitp2p ref manifest 2\nref: refs/heads/main HEAD\n" + A.encode() + b" refs/heads/main\n")
     assert RefManifest.from_bytes(data) == m
     assert RefManifest({"refs/heads/main": A, "refs/tags/v1": B}, "refs/heads/main").to_bytes() == data
+
+
+def test_version_1_manifests_are_still_read():
+    """Version 1 (tags peeled to their commit) came from earlier releases; receivers still take it."""
+    import hashlib
+
+    body = b"# gitp2p ref manifest 1\nref: refs/heads/main HEAD\n" + A.encode() + b" refs/heads/main\n"
+    data = body + b"# sha256 " + hashlib.sha256(body).hexdigest().encode() + b"\n"
+    m = RefManifest.from_bytes(data)
+    assert (m.refs, m.head, m.version) == ({"refs/heads/main": A}, "refs/heads/main", 1)
+    assert m.to_bytes() == data
 
 
 @pytest.mark.parametrize("cut", [0, 1, 10, 30, -70, -1])
@@ -53,3 +64,26 @@ def test_names_git_accepts_are_accepted(name):
     assert check_ref_name(name) == name
     if name != "HEAD":
         assert subprocess.run(["git", "check-ref-format", name]).returncode == 0
+
+
+def _signed_body(body: bytes) -> bytes:
+    import hashlib
+
+    return body + b"# sha256 " + hashlib.sha256(body).hexdigest().encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        A.encode() + b" refs/replace/" + A.encode(),  # would rewrite what main's commit shows
+        A.encode() + b" refs/remotes/origin/main",
+        A.encode() + b" refs/notes/commits",
+        A.encode() + b" HEAD",
+        b"ref: HEAD HEAD",  # HEAD pointing at itself: every later pass failed on it
+        b"ref: refs/tags/v1 HEAD",
+    ],
+)
+def test_a_manifest_may_set_only_branches_and_tags(line):
+    data = _signed_body(b"# gitp2p ref manifest 2\n" + line + b"\n")
+    with pytest.raises(ManifestError, match="HEAD may only point at a branch|only branches"):
+        RefManifest.from_bytes(data)

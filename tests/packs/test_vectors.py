@@ -14,7 +14,7 @@ def test_this_machine_reproduces_the_shipped_vectors():
     with open(vectors.VECTORS_PATH) as fh:
         shipped = json.load(fh)
     assert shipped["format"] == commitpack.FORMAT_VERSION
-    assert [(v["commit"], v["sha256"]) for v in shipped["packs"]] == vectors.compute_vectors()
+    assert [(v["object"], v["sha256"]) for v in shipped["packs"]] == vectors.compute_vectors()
     vectors.selfcheck.__wrapped__()
 
 
@@ -29,6 +29,22 @@ def test_vector_history_exercises_every_rule():
         for e in packfile.read_pack(packer.build(c)):
             kinds.add(e.type_num)
     assert packfile.OBJ_REF_DELTA in kinds and packfile.OBJ_BLOB in kinds and packfile.OBJ_TREE in kinds
+    # annotated tags: of a commit (signed), of a tag, of a tree, of a blob
+    kinds_named = {t.type_num for t in gr.published_refs().values()}
+    tags = {t.tags[0]: t for t in gr.published_refs().values() if t.tags}
+    assert len(tags) == 4 and packfile.OBJ_TAG in kinds_named
+    assert {gr.read_tag(tag).type for tag in tags} == {"commit", "tag", "tree", "blob"}
+
+
+def test_format_2_kept_every_format_1_commit_pack():
+    """Format 2 only added tag packs: the commit packs of the format-1 vectors are unchanged."""
+    format_1 = {  # first and last commit of the vector history, from format 1's testvectors.json
+        "a09faf7de1cdfcf599e0f4e0e5b34fcc5094e7aa": "b7f51e4700b27d41ae5b4bc5575e3278d2e7901a628b2f27fe476426e16a8623",
+        "414e99c00ba44eb5ae5b49310cc9d33ad3ca7f0d": "458012719c12cb5da915b94a3af2371874814a2ceba56d6a7aeab71a170d4839",
+    }
+    got = dict(vectors.compute_vectors())
+    for commit, digest in format_1.items():
+        assert got[commit] == digest
 
 
 def test_a_machine_with_different_zlib_output_is_refused(monkeypatch):
@@ -36,5 +52,5 @@ def test_a_machine_with_different_zlib_output_is_refused(monkeypatch):
     import zlib
 
     monkeypatch.setattr(packfile, "_ZLIB_ARGS", (1, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY))
-    with pytest.raises(UserError, match="does not reproduce pack format 1"):
+    with pytest.raises(UserError, match="does not reproduce pack format 2"):
         vectors.selfcheck.__wrapped__()
