@@ -40,9 +40,10 @@ from .watch_check import (
     check_complete,
     commit_from_name,
     looks_partial,
-    peek_commit,
+    peek,
     verify_pack,
 )
+from .packfile import OBJ_BLOB, OBJ_TREE
 from .watch_repo import ReceivingRepo, crash_point
 
 __all__ = ["Importer", "PassResult", "Watcher", "SIDECAR_SUFFIXES", "DEFAULT_SETTLE"]
@@ -59,6 +60,10 @@ QUIET = 0.3
 BATCH_PACKS = 500
 BATCH_BYTES = 64 << 20
 BATCH_INFLATED = 256 << 20
+#: Ref changes reported one by one in a pass; the rest are counted.
+REPORT_REFS = 20
+#: The name under refs/remotes/ that a non-bare repository receives branches into.
+DEFAULT_REMOTE = "gitp2p"
 #: Merge the repository's packs when there are more than this many.
 CONSOLIDATE_AT = 64
 DEFAULT_MAX_PACK_BYTES = 1 << 30
@@ -131,14 +136,14 @@ class _Batch:
 
     def __init__(self) -> None:
         self.packs: list[VerifiedPack] = []
-        self.commits: set[str] = set()
+        self.commits: set[str] = set()  # the commits and tags the batch's packs are named for
         self.objects: dict[bytes, tuple[int, bytes]] = {}
         self.bytes = 0
         self.inflated = 0
 
     def add(self, vp: VerifiedPack) -> None:
         self.packs.append(vp)
-        self.commits.add(vp.commit)
+        self.commits.add(vp.object_id)
         self.objects.update(vp.objects)
         self.objects.update(vp.external)
         self.bytes += len(vp.data)
@@ -159,6 +164,7 @@ class Importer:
         *,
         bare: bool = False,
         force: bool = False,
+        remote: str = DEFAULT_REMOTE,
         settle: float = DEFAULT_SETTLE,
         quiet: float = QUIET,
         max_pack_bytes: int = DEFAULT_MAX_PACK_BYTES,
@@ -174,7 +180,9 @@ class Importer:
         self._lock_fd = self._take_lock()
         self.repo.recover()
         self.cache = PackCache(self.git_dir)
+        self.policy = self.repo.fsck_policy()
         self.force = force
+        self.remote = _check_remote_name(remote)
         self.settle = settle
         self.quiet = quiet
         self.max_pack_bytes = max_pack_bytes
@@ -322,18 +330,34 @@ class Importer:
         self._verdicts.pop(path, None)
 
     # -- presence -------------------------------------------------------------------
-    def is_imported(self, commit: str) -> bool:
-        """The commit is in REPO and its received pack is in the cache."""
-        if commit in self.imported:
+    def is_imported(self, oid: str) -> bool:
+        """The commit (or tag) is in REPO and its received pack is in the cache: we checked it,
+        and the whole history below it, when it arrived."""
+        if oid in self.imported:
             return True
-        row = self.cache.get(FORMAT_VERSION, commit, with_data=False)
-        if row is not None and row.received and self.repo.has_commit(commit):
-            self.imported.add(commit)
+        row = self.cache.get(FORMAT_VERSION, oid, with_data=False)
+        if row is not None and row.received and self.repo.type_of(oid) is not None:
+            self.imported.add(oid)
             return True
         return False
 
     def _has_commit(self, commit: str) -> bool:
-        return commit in self.imported or commit in self._batch.commits or self.repo.has_commit(commit)
+        """The commit is in REPO with its whole history: checked by us, or reachable from a ref."""
+        return (
+            commit in self._batch.commits
+            or self.is_imported(commit)
+            or self.repo.trusted_commit(commit)
+        )
+
+    def _has_tag(self, tag: str) -> bool:
+        return tag in self._batch.commits or self.is_imported(tag) or self.repo.trusted_tag(tag)
+
+    def _satisfied(self, need: str) -> bool:
+        """A waiting pack's need is met: a commit or tag complete in REPO, or (a delta base) any
+        tree or blob present."""
+        if self._has_commit(need) or self._has_tag(need):
+            return True
+        return self.repo.type_of(need) in (OBJ_TREE, OBJ_BLOB)
 
     def _view(self) -> RepoView:
         objects = self._batch.objects
@@ -342,13 +366,7 @@ class Importer:
             hit = objects.get(oid)
             return hit if hit is not None else self.repo.read(oid)
 
-        def has(oid: bytes) -> bool:
-            return oid in objects or self.repo.has(oid)
-
-        def missing(oids: list[bytes]) -> set[bytes]:
-            return self.repo.missing([oid for oid in oids if oid not in objects])
-
-        return RepoView(read, has, self._has_commit, missing)
+        return RepoView(read, self._has_commit, self._has_tag)
 
     # -- one pass -------------------------------------------------------------------
     def run_pass(self, *, final: bool = False) -> PassResult:
@@ -401,7 +419,7 @@ class Importer:
         if old is not None and old.key == key:
             if old.kind == "rejected":
                 return None
-            if old.kind == "waiting" and not all(self._has_commit(n) for n in old.needs):
+            if old.kind == "waiting" and not all(self._satisfied(n) for n in old.needs):
                 return old
             if old.kind == "incomplete":
                 return self._maybe_give_up(path, old, now, result)
@@ -415,7 +433,7 @@ class Importer:
             return _Verdict(key, "changing", commit)
         try:
             check_complete(data)
-            header = peek_commit(data, commit, self.limits)
+            needs = peek(data, commit, self.limits)
         except PackIncomplete as exc:
             verdict = _Verdict(key, "incomplete", commit, reason=str(exc), partial=exc.partial, mtime=st.st_mtime)
             self._verdicts[path] = verdict
@@ -423,8 +441,8 @@ class Importer:
         except PackRejected as exc:
             self._reject(path, key, str(exc), result)
             return None
-        if header is not None:
-            missing = frozenset(p for p in header.parents if not self._has_commit(p))
+        if needs is not None:
+            missing = frozenset(n for n in needs if not self._satisfied(n))
             if missing:
                 verdict = _Verdict(key, "waiting", commit, needs=missing)
                 self._verdicts[path] = verdict
@@ -451,7 +469,6 @@ class Importer:
             for n in needs:
                 by_need.setdefault(n, []).append(commit)
         queue = sorted(ready)
-        cache_only: list[VerifiedPack] = []
         while queue:
             commit = queue.pop(0)
             if commit in self._batch.commits or self.is_imported(commit):
@@ -462,48 +479,44 @@ class Importer:
                 result.changing += 1
                 continue
             try:
-                outcome = verify_pack(data, commit, self._view(), self.limits)
+                outcome = verify_pack(data, commit, self._view(), self.limits, self.policy)
             except PackRejected as exc:
                 self._reject(path, _key(st), str(exc), result)
                 self._live[commit] -= 1
                 continue
             if isinstance(outcome, Waiting):
-                needs = frozenset(n for n in outcome.needs if not self._has_commit(n))
+                needs = frozenset(n for n in outcome.needs if not self._satisfied(n))
                 waiting[commit] = (path, st, needs)
                 self._verdicts[path] = _Verdict(_key(st), "waiting", commit, needs=needs)
                 for n in needs:
                     by_need.setdefault(n, []).append(commit)
                 continue
             del data
-            if self.repo.has_commit(commit):
-                cache_only.append(outcome)  # objects already in REPO (an earlier, killed pass)
-                self._batch.commits.add(commit)
-            else:
-                if outcome.has_ofs_delta and self._batch.packs:
-                    self._flush(result, cache_only)
-                    cache_only = []
-                self._batch.add(outcome)
-                if self._batch.full or outcome.has_ofs_delta:
-                    self._flush(result, cache_only)
-                    cache_only = []
+            # Written even when its objects seem present already (a killed pass, or objects
+            # that were lying in REPO): only what we write ourselves is known to be whole.
+            if outcome.has_ofs_delta and self._batch.packs:
+                self._flush(result)
+            self._batch.add(outcome)
+            if self._batch.full or outcome.has_ofs_delta:
+                self._flush(result)
             for child in by_need.pop(commit, ()):
                 if child in waiting:
                     cpath, cst, cneeds = waiting[child]
-                    if all(self._has_commit(n) for n in cneeds):
+                    if all(self._satisfied(n) for n in cneeds):
                         del waiting[child]
                         ready[child] = (cpath, cst)
                         queue.append(child)
-        self._flush(result, cache_only)
+        self._flush(result)
 
-    def _flush(self, result: PassResult, cache_only: list[VerifiedPack]) -> None:
+    def _flush(self, result: PassResult) -> None:
         batch = self._batch
         if batch.packs:
             name = self.repo.write_objects(batch.packs)
-            log.info("wrote pack-%s with %d commit packs", name, len(batch.packs))
-        for vp in batch.packs + cache_only:
-            self.cache.put(FORMAT_VERSION, vp.commit, vp.data, received=True)
+            log.info("wrote pack-%s with %d received packs", name, len(batch.packs))
+        for vp in batch.packs:
+            self.cache.put(FORMAT_VERSION, vp.object_id, vp.data, received=True)
             crash_point("after-cache")
-            self.imported.add(vp.commit)
+            self.imported.add(vp.object_id)
             result.new += 1
         self._batch = _Batch()
         if batch.packs and self.repo.pack_count() > CONSOLIDATE_AT:
@@ -540,6 +553,13 @@ class Importer:
         self._verdicts[path] = _Verdict(key, "done", manifest=manifest)
         return manifest
 
+    def _destination(self, name: str) -> str:
+        """Where a published ref lands: itself in a bare repository; in a repository someone
+        works in, branches go under refs/remotes/<remote>/ (as `git fetch` puts them)."""
+        if self.repo.is_bare or name.startswith("refs/tags/"):
+            return name
+        return f"refs/remotes/{self.remote}/{name[len('refs/heads/'):]}"
+
     def _update_refs(self, manifests, now, final, result: PassResult) -> None:
         wanted: dict[str, str] = {}
         head = None
@@ -552,29 +572,87 @@ class Importer:
         if not wanted and head is None:
             return
         state = self.repo.ref_state()
-        if head is not None and not state.head_born and state.head_target != head:
+        bare = self.repo.is_bare
+        if bare and head is not None and not state.head_born and state.head_target != head:
             # like a clone: HEAD follows the manifest while it is unborn; set before any ref
             self.repo.set_head(head)
             self.report(f"HEAD -> {head}")
+        updates: list[tuple[str, str, str | None]] = []
         # HEAD's branch first, so HEAD is born as soon as any ref is visible when it can be
         for name, target in sorted(wanted.items(), key=lambda kv: (kv[0] != head, kv[0])):
-            if name == "HEAD":
-                continue
-            if not self._has_commit(target):
+            if not self._has_commit(target) and not self._has_tag(target):
                 result.refs_waiting[name] = target
                 continue
-            current = state.refs.get(name)
+            dest = self._destination(name)
+            current = state.refs.get(dest)
             if current == target:
                 continue
-            if current is not None and not self.force and not self.repo.is_ancestor(current, target):
-                result.refs_refused[name] = (
-                    f"{current[:12]} -> {target[:12]} is not a fast-forward (use --force to allow)"
-                )
+            if current is not None and not self.force:
+                if dest.startswith("refs/tags/"):
+                    result.refs_refused[dest] = (
+                        f"the tag exists, naming {current[:12]}; the manifest says {target[:12]} "
+                        "(a tag is never moved, as git fetch never clobbers one; use --force to replace it)"
+                    )
+                    continue
+                if not self.repo.is_ancestor(current, target):
+                    result.refs_refused[dest] = (
+                        f"{current[:12]} -> {target[:12]} is not a fast-forward (use --force to allow)"
+                    )
+                    continue
+            updates.append((dest, target, current))
+        crash_point("before-ref")
+        done = set(self.repo.update_refs(updates))
+        if done:
+            crash_point("after-refs")
+        shown = 0
+        for dest, target, current in updates:
+            if dest not in done:
+                result.refs_refused[dest] = "it changed while the watcher set it; the next pass tries again"
                 continue
-            crash_point("before-ref")
-            if self.repo.update_ref(name, target, current):
-                result.refs_set.append((name, target))
-                self.report(f"{'updated' if current else 'created'} {name} -> {target}")
+            result.refs_set.append((dest, target))
+            if shown < REPORT_REFS:
+                self.report(f"{'updated' if current else 'created'} {dest} -> {target}")
+                shown += 1
+        if len(done) > shown:
+            self.report(f"... and {len(done) - shown} more refs set")
+        if not bare and head is not None:
+            self._follow_head_in_work_tree(head, wanted.get(head), state, result)
+
+    def _follow_head_in_work_tree(self, head: str, target: str | None, state, result: PassResult) -> None:
+        """A non-bare REPO: point refs/remotes/<remote>/HEAD at the published HEAD's branch and,
+        in a repository nobody has checked out yet, do what git clone does last: create HEAD's
+        branch there and check it out.  A branch someone works on is never moved."""
+        remote_head = f"refs/remotes/{self.remote}/HEAD"
+        tracking = self._destination(head)
+        if tracking in {d for d, _ in result.refs_set} | set(state.refs):
+            if self.repo.symbolic_target(remote_head) != tracking:
+                self.repo.set_symbolic_ref(remote_head, tracking)
+        if target is None or not self._has_commit(target) or not self.repo.never_checked_out():
+            if result.refs_set:
+                short = head[len("refs/heads/"):]
+                self.report(
+                    f"received branches into refs/remotes/{self.remote}/ (your branches are not touched);"
+                    f" merge with: git merge {self.remote}/{short}"
+                )
+            return
+        self.repo.set_head(head)
+        if self.repo.update_refs([(head, target, None)]) != [head]:
+            return
+        self.repo.check_out_head()
+        result.refs_set.append((head, target))
+        self.report(f"checked out {head[len('refs/heads/'):]} (a new clone; later updates go to refs/remotes/{self.remote}/)")
+
+
+def _check_remote_name(name: str) -> str:
+    from .manifest import ManifestError, check_ref_name
+
+    try:
+        check_ref_name(f"refs/remotes/{name}/x")
+    except ManifestError:
+        raise UserError(f"{name!r}: not a usable remote name") from None
+    if "/" in name:
+        raise UserError(f"{name!r}: a remote name has no '/'")
+    return name
 
 
 def _key(st: os.stat_result) -> tuple:

@@ -1,7 +1,7 @@
-"""Checking a received commit pack: bytes in, verified objects or a reason out.
+"""Checking a received pack (a commit's or a tag's): bytes in, verified objects or a reason out.
 
 Pure and synchronous: no file system, no repository.  What the receiving
-repository already holds is asked through a `RepoView` (three callables), so
+repository already holds is asked through a `RepoView` (a few callables), so
 tests feed bytes and dictionaries.  Three outcomes, kept apart on purpose:
 
 * `PackIncomplete` -- the SHA-1 trailer does not match (yet): a client may
@@ -14,8 +14,12 @@ tests feed bytes and dictionaries.  Three outcomes, kept apart on purpose:
   repository yet.
 
 A success is a `VerifiedPack`: every object inflated, every delta applied
-within bounds, every id computed, the named commit inside and well formed,
-and every tree's entries either in the pack or in the repository.
+within bounds, every id computed, the named commit (or tag) inside and
+readable by git, every object checked by git fsck's rules under an
+`FsckPolicy` (fsck.py), and the whole history below it proven complete: each
+object a tree of the pack names is in the pack or in a tree of a parent
+commit that is itself complete (an object merely present in the repository
+proves nothing).  The rules are tabled in docs/watcher.md.
 """
 
 from __future__ import annotations
@@ -26,11 +30,24 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .delta import DeltaError, apply_delta
+from .fsck import ALWAYS_REFUSED, WHY_ALWAYS, Finding, FsckPolicy, fsck_commit, fsck_gitattributes, fsck_gitmodules, fsck_tag, fsck_tree
+from .objects import (
+    KIND_BLOB,
+    KIND_GITLINK,
+    KIND_TREE,
+    CommitHeader,
+    ObjectParseError,
+    TagHeader,
+    iter_tree,
+    parse_commit,
+    parse_tag,
+)
 from .packfile import (
     OBJ_BLOB,
     OBJ_COMMIT,
     OBJ_OFS_DELTA,
     OBJ_REF_DELTA,
+    OBJ_TAG,
     OBJ_TREE,
     TYPE_NAMES,
     Limits,
@@ -42,23 +59,21 @@ from .packfile import (
 __all__ = [
     "PACK_NAME",
     "WATCH_LIMITS",
+    "MAX_PARENT_WALK",
     "PackIncomplete",
     "PackRejected",
     "Waiting",
     "RepoView",
     "VerifiedPack",
     "StoredEntry",
-    "CommitHeader",
     "commit_from_name",
     "looks_partial",
     "check_complete",
-    "peek_commit",
+    "peek",
     "verify_pack",
-    "parse_commit",
-    "check_tree",
 ]
 
-#: A commit pack's file name: the commit id in lower-case hex, then `.pack`.
+#: A pack's file name: the id of its commit (or tag) in lower-case hex, then `.pack`.
 PACK_NAME = re.compile(r"([0-9a-f]{40})\.pack\Z")
 
 #: Bounds for received packs (tighter than the reader's defaults).
@@ -66,6 +81,8 @@ WATCH_LIMITS = Limits(max_objects=1_000_000, max_object_size=512 << 20, max_tota
 
 #: A run of this many zero bytes marks a region a client has not written yet.
 _ZERO_RUN = b"\0" * 64
+#: Most trees read from parents to prove a pack's outside objects (a copy from far away).
+MAX_PARENT_WALK = 200_000
 
 
 class PackIncomplete(ValueError):
@@ -82,9 +99,9 @@ class PackRejected(ValueError):
 
 @dataclass(frozen=True)
 class Waiting:
-    """A valid pack that needs these commits (or objects) first; hex ids."""
+    """A valid pack that needs these commits (or tags, or delta bases) first; hex ids."""
 
-    commit: str
+    object_id: str
     needs: frozenset[str]
 
 
@@ -92,28 +109,18 @@ class Waiting:
 class RepoView:
     """What the checker may ask about the receiving repository.
 
-    read(binary id) -> (type number, content) or None;
-    has(binary id) -> bool (any object);
-    has_commit(hex id) -> bool: the commit is present with its whole history;
-    missing(binary ids) -> the set of those that are absent (one round trip for many;
-    optional, has() is asked one by one without it).
+    read(binary id) -> (type number, content) or None: any object present;
+    has_commit(hex id) -> bool: the commit is present *with its whole history*
+    (imported and checked by us, or reachable from the repository's refs);
+    has_tag(hex id) -> bool: likewise for an annotated tag and what it names.
     """
 
     read: Callable[[bytes], tuple[int, bytes] | None]
-    has: Callable[[bytes], bool]
     has_commit: Callable[[str], bool]
-    missing: Callable[[list[bytes]], set[bytes]] | None = None
+    has_tag: Callable[[str], bool] = lambda tag: False
 
-    def absent(self, ids: list[bytes]) -> set[bytes]:
-        if self.missing is not None:
-            return self.missing(ids)
-        return {oid for oid in ids if not self.has(oid)}
-
-
-@dataclass(frozen=True)
-class CommitHeader:
-    tree: str  # hex
-    parents: tuple[str, ...]  # hex
+    def complete(self, hex_id: str) -> bool:
+        return self.has_commit(hex_id) or self.has_tag(hex_id)
 
 
 @dataclass(frozen=True)
@@ -129,12 +136,16 @@ class StoredEntry:
 
 @dataclass
 class VerifiedPack:
-    commit: str  # hex
-    header: CommitHeader
+    object_id: str  # hex: the commit or tag the file is named for
+    header: CommitHeader | TagHeader
     data: bytes  # the received bytes, verbatim
     entries: list[StoredEntry]
     objects: dict[bytes, tuple[int, bytes]]  # binary id -> (type, content), pack objects
     external: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)  # bases read from the repo
+
+    @property
+    def is_tag(self) -> bool:
+        return isinstance(self.header, TagHeader)
 
     @property
     def has_ofs_delta(self) -> bool:
@@ -146,7 +157,7 @@ class VerifiedPack:
 
 
 def commit_from_name(name: str) -> str | None:
-    """The commit id a file name announces, or None if it is not a pack's name."""
+    """The object id (a commit's or a tag's) a file name announces, or None if it is not a pack's name."""
     m = PACK_NAME.match(name)
     return m.group(1) if m else None
 
@@ -169,73 +180,8 @@ def check_complete(data: bytes) -> None:
         raise PackIncomplete("trailing SHA-1 does not match the contents", looks_partial(data))
 
 
-# -- objects -------------------------------------------------------------------------
 
-_IDENT = re.compile(rb"[^<>\n]* <[^<>\n]*> (?:0|[1-9][0-9]{0,18}) [+-][0-9]{4}\Z")
-_HEX40 = re.compile(rb"[0-9a-f]{40}\Z")
-
-
-def parse_commit(raw: bytes) -> CommitHeader:
-    """The tree and parents of a commit, checked as strictly as `git fsck` does."""
-    head, sep, _ = raw.partition(b"\n\n")
-    lines = head.split(b"\n")
-    if not lines or not lines[0].startswith(b"tree ") or not _HEX40.match(lines[0][5:]):
-        raise PackRejected("commit does not start with a valid tree line")
-    tree = lines[0][5:].decode()
-    parents = []
-    i = 1
-    while i < len(lines) and lines[i].startswith(b"parent "):
-        p = lines[i][7:]
-        if not _HEX40.match(p):
-            raise PackRejected("commit has a malformed parent line")
-        parents.append(p.decode())
-        i += 1
-    for key in (b"author ", b"committer "):
-        if i >= len(lines) or not lines[i].startswith(key) or not _IDENT.match(lines[i][len(key) :]):
-            raise PackRejected(f"commit has a missing or malformed {key.decode().strip()} line")
-        i += 1
-    if len(set(parents)) != len(parents):
-        raise PackRejected("commit lists a parent twice")
-    return CommitHeader(tree, tuple(parents))
-
-
-_MODES = {b"100644": OBJ_BLOB, b"100755": OBJ_BLOB, b"120000": OBJ_BLOB, b"40000": OBJ_TREE, b"160000": None}
-_BAD_NAMES = {b"", b".", b"..", b".git"}
-
-
-def check_tree(raw: bytes) -> list[tuple[bytes, int | None]]:
-    """(binary id, expected type or None for a gitlink) of each entry; PackRejected if malformed.
-
-    Refuses what `git fsck` calls an error and names that are unsafe to
-    check out (`.`, `..`, `.git`, a slash).
-    """
-    out = []
-    pos = 0
-    prev_key = None
-    prev_name = None
-    n = len(raw)
-    while pos < n:
-        sp = raw.find(b" ", pos, pos + 8)
-        nul = raw.find(b"\0", sp + 1) if sp >= 0 else -1
-        if sp < 0 or nul < 0 or nul + 21 > n:
-            raise PackRejected("tree entry is malformed")
-        mode = raw[pos:sp]
-        name = raw[sp + 1 : nul]
-        oid = raw[nul + 1 : nul + 21]
-        pos = nul + 21
-        if mode not in _MODES:
-            raise PackRejected(f"tree entry has an unknown mode {mode.decode(errors='replace')!r}")
-        if name.lower() in _BAD_NAMES or b"/" in name:
-            raise PackRejected(f"tree entry has an unsafe name {name.decode(errors='replace')!r}")
-        key = name + b"/" if mode == b"40000" else name
-        if prev_key is not None and (key <= prev_key or name == prev_name):
-            raise PackRejected("tree entries are not sorted or repeat a name")
-        prev_key, prev_name = key, name
-        out.append((oid, _MODES[mode]))
-    return out
-
-
-# -- the pack ------------------------------------------------------------------------
+# -- reading the pack ---------------------------------------------------------------------
 
 
 def _read_entries(data: bytes, limits: Limits):
@@ -245,41 +191,59 @@ def _read_entries(data: bytes, limits: Limits):
         raise PackRejected(str(exc)) from None
 
 
-def peek_commit(data: bytes, commit: str, limits: Limits = WATCH_LIMITS) -> CommitHeader | None:
-    """Find the named commit stored whole and parse it, reading no further than needed.
+def _parse_named(type_num: int, raw: bytes, oid: str) -> CommitHeader | TagHeader:
+    try:
+        if type_num == OBJ_COMMIT:
+            return parse_commit(raw)
+        if type_num == OBJ_TAG:
+            return parse_tag(raw)
+    except ObjectParseError as exc:
+        raise PackRejected(f"{TYPE_NAMES[type_num].decode()} {oid} cannot be read by git: {exc}") from None
+    raise PackRejected(f"the file is named for {oid}, which is a {TYPE_NAMES[type_num].decode()}, not a commit or tag")
 
-    None if the pack holds deltas that might produce it (then only
+
+def _needs(header: CommitHeader | TagHeader) -> frozenset[str]:
+    """What must be complete in the repository before this pack can be: parents, or a tag's target."""
+    if isinstance(header, CommitHeader):
+        return frozenset(header.parents)
+    if header.type in ("commit", "tag"):
+        return frozenset([header.object])
+    return frozenset()
+
+
+def peek(data: bytes, named: str, limits: Limits = WATCH_LIMITS) -> frozenset[str] | None:
+    """What the pack named for `named` needs first (parents, a tag's target), reading no
+    further than needed.
+
+    None if the pack holds deltas that might produce the object (then only
     `verify_pack` can tell); PackRejected if the pack cannot hold it.
     """
-    want = bytes.fromhex(commit)
+    want = bytes.fromhex(named)
     saw_delta = False
     others = []
     for e in _read_entries(data, limits):
-        if e.type_num == OBJ_COMMIT and object_id(OBJ_COMMIT, e.data) == want:
-            return parse_commit(e.data)
+        if e.type_num in (OBJ_COMMIT, OBJ_TAG) and object_id(e.type_num, e.data) == want:
+            return _needs(_parse_named(e.type_num, e.data, named))
         if e.type_num in (OBJ_OFS_DELTA, OBJ_REF_DELTA):
             saw_delta = True
-        elif e.type_num != OBJ_COMMIT:
+        else:
             others.append(e)
     if saw_delta:
         return None
     for e in others:
         if object_id(e.type_num, e.data) == want:
-            raise PackRejected(f"the file is named for {commit}, which is a {TYPE_NAMES[e.type_num].decode()}, not a commit")
-    raise PackRejected(f"the file is named for commit {commit}, which the pack does not hold")
+            raise PackRejected(f"the file is named for {named}, which is a {TYPE_NAMES[e.type_num].decode()}, not a commit or tag")
+    raise PackRejected(f"the file is named for {named}, which the pack does not hold")
 
 
-def verify_pack(data: bytes, commit: str, repo: RepoView, limits: Limits = WATCH_LIMITS) -> VerifiedPack | Waiting:
-    """Check every object of a complete pack named for `commit`.
+def _resolve(data: bytes, repo: RepoView, limits: Limits):
+    """Every object of the pack, deltas applied (bases from the pack, then the repository).
 
-    The trailer must already match (`check_complete`).  Delta bases are
-    looked up in the pack, then in the repository; the pack waits when
-    some parent of the commit is absent, and is rejected when deltas still
-    do not resolve although every parent is present.
+    Returns (raw entries, their ids (None where unresolved), objects by id, external
+    bases read from the repository, the REF_DELTA bases still missing, whether OFS
+    deltas are left unresolved).
     """
     raw = list(_read_entries(data, limits))
-    end = len(data) - 20
-    bounds = [(e.offset, raw[i + 1].offset if i + 1 < len(raw) else end) for i, e in enumerate(raw)]
     by_offset = {e.offset: i for i, e in enumerate(raw)}
     resolved: list[tuple[int, bytes] | None] = [None] * len(raw)
     ids: list[bytes | None] = [None] * len(raw)
@@ -347,66 +311,257 @@ def verify_pack(data: bytes, commit: str, repo: RepoView, limits: Limits = WATCH
             progress = True
         if not progress:
             break
-
-    missing_bases = frozenset(b.hex() for b in wait_ref)
-    want = bytes.fromhex(commit)
-    if want not in objects:
-        if missing_bases or wait_ofs:
-            return Waiting(commit, missing_bases)
-        raise PackRejected(f"the file is named for commit {commit}, which the pack does not hold")
-    type_num, content = objects[want]
-    if type_num != OBJ_COMMIT:
-        raise PackRejected(f"the file is named for {commit}, which is a {TYPE_NAMES[type_num].decode()}, not a commit")
-    header = parse_commit(content)
-    missing_parents = frozenset(p for p in header.parents if not repo.has_commit(p))
-    if missing_parents:
-        return Waiting(commit, missing_parents | missing_bases)
-    if missing_bases or wait_ofs:
-        raise PackRejected(
-            f"{len(raw) - sum(r is not None for r in resolved)} deltas never resolve although every parent "
-            f"is present (missing base or delta cycle: {', '.join(sorted(missing_bases)[:3])})"
-        )
-    commits = [oid for oid, (t, _) in objects.items() if t == OBJ_COMMIT]
-    if len(commits) != 1:
-        raise PackRejected(f"a commit pack holds one commit, this one holds {len(commits)}")
-    if any(t not in (OBJ_COMMIT, OBJ_TREE, OBJ_BLOB) for t, _ in objects.values()):
-        raise PackRejected("a commit pack holds only a commit, trees and blobs")
-    _check_connected(header, objects, repo)
-    entries = [
-        StoredEntry(ids[i], start, stop, raw[i].type_num, raw[i].base_id) for i, (start, stop) in enumerate(bounds)
-    ]
-    return VerifiedPack(commit, header, data, entries, objects, external)
+    return raw, ids, objects, external, frozenset(b.hex() for b in wait_ref), bool(wait_ofs)
 
 
-def _check_connected(header: CommitHeader, objects: dict[bytes, tuple[int, bytes]], repo: RepoView) -> None:
-    """The root tree and every entry of every tree in the pack exist, with the right type.
+def verify_pack(
+    data: bytes,
+    named: str,
+    repo: RepoView,
+    limits: Limits = WATCH_LIMITS,
+    policy: FsckPolicy = FsckPolicy(),
+) -> VerifiedPack | Waiting:
+    """Check every object of a complete pack named for the commit or tag `named`.
 
-    Objects already in the repository are trusted to be complete (they came
-    with a commit whose history was complete, see docs/watcher.md).
+    The trailer must already match (`check_complete`).  The pack waits while what it
+    needs (a commit's parents, a tag's target) is not complete in the repository, and
+    is rejected when deltas still do not resolve although it is.
     """
-    root = bytes.fromhex(header.tree)
-    if root in objects:
-        if objects[root][0] != OBJ_TREE:
-            raise PackRejected(f"commit's tree {header.tree} is not a tree")
-    elif not repo.has(root):
-        raise PackRejected(f"commit's tree {header.tree} is neither in the pack nor in the repository")
-    outside: dict[bytes, bytes] = {}  # entry id -> a tree of the pack that names it
-    for oid, (type_num, content) in objects.items():
-        if type_num != OBJ_TREE:
-            continue
-        for entry_id, want in check_tree(content):
-            if want is None:  # a gitlink names a commit of another repository
-                continue
-            if entry_id in objects:
-                if objects[entry_id][0] != want:
-                    raise PackRejected(f"tree {oid.hex()} names {entry_id.hex()} with the wrong type")
-            else:
-                outside.setdefault(entry_id, oid)
-    # one question for all of them: asked one at a time, this dominated an import
-    absent = repo.absent(list(outside))
-    if absent:
-        entry_id = min(absent)
+    raw, ids, objects, external, missing_bases, ofs_left = _resolve(data, repo, limits)
+    want = bytes.fromhex(named)
+    if want not in objects:
+        if missing_bases or ofs_left:
+            return Waiting(named, missing_bases)
+        raise PackRejected(f"the file is named for {named}, which the pack does not hold")
+    type_num, content = objects[want]
+    header = _parse_named(type_num, content, named)
+    needs = frozenset(n for n in _needs(header) if not repo.complete(n))
+    if needs:
+        return Waiting(named, needs | missing_bases)
+    if missing_bases or ofs_left:
+        unresolved = sum(1 for i in ids if i is None)
         raise PackRejected(
-            f"tree {outside[entry_id].hex()} names {entry_id.hex()}, which is neither in the pack nor in the repository"
+            f"{unresolved} deltas never resolve although everything the pack needs is present "
+            f"(missing base or delta cycle: {', '.join(sorted(missing_bases)[:3])})"
         )
+    check = _Checker(named, objects, external, repo, policy)
+    if isinstance(header, CommitHeader):
+        check.commit_pack(header)
+    else:
+        check.tag_pack(header)
+    end = len(data) - 20
+    entries = [
+        StoredEntry(ids[i], e.offset, raw[i + 1].offset if i + 1 < len(raw) else end, e.type_num, e.base_id)
+        for i, e in enumerate(raw)
+    ]
+    return VerifiedPack(named, header, data, entries, objects, external)
 
+
+_KIND_TYPES = {KIND_BLOB: OBJ_BLOB, KIND_TREE: OBJ_TREE}
+
+
+class _Checker:
+    """fsck and connectivity for one pack whose objects are all resolved."""
+
+    def __init__(
+        self,
+        named: str,
+        objects: dict[bytes, tuple[int, bytes]],
+        external: dict[bytes, tuple[int, bytes]],
+        repo: RepoView,
+        policy: FsckPolicy,
+    ):
+        self.named = named
+        self.objects = objects
+        self.external = external  # delta bases already read: often the parents' trees
+        self.repo = repo
+        self.policy = policy
+        self.reached: set[bytes] = {bytes.fromhex(named)}
+        self.gitmodules: set[bytes] = set()
+        self.gitattributes: set[bytes] = set()
+        self._reports: dict[bytes, list] = {}  # tree id -> parsed entries (pack trees)
+        self._parent_trees: dict[bytes, dict[bytes, tuple[str, bytes]] | None] = {}
+
+    # -- fsck ---------------------------------------------------------------------------
+    def _refuse(self, findings: list[Finding]) -> None:
+        bad = self.policy.first_refusal(findings)
+        if bad is not None:
+            if bad.msg_id in ALWAYS_REFUSED:
+                raise PackRejected(f"{bad} ({WHY_ALWAYS[bad.msg_id]}; always refused)")
+            raise PackRejected(f"{bad} (refused because the repository sets fetch/transfer.fsckObjects)")
+
+    def fsck_objects(self) -> None:
+        """Every object of the pack, by git fsck's rules, under the policy."""
+        for oid, (type_num, content) in self.objects.items():
+            hex_id = oid.hex()
+            if type_num == OBJ_COMMIT:
+                self._refuse(fsck_commit(hex_id, content))
+            elif type_num == OBJ_TAG:
+                self._refuse(fsck_tag(hex_id, content))
+            elif type_num == OBJ_TREE:
+                report = fsck_tree(hex_id, content, strict=self.policy.strict)
+                self._refuse(report.findings)
+                self._reports[oid] = report.entries
+                self.gitmodules.update(report.gitmodules)
+                self.gitattributes.update(report.gitattributes)
+        for oid in sorted(self.gitmodules):
+            blob = self._object(oid)
+            if blob is None:
+                continue  # connectivity names it
+            if blob[0] != OBJ_BLOB:
+                self._refuse([_fsck_finding(oid, blob[0], "gitmodulesBlob", "non-blob found at .gitmodules")])
+            else:
+                self._refuse(fsck_gitmodules(oid.hex(), blob[1]))
+        if self.policy.strict:
+            for oid in sorted(self.gitattributes):
+                blob = self._object(oid)
+                if blob is not None and blob[0] == OBJ_BLOB:
+                    self._refuse(fsck_gitattributes(oid.hex(), blob[1]))
+
+    def _object(self, oid: bytes) -> tuple[int, bytes] | None:
+        """An object of the pack, or one read from the repository."""
+        hit = self.objects.get(oid) or self.external.get(oid)
+        return hit if hit is not None else self.repo.read(oid)
+
+    # -- the two kinds of pack --------------------------------------------------------------
+    def commit_pack(self, header: CommitHeader) -> None:
+        commits = [oid for oid, (t, _) in self.objects.items() if t == OBJ_COMMIT]
+        if len(commits) != 1:
+            raise PackRejected(f"a commit pack holds one commit, this one holds {len(commits)}")
+        if any(t not in (OBJ_COMMIT, OBJ_TREE, OBJ_BLOB) for t, _ in self.objects.values()):
+            raise PackRejected("a commit pack holds only a commit, trees and blobs")
+        self.fsck_objects()
+        parent_roots = []
+        for p in header.parents:
+            found = self.repo.read(bytes.fromhex(p))
+            if found is None or found[0] != OBJ_COMMIT:
+                raise PackRejected(f"parent {p} is not a commit")
+            parent_roots.append(bytes.fromhex(_parse_named(OBJ_COMMIT, found[1], p).tree))
+        self.connected(bytes.fromhex(header.tree), parent_roots, f"commit {self.named}")
+        self.no_extras()
+
+    def tag_pack(self, header: TagHeader) -> None:
+        if any(t == OBJ_COMMIT for t, _ in self.objects.values()):
+            raise PackRejected("a tag pack holds no commit")
+        tags = [oid for oid, (t, _) in self.objects.items() if t == OBJ_TAG]
+        if len(tags) != 1:
+            raise PackRejected(f"a tag pack holds one tag, this one holds {len(tags)}")
+        self.fsck_objects()
+        target = bytes.fromhex(header.object)
+        if header.type in ("commit", "tag"):
+            found = self.repo.read(target)
+            want = OBJ_COMMIT if header.type == "commit" else OBJ_TAG
+            if found is None or found[0] != want:
+                raise PackRejected(f"tag {self.named} says {header.object} is a {header.type}, and it is not")
+        elif header.type == "blob":
+            found = self.objects.get(target)
+            if found is None or found[0] != OBJ_BLOB:
+                raise PackRejected(f"tag {self.named} names blob {header.object}, which the pack does not hold as a blob")
+            self.reached.add(target)
+        else:
+            found = self.objects.get(target)
+            if found is None or found[0] != OBJ_TREE:
+                raise PackRejected(f"tag {self.named} names tree {header.object}, which the pack does not hold as a tree")
+            self.connected(target, [], f"tag {self.named}")
+        self.no_extras()
+
+    def no_extras(self) -> None:
+        extra = set(self.objects) - self.reached
+        if extra:
+            raise PackRejected(
+                f"the pack holds {len(extra)} objects its {self.named} does not reach (e.g. {min(extra).hex()})"
+            )
+
+    # -- connectivity -----------------------------------------------------------------------
+    def _parent_tree(self, tree_id: bytes | None) -> dict[bytes, tuple[str, bytes]] | None:
+        """name -> (kind, binary id) of a tree of a complete parent (read from the repository)."""
+        if tree_id is None:
+            return None
+        if tree_id not in self._parent_trees:
+            found = self.external.get(tree_id) or self.repo.read(tree_id)
+            if found is None or found[0] != OBJ_TREE:
+                raise PackRejected(f"a parent's tree {tree_id.hex()} cannot be read from the repository")
+            try:
+                self._parent_trees[tree_id] = {e.name: (e.kind, e.id) for e in iter_tree(found[1])}
+            except ObjectParseError:
+                raise PackRejected(f"a parent's tree {tree_id.hex()} cannot be read") from None
+        return self._parent_trees[tree_id]
+
+    def connected(self, root: bytes, parent_roots: list[bytes], what: str) -> None:
+        """Everything below root is in the pack or in a parent's tree, with the right type.
+
+        Walks the pack's trees from root beside the parents' trees at the same path: an
+        object outside the pack counts only if a parent has it (same id, same kind),
+        first at the same path (what a thin commit pack leaves out), then anywhere in
+        the parent trees read so far (a rename), then anywhere below the parents' roots
+        (a copy from elsewhere).
+        """
+        outside: list[tuple[bytes, bytes, str]] = []  # (naming tree, id, kind)
+        if root in self.objects:
+            if self.objects[root][0] != OBJ_TREE:
+                raise PackRejected(f"{what}: its tree {root.hex()} is a {TYPE_NAMES[self.objects[root][0]].decode()}")
+            self.reached.add(root)
+            queue = [(root, list(parent_roots))]
+        else:
+            outside.append((bytes.fromhex(self.named), root, KIND_TREE))
+            queue = []
+        walked: set[bytes] = set()
+        while queue:
+            tree_id, parent_dirs = queue.pop()
+            if tree_id in walked:
+                continue
+            walked.add(tree_id)
+            parent_maps = [m for m in (self._parent_tree(d) for d in parent_dirs) if m is not None]
+            for e in self._reports[tree_id]:
+                kind = e.kind
+                if kind == KIND_GITLINK:
+                    continue  # a commit of another repository
+                if e.id in self.objects:
+                    got = self.objects[e.id][0]
+                    if got != _KIND_TYPES[kind]:
+                        raise PackRejected(
+                            f"tree {tree_id.hex()} names {e.id.hex()} as a {kind} ({e.name.decode(errors='replace')!r}),"
+                            f" it is a {TYPE_NAMES[got].decode()}"
+                        )
+                    self.reached.add(e.id)
+                    if kind == KIND_TREE:
+                        below = [m.get(e.name) for m in parent_maps]
+                        queue.append((e.id, [b[1] for b in below if b is not None and b[0] == KIND_TREE]))
+                elif not any(m.get(e.name) == (kind, e.id) for m in parent_maps):
+                    outside.append((tree_id, e.id, kind))
+        if not outside:
+            return
+        known = {v for m in self._parent_trees.values() if m for v in m.values()}
+        known |= {(KIND_TREE, r) for r in parent_roots}
+        left = [o for o in outside if (o[2], o[1]) not in known]
+        if left:
+            known = self._closure(parent_roots)
+            left = [o for o in left if (o[2], o[1]) not in known]
+        if left:
+            tree_id, oid, kind = left[0]
+            present = self.repo.read(oid)
+            where = "in a parent's tree" if parent_roots else "in a parent's tree (it has no parent)"
+            note = "" if present is None else " (an object with that id lies in the repository, but no complete history holds it)"
+            raise PackRejected(f"{what}: {tree_id.hex()} names {kind} {oid.hex()}, which is neither in the pack nor {where}{note}")
+
+    def _closure(self, roots: list[bytes]) -> set[tuple[str, bytes]]:
+        """(kind, id) of everything below the parents' roots (bounded: MAX_PARENT_WALK trees)."""
+        out: set[tuple[str, bytes]] = set()
+        stack = list(roots)
+        seen: set[bytes] = set()
+        while stack:
+            tree_id = stack.pop()
+            if tree_id in seen:
+                continue
+            seen.add(tree_id)
+            if len(seen) > MAX_PARENT_WALK:
+                raise PackRejected(f"proving the pack's outside objects would read more than {MAX_PARENT_WALK} trees")
+            for name, (kind, oid) in (self._parent_tree(tree_id) or {}).items():
+                out.add((kind, oid))
+                if kind == KIND_TREE:
+                    stack.append(oid)
+        return out
+
+
+def _fsck_finding(oid: bytes, type_num: int, msg_id: str, message: str) -> Finding:
+    return Finding(msg_id, message, oid.hex(), TYPE_NAMES.get(type_num, b"object").decode())

@@ -23,6 +23,7 @@ import hashlib
 from dataclasses import dataclass
 
 from .errors import UserError
+from .fsck import FsckPolicy
 from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE, entry_header
 from .watch_check import VerifiedPack
 
@@ -34,6 +35,7 @@ ZERO_ID = "0" * 40
 _TYPES = {b"commit": OBJ_COMMIT, b"tree": OBJ_TREE, b"blob": OBJ_BLOB, b"tag": OBJ_TAG}
 _TMP_PREFIX = "tmp_gitp2p_"
 _ASK_CHUNK = 1000  # ids per write to git cat-file: 41 KB, under a pipe's 64 KiB
+PACK_REFS_AT = 100  # after setting more refs than this at once, pack them
 _CRASH_COUNTS: dict[str, int] = {}
 
 
@@ -181,6 +183,8 @@ class ReceivingRepo:
         self.state_dir = os.path.join(self.git_dir, "gitp2p", "watch")
         os.makedirs(self.state_dir, exist_ok=True)
         self._lock = threading.Lock()
+        self._trusted: set[str] = set()  # commits and tags found reachable from refs
+        self._bare: bool | None = None
         self._batch: subprocess.Popen | None = None
         self._check: subprocess.Popen | None = None
 
@@ -305,7 +309,78 @@ class ReceivingRepo:
         return {oid for oid, fields in zip(oids, answers) if len(fields) != 3}
 
     def has_commit(self, hex_id: str) -> bool:
+        """The commit object is present (which says nothing about what lies below it)."""
         return self.type_of(hex_id) == OBJ_COMMIT
+
+    def trusted_commit(self, hex_id: str) -> bool:
+        """The commit is reachable from one of REPO's refs, so complete, as git fetch trusts it."""
+        return self._trusted_as(hex_id, OBJ_COMMIT, ["rev-list", "-n", "1", hex_id, "--not", "--all"])
+
+    def trusted_tag(self, hex_id: str) -> bool:
+        """The tag object (and so what it names) is reachable from one of REPO's refs."""
+        return self._trusted_as(
+            hex_id, OBJ_TAG, ["rev-list", "--objects", "--no-object-names", hex_id, "--not", "--all"]
+        )
+
+    def _trusted_as(self, hex_id: str, type_num: int, args: list[str]) -> bool:
+        if hex_id in self._trusted:
+            return True
+        if self.type_of(hex_id) != type_num:
+            return False
+        return self._reachable(args, hex_id)
+
+    def _reachable(self, args: list[str], hex_id: str) -> bool:
+        """True if `git ARGS` prints nothing (only its first line is ever read)."""
+        proc = subprocess.Popen(
+            ["git", f"--git-dir={self.git_dir}", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        try:
+            first = proc.stdout.readline()
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+            code = proc.wait()
+        ok = not first and code == 0
+        if ok:
+            self._trusted.add(hex_id)
+        return ok
+
+    # -- configuration ------------------------------------------------------------
+    def fsck_policy(self) -> FsckPolicy:
+        """What `git fetch` into this repository would apply: transfer/fetch.fsckObjects,
+        fsck.<msg-id> overridden by fetch.fsck.<msg-id>, and fetch.fsck.skipList."""
+        def flag(key: str) -> bool | None:
+            out = _git("config", "--type=bool", "--get", key, git_dir=self.git_dir, check=False).strip()
+            return {"true": True, "false": False}.get(out)
+
+        fetch, transfer = flag("fetch.fsckObjects"), flag("transfer.fsckObjects")
+        strict = fetch if fetch is not None else bool(transfer)
+        listed = _git("config", "--null", "--get-regexp", r"^(fsck|fetch\.fsck)\.", git_dir=self.git_dir, check=False)
+        general: list[tuple[str, str]] = []
+        fetch_only: list[tuple[str, str]] = []
+        skip_path = None
+        for item in listed.split("\0"):
+            key, _, value = item.partition("\n")
+            low = key.lower()
+            if low == "fetch.fsck.skiplist":
+                skip_path = value
+            elif low.startswith("fetch.fsck."):
+                fetch_only.append((key[len("fetch.fsck."):], value))
+            elif low.startswith("fsck.") and low != "fsck.skiplist":
+                general.append((key[len("fsck."):], value))
+        skiplist: list[str] = []
+        if skip_path:
+            path = os.path.expanduser(skip_path)
+            try:
+                with open(path, "rb") as fh:
+                    for line in fh.read(64 << 20).splitlines():
+                        line = line.split(b"#", 1)[0].strip()
+                        if line:
+                            skiplist.append(line.decode("ascii", errors="replace"))
+            except OSError as exc:
+                raise UserError(f"fetch.fsck.skipList: cannot read {path} ({exc.strerror})") from None
+        return FsckPolicy.from_config(strict, general + fetch_only, skiplist)
 
     def write_objects(self, packs: list[VerifiedPack]) -> str:
         """Store the packs' objects durably as one pack; returns its name."""
@@ -393,5 +468,62 @@ class ReceivingRepo:
             return False
         return True
 
+    def update_refs(self, updates: list[tuple[str, str, str | None]]) -> list[str]:
+        """Move many refs (name, new, old or None for "must not exist") in one transaction.
+
+        One `git update-ref --stdin`: all or nothing, each a compare-and-swap.  If the
+        transaction fails (a ref moved meanwhile), each ref is tried on its own.  Many
+        new refs are then packed (`git pack-refs`), so a manifest of 100,000 refs leaves
+        one packed-refs file, not 100,000 files.  Returns the names that were set.
+        """
+        if not updates:
+            return []
+        script = "".join(f"update {name} {new} {old or ZERO_ID}\n" for name, new, old in updates)
+        proc = subprocess.run(
+            ["git", f"--git-dir={self.git_dir}", "update-ref", "-m", "gitp2p watch", "--stdin"],
+            input=script.encode(), capture_output=True,
+        )
+        if proc.returncode == 0:
+            done = [name for name, _, _ in updates]
+        else:
+            log.info("ref transaction failed (%s); setting refs one by one",
+                     proc.stderr.decode(errors="replace").strip()[:200])
+            done = [name for name, new, old in updates if self.update_ref(name, new, old)]
+        if len(done) > PACK_REFS_AT:
+            _git("pack-refs", "--all", "--prune", git_dir=self.git_dir, check=False)
+        return done
+
     def set_head(self, target: str) -> None:
         _git("symbolic-ref", "HEAD", target, git_dir=self.git_dir)
+
+    def symbolic_target(self, name: str) -> str | None:
+        return _git("symbolic-ref", "-q", name, git_dir=self.git_dir, check=False).strip() or None
+
+    def set_symbolic_ref(self, name: str, target: str) -> None:
+        _git("symbolic-ref", "-m", "gitp2p watch", name, target, git_dir=self.git_dir)
+
+    @property
+    def is_bare(self) -> bool:
+        if self._bare is None:
+            out = _git("rev-parse", "--is-bare-repository", git_dir=self.git_dir, check=False).strip()
+            self._bare = out != "false" or self.work_tree is None
+        return self._bare
+
+    @property
+    def work_tree(self) -> str | None:
+        """The work tree of a non-bare repository (REPO itself when REPO/.git is its git dir)."""
+        if os.path.realpath(os.path.join(self.path, ".git")) == os.path.realpath(self.git_dir):
+            return self.path
+        return None
+
+    def never_checked_out(self) -> bool:
+        """A non-bare repository nobody works in yet: HEAD unborn, no index, an empty work tree
+        (as `gitp2p watch` creates it).  Only then does the watcher check out, as git clone does."""
+        tree = self.work_tree
+        if tree is None or self.ref_state().head_born or os.path.exists(os.path.join(self.git_dir, "index")):
+            return False
+        return [n for n in os.listdir(tree) if n != ".git"] == []
+
+    def check_out_head(self) -> None:
+        """Write HEAD's tree into the (empty) work tree and index."""
+        _git("-C", self.work_tree, "read-tree", "--reset", "-u", "HEAD")

@@ -43,6 +43,30 @@ def gitp2p(*args: str, input: bytes | None = None, timeout: float = 600) -> subp
 
 
 
+def client_download(repo: str, dest, refs=(), *, all_refs: bool = False, trackers=("http://127.0.0.1:1/announce",)):
+    """Write what a client leaves after downloading REPO's torrent: DEST/packs/<file> for each
+    file of the torrent (made as `gitp2p torrent REPO REFS` makes it).  Returns the RepoTorrent."""
+    from pathlib import Path
+
+    from gitfs_p2p.gitrepo import GitRepo
+    from gitfs_p2p.source import PackSource
+    from gitfs_p2p.torrents import build_repo_torrent, select_refs
+
+    source = PackSource(GitRepo(repo))
+    try:
+        manifest, label = select_refs(source, list(refs), all_refs=all_refs)
+        sent = build_repo_torrent(source, manifest, label, trackers=list(trackers))
+        packs = Path(dest) / "packs"
+        packs.mkdir(parents=True, exist_ok=True)
+        for name, _ in sent.files[:-1]:
+            (packs / name).write_bytes(source.pack(name[: -len(".pack")].encode()))
+        (packs / sent.manifest_name).write_bytes(sent.manifest_bytes)
+        return sent
+    finally:
+        source.close()
+        source.repo.close()
+
+
 def _hash_object(repo: str, kind: str, data: bytes) -> str:
     """Write a raw object with `git hash-object --literally` (no checks) and return its id."""
     return git("-C", repo, "hash-object", "-w", "--literally", "-t", kind, "--stdin", input=data).strip()

@@ -6,14 +6,11 @@ import os
 import sys
 
 from mounthelp import cli, wait_for
-from testutil import generate, git
+from testutil import client_download, generate, git
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "torrentcore"))
 from tc_support import require_libtorrent, run_libtorrent  # noqa: E402
 
-from gitfs_p2p.gitrepo import GitRepo  # noqa: E402
-from gitfs_p2p.source import PackSource  # noqa: E402
-from gitfs_p2p.torrents import build_repo_torrent, select_refs  # noqa: E402
 
 TRACKER = "http://127.0.0.1:6969/announce"
 
@@ -38,19 +35,8 @@ def test_receiver_mount_serves_the_senders_torrent(tmp_path, mount_of):
     require_libtorrent()
     sender = str(tmp_path / "sender")
     generate(sender, 50, seed=11)
-    source = PackSource(GitRepo(sender))
-    try:
-        manifest, label = select_refs(source, [])
-        sent = build_repo_torrent(source, manifest, label, trackers=[TRACKER])
-        # What a client would leave in its download directory.
-        downloads = tmp_path / "downloads" / "packs"
-        downloads.mkdir(parents=True)
-        for name, _ in sent.files[:-1]:
-            (downloads / name).write_bytes(source.pack(name[:-5].encode()))
-        (downloads / sent.manifest_name).write_bytes(sent.manifest_bytes)
-    finally:
-        source.close()
-        source.repo.close()
+    # What a client would leave in its download directory.
+    sent = client_download(sender, tmp_path / "downloads", trackers=[TRACKER])
 
     receiver = str(tmp_path / "receiver")
     proc = cli("watch", str(tmp_path / "downloads"), "--into", receiver, "--once")

@@ -19,13 +19,13 @@ POINTS = [
     "after-cache",
     "after-cache:25",
     "before-ref",
-    "before-ref:2",
+    "after-refs",  # refs move in one transaction: there is no point between two of them
 ]
 
 
 def _watch(d, repo, *extra, env=None):
     return subprocess.Popen(
-        [sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(repo), "--settle", "0", *extra],
+        [sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(repo), "--bare", "--settle", "0", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,

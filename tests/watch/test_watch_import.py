@@ -21,6 +21,7 @@ from gitfs_p2p.watch import Importer
 
 def _importer(d, repo, **kw):
     kw.setdefault("settle", 0.0)
+    kw.setdefault("bare", True)  # a mirror: refs/heads/* as the sender has them (non-bare: test_watch_worktree.py)
     return Importer(str(d), str(repo), **kw)
 
 
@@ -170,11 +171,11 @@ def test_import_is_idempotent(tmp_path, sender):
     write_manifest(str(d), sender.manifest())
     with _importer(d, repo) as imp:
         imp.run_pass(final=True)
-    packs_before = sorted(os.listdir(repo / ".git" / "objects" / "pack"))
+    packs_before = sorted(os.listdir(repo / "objects" / "pack"))
     with _importer(d, repo) as imp:
         result = imp.run_pass(final=True)
     assert result.new == 0 and result.imported == len(sender.commits)
-    assert sorted(os.listdir(repo / ".git" / "objects" / "pack")) == packs_before
+    assert sorted(os.listdir(repo / "objects" / "pack")) == packs_before
     _assert_same_as_sender(repo, sender)
 
 
@@ -267,7 +268,7 @@ def test_cli_watch_mode_imports_as_files_arrive(tmp_path, sender):
     d, repo = tmp_path / "dl", tmp_path / "repo"
     d.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(repo), "--settle", "0"],
+        [sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(repo), "--bare", "--settle", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -401,7 +402,9 @@ def test_crossing_deltas_in_one_batch_make_no_delta_cycle(tmp_path):
         write_manifest(str(d), sender.manifest())
         assert imp.run_pass(final=True).imported == len(sender.commits)
     _assert_same_as_sender(dest, sender)
-    for idx in (dest / ".git" / "objects" / "pack").glob("*.idx"):
+    indexes = list((dest / "objects" / "pack").glob("*.idx"))
+    assert indexes
+    for idx in indexes:
         proc = subprocess.run(["git", "verify-pack", str(idx)], capture_output=True, text=True)
         assert proc.returncode == 0, (idx.name, proc.stderr)
     assert git("cat-file", "-p", blob_a, cwd=dest) == text_a

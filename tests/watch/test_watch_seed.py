@@ -62,7 +62,7 @@ def test_receiver_seeds_the_same_torrent(tmp_path, sender):
     d, repo = tmp_path / "dl", tmp_path / "repo"
     deliver(str(d), sender, reversed(sender.commits))
     write_manifest(str(d), sender.manifest())
-    with Importer(str(d), str(repo), settle=0.0) as imp:
+    with Importer(str(d), str(repo), bare=True, settle=0.0) as imp:
         imp.run_pass(final=True)
 
     sent = _files(sender.commits, sender.packs.__getitem__, sender.manifest())
