@@ -4,98 +4,53 @@ from __future__ import annotations
 
 import argparse
 import errno
+import itertools
 import logging
 import socket
 import sys
-from collections.abc import Collection, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
 
 import trio
 
-from torrentcore.tracker import Tracker
+from torrentcore.tracker import (
+    DEFAULT_INTERVAL,
+    SLOWEST_CLIENT_INTERVAL,
+    Tracker,
+    TrackerLimits,
+    default_peer_ttl,
+)
+from torrentcore.tracker_http import MAX_HEAD_BYTES, NEED_DATA, ClientClosed, HTTPExchange, Rejected
+from torrentcore.tracker_limits import ConnectionSlots, source_key
 
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
-    "RequestError",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_SOURCE",
     "TrackerServer",
-    "build_http_response",
     "load_allow_list",
     "main",
-    "parse_request_head",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6969
-#: Longest request head (request line plus headers) we read.
-MAX_HEAD_BYTES = 8192
-#: Longest request line (method, target, version).
-MAX_REQUEST_LINE = 4096
 #: Largest UDP datagram we accept (a full 74-hash scrape is 1496 bytes).
 MAX_DATAGRAM = 2048
-#: Seconds a client has to send its request head.
+#: Seconds a connection may take from accept to the end of its answer.
 REQUEST_TIMEOUT = 10.0
-#: Bound on the lingering close after refusing an oversized request.
+#: Bound on the lingering close after an answer the client may not have finished sending.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1024 * 1024
-#: Connections served at once; further ones are closed at once.
+#: TCP connections open at once (stays under the usual 1024 open-files limit).
 MAX_CONNECTIONS = 512
-
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            431: "Request Header Fields Too Large", 500: "Internal Server Error",
-            503: "Service Unavailable"}
-
-
-class RequestError(ValueError):
-    """An HTTP request head we cannot serve; ``status`` is the answer's status code."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def parse_request_head(head: bytes) -> bytes:
-    """Return the raw target of a ``GET`` request head (bytes up to the blank line)."""
-    line, _, _ = head.partition(b"\r\n")
-    if len(line) > MAX_REQUEST_LINE:
-        raise RequestError(431, "request line too long")
-    parts = line.split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-        raise RequestError(400, "malformed request line")
-    method, target, _ = parts
-    if method != b"GET":
-        raise RequestError(405, "only GET is supported")
-    if not target.startswith(b"/"):
-        raise RequestError(400, "request target must be a path")
-    return target
-
-
-def build_http_response(status: int, body: bytes) -> bytes:
-    """A complete HTTP/1.0 answer; the connection closes after it."""
-    head = (
-        f"HTTP/1.0 {status} {_REASONS.get(status, 'Error')}\r\n"
-        "Content-Type: text/plain\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode("ascii") + body
-
-
-def load_allow_list(text: str) -> set[bytes]:
-    """Parse an allow-list: one 40-hex-digit info-hash per line, '#' starts a comment."""
-    hashes = set()
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if len(line) != 40:
-            raise ValueError(f"line {number}: expected 40 hex digits, got {line[:60]!r}")
-        try:
-            hashes.add(bytes.fromhex(line))
-        except ValueError:
-            raise ValueError(f"line {number}: {line!r} is not hex") from None
-    return hashes
+#: TCP connections one source (IPv4 address, IPv6 /64) may hold open at once.
+MAX_CONNECTIONS_PER_SOURCE = 64
+#: Peers expired per batch by the sweep; the sweep yields to the event loop between batches.
+_SWEEP_BATCH = 10_000
+_RECEIVE_CHUNK = 4096
 
 
 class TrackerServer:
@@ -103,6 +58,10 @@ class TrackerServer:
 
     With ``port=0`` an ephemeral port is chosen for TCP and the same number is bound for
     UDP (retrying if that UDP port is taken). ``run`` reports ``(http_port, udp_port)``.
+    *clock* (default ``trio.current_time``) gives the ``now`` the tracker sees, so tests
+    can move the tracker's time without waiting. Connections beyond *max_connections*,
+    or *max_connections_per_source* from one source, push out the oldest idle ones
+    (``ConnectionSlots``).
     """
 
     def __init__(
@@ -112,27 +71,40 @@ class TrackerServer:
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         udp: bool = True,
-        interval: int = 60,
+        interval: int = DEFAULT_INTERVAL,
         allow: Collection[bytes] | None = None,
+        limits: TrackerLimits | None = None,
+        clock: Callable[[], float] | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_source: int = MAX_CONNECTIONS_PER_SOURCE,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        self.tracker = tracker if tracker is not None else Tracker(interval=interval, allow=allow)
+        self.tracker = tracker if tracker is not None else Tracker(
+            interval=interval, allow=allow, limits=limits)
         self.host = host
         self.port = port
         self.udp = udp
-        self._connections = 0
+        self.clock = clock if clock is not None else trio.current_time
+        self.request_timeout = request_timeout
+        self.slots = ConnectionSlots(max_connections, max_connections_per_source)
+        #: connections accepted, evicted (closed to make room), refused (no room),
+        #: rejected (malformed HTTP), answered
+        self.counters: Counter[str] = Counter()
+        self._scopes: dict[int, trio.CancelScope] = {}
+        self._ids = itertools.count()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         listeners, udp_sock = await self._bind()
         http_port = listeners[0].socket.getsockname()[1]
         udp_port = udp_sock.getsockname()[1] if udp_sock is not None else None
         log.debug("tracker listening on http://%s:%d/announce%s", self.host, http_port,
-                 f" and udp://{self.host}:{udp_port}/announce" if udp_port else "")
+                  f" and udp://{self.host}:{udp_port}/announce" if udp_port else "")
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(trio.serve_listeners, self._serve_http, listeners)
                 if udp_sock is not None:
                     nursery.start_soon(self._serve_udp, udp_sock)
-                nursery.start_soon(self._expire_loop)
+                nursery.start_soon(self._sweep_loop)
                 task_status.started((http_port, udp_port))
         finally:
             if udp_sock is not None:
@@ -160,54 +132,96 @@ class TrackerServer:
             return listeners, udp_sock
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _expire_loop(self) -> None:
+    async def _sweep_loop(self) -> None:
+        """Expire peers and flush held-back log lines, a tenth of the peer TTL apart (at
+        most a minute), in batches so a huge table never blocks the loop for long."""
+        period = min(60.0, self.tracker.peer_ttl / 10)
         while True:
-            await trio.sleep(self.tracker.interval)
-            removed = self.tracker.expire(trio.current_time())
+            await trio.sleep(period)
+            now = self.clock()
+            batches = self.tracker.swarms.peer_count // _SWEEP_BATCH + 1
+            removed = 0
+            for _ in range(batches):
+                went = self.tracker.housekeeping(now, limit=_SWEEP_BATCH)
+                removed += went
+                if went < _SWEEP_BATCH:
+                    break
+                await trio.sleep(0)
             if removed:
                 log.debug("expired %d peers", removed)
 
+    # ----------------------------------------------------------------- HTTP
+
     async def _serve_http(self, stream: trio.SocketStream) -> None:
-        if self._connections >= MAX_CONNECTIONS:
+        conn = next(self._ids)
+        try:
+            remote_ip = stream.socket.getpeername()[0]
+        except OSError:  # already gone
             await stream.aclose()
             return
-        self._connections += 1
+        self.counters["accepted"] += 1
+        evict = self.slots.admit(conn, source_key(remote_ip))
+        if evict is None:
+            self.counters["refused"] += 1
+            await stream.aclose()
+            return
+        for victim in evict:
+            self.counters["evicted"] += 1
+            scope = self._scopes.pop(victim, None)
+            if scope is not None:
+                scope.cancel()
         try:
-            with trio.move_on_after(REQUEST_TIMEOUT):
-                await self._answer_http(stream)
+            with trio.CancelScope() as scope:
+                self._scopes[conn] = scope
+                with trio.move_on_after(self.request_timeout):
+                    await self._exchange(stream, conn, remote_ip)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            log.debug("HTTP connection failed: %r", exc)
+            log.debug("HTTP connection from %s failed: %r", remote_ip, exc)
         finally:
-            self._connections -= 1
+            self._scopes.pop(conn, None)
+            self.slots.release(conn)
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _answer_http(self, stream: trio.SocketStream) -> None:
-        buf = bytearray()
-        while b"\r\n\r\n" not in buf:
-            if len(buf) > MAX_HEAD_BYTES:
-                await stream.send_all(build_http_response(431, b"request too large\n"))
-                await self._drain(stream)
-                return
-            chunk = await stream.receive_some(4096)
-            if not chunk:
-                return
-            buf += chunk
-        head = bytes(buf[:buf.index(b"\r\n\r\n")])
-        remote_ip = stream.socket.getpeername()[0]
-        try:
-            target = parse_request_head(head)
-        except RequestError as exc:
-            await stream.send_all(build_http_response(exc.status, f"{exc}\n".encode()))
+    @property
+    def open_connections(self) -> int:
+        return len(self.slots)
+
+    async def _exchange(self, stream: trio.SocketStream, conn: int, remote_ip: str) -> None:
+        exchange = HTTPExchange(max_head_bytes=MAX_HEAD_BYTES)
+        # Bounded: every receive brings at least one byte (or ends the stream), and the
+        # exchange rejects a head longer than MAX_HEAD_BYTES.
+        for _ in range(MAX_HEAD_BYTES + 2):
+            event = exchange.next_event()
+            if event is not NEED_DATA:
+                break
+            exchange.receive_data(await stream.receive_some(_RECEIVE_CHUNK))
+        else:  # pragma: no cover - h11 would have rejected the head by now
             return
-        status, body = self.tracker.handle_http(target, remote_ip, trio.current_time())
-        await stream.send_all(build_http_response(status, body))
+        if isinstance(event, ClientClosed):
+            return
+        self.slots.set_busy(conn, True)
+        now = self.clock()
+        if isinstance(event, Rejected):
+            self.counters["rejected"] += 1
+            self.tracker.log_limiter.log(logging.INFO, now, "rejected HTTP request from %s: "
+                                         "%d %s", remote_ip, event.status, event.reason)
+            status, body = event.status, f"{event.reason}\n".encode()
+        else:
+            status, body = self.tracker.handle_http(event.target, remote_ip, now)
+            self.counters["answered"] += 1
+        await stream.send_all(exchange.respond(status, body))
+        self.slots.set_busy(conn, False)
+        await self._linger(stream)
 
     @staticmethod
-    async def _drain(stream: trio.SocketStream) -> None:
-        """Lingering close: read (a bounded amount of) what the client is still sending,
-        so closing with unread data does not reset the connection before it reads our
-        answer."""
+    async def _linger(stream: trio.SocketStream) -> None:
+        """Lingering close: end our side, then read (a bounded amount of) what the client
+        may still be sending until it closes, so closing with unread data (a pipelined
+        request, the rest of an oversized head) does not reset the connection before the
+        client reads our answer. A client that reads the answer and closes ends this at
+        once; one that does not is cut off after LINGER_SECONDS, and may be pushed out
+        sooner by new connections."""
         await stream.send_eof()
         drained = 0
         with trio.move_on_after(LINGER_SECONDS):
@@ -217,6 +231,8 @@ class TrackerServer:
                     break
                 drained += len(chunk)
 
+    # ----------------------------------------------------------------- UDP
+
     async def _serve_udp(self, sock) -> None:
         while True:
             try:
@@ -224,7 +240,7 @@ class TrackerServer:
             except OSError as exc:  # e.g. ICMP port unreachable reported on Linux
                 log.debug("UDP receive failed: %r", exc)
                 continue
-            reply = self.tracker.handle_udp(data, addr[:2], trio.current_time())
+            reply = self.tracker.handle_udp(data, addr[:2], self.clock())
             if reply is not None:
                 try:
                     await sock.sendto(reply, addr)
@@ -232,7 +248,25 @@ class TrackerServer:
                     log.debug("UDP send to %s failed: %r", addr, exc)
 
 
+def load_allow_list(text: str) -> set[bytes]:
+    """Parse an allow-list: one 40-hex-digit info-hash per line, '#' starts a comment."""
+    hashes = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if len(line) != 40:
+            raise ValueError(f"line {number}: expected 40 hex digits, got {line[:60]!r}")
+        try:
+            hashes.add(bytes.fromhex(line))
+        except ValueError:
+            raise ValueError(f"line {number}: {line!r} is not hex") from None
+    return hashes
+
+
 # --------------------------------------------------------------------- command line
+
+_DEFAULT_LIMITS = TrackerLimits()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -240,7 +274,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="gitp2p tracker",
         description=(
             "Run a small BitTorrent tracker: HTTP /announce and /scrape plus UDP (BEP 15) "
-            "on the same port number. Peers are kept in memory only."
+            "on the same port number. Peers are kept in memory only. A source is an IPv4 "
+            "address or an IPv6 /64; its limits keep one host from filling the tracker."
         ),
         epilog="Clients announce to http://HOST:PORT/announce or udp://HOST:PORT/announce.",
     )
@@ -251,9 +286,39 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow", metavar="FILE",
                         help="serve only the info-hashes listed in FILE, one 40-hex-digit "
                              "hash per line ('#' comments allowed)")
-    parser.add_argument("--interval", type=int, default=60, metavar="S",
-                        help="announce interval in seconds; peers silent for 2*S+10 s "
-                             "expire (default: %(default)s)")
+    parser.add_argument("--interval", type=int, default=DEFAULT_INTERVAL, metavar="S",
+                        help="announce interval sent to clients, in seconds (default: "
+                             "%(default)s = 30 min); 'min interval' is half of it")
+    parser.add_argument("--peer-ttl", type=float, metavar="S",
+                        help="seconds a peer that stops announcing is kept (default: 1.5 x "
+                             f"max(interval, {SLOWEST_CLIENT_INTERVAL}), i.e. "
+                             f"{default_peer_ttl(DEFAULT_INTERVAL):.0f} with the default "
+                             "interval; rtorrent announces only every 600 s and "
+                             "libtorrent-based clients at most every 300 s)")
+    parser.add_argument("--max-swarms", type=int, default=_DEFAULT_LIMITS.max_swarms,
+                        metavar="N", help="torrents tracked at once (default: %(default)s)")
+    parser.add_argument("--max-peers", type=int, default=_DEFAULT_LIMITS.max_peers,
+                        metavar="N", help="peers tracked at once, all torrents together "
+                                          "(default: %(default)s)")
+    parser.add_argument("--max-peers-per-source", type=int,
+                        default=_DEFAULT_LIMITS.max_peers_per_source, metavar="N",
+                        help="peers one source may announce, all torrents together "
+                             "(default: %(default)s)")
+    parser.add_argument("--source-rate", type=float, default=_DEFAULT_LIMITS.source_rate,
+                        metavar="R", help="requests per second one source may make, "
+                                          "sustained (default: %(default)s)")
+    parser.add_argument("--source-burst", type=int, default=_DEFAULT_LIMITS.source_burst,
+                        metavar="N", help="requests one source may make at once above that "
+                                          "rate (default: %(default)s)")
+    parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+                        help="TCP connections open at once; beyond it the oldest idle one "
+                             "is closed (default: %(default)s)")
+    parser.add_argument("--max-connections-per-source", type=int,
+                        default=MAX_CONNECTIONS_PER_SOURCE, metavar="N",
+                        help="TCP connections one source may hold open (default: %(default)s)")
+    parser.add_argument("--full-scrape", action="store_true",
+                        help=f"answer /scrape without info_hash with up to "
+                             f"{_DEFAULT_LIMITS.full_scrape_entries} torrents (default: off)")
     parser.add_argument("--no-udp", action="store_true", help="serve HTTP only")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
@@ -271,12 +336,23 @@ def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None
     return None
 
 
+def _check_positive(args: argparse.Namespace) -> str | None:
+    for name in ("interval", "peer_ttl", "max_swarms", "max_peers", "max_peers_per_source",
+                 "source_rate", "source_burst", "max_connections",
+                 "max_connections_per_source"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            return f"--{name.replace('_', '-')} must be positive"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``gitp2p tracker``: run until interrupted; return the exit code."""
     args = _parser().parse_args(argv)
     prog = "gitp2p tracker"
-    if args.interval <= 0:
-        print(f"{prog}: --interval must be positive", file=sys.stderr)
+    problem = _check_positive(args)
+    if problem is not None:
+        print(f"{prog}: {problem}", file=sys.stderr)
         return 2
     if not 0 <= args.port <= 65535:
         print(f"{prog}: --port must be from 0 to 65535", file=sys.stderr)
@@ -294,8 +370,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s")
-    server = TrackerServer(host=args.host, port=args.port, udp=not args.no_udp,
-                           interval=args.interval, allow=allow)
+    limits = TrackerLimits(
+        max_swarms=args.max_swarms, max_peers=args.max_peers,
+        max_peers_per_source=args.max_peers_per_source, source_rate=args.source_rate,
+        source_burst=args.source_burst, full_scrape=args.full_scrape)
+    tracker = Tracker(interval=args.interval, peer_ttl=args.peer_ttl, allow=allow,
+                      limits=limits)
+    server = TrackerServer(tracker, host=args.host, port=args.port, udp=not args.no_udp,
+                           max_connections=args.max_connections,
+                           max_connections_per_source=args.max_connections_per_source)
 
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
@@ -303,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = f"http://{args.host}:{http_port}/announce"
             if udp_port:
                 where += f" and udp://{args.host}:{udp_port}/announce"
-            print(f"{prog}: listening on {where}", file=sys.stderr, flush=True)
+            print(f"{prog}: listening on {where} (interval {tracker.interval} s, peers kept "
+                  f"{tracker.peer_ttl:.0f} s)", file=sys.stderr, flush=True)
 
     try:
         trio.run(serve)

@@ -1,4 +1,5 @@
-"""Tests of the tracker state machine, fed plain requests (no sockets)."""
+"""Tests of the tracker state machine, fed plain requests (no sockets); time is the ``now``
+argument, so expiry is tested by moving a number, never by waiting."""
 
 import random
 import struct
@@ -11,13 +12,17 @@ from tc_support import IH, IH2, announce_target, pid, query
 
 from torrentcore import bencode
 from torrentcore.tracker import (
+    DEFAULT_INTERVAL,
     UDP_PROTOCOL_ID,
     AnnounceRequest,
+    BadRequest,
     Event,
     PeerInfo,
     ScrapeStats,
     Tracker,
     TrackerError,
+    TrackerLimits,
+    default_peer_ttl,
     parse_announce_query,
     parse_query,
 )
@@ -82,14 +87,105 @@ def test_stopped_removes_peer_and_completed_counts_once():
     assert IH2 not in t.info_hashes
 
 
-def test_peers_expire_by_now():
-    t = Tracker(interval=60)  # ttl = 130 s
+# ------------------------------------------------------------------ expiry rules (issue 10)
+
+
+def compact(*ports):
+    return b"".join(bytes([127, 0, 0, 1]) + struct.pack(">H", p) for p in ports)
+
+
+def test_default_interval_and_ttl_match_opentracker():
+    t = Tracker()
+    assert (t.interval, t.min_interval, t.peer_ttl) == (1800, 900, 2700)
+    assert DEFAULT_INTERVAL == 1800
+    _, body = http(t, announce_target(peer=1, port=7001))
+    assert (body[b"interval"], body[b"min interval"]) == (1800, 900)
+
+
+@pytest.mark.parametrize("interval,ttl", [(1, 900), (5, 900), (60, 900), (600, 900),
+                                          (1800, 2700), (3600, 5400)])
+def test_ttl_never_below_the_slowest_clients_pace(interval, ttl):
+    """Whatever interval the tracker asks for, rtorrent announces every 600 s and
+    libtorrent at most every 300 s: a peer is kept 1.5 x max(interval, 600)."""
+    assert default_peer_ttl(interval) == ttl
+    assert Tracker(interval=interval).peer_ttl == ttl
+
+
+@pytest.mark.parametrize("interval", [5, 60, DEFAULT_INTERVAL])
+def test_peer_is_kept_for_ttl_and_dropped_after(interval):
+    t = Tracker(interval=interval)
+    ttl = t.peer_ttl
     http(t, announce_target(peer=1, port=7001), now=0)
     http(t, announce_target(peer=2, port=7002), now=100)
-    _, body = http(t, announce_target(peer=3, port=7003), now=131)
-    assert body[b"peers"] == bytes([127, 0, 0, 1]) + struct.pack(">H", 7002)
-    assert t.expire(now=1000) == 2
+    _, body = http(t, announce_target(peer=3, port=7003), now=ttl)  # exactly ttl: kept
+    assert body[b"peers"] in (compact(7001, 7002), compact(7002, 7001))
+    _, body = http(t, announce_target(peer=3, port=7003), now=ttl + 1)
+    assert body[b"peers"] == compact(7002)
+    assert t.expire(now=ttl + 100 + 1) == 1  # peer 2; peer 3 was heard at ttl + 1
+    assert t.expire(now=2 * ttl + 2) == 1
     assert t.info_hashes == ()
+
+
+def test_issue_10_seed_announcing_every_600_s_is_never_forgotten():
+    """The reported failure: with the old 2 x 60 + 10 s TTL, a downloader arriving 132 s
+    after rtorrent's announce got no peers. A seed announcing at rtorrent's pace (600 s)
+    or libtorrent's (300 s) is found by a downloader at any moment in between."""
+    t = Tracker(interval=60)  # the interval the issue's tracker used
+    seeds = {7001: 600, 7002: 300}  # port -> announce period
+    for now in range(0, 6001, 6):
+        for port, period in seeds.items():
+            if now % period == 0:
+                http(t, announce_target(peer=port, port=port, left=0), now=now)
+        # a downloader that asks for peers and leaves again
+        _, body = http(t, announce_target(peer=1, port=9999), now=now)
+        assert body[b"complete"] == 2, now
+        assert len(body[b"peers"]) == 12, now
+        http(t, announce_target(peer=1, port=9999, event="stopped"), now=now)
+
+
+def test_peer_ttl_can_be_set():
+    t = Tracker(interval=60, peer_ttl=30)
+    http(t, announce_target(peer=1, port=7001), now=0)
+    assert http(t, announce_target(peer=2, port=7002), now=30)[1][b"peers"] == compact(7001)
+    assert http(t, announce_target(peer=2, port=7002), now=31)[1][b"peers"] == b""
+    with pytest.raises(ValueError):
+        Tracker(peer_ttl=0)
+
+
+def test_clock_going_backwards_does_not_expire_or_resurrect():
+    t = Tracker(interval=60)  # ttl 900
+    http(t, announce_target(peer=1, port=7001), now=1000)
+    http(t, announce_target(peer=2, port=7002), now=10)  # taken as 1000
+    assert t.expire(now=1900) == 0
+    assert t.expire(now=1901) == 2
+
+
+def test_expire_is_bounded_per_call():
+    t = Tracker(interval=60, limits=TrackerLimits(max_swarm_peers_per_source=1000,
+                                                  max_peers_per_source=1000))
+    for n in range(300):
+        t.announce(AnnounceRequest(IH, pid(n), "127.0.0.1", 1000 + n, 5), now=n)
+    assert t.expire(now=2000, limit=100) == 100
+    assert t.swarms.peer_count == 200
+    assert t.expire(now=2000) == 200
+    assert t.info_hashes == ()
+
+
+def test_announce_sweeps_a_few_expired_peers_first():
+    t = Tracker(interval=60, limits=TrackerLimits(max_swarm_peers_per_source=1000,
+                                                  max_peers_per_source=1000))
+    for n in range(100):
+        t.announce(AnnounceRequest(IH2, pid(n), "127.0.0.1", 1000 + n, 5), now=0)
+    t.announce(AnnounceRequest(IH, pid(1), "127.0.0.1", 7001, 5), now=1000)
+    assert t.swarms.peer_count == 1 + 100 - 64  # EXPIRE_PER_REQUEST went with it
+    # Expired peers not yet swept are never handed out.
+    t2 = Tracker(interval=60, rng=random.Random(3),
+                 limits=TrackerLimits(max_swarm_peers_per_source=1000))
+    for n in range(100):
+        t2.announce(AnnounceRequest(IH, pid(n), "127.0.0.1", 1000 + n, 5), now=0)
+    t2.announce(AnnounceRequest(IH, pid(500), "127.0.0.1", 1500, 5), now=900)
+    fresh = t2.announce(AnnounceRequest(IH, pid(501), "127.0.0.1", 1501, 5), now=901)
+    assert [p.port for p in fresh.peers] == [1500]
 
 
 def test_allow_list():
@@ -100,22 +196,58 @@ def test_allow_list():
 
 
 def test_limits():
-    t = Tracker(max_swarms=1, max_peers_per_swarm=1)
-    http(t, announce_target(ih=IH, peer=1))
-    assert http(t, announce_target(ih=IH2))[1] == {b"failure reason": b"tracker is full"}
-    assert http(t, announce_target(ih=IH, peer=2))[1] == {b"failure reason": b"swarm is full"}
+    t = Tracker(limits=TrackerLimits(max_swarms=1, max_peers_per_swarm=1))
+    http(t, announce_target(ih=IH, peer=1, port=7001))
+    assert http(t, announce_target(ih=IH2)) == (200, {b"failure reason": b"tracker is full"})
+    assert http(t, announce_target(ih=IH, peer=2, port=7002)) == (
+        200, {b"failure reason": b"swarm is full"})
+    # A known peer is always updated, full or not.
+    assert http(t, announce_target(ih=IH, peer=1, port=7001, left=0))[1][b"complete"] == 1
+    assert t.counters["refused"] == 2
+
+
+def test_peers_are_keyed_by_address_and_port():
+    """As in opentracker: a client restarted on the same port (new peer id) replaces its
+    entry instead of leaving a ghost; a different port is a different peer."""
+    t = Tracker()
+    http(t, announce_target(peer=1, port=7001))
+    http(t, announce_target(peer=2, port=7001, left=0))
+    assert t.peers(IH) == (PeerInfo(pid(2), "127.0.0.1", 7001),)
+    assert http(t, announce_target(peer=3, port=7002))[1][b"complete"] == 1
 
 
 def test_scrape():
     t = Tracker()
-    http(t, announce_target(ih=IH, peer=1, left=0))
-    http(t, announce_target(ih=IH, peer=2, left=5))
+    http(t, announce_target(ih=IH, peer=1, port=7001, left=0))
+    http(t, announce_target(ih=IH, peer=2, port=7002, left=5))
     http(t, announce_target(ih=IH2, peer=1, left=5))
     status, body = http(t, b"/scrape?" + query(info_hash=IH) + b"&" + query(info_hash=b"\x09" * 20))
     assert body == {b"files": {IH: {b"complete": 1, b"downloaded": 0, b"incomplete": 1}}}
-    _, body = http(t, b"/scrape")
-    assert set(body[b"files"]) == {IH, IH2}
-    assert http(t, b"/scrape?info_hash=short")[1] == {b"failure reason": b"invalid info_hash"}
+    assert http(t, b"/scrape?info_hash=short") == (400, {b"failure reason": b"invalid info_hash"})
+
+
+def test_full_scrape_is_off_unless_enabled_and_bounded():
+    t = Tracker(limits=TrackerLimits(max_peers_per_source=10_000))
+    for n in range(5):
+        http(t, announce_target(ih=bytes([n]) * 20, peer=1))
+    assert http(t, b"/scrape") == (200, {b"failure reason": b"full scrape is disabled on this tracker"})
+    t2 = Tracker(limits=TrackerLimits(full_scrape=True, full_scrape_entries=3))
+    for n in range(5):
+        http(t2, announce_target(ih=bytes([n]) * 20, peer=1))
+    assert len(http(t2, b"/scrape")[1][b"files"]) == 3
+
+
+def test_scrape_dedupes_and_caps_info_hashes():
+    t = Tracker()
+    http(t, announce_target(ih=IH, peer=1))
+    repeated = b"/scrape?" + b"&".join([query(info_hash=IH)] * 200)
+    assert http(t, repeated)[1] == {b"files": {IH: {b"complete": 0, b"downloaded": 0,
+                                                    b"incomplete": 1}}}
+    many = b"/scrape?" + b"&".join(query(info_hash=n.to_bytes(20, "big")) for n in range(75))
+    assert http(t, many) == (200, {b"failure reason": b"a scrape may name at most 74 info-hashes"})
+    seventy_four = b"/scrape?" + b"&".join(query(info_hash=n.to_bytes(20, "big"))
+                                           for n in range(74))
+    assert http(t, seventy_four) == (200, {b"files": {}})
 
 
 @pytest.mark.parametrize("target,reason", [
@@ -127,15 +259,29 @@ def test_scrape():
     (announce_target(port=0), b"invalid port"),
     (announce_target(port=70000), b"invalid port"),
     (announce_target(left=-1), b"invalid left"),
+    (announce_target(left="--5"), b"invalid left"),
+    (announce_target(left="-"), b"invalid left"),
+    (announce_target(left=""), b"invalid left"),
+    (announce_target(left="+5"), b"invalid left"),
+    (announce_target(left=" 5"), b"invalid left"),
+    (announce_target(left="5\n"), b"invalid left"),
+    (announce_target(left="\xb2"), b"invalid left"),  # '²': str.isdigit() says yes
+    (announce_target(left="\u0663".encode()), b"invalid left"),  # Arabic-Indic three
     (announce_target(left="1e3"), b"invalid left"),
     (announce_target(left="9" * 30), b"invalid left"),
+    (announce_target(numwant=5).replace(b"uploaded=0", b"uploaded=--1"), b"invalid uploaded"),
     (announce_target(event="paused"), b"invalid event"),
     (announce_target(numwant="x"), b"invalid numwant"),
+    (announce_target(numwant="--2"), b"invalid numwant"),
     (b"/announce?" + b"&".join([b"a=b"] * 300), b"too many query parameters"),
 ])
-def test_malformed_announces_get_failure_reason(target, reason):
-    status, body = http(Tracker(), target)
-    assert (status, body) == (200, {b"failure reason": reason})
+def test_malformed_announces_get_400_and_change_nothing(target, reason, caplog):
+    t = Tracker()
+    with caplog.at_level("DEBUG"):
+        status, body = http(t, target)
+    assert (status, body) == (400, {b"failure reason": reason})
+    assert t.info_hashes == () and t.counters == {"bad_request": 1}
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL") or r.exc_info]
 
 
 def test_unknown_path_is_404():
@@ -160,8 +306,12 @@ def test_ip_param_only_when_trusted():
 
 def test_direct_announce_validation():
     t = Tracker()
-    with pytest.raises(TrackerError, match="invalid info_hash"):
+    with pytest.raises(BadRequest, match="invalid info_hash"):
         t.announce(AnnounceRequest(b"x", pid(1), "127.0.0.1", 1, 0), 0)
+    with pytest.raises(BadRequest, match="invalid left"):
+        t.announce(AnnounceRequest(IH, pid(1), "127.0.0.1", 1, -5), 0)
+    assert issubclass(BadRequest, TrackerError)
+    assert t.info_hashes == ()
 
 
 # ------------------------------------------------------------------ UDP (BEP 15)
@@ -226,6 +376,9 @@ def test_udp_errors():
     assert refused.endswith(b"not allowed on this tracker")
     bad_event = t.handle_udp(udp_announce_packet(conn, ih=IH2, event=9), ADDR, 0)
     assert bad_event.endswith(b"invalid event")
+    bad_port = t.handle_udp(udp_announce_packet(conn, ih=IH2, port=0), ADDR, 0)
+    assert bad_port.endswith(b"invalid port")
+    assert t.info_hashes == ()
     assert t.handle_udp(struct.pack(">QII", conn, 7, 1), ADDR, 0).endswith(b"unknown action")
     assert t.handle_udp(struct.pack(">QII", conn, 2, 1) + b"x" * 21, ADDR, 0).endswith(
         b"74 info-hashes")
@@ -233,15 +386,37 @@ def test_udp_errors():
 
 # ------------------------------------------------------------------ fuzz: never an exception
 
+FIELDS = ["info_hash", "peer_id", "port", "left", "uploaded", "downloaded", "event",
+          "numwant", "compact", "no_peer_id", "ip"]
+
+
 @given(st.binary(max_size=300))
 @settings(max_examples=500)
 def test_fuzz_http_never_raises(junk):
     t = Tracker()
     for target in (b"/announce?" + junk, b"/scrape?" + junk, junk):
         status, body = t.handle_http(target, "127.0.0.1", 0)
-        assert status in (200, 404)
-        if status == 200:
+        assert status in (200, 400, 404)
+        if status != 404:
             bencode.decode(body)
+    assert t.counters["internal_error"] == 0
+
+
+@given(st.sampled_from(FIELDS), st.binary(max_size=24))
+@settings(max_examples=500)
+def test_fuzz_one_field_is_a_clean_answer(field, value):
+    """Any value of any one field of a valid announce is answered 200 or a clean 400,
+    never 500; a 400 changes nothing."""
+    t = Tracker()
+    params = dict(info_hash=IH, peer_id=pid(1), port=6881, left=100, uploaded=0,
+                  downloaded=0)
+    params[field] = value
+    status, body = t.handle_http(b"/announce?" + query(**params), "127.0.0.1", 0)
+    assert status in (200, 400), body
+    assert b"failure reason" in body or status == 200
+    if status == 400:
+        assert t.info_hashes == ()
+    assert t.counters["internal_error"] == 0
 
 
 @given(st.binary(min_size=16, max_size=200), st.sampled_from([0, 1, 2, 3, 99]))

@@ -11,14 +11,7 @@ from tc_support import IH, announce_target, pid, query
 
 from torrentcore import bencode
 from torrentcore.tracker import UDP_PROTOCOL_ID
-from torrentcore.tracker_server import (
-    RequestError,
-    TrackerServer,
-    build_http_response,
-    load_allow_list,
-    main,
-    parse_request_head,
-)
+from torrentcore.tracker_server import TrackerServer, load_allow_list, main
 
 
 async def http_get(port, raw_request):
@@ -44,17 +37,22 @@ def test_http_and_udp_on_one_port():
             assert http_port == udp_port != 0
             with trio.fail_after(30):
                 status, body = await http_get(http_port, get(announce_target(peer=1, port=7001)))
-                assert status == b"HTTP/1.0 200 OK"
+                assert status == b"HTTP/1.1 200 OK"
                 assert bencode.decode(body)[b"incomplete"] == 1
 
                 status, body = await http_get(http_port, get(b"/scrape?" + query(info_hash=IH)))
                 assert bencode.decode(body)[b"files"][IH][b"incomplete"] == 1
 
-                assert (await http_get(http_port, get(b"/x")))[0] == b"HTTP/1.0 404 Not Found"
-                assert (await http_get(http_port, b"POST /announce HTTP/1.1\r\n\r\n"))[0] == \
-                    b"HTTP/1.0 405 Method Not Allowed"
+                assert (await http_get(http_port, get(b"/x")))[0] == b"HTTP/1.1 404 Not Found"
+                post = b"POST /announce HTTP/1.1\r\nHost: x\r\n\r\n"
+                assert (await http_get(http_port, post))[0] == b"HTTP/1.1 405 Method Not Allowed"
                 huge = b"GET /announce?" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n"
-                assert (await http_get(http_port, huge))[0].startswith(b"HTTP/1.0 431")
+                assert (await http_get(http_port, huge))[0].startswith(b"HTTP/1.1 431")
+                # HTTP/1.0 without Host, and bare LF line endings, are served at once.
+                status, body = await http_get(
+                    http_port, b"GET " + announce_target(peer=3, port=7003) + b" HTTP/1.0\n\n")
+                assert status == b"HTTP/1.1 200 OK"
+                assert bencode.decode(body)[b"incomplete"] == 2
 
                 sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 with sock:
@@ -65,11 +63,12 @@ def test_http_and_udp_on_one_port():
                     await sock.send(struct.pack(">QII20s20sQQQIIIiH", conn, 1, 2, IH, pid(2), 0,
                                                 0, 0, 2, 0, 0, -1, 7002))
                     reply = await sock.recv(1000)
-                    assert struct.unpack(">IIIII", reply[:20]) == (1, 2, 60, 1, 1)
-                    assert reply[20:] == bytes([127, 0, 0, 1]) + struct.pack(">H", 7001)
+                    assert struct.unpack(">IIIII", reply[:20]) == (1, 2, 60, 2, 1)
+                    assert sorted(reply[20 + i:26 + i] for i in (0, 6)) == sorted(
+                        bytes([127, 0, 0, 1]) + struct.pack(">H", p) for p in (7001, 7003))
                     # Junk does not stop the server.
                     await sock.send(b"junk")
-            assert {p.port for p in server.tracker.peers(IH)} == {7001, 7002}
+            assert {p.port for p in server.tracker.peers(IH)} == {7001, 7002, 7003}
             nursery.cancel_scope.cancel()
 
     trio.run(scenario)
@@ -88,29 +87,6 @@ def test_http_client_that_never_finishes_its_request_is_dropped():
             nursery.cancel_scope.cancel()
 
     trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0.1))
-
-
-@pytest.mark.parametrize("head,status", [
-    (b"GET /announce?x HTTP/1.1\r\nHost: a", None),
-    (b"GET /announce HTTP/2", 400),
-    (b"GET  /announce HTTP/1.1", 400),
-    (b"PUT /announce HTTP/1.1", 405),
-    (b"GET announce HTTP/1.1", 400),
-    (b"GET /" + b"a" * 5000 + b" HTTP/1.1", 431),
-])
-def test_parse_request_head(head, status):
-    if status is None:
-        assert parse_request_head(head) == b"/announce?x"
-    else:
-        with pytest.raises(RequestError) as info:
-            parse_request_head(head)
-        assert info.value.status == status
-
-
-def test_build_http_response():
-    assert build_http_response(200, b"de") == (
-        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
-        b"Connection: close\r\n\r\nde")
 
 
 def test_load_allow_list():
@@ -139,12 +115,19 @@ def test_cli_port_in_use_is_one_line_exit_2():
         f"gitp2p tracker: cannot listen on 127.0.0.1:{port}: Address already in use"]
 
 
-def test_cli_help(capsys):
+def test_cli_help_states_the_defaults(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
-    out = capsys.readouterr().out
-    assert "usage: gitp2p tracker" in out and "--allow FILE" in out and "--interval S" in out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "usage: gitp2p tracker" in out and "--allow FILE" in out
+    assert "--interval S announce interval sent to clients, in seconds (default: 1800" in out
+    assert "max(interval, 600), i.e. 2700 with the default interval" in out
+    for option, default in [("--source-rate R", "50.0"), ("--source-burst N", "500"),
+                            ("--max-peers N", "200000"), ("--max-peers-per-source N", "1000"),
+                            ("--max-connections N", "512"),
+                            ("--max-connections-per-source N", "64")]:
+        assert option in out and f"(default: {default})" in out, option
 
 
 def test_cli_bad_allow_list(tmp_path, capsys):
@@ -154,4 +137,39 @@ def test_cli_bad_allow_list(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("gitp2p tracker: bad allow-list")
     assert main(["--allow", str(tmp_path / "missing")]) == 2
     assert "cannot read allow-list" in capsys.readouterr().err
-    assert main(["--interval", "0"]) == 2
+    for option in ("--interval", "--peer-ttl", "--source-rate", "--max-peers",
+                   "--max-connections-per-source"):
+        assert main([option, "0"]) == 2
+        assert capsys.readouterr().err == f"gitp2p tracker: {option} must be positive\n"
+
+
+def test_cli_interval_reaches_clients_and_sets_the_ttl():
+    """`gitp2p tracker --interval 5` (what the interop drivers run): clients are told 5 s,
+    and peers are still kept 900 s, since real clients announce far less often."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from torrentcore.tracker_server import main; "
+         "sys.exit(main(sys.argv[1:]))", "--port", "0", "--interval", "5", "--no-udp"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        line = ""
+        for _ in range(100):  # bounded: the first lines it writes
+            line = proc.stderr.readline()
+            if "listening on" in line or not line:
+                break
+        assert "listening on http://127.0.0.1:" in line, line
+        assert "(interval 5 s, peers kept 900 s)" in line
+        port = int(line.split("127.0.0.1:", 1)[1].split("/", 1)[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(get(announce_target()))
+            data = b""
+            for _ in range(100):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        body = bencode.decode(data.partition(b"\r\n\r\n")[2])
+        assert (body[b"interval"], body[b"min interval"]) == (5, 2)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        proc.stderr.close()
