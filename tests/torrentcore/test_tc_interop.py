@@ -31,16 +31,29 @@ CASE_TIMEOUT = 180  # seconds; a stuck swarm fails the test instead of hanging i
 
 
 class RecordingTracker(Tracker):
-    """A Tracker that remembers every announce it accepted (stopped peers included)."""
+    """A Tracker that remembers every announce it accepted (stopped peers included), and
+    what it answered when."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.announces = []
+        self.answers = []  # (request, result, now)
 
-    def announce(self, req, now):
-        result = super().announce(req, now)
+    def announce(self, req, now, **kwargs):
+        result = super().announce(req, now, **kwargs)
         self.announces.append(req)
+        self.answers.append((req, result, now))
         return result
+
+
+class TrackerClock:
+    """The tracker's clock in a test: it stands still until the test moves it."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
 
 
 # ------------------------------------------------------------------ clients
@@ -49,6 +62,7 @@ _LT_SCRIPT = r"""
 import sys, time
 import libtorrent as lt
 mode, torrent, save_path, port = sys.argv[1:5]
+own_pace = sys.argv[5:6] == ["own-pace"]
 settings = {
     "listen_interfaces": "127.0.0.1:" + port,
     "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
@@ -65,10 +79,11 @@ params.save_path = save_path
 handle = session.add_torrent(params)
 # transmission never dials loopback peers (127/8 is "martian" to it), so a seed must
 # learn of a transmission leecher from the tracker and dial it. libtorrent re-announces
-# only every few minutes whatever the tracker's interval, so re-announce every 3 s.
+# only every few minutes whatever the tracker's interval, so re-announce every 3 s
+# (unless told to keep its own pace).
 last_announce = time.monotonic()
 while True:
-    if mode == "seed" and time.monotonic() - last_announce > 3:
+    if mode == "seed" and not own_pace and time.monotonic() - last_announce > 3:
         handle.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
         last_announce = time.monotonic()
     for alert in session.pop_alerts():
@@ -80,12 +95,13 @@ while True:
 """
 
 
-def _libtorrent(mode, torrent, data_dir, port, workdir):
+def _libtorrent(mode, torrent, data_dir, port, workdir, *, own_pace=False):
     require_libtorrent()
-    return [SYSTEM_PYTHON, "-c", _LT_SCRIPT, mode, str(torrent), str(data_dir), str(port)]
+    return [SYSTEM_PYTHON, "-c", _LT_SCRIPT, mode, str(torrent), str(data_dir), str(port)] + \
+        (["own-pace"] if own_pace else [])
 
 
-def _aria2(mode, torrent, data_dir, port, workdir):
+def _aria2(mode, torrent, data_dir, port, workdir, *, own_pace=True):
     require_binary("aria2c")
     args = [
         "aria2c", f"--dir={data_dir}", f"--listen-port={port}",
@@ -103,7 +119,7 @@ def _aria2(mode, torrent, data_dir, port, workdir):
     return args + [str(torrent)]
 
 
-def _transmission(mode, torrent, data_dir, port, workdir):
+def _transmission(mode, torrent, data_dir, port, workdir, *, own_pace=True):
     require_binary("transmission-cli")
     config = workdir / "transmission-config"
     config.mkdir(exist_ok=True)
@@ -123,6 +139,8 @@ def _transmission(mode, torrent, data_dir, port, workdir):
     return args + [str(torrent)]
 
 
+# Each builder takes own_pace: only the libtorrent seed script otherwise re-announces
+# every 3 s; aria2 (without --bt-tracker-interval) and transmission always keep their own.
 CLIENTS = {"libtorrent": _libtorrent, "aria2": _aria2, "transmission": _transmission}
 
 
@@ -170,36 +188,41 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("seeder,downloader,layout,scheme", CASES,
-                         ids=[f"{s}-to-{d}-{u}" for s, d, _, u in CASES])
-def test_stock_clients_swap_through_our_tracker(tmp_path, seeder, downloader, layout, scheme):
-    name = "payload.bin" if len(layout) == 1 else "payload"
-    seed_dir, dest_dir = tmp_path / "seed", tmp_path / "dest"
-    seed_dir.mkdir()
-    dest_dir.mkdir()
-    seed_work, dest_work = tmp_path / "seeder-work", tmp_path / "downloader-work"
-    seed_work.mkdir()
-    dest_work.mkdir()
-    contents = _write_content(seed_dir, name, layout, seed=11)
-    seed_port, dest_port = free_port(), free_port()
-    # Resolve both command lines first: a missing client skips before anything starts.
-    torrent = tmp_path / f"{name}.torrent"
-    seed_cmd = CLIENTS[seeder]("seed", torrent, seed_dir, seed_port, seed_work)
-    dest_cmd = CLIENTS[downloader]("download", torrent, dest_dir, dest_port, dest_work)
-    logs = {seeder + " (seeder)": seed_work / "output.log",
-            downloader + " (downloader)": dest_work / "output.log"}
+class Swap:
+    """One stock client seeding a fresh torrent and another downloading it, through our
+    TrackerServer on 127.0.0.1. ``run`` returns the info-hash once the download matches;
+    every wait is bounded, every process group is killed at the end."""
 
-    def report(message):
-        details = "\n".join(f"--- {who} ---\n{_tail(path)}" for who, path in logs.items())
-        seen = "\n".join(f"  port={r.port} left={r.left} event={r.event.value!r} "
-                         f"numwant={r.numwant} peer_id={r.peer_id!r}"
-                         for r in tracker.announces)
+    def __init__(self, tmp_path, seeder, downloader, layout, *, tracker, scheme="http",
+                 clock=None, own_pace=False):
+        self.seeder, self.downloader, self.layout = seeder, downloader, layout
+        self.tracker, self.scheme, self.clock = tracker, scheme, clock
+        self.name = "payload.bin" if len(layout) == 1 else "payload"
+        self.seed_dir, self.dest_dir = tmp_path / "seed", tmp_path / "dest"
+        self.seed_work, self.dest_work = tmp_path / "seeder-work", tmp_path / "downloader-work"
+        for path in (self.seed_dir, self.dest_dir, self.seed_work, self.dest_work):
+            path.mkdir()
+        self.contents = _write_content(self.seed_dir, self.name, layout, seed=11)
+        self.seed_port, self.dest_port = free_port(), free_port()
+        # Resolve both command lines first: a missing client skips before anything starts.
+        self.torrent = tmp_path / f"{self.name}.torrent"
+        self.seed_cmd = CLIENTS[seeder]("seed", self.torrent, self.seed_dir, self.seed_port,
+                                        self.seed_work, own_pace=own_pace)
+        self.dest_cmd = CLIENTS[downloader]("download", self.torrent, self.dest_dir,
+                                            self.dest_port, self.dest_work)
+        self.logs = {seeder + " (seeder)": self.seed_work / "output.log",
+                     downloader + " (downloader)": self.dest_work / "output.log"}
+        self.procs = []
+
+    def report(self, message):
+        details = "\n".join(f"--- {who} ---\n{_tail(path)}" for who, path in self.logs.items())
+        seen = "\n".join(f"  now={now} port={r.port} left={r.left} event={r.event.value!r} "
+                         f"numwant={r.numwant} peer_id={r.peer_id!r} -> "
+                         f"{[p.port for p in result.peers]}"
+                         for r, result, now in self.tracker.answers)
         return f"{message}\n--- tracker announces ---\n{seen}\n{details}"
 
-    tracker = RecordingTracker(interval=5)
-    procs = []
-
-    async def start(cmd, workdir):
+    async def _start(self, cmd, workdir):
         log_file = open(workdir / "output.log", "wb")
         try:
             proc = await trio.lowlevel.open_process(
@@ -208,58 +231,99 @@ def test_stock_clients_swap_through_our_tracker(tmp_path, seeder, downloader, la
                 env={**os.environ, "HOME": str(workdir)})
         finally:
             log_file.close()
-        procs.append(proc)
+        self.procs.append(proc)
         return proc
 
-    async def wait_for(predicate, what, limit_s):
+    async def _wait_for(self, predicate, what, limit_s):
         polls = int(limit_s / 0.25)
         for _ in range(polls):
             if predicate():
                 return
             await trio.sleep(0.25)
-        raise AssertionError(report(f"gave up after {polls} polls waiting for {what}"))
+        raise AssertionError(self.report(f"gave up after {polls} polls waiting for {what}"))
 
-    async def scenario():
-        server = TrackerServer(tracker, host="127.0.0.1", port=0)
+    def run(self, *, before_download=lambda: None):
+        """Seed, wait for the seed's announce, call *before_download*, download."""
+        return trio.run(self._scenario, before_download)
+
+    async def _scenario(self, before_download):
+        server = TrackerServer(self.tracker, host="127.0.0.1", port=0, clock=self.clock)
         async with trio.open_nursery() as nursery:
             http_port, udp_port = await nursery.start(server.run)
-            announce = f"{scheme}://127.0.0.1:{http_port if scheme == 'http' else udp_port}" \
-                       "/announce"
-            info = build_info(layout, [b"".join(contents)], name)
-            torrent.write_bytes(build_torrent(info, [announce]))
-            ih = info_hash(info)
+            port = http_port if self.scheme == "http" else udp_port
+            info = build_info(self.layout, [b"".join(self.contents)], self.name)
+            self.torrent.write_bytes(build_torrent(
+                info, [f"{self.scheme}://127.0.0.1:{port}/announce"]))
             try:
                 with trio.fail_after(CASE_TIMEOUT):
-                    await start(seed_cmd, seed_work)
+                    await self._start(self.seed_cmd, self.seed_work)
                     # Wait for the announce of a ready seed: transmission first sends a
                     # "stopped" while it pauses to verify, then "started" with left=0.
-                    await wait_for(lambda: any(r.port == seed_port and r.left == 0
-                                               and r.event is not Event.STOPPED
-                                               for r in tracker.announces),
-                                   f"{seeder} to announce as a seed", CASE_TIMEOUT / 3)
-                    await start(dest_cmd, dest_work)
+                    await self._wait_for(lambda: any(
+                        r.port == self.seed_port and r.left == 0 and r.event is not Event.STOPPED
+                        for r in self.tracker.announces),
+                        f"{self.seeder} to announce as a seed", CASE_TIMEOUT / 3)
+                    before_download()
+                    await self._start(self.dest_cmd, self.dest_work)
                     # transmission 3.00 never creates zero-length files of a torrent.
-                    optional = downloader == "transmission"
-                    await wait_for(lambda: _matches(dest_dir, name, layout, contents,
-                                                    empty_files_optional=optional),
-                                   f"{downloader} to finish downloading", CASE_TIMEOUT / 2)
+                    optional = self.downloader == "transmission"
+                    await self._wait_for(lambda: _matches(
+                        self.dest_dir, self.name, self.layout, self.contents,
+                        empty_files_optional=optional),
+                        f"{self.downloader} to finish downloading", CASE_TIMEOUT / 2)
             finally:
                 with trio.CancelScope(shield=True):
-                    for proc in procs:
+                    for proc in self.procs:
                         kill_group(proc.pid)
                     with trio.move_on_after(10):
-                        for proc in procs:
+                        for proc in self.procs:
                             await proc.wait()
             nursery.cancel_scope.cancel()
-        return ih
+        return info_hash(info)
 
-    ih = trio.run(scenario)
+
+@pytest.mark.parametrize("seeder,downloader,layout,scheme", CASES,
+                         ids=[f"{s}-to-{d}-{u}" for s, d, _, u in CASES])
+def test_stock_clients_swap_through_our_tracker(tmp_path, seeder, downloader, layout, scheme):
+    tracker = RecordingTracker(interval=5)
+    swap = Swap(tmp_path, seeder, downloader, layout, tracker=tracker, scheme=scheme)
+    ih = swap.run()
 
     ports = {r.port for r in tracker.announces if r.info_hash == ih}
-    assert {seed_port, dest_port} <= ports, report(f"tracker saw ports {ports}")
+    assert {swap.seed_port, swap.dest_port} <= ports, swap.report(f"tracker saw ports {ports}")
     peer_ids = {r.peer_id for r in tracker.announces if r.info_hash == ih}
-    assert len(peer_ids) >= 2, report(f"tracker saw peer ids {peer_ids}")
+    assert len(peer_ids) >= 2, swap.report(f"tracker saw peer ids {peer_ids}")
     # The downloader first announced as a leecher (left > 0).
-    first = next(r for r in tracker.announces if r.port == dest_port)
+    first = next(r for r in tracker.announces if r.port == swap.dest_port)
     assert first.left > 0
     assert all(r.ip == "127.0.0.1" for r in tracker.announces)
+
+
+OWN_PACE = [("libtorrent", "aria2"), ("aria2", "libtorrent")]
+
+
+@pytest.mark.parametrize("seeder,downloader", OWN_PACE, ids=[f"{s}-to-{d}" for s, d in OWN_PACE])
+def test_seed_at_its_own_pace_outlives_the_old_ttl(tmp_path, seeder, downloader):
+    """Issue 10 with stock clients: a seed announces once at its own pace (libtorrent
+    waits at least 300 s before the next, aria2 the tracker's interval), the tracker's
+    clock then moves a minute past the default 30-min interval (far past the old
+    2 x 60 + 10 s TTL), and a downloader arriving then still gets the seed from the
+    tracker and downloads from it. Nobody waits: only the tracker's clock moves."""
+    clock = TrackerClock()
+    tracker = RecordingTracker()  # the defaults under test
+    assert (tracker.interval, tracker.peer_ttl) == (1800, 2700)
+    late = tracker.interval + 60
+    swap = Swap(tmp_path, seeder, downloader, [(["payload.bin"], 600_000 + 11)],
+                tracker=tracker, clock=clock, own_pace=True)
+
+    def a_minute_late():
+        clock.now = late
+
+    swap.run(before_download=a_minute_late)
+
+    first = next((i for i, (r, _, _) in enumerate(tracker.answers) if r.port == swap.dest_port))
+    request, result, now = tracker.answers[first]
+    assert now == late
+    seed_times = {t for r, _, t in tracker.answers[:first] if r.port == swap.seed_port}
+    assert seed_times == {0.0}, swap.report("the seed announced again; nothing was tested")
+    assert swap.seed_port in {p.port for p in result.peers}, swap.report("no seed handed out")
