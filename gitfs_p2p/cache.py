@@ -9,6 +9,7 @@ atomic, so a crash or kill -9 leaves either the old or the new row.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -39,6 +40,24 @@ CREATE INDEX IF NOT EXISTS packs_evictable ON packs (received, seq) WHERE data I
 """
 
 
+def _disk_full(path: str) -> bool:
+    try:
+        st = os.statvfs(os.path.dirname(path))
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
+
+
+def _cache_error(path: str, exc: Exception) -> UserError:
+    """A disk that is full is said so (the cache is fine: SQLite rolled the write back);
+    SQLite often reports that as a plain "disk I/O error"."""
+    text = str(exc)
+    if "full" in text or getattr(exc, "errno", None) == errno.ENOSPC or _disk_full(path):
+        return UserError(f"{path}: no space left on the file system holding the pack cache ({text}); "
+                         "free some and run again, nothing was lost")
+    return UserError(f"{path}: pack cache is unreadable ({text}); move it away to rebuild it")
+
+
 @dataclass(frozen=True)
 class CachedPack:
     size: int
@@ -67,7 +86,7 @@ class PackCache:
                 "SELECT COALESCE(SUM(LENGTH(data)), 0), COALESCE(MAX(seq), 0) FROM packs WHERE received = 0"
             ).fetchone()
         except (sqlite3.DatabaseError, OSError) as exc:
-            raise UserError(f"{self.path}: pack cache is unreadable ({exc}); move it away to rebuild it") from None
+            raise _cache_error(self.path, exc) from None
         self._evictable_bytes, self._seq = row
 
     def close(self) -> None:
@@ -78,7 +97,7 @@ class PackCache:
         try:
             return self._db.execute(sql, args)
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{self.path}: pack cache is unreadable ({exc}); move it away to rebuild it") from None
+            raise _cache_error(self.path, exc) from None
 
     def get(self, fmt: int, commit_hex: str, *, with_data: bool = True) -> CachedPack | None:
         cols = "size, sha256, data, received" if with_data else "size, sha256, NULL, received"

@@ -13,11 +13,9 @@ whatever the killed one started.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
-import shutil
 import stat
 import time
 from dataclasses import dataclass, field
@@ -44,6 +42,7 @@ from .watch_check import (
     verify_pack,
 )
 from .packfile import OBJ_BLOB, OBJ_TREE
+from .watch_quarantine import Quarantine
 from .watch_repo import ReceivingRepo, crash_point
 
 __all__ = ["Importer", "PassResult", "Watcher", "SIDECAR_SUFFIXES", "DEFAULT_SETTLE"]
@@ -97,6 +96,16 @@ class PassResult:
     refs_refused: dict[str, str] = field(default_factory=dict)  # ref -> why
     files_present: set[str] = field(default_factory=set)  # commits with a pack file in DIR
 
+    causes: list[tuple[str, str, int]] = field(default_factory=list)  # (object, why it is absent, packs waiting)
+
+    @property
+    def finished(self) -> bool:
+        """Everything in DIR is imported and every manifest ref is set."""
+        return not (
+            self.waiting or self.incomplete or self.changing or self.quarantined
+            or self.refs_waiting or self.refs_refused
+        )
+
     def progress_line(self) -> str:
         line = f"imported {self.imported}/{self.total} packs"
         extra = []
@@ -109,11 +118,15 @@ class PassResult:
         return ", ".join([line] + extra)
 
     def detail_lines(self, limit: int = 10) -> list[str]:
+        """What is missing and why, root causes first: each absent pack that others wait for
+        (quarantined, with its reason, or not downloaded yet), how many wait for it, then the
+        refs that wait or were refused."""
         lines = []
-        absent = sorted({n for needs in self.waiting.values() for n in needs} - self.files_present)
-        if absent:
-            more = f" and {len(absent) - limit} more" if len(absent) > limit else ""
-            lines.append(f"missing (no pack file yet): {', '.join(absent[:limit])}{more}")
+        for oid, why, count in self.causes[:limit]:
+            waits = f"; {count:,} pack{'s' if count != 1 else ''} wait for it" if count else ""
+            lines.append(f"{oid}.pack {why}{waits}")
+        if len(self.causes) > limit:
+            lines.append(f"... and {len(self.causes) - limit} more absent packs")
         # packs blocked directly by a missing file first: they say what to fetch
         order = sorted(self.waiting.items(), key=lambda kv: (kv[1] <= self.files_present, kv[0]))
         for commit, needs in order[:limit]:
@@ -124,11 +137,54 @@ class PassResult:
             lines.append(f"waiting for {commit} (needs {shown}{more})")
         if len(self.waiting) > limit:
             lines.append(f"... and {len(self.waiting) - limit} more packs waiting")
+        for rel, why in self.quarantined[:limit]:
+            lines.append(f"quarantined {rel}: {why}")
+        if len(self.quarantined) > limit:
+            lines.append(f"... and {len(self.quarantined) - limit} more files quarantined")
+        if self.incomplete:
+            lines.append(f"{len(self.incomplete)} files not complete yet: {', '.join(self.incomplete[:3])}"
+                         + (" ..." if len(self.incomplete) > 3 else ""))
         for ref, commit in sorted(self.refs_waiting.items())[:limit]:
             lines.append(f"ref {ref} waits for {commit}")
-        for ref, why in sorted(self.refs_refused.items()):
+        if len(self.refs_waiting) > limit:
+            lines.append(f"... and {len(self.refs_waiting) - limit} more refs waiting")
+        for ref, why in sorted(self.refs_refused.items())[:limit]:
             lines.append(f"ref {ref} not updated: {why}")
+        if len(self.refs_refused) > limit:
+            lines.append(f"... and {len(self.refs_refused) - limit} more refs not updated")
         return lines
+
+
+def _root_causes(waiting: dict[str, frozenset[str]]) -> dict[str, set[str]]:
+    """For each need that is not itself a waiting pack, the waiting packs that (through others)
+    wait for it.  Iterative: a chain of 100,000 packs is no deeper than one."""
+    roots: dict[str, set[str]] = {}
+    memo: dict[str, frozenset[str]] = {}
+    for start in waiting:
+        if start in memo:
+            continue
+        stack = [start]
+        on_stack = {start}
+        while stack:
+            node = stack[-1]
+            pending = [n for n in waiting.get(node, ()) if n in waiting and n not in memo and n not in on_stack]
+            if pending:
+                stack.append(pending[0])
+                on_stack.add(pending[0])
+                continue
+            stack.pop()
+            on_stack.discard(node)
+            found: set[str] = set()
+            for n in waiting.get(node, ()):
+                if n in waiting:
+                    found |= memo.get(n, frozenset())
+                else:
+                    found.add(n)
+            memo[node] = frozenset(found)
+    for node, causes in memo.items():
+        for cause in causes:
+            roots.setdefault(cause, set()).add(node)
+    return roots
 
 
 class _Batch:
@@ -177,6 +233,7 @@ class Importer:
         self.repo = ReceivingRepo(repo_path, bare=bare)
         self.git_dir = os.path.realpath(self.repo.git_dir)
         self.quarantine_dir = os.path.join(self.git_dir, "gitp2p", "quarantine")
+        self.quarantined = Quarantine(self.quarantine_dir)
         self._lock_fd = self._take_lock()
         self.repo.recover()
         self.cache = PackCache(self.git_dir)
@@ -300,32 +357,16 @@ class Importer:
 
     # -- quarantine -----------------------------------------------------------------
     def quarantine(self, path: str, reason: str, result: PassResult) -> None:
-        os.makedirs(self.quarantine_dir, exist_ok=True)
-        base = os.path.basename(path)
-        dest = os.path.join(self.quarantine_dir, f"{time.strftime('%Y%m%dT%H%M%S')}-{base}")
-        n = 1
-        while os.path.lexists(dest):
-            n += 1
-            dest = os.path.join(self.quarantine_dir, f"{time.strftime('%Y%m%dT%H%M%S')}-{n}-{base}")
+        """Refuse the file for good (watch_quarantine: moved, or left in place, never copied)."""
         rel = self._rel(path)
         try:
-            try:
-                os.rename(path, dest)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-                if os.path.islink(path):
-                    os.symlink(os.readlink(path), dest)
-                else:
-                    shutil.copyfile(path, dest, follow_symlinks=False)
-                os.unlink(path)
-        except OSError as exc:
-            self._note(path, f"{reason} (could not move it to quarantine: {exc.strerror})")
-            return
-        with open(os.path.join(self.quarantine_dir, "log"), "a") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {rel} -> {os.path.basename(dest)}: {reason}\n")
-        log.warning("quarantined %s: %s", rel, reason)
-        self.report(f"quarantined {rel}: {reason}")
+            key = _key(os.lstat(path))
+        except OSError:
+            return  # it went away meanwhile
+        name = os.path.basename(path)
+        record = self.quarantined.put(path, rel, commit_from_name(name), reason, key)
+        where = "" if record.key is None else " (left where it is: DIR is on another file system)"
+        self.report(f"quarantined {rel}: {reason}{where}")
         result.quarantined.append((rel, reason))
         self._verdicts.pop(path, None)
 
@@ -384,8 +425,12 @@ class Importer:
         ready: dict[str, tuple[str, os.stat_result]] = {}
         waiting: dict[str, tuple[str, os.stat_result, frozenset[str]]] = {}
         self._live: dict[str, int] = {}  # commit -> its files not rejected
+        refused_here = {path for path, st in packs + manifests if self.quarantined.known(_key(st))}
+        manifests = [(path, st) for path, st in manifests if path not in refused_here]
         for path, st in packs:
             commit = commit_from_name(os.path.basename(path))
+            if path in refused_here:
+                continue  # refused earlier and left in place: not read again until it changes
             result.files_present.add(commit)
             verdict = self._classify(path, st, commit, now, final, result)
             if verdict is None:
@@ -407,7 +452,30 @@ class Importer:
         for commit, (_, _, needs) in waiting.items():
             result.waiting[commit] = needs
         self._update_refs(manifests, now, final, result)
+        result.causes = self._causes(result)
         return result
+
+    def _causes(self, result: PassResult) -> list[tuple[str, str, int]]:
+        """Each absent pack that packs or refs wait for, why it is absent, how many packs wait."""
+        roots = _root_causes(result.waiting)
+        for target in result.refs_waiting.values():
+            if target not in result.waiting:
+                roots.setdefault(target, set())
+        out = []
+        just_now = {commit_from_name(os.path.basename(rel)) for rel, _ in result.quarantined}
+        for oid, waiters in roots.items():
+            record = self.quarantined.by_object.get(oid)
+            if oid in result.files_present and oid not in just_now:
+                why = "is not complete yet (still downloading?)"
+            elif record is not None:
+                where = (f"moved to {self.quarantine_dir}/{record.where}" if record.key is None
+                         else f"left at {record.path}")
+                why = f"was quarantined: {record.reason} ({where})"
+            else:
+                why = "has no file in DIR yet"
+            out.append((oid, why, len(waiters)))
+        out.sort(key=lambda c: (-c[2], c[0]))
+        return out
 
     def _classify(self, path, st, commit, now, final, result) -> _Verdict | None:
         key = _key(st)
@@ -469,7 +537,11 @@ class Importer:
             for n in needs:
                 by_need.setdefault(n, []).append(commit)
         queue = sorted(ready)
-        while queue:
+        retry: list[str] = []  # packs whose named object sits in deltas with absent bases
+        added = 0  # packs verified since `retry` was last tried
+        while queue or (retry and added):
+            if not queue:  # something arrived meanwhile: the missing bases may be here now
+                queue, retry, added = retry, [], 0
             commit = queue.pop(0)
             if commit in self._batch.commits or self.is_imported(commit):
                 continue
@@ -483,9 +555,12 @@ class Importer:
             except PackRejected as exc:
                 self._reject(path, _key(st), str(exc), result)
                 self._live[commit] -= 1
+                waiting.pop(commit, None)
                 continue
             if isinstance(outcome, Waiting):
                 needs = frozenset(n for n in outcome.needs if not self._satisfied(n))
+                if outcome.unresolved:
+                    retry.append(commit)
                 waiting[commit] = (path, st, needs)
                 self._verdicts[path] = _Verdict(_key(st), "waiting", commit, needs=needs)
                 for n in needs:
@@ -497,6 +572,8 @@ class Importer:
             if outcome.has_ofs_delta and self._batch.packs:
                 self._flush(result)
             self._batch.add(outcome)
+            added += 1
+            waiting.pop(commit, None)
             if self._batch.full or outcome.has_ofs_delta:
                 self._flush(result)
             for child in by_need.pop(commit, ()):

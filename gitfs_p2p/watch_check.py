@@ -103,6 +103,7 @@ class Waiting:
 
     object_id: str
     needs: frozenset[str]
+    unresolved: bool = False  # the named object itself lies in deltas whose bases are absent
 
 
 @dataclass(frozen=True)
@@ -331,7 +332,7 @@ def verify_pack(
     want = bytes.fromhex(named)
     if want not in objects:
         if missing_bases or ofs_left:
-            return Waiting(named, missing_bases)
+            return Waiting(named, missing_bases, unresolved=True)
         raise PackRejected(f"the file is named for {named}, which the pack does not hold")
     type_num, content = objects[want]
     header = _parse_named(type_num, content, named)

@@ -7,7 +7,11 @@ import sys
 
 from .errors import UserError
 
-__all__ = ["register", "cmd_watch"]
+__all__ = ["register", "cmd_watch", "NOT_FINISHED"]
+
+#: `watch --once` exit status when it ran but something in DIR could not be imported or a
+#: manifest ref could not be set (1 is an error that stopped it, 2 a usage error).
+NOT_FINISHED = 3
 
 DESCRIPTION = """\
 Watch DIR (recursively, with inotify) and import every completed commit pack
@@ -21,7 +25,10 @@ checked before it touches REPO; a bad one is moved to REPO's git dir under
 gitp2p/quarantine/ with its reason in gitp2p/quarantine/log. Refs only move
 forward unless --force. Received bytes are kept in REPO's pack cache, so REPO
 seeds exactly what it received. Safe to kill at any moment: run it again.
-See docs/watcher.md.
+
+With --once, the exit status says whether everything arrived: 0 when every pack
+in DIR is imported and every manifest ref set, 3 when something could not be
+(the last lines name what and why), 1 on an error. See docs/watcher.md.
 """
 
 
@@ -112,7 +119,10 @@ def cmd_watch(args) -> int:
         if args.once:
             result = importer.run_pass(final=True)
             show(result)
-            return 0
+            if result.finished:
+                return 0
+            print("gitp2p: not finished: the packs and refs above could not be imported or set", file=sys.stderr)
+            return NOT_FINISHED
         watcher = Watcher(importer, poll=args.poll, on_pass=show)
         trio.run(watcher.run)
         return 0

@@ -236,9 +236,12 @@ def test_cli_once_creates_a_bare_repository(tmp_path, sender):
     write_manifest(str(d), sender.manifest())
     proc = _gitp2p("watch", str(d), "--into", str(repo), "--bare", "--once")
     err = proc.stderr.decode()
-    assert proc.returncode == 0, err
+    # not finished: exit 3, and the summary names what is missing and how much waits for it
+    assert proc.returncode == 3, err
     assert f"imported 0/{len(commits) - 1} packs, waiting for {len(commits) - 1}" in err
     assert f"(needs {sender.commits[0]} (no file yet))" in err
+    assert f"{sender.commits[0]}.pack has no file in DIR yet; {len(commits) - 1} packs wait for it" in err
+    assert "not finished" in err.splitlines()[-1]
     assert git("rev-parse", "--is-bare-repository", cwd=repo).strip() == "true"
     deliver(str(d), sender, commits[-1:])
     proc = _gitp2p("watch", str(d), "--into", str(repo), "--bare", "--once")
