@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -88,7 +89,30 @@ def cmd_pack(args) -> int:
 
 
 def _write_atomically(dest: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(dest))
+    """Write an output file the user named with -o.
+
+    A regular file (or a new name) is replaced atomically: a temporary file beside it,
+    then a rename, so a reader never sees half of it.  Anything else that is not a
+    directory (a character device such as /dev/null, a FIFO, a socket) is written
+    into, never replaced; a symbolic link is followed.
+    """
+    target = os.path.realpath(dest) if os.path.islink(dest) else dest
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise UserError(f"{dest}: cannot write ({exc.strerror})") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{dest}: is a directory")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        try:
+            with open(target, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise UserError(f"{dest}: cannot write ({exc.strerror})") from None
+        return
+    directory = os.path.dirname(os.path.abspath(target))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".gitp2p-", suffix=".tmp")
     except OSError as exc:
@@ -97,7 +121,7 @@ def _write_atomically(dest: str, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
+        os.replace(tmp, target)
     except OSError as exc:
         os.unlink(tmp)
         raise UserError(f"{dest}: cannot write ({exc.strerror})") from None

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from .errors import UserError
+
 __all__ = ["register"]
 
 
@@ -29,22 +31,44 @@ def cmd_torrent(args) -> int:
     finally:
         source.close()
         source.repo.close()
-    dest = args.output or f"{os.path.basename(os.path.abspath(args.repo)).removesuffix('.git')}-{result.label}.torrent"
-    if dest == "-":
+    out = sys.stdout
+    if args.output == "-":
+        if sys.stdout.isatty():
+            raise UserError("refusing to write a binary .torrent to a terminal; use -o FILE or redirect stdout")
         sys.stdout.buffer.write(result.torrent)
         sys.stdout.buffer.flush()
         out = sys.stderr
-    else:
-        _write_atomically(dest, result.torrent)
-        out = sys.stdout
-        print(f"wrote {dest}", file=out)
-    n_packs = len(result.files) - 1
+    elif args.output:
+        _write_atomically(args.output, result.torrent)
+        print(f"wrote {args.output}", file=out)
+    tags = len(result.tag_ids)
     total = sum(size for _, size in result.files)
+    heads = sum(1 for r in result.manifest.refs if r.startswith("refs/heads/"))
+    head = f", HEAD -> {result.manifest.head[len('refs/heads/'):]}" if result.manifest.head else ""
     print(f"info-hash {result.info_hash.hex()}", file=out)
     print(f"magnet {result.magnet(args.tracker)}", file=out)
-    print(f"{n_packs} packs + {result.manifest_name}, {total} bytes, refs: "
-          + ", ".join(sorted(result.manifest.refs)), file=out)
+    print(
+        f"{_count(len(result.files) - 1 - tags, 'commit pack', 'commit packs')}, "
+        f"{_count(tags, 'tag pack', 'tag packs')} and {result.manifest_name}: "
+        f"{_human(total)}; {_count(heads, 'branch', 'branches')}, "
+        f"{_count(len(result.manifest.refs) - heads, 'tag', 'tags')}{head}",
+        file=out,
+    )
+    if not args.output:
+        print("(no file written: -o FILE writes the .torrent)", file=out)
     return 0
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _human(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
 
 
 def register(sub) -> None:
@@ -65,7 +89,8 @@ def register(sub) -> None:
     p.add_argument("refs", metavar="REF", nargs="*", help="branches or tags to publish (default: HEAD's branch)")
     p.add_argument("--all", action="store_true", help="publish every branch and tag (label `all`)")
     p.add_argument("--label", help="name of the manifest file (default: HEAD, all, or the refs' short names)")
-    p.add_argument("-o", "--output", metavar="FILE", help="where to write (default: REPONAME-LABEL.torrent; - for stdout)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the .torrent to FILE (- for stdout); without -o only the summary is printed")
     p.add_argument("--tracker", metavar="URL", action="append", default=[], help="announce URL (repeatable)")
     p.add_argument("--web-seed", metavar="URL", action="append", default=[], help="BEP 19 web seed URL (repeatable)")
     p.set_defaults(func=cmd_torrent)

@@ -52,6 +52,7 @@ class RepoTorrent:
     info: dict
     info_hash: bytes
     torrent: bytes  # the .torrent file's bytes
+    tag_ids: tuple[str, ...] = ()  # the annotated tags among the packs (hex)
 
     @property
     def manifest_name(self) -> str:
@@ -186,4 +187,5 @@ def build_repo_torrent(
 
     info = build_info([([name], size) for name, size in files], stream(), TORRENT_NAME, multi_file=True)
     torrent = build_torrent(info, announce=list(trackers), web_seeds=list(web_seeds))
-    return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent)
+    tag_ids = tuple(sorted(oid.decode() for oid in published_tags(targets)))
+    return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent, tag_ids)

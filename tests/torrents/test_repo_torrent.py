@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import stat
 import subprocess
+import sys
+import threading
 
 import pytest
 
@@ -15,6 +19,8 @@ from gitfs_p2p.source import PackSource
 from gitfs_p2p.torrents import build_repo_torrent, select_refs
 from testutil import git, gitp2p
 from torrentcore.metainfo import parse_torrent
+
+GITP2P = [sys.executable, "-m", "gitfs_p2p.cli"]
 
 
 def _torrent(path: str, refs=(), all_refs=False):
@@ -99,3 +105,37 @@ def test_cli_errors_are_one_line(fresh_history, tmp_path):
     proc = gitp2p("torrent", fresh_history, "--label", "../evil", "-o", str(tmp_path / "x.torrent"))
     assert proc.returncode == 1 and b"label" in proc.stderr and b"Traceback" not in proc.stderr
     assert not (tmp_path / "x.torrent").exists()
+
+
+def test_cli_prints_a_summary_and_writes_only_when_asked(fresh_history, tmp_path):
+    proc = subprocess.run([*GITP2P, "torrent", fresh_history, "--all"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert os.listdir(tmp_path) == ["repo"], "a file was left behind without -o"
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("info-hash ") and lines[1].startswith("magnet magnet:?xt=urn:btih:")
+    assert len(lines) <= 4 and all(len(line) < 300 for line in lines)
+    assert "branch" in lines[2] and "all.gitp2p-refs" in lines[2]
+
+
+def test_cli_output_onto_a_device_or_fifo_writes_into_it(fresh_history, tmp_path):
+    """-o /dev/null must leave /dev/null a device (it once became a regular file, run as root)."""
+    proc = gitp2p("torrent", fresh_history, "--all", "-o", os.devnull)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    proc = gitp2p("torrent", fresh_history, "--all", "-o", str(fifo))
+    reader.join(timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert parse_torrent(got[0]).info_hash.hex() in proc.stdout.decode()
+    out = tmp_path / "x.torrent"
+    link = tmp_path / "link.torrent"
+    link.symlink_to(out)
+    assert gitp2p("torrent", fresh_history, "-o", str(link)).returncode == 0
+    assert link.is_symlink() and parse_torrent(out.read_bytes())  # written through the link
+    proc = gitp2p("torrent", fresh_history, "-o", str(tmp_path))
+    assert proc.returncode == 1 and b"is a directory" in proc.stderr
