@@ -37,6 +37,7 @@ __all__ = [
     "ALWAYS_REFUSED",
     "Finding",
     "FsckPolicy",
+    "WHY_ALWAYS",
     "TreeReport",
     "fsck_commit",
     "fsck_tag",
@@ -99,6 +100,26 @@ ALWAYS_REFUSED = frozenset({
     "missingObject", "badObjectSha1", "missingTypeEntry", "missingType", "badType",
     "missingTagEntry", "missingTag",
 })
+
+#: Why each id of ALWAYS_REFUSED is refused, in a few words (shown with the finding).
+WHY_ALWAYS = {
+    **dict.fromkeys(["nulInHeader", "unterminatedHeader"], "a header git cannot delimit"),
+    **dict.fromkeys(
+        ["hasDot", "hasDotdot", "hasDotgit", "fullPathname", "emptyName"],
+        "unsafe name: a checkout would write into .git or outside the work tree",
+    ),
+    "duplicateEntries": "two entries for one path: what a checkout writes depends on the tool",
+    **dict.fromkeys(
+        ["gitmodulesSymlink", "gitmodulesName", "gitmodulesUrl", "gitmodulesPath", "gitmodulesUpdate",
+         "gitmodulesBlob", "gitmodulesLarge"],
+        "a .gitmodules that could run a command or reach outside the repository",
+    ),
+    **dict.fromkeys(
+        ["badTree", "missingTree", "badTreeSha1", "badParentSha1", "missingObject", "badObjectSha1",
+         "missingTypeEntry", "missingType", "badType", "missingTagEntry", "missingTag"],
+        "git itself cannot read it",
+    ),
+}
 
 #: Largest .gitmodules we parse (git: core.bigFileThreshold, 512 MiB; we bound it tighter).
 MAX_GITMODULES = 1 << 20
