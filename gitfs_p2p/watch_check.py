@@ -540,6 +540,9 @@ class _Checker:
             left = [o for o in left if (o[2], o[1]) not in known]
         if left:
             tree_id, oid, kind = left[0]
+            other = next((k for k, i in known if i == oid and k != kind), None)
+            if other is not None:
+                raise PackRejected(f"{what}: {tree_id.hex()} names {oid.hex()} as a {kind}, it is a {other}")
             present = self.repo.read(oid)
             where = "in a parent's tree" if parent_roots else "in a parent's tree (it has no parent)"
             note = "" if present is None else " (an object with that id lies in the repository, but no complete history holds it)"
