@@ -484,7 +484,7 @@ class PackFS(pyfuse3.Operations):
         self.started = started
         self._uid = os.getuid()
         self._gid = os.getgid()
-        self._files: dict[int, Content] = {}
+        self._files: dict[int, tuple[Content, bytes]] = {}  # open file -> (content, its bytes)
         self._dirs: dict[int, tuple[int, Directory]] = {}
         self._next_fh = 1
 
@@ -608,17 +608,20 @@ class PackFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR)
         if not isinstance(entry, File):
             raise pyfuse3.FUSEError(errno.ELOOP)
+        # The bytes are taken now and held until release: an open file reads the same bytes
+        # until it is closed, even if its commit is pruned from the repository meanwhile.
+        data = await self.store.read(entry.content)
         fh = self._new_fh()
-        self._files[fh] = entry.content
+        self._files[fh] = (entry.content, data)
         # keep_cache: the bytes never change; never direct_io (mmap readers need the page cache).
         return pyfuse3.FileInfo(fh=fh, keep_cache=True, direct_io=False)
 
     @_fuse_boundary
     async def read(self, fh, off, size):
-        content = self._files.get(fh)
-        if content is None:
+        opened = self._files.get(fh)
+        if opened is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        data = await self.store.read(content)
+        content, data = opened
         expected = content.size_nowait()
         if expected is not None and expected != len(data):
             log.error(

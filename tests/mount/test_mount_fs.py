@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import mmap
 import os
 import sys
@@ -206,3 +207,34 @@ def cli_pack(repo: str, rev: str) -> bytes:
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def test_an_open_file_reads_the_same_bytes_after_its_commit_is_pruned(mount_of, tmp_path):
+    """Small caches; the commit of an open pack becomes unreachable and `git gc` prunes it:
+    the open file still reads the bytes it had, until it is closed."""
+    from testutil import generate
+
+    repo = str(tmp_path / "repo")
+    generate(repo, 30, seed=9)
+    git("checkout", "-q", "-b", "doomed", "main~3", cwd=repo)
+    (tmp_path / "repo" / "doomed.txt").write_text("only on the doomed branch\n" * 200)
+    git("add", "doomed.txt", cwd=repo)
+    git("commit", "-q", "-m", "doomed", cwd=repo)
+    doomed = git("rev-parse", "HEAD", cwd=repo).strip()
+    git("checkout", "-q", "main", cwd=repo)
+    m = mount_of(repo, "--cache-bytes", "0", "--read-cache", "0", "--poll", "0.2")
+    path = m.p("packs", f"{doomed}.pack")
+    expected_size = os.stat(path).st_size
+    with open(path, "rb") as fh:
+        git("branch", "-D", "doomed", cwd=repo)
+        git("reflog", "expire", "--expire=now", "--all", cwd=repo)
+        git("gc", "-q", "--prune=now", cwd=repo)
+        assert subprocess.run(["git", "-C", repo, "cat-file", "-e", doomed]).returncode != 0, "not pruned"
+        gone = lambda: f"{doomed}.pack" not in os.listdir(m.p("packs"))  # noqa: E731
+        assert wait_for(gone, timeout=30), "the mount never saw the branch go"
+        for name in os.listdir(m.p("packs"))[:20]:  # other reads pass through the (empty) caches
+            with open(m.p("packs", name), "rb") as other:
+                other.read()
+        data = fh.read()
+    assert len(data) == expected_size
+    assert data[:4] == b"PACK" and hashlib.sha1(data[:-20]).digest() == data[-20:]
