@@ -124,7 +124,7 @@ def test_cli_help_states_the_defaults(capsys):
     assert "--interval S announce interval sent to clients, in seconds (default: 1800" in out
     assert "max(interval, 600), i.e. 2700 with the default interval" in out
     for option, default in [("--source-rate R", "50.0"), ("--source-burst N", "500"),
-                            ("--max-peers N", "200000"), ("--max-peers-per-source N", "1000"),
+                            ("--max-peers N", "100000"), ("--max-peers-per-source N", "1000"),
                             ("--max-connections N", "512"),
                             ("--max-connections-per-source N", "64")]:
         assert option in out and f"(default: {default})" in out, option
