@@ -1,7 +1,7 @@
 """Git pack files: the pinned writer for commit packs and a bounded reader.
 
 Pure: no repository, no file system.  The writer fixes every byte-level
-choice of format version 1 (see docs/pack-format.md); the reader parses any
+choice of the pack format (version 2, see docs/pack-format.md); the reader parses any
 version-2 pack entry by entry with bounds on counts and sizes, so hostile
 input ends in PackError instead of exhausting memory.
 """
@@ -41,7 +41,7 @@ OBJ_OFS_DELTA = 6
 OBJ_REF_DELTA = 7
 TYPE_NAMES = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob", OBJ_TAG: b"tag"}
 
-#: zlib parameters of format version 1: level 9, deflate, 32 KiB window
+#: zlib parameters of the pack format (versions 1 and 2): level 9, deflate, 32 KiB window
 #: (wbits 15, zlib header), memLevel 8, default strategy, one full flush.
 ZLIB_LEVEL = 9
 _ZLIB_ARGS = (ZLIB_LEVEL, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY)

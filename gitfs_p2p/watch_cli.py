@@ -14,16 +14,27 @@ __all__ = ["register", "cmd_watch", "NOT_FINISHED"]
 NOT_FINISHED = 3
 
 DESCRIPTION = """\
-Watch DIR (recursively, with inotify) and import every completed commit pack
-(<commit-id>.pack) into REPO; set the refs listed in the torrent's ref manifest
-(*.gitp2p-refs) once the whole history of their target is present.
+Watch DIR (recursively, with inotify) and import every completed pack
+(<commit-id>.pack, <tag-id>.pack) into REPO; set the refs listed in the
+torrent's ref manifest (*.gitp2p-refs) once the whole history of their target
+is present. A bare REPO mirrors the sender's branches and tags; in a REPO with
+a work tree, branches arrive under refs/remotes/gitp2p/ (never moving a branch
+you work on), and a new REPO nobody has checked out gets HEAD's branch checked
+out, as git clone does.
+
+Every object is checked as git fetch checks it, and more: what git fetch
+accepts by default is accepted; names unsafe to check out, dangerous
+.gitmodules, duplicate tree entries and incomplete histories are always
+refused; transfer.fsckObjects / fetch.fsckObjects in REPO turn on git's strict
+checks (fsck.<msg-id>, fetch.fsck.<msg-id>, fetch.fsck.skipList honoured).
 
 A file counts only when its SHA-1 trailer checks out; a client's partial and
 sidecar files (.part, .!qB, .aria2, .parts, resume data) are ignored. Packs may
 arrive in any order: one whose parents are missing waits. Every pack is fully
 checked before it touches REPO; a bad one is moved to REPO's git dir under
-gitp2p/quarantine/ with its reason in gitp2p/quarantine/log. Refs only move
-forward unless --force. Received bytes are kept in REPO's pack cache, so REPO
+gitp2p/quarantine/ (or, on another file system, left where it is) with its
+reason in gitp2p/quarantine/log. Branches only move forward and tags never
+change unless --force. Received bytes are kept in REPO's pack cache, so REPO
 seeds exactly what it received. Safe to kill at any moment: run it again.
 
 With --once, the exit status says whether everything arrived: 0 when every pack
@@ -53,7 +64,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("dir", metavar="DIR", help="the client's download directory (watched recursively)")
     p.add_argument("--into", required=True, metavar="REPO", help="repository to import into (created if absent)")
-    p.add_argument("--bare", action="store_true", help="create REPO as a bare repository")
+    p.add_argument("--bare", action="store_true",
+                   help="create REPO as a bare repository: a mirror whose branches are the sender's "
+                   "(a non-bare REPO receives branches under refs/remotes/REMOTE/, as git fetch does)")
+    p.add_argument("--remote", default=None, metavar="NAME",
+                   help="in a non-bare REPO, receive branches into refs/remotes/NAME/ (default: gitp2p)")
     p.add_argument("--once", action="store_true", help="import what is complete now, report what waits, and exit")
     p.add_argument("--force", action="store_true", help="also move refs backwards or sideways (like `git fetch +ref`)")
     p.add_argument(
@@ -102,7 +117,7 @@ def _report(line: str) -> None:
 def cmd_watch(args) -> int:
     import trio
 
-    from .watch import DEFAULT_MAX_PACK_BYTES, DEFAULT_SETTLE, Importer, Watcher
+    from .watch import DEFAULT_MAX_PACK_BYTES, DEFAULT_REMOTE, DEFAULT_SETTLE, Importer, Watcher
 
     settle = DEFAULT_SETTLE if args.settle is None else args.settle
     importer = Importer(
@@ -110,6 +125,7 @@ def cmd_watch(args) -> int:
         args.into,
         bare=args.bare,
         force=args.force,
+        remote=args.remote or DEFAULT_REMOTE,
         settle=settle,
         max_pack_bytes=args.max_pack_size or DEFAULT_MAX_PACK_BYTES,
         report=_report,
