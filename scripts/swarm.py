@@ -21,7 +21,7 @@ from torrentcore.metainfo import parse_torrent
 
 __all__ = [
     "GITP2P", "git", "make_sample_repo", "advance", "peeled_refs", "all_commits", "fsck_full",
-    "Mount", "Watcher", "is_mounted", "pid_alive", "unmount", "new_bytes_range",
+    "Mount", "Watcher", "is_mounted", "pid_alive", "unmount", "new_bytes_range", "fsck_findings",
 ]
 
 GITP2P = [sys.executable, "-m", "gitfs_p2p.cli"]
@@ -75,19 +75,27 @@ def advance(repo, commits: int, *, tag: str | None = None, stamp: int = 0) -> li
 
 
 def peeled_refs(repo) -> dict[str, str]:
-    """Every branch and tag with the commit it names (annotated tags peeled), plus HEAD's target."""
+    """Every branch and tag with the object it names, as `git for-each-ref` lists them (an
+    annotated tag names its tag object, which travels since pack format 2), plus HEAD's target."""
     if not Path(repo).exists():
         return {}
-    out = git("for-each-ref", "--format=%(refname) %(objectname) %(*objectname)",
-              "refs/heads", "refs/tags", cwd=repo, check=False)
+    out = git("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads", "refs/tags", cwd=repo, check=False)
     refs = {}
     for line in out.splitlines():
-        name, oid, peeled = (line.split(" ") + [""])[:3]
-        refs[name] = peeled or oid
+        name, oid = line.split(" ")
+        refs[name] = oid
     head = git("symbolic-ref", "-q", "HEAD", cwd=repo, check=False).strip()
     if head:
         refs["HEAD ->"] = head
     return refs
+
+
+def fsck_findings(repo) -> set[str]:
+    """The object findings of `git fsck --full` (errors and warnings about objects), as lines."""
+    proc = subprocess.run(["git", "fsck", "--full", "--no-dangling", "--no-progress"], cwd=str(repo),
+                          capture_output=True, env={**os.environ, **GIT_ENV})
+    text = (proc.stdout + proc.stderr).decode(errors="replace")
+    return {line for line in text.splitlines() if line.startswith(("error", "warning", "missing", "broken"))}
 
 
 def all_commits(repo) -> set[str]:
@@ -230,7 +238,8 @@ class Watcher:
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as fh:
             self.proc = subprocess.Popen(
-                [*GITP2P, "watch", str(self.directory), "--into", str(self.repo), "--settle", "30"],
+                # --bare: a mirror, whose refs are the sender's and whose mount re-seeds them all
+                [*GITP2P, "watch", str(self.directory), "--into", str(self.repo), "--bare", "--settle", "30"],
                 stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 

@@ -90,3 +90,22 @@ def test_torrent_follows_a_moving_ref(moving_repo, mount_of):
     after = parse_torrent(_torrent_bytes(m, "HEAD"))
     assert after.files[: len(before.files) - 1] == before.files[:-1]
     assert after.files[-2].path == (f"{head}.pack",)
+
+
+def test_a_torrent_made_elsewhere_checks_at_100_percent_on_a_fresh_mount(repo60, mount_of, tmp_path):
+    """The torrent of `gitp2p torrent REPO v0.1 main` (label main+v0.1), made before the mount,
+    and a fresh mount with an empty pack cache: every file it names, its manifest included, is
+    in the mount from the first moment (a stock client used to stop at 99.9%)."""
+    require_libtorrent()
+    made = tmp_path / "made.torrent"
+    proc = cli("torrent", repo60, "v0.1", "main", "-o", str(made), "--tracker", TRACKER)
+    assert proc.returncode == 0, proc.stderr
+    t = parse_torrent(made.read_bytes())
+    assert t.files[-1].path == ("main+v0.1.gitp2p-refs",)
+    repo = str(tmp_path / "copy")
+    git("clone", "-q", "--mirror", repo60, repo)  # no pack cache in it: the mount starts cold
+    m = mount_of(repo, "--tracker", TRACKER)
+    out = run_libtorrent(VERIFY, str(made), m.path).split()
+    state, have, total, downloaded = out[0], int(out[1]), int(out[2]), int(out[3])
+    assert state in ("seeding", "finished")
+    assert have == total and downloaded == 0, "verified from the mount, nothing downloaded"
