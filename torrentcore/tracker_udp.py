@@ -6,7 +6,13 @@ import ipaddress
 import struct
 
 from torrentcore.tracker_http import compact_peer, normalise_ip
-from torrentcore.tracker_swarms import AnnounceRequest, AnnounceResult, BadRequest, Event, ScrapeStats
+from torrentcore.tracker_swarms import (
+    AnnounceRequest,
+    AnnounceResult,
+    BadRequest,
+    Event,
+    ScrapeStats,
+)
 
 __all__ = [
     "ACTION_ANNOUNCE",

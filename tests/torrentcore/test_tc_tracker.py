@@ -230,7 +230,8 @@ def test_full_scrape_is_off_unless_enabled_and_bounded():
     t = Tracker(limits=TrackerLimits(max_peers_per_source=10_000))
     for n in range(5):
         http(t, announce_target(ih=bytes([n]) * 20, peer=1))
-    assert http(t, b"/scrape") == (200, {b"failure reason": b"full scrape is disabled on this tracker"})
+    assert http(t, b"/scrape") == (
+        200, {b"failure reason": b"full scrape is disabled on this tracker"})
     t2 = Tracker(limits=TrackerLimits(full_scrape=True, full_scrape_entries=3))
     for n in range(5):
         http(t2, announce_target(ih=bytes([n]) * 20, peer=1))

@@ -13,7 +13,6 @@ import struct
 import sys
 import tracemalloc
 
-import pytest
 import trio
 import trio.testing
 from tc_support import IH, IH2, announce_target, pid, query
