@@ -182,11 +182,12 @@ def work(fn):
     try:
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
+        previous = sys.gettrace()  # e.g. a coverage tool's: put it back afterwards
         sys.settrace(tracer)
         try:
             fn()
         finally:
-            sys.settrace(None)
+            sys.settrace(previous)
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
