@@ -107,6 +107,11 @@ class PackCache:
             return None
         return CachedPack(row[0], row[1], row[2], bool(row[3]))
 
+    def received_ids(self, fmt: int) -> set[str]:
+        """The ids of every received pack (commits and tags the watcher imported)."""
+        with self._lock:
+            return {row[0] for row in self._query("SELECT commit_id FROM packs WHERE format=? AND received=1", (fmt,))}
+
     def sizes(self, fmt: int, commit_hexes: list[str]) -> dict[str, int]:
         """Known sizes for the given commits (missing ones are absent)."""
         out: dict[str, int] = {}

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 from urllib.parse import unquote_to_bytes
 
-from .objects import ObjectParseError, iter_tree, strtoumax_end
+from .objects import ObjectParseError, parse_tree, strtoumax_end
 
 __all__ = [
     "Severity",
@@ -467,8 +467,10 @@ def _is_dotmailmap(name: bytes) -> bool:
 
 def _maybe_special(name: bytes) -> bool:
     """Cheap filter: only such names can be a spelling of .git, .gitmodules, ... ."""
-    first = name[:1]
-    return first in (b".", b"g", b"G", b"m", b"M") or b"~" in name or b"\\" in name or any(c >= 0x80 for c in name)
+    return name[:1] in _SPECIAL_FIRST or b"~" in name or b"\\" in name or not name.isascii()
+
+
+_SPECIAL_FIRST = frozenset([b".", b"g", b"G", b"m", b"M"])
 
 
 # -- trees ---------------------------------------------------------------------------------------
@@ -487,6 +489,64 @@ class TreeReport:
     gitattributes: list[bytes]
 
 
+def _order_flags(entries, flags: dict) -> None:
+    """fsck.c's pairwise walk for a tree that is not plainly in order."""
+    candidates: list[bytes] = []
+    prev = None
+    seen: set[bytes] = set()
+    for e in entries:
+        mode16 = e.mode & 0xFFFF
+        if e.name in seen:
+            flags["duplicateEntries"] = True  # also when git's walk would miss it (unsorted)
+        seen.add(e.name)
+        if prev is not None:
+            verdict = _verify_ordered(prev[0], prev[1], mode16, e.name, candidates)
+            if verdict == "unordered":
+                flags["treeNotSorted"] = True
+            elif verdict == "dups":
+                flags["duplicateEntries"] = True
+        prev = (mode16, e.name)
+
+
+def _special_name(oid: str, e, mode16: int, flags: dict, findings: list, report: "TreeReport") -> None:
+    """The checks of one name that is not plain letters and digits."""
+    k = "tree"
+    name = e.name
+    if b"/" in name:
+        flags["fullPathname"] = True
+    if name == b".":
+        flags["hasDot"] = True
+    if name == b"..":
+        flags["hasDotdot"] = True
+    if not _maybe_special(name):
+        return
+    is_link = mode16 & _S_IFMT == _S_IFLNK
+    if is_hfs_dotgit(name) or is_ntfs_dotgit(name):
+        flags["hasDotgit"] = True
+    if is_dotgitmodules(name):
+        if is_link:
+            findings.append(_finding(oid, k, "gitmodulesSymlink", ".gitmodules is a symbolic link"))
+        else:
+            report.gitmodules.append(e.id)
+    if _is_dotgitattributes(name):
+        if is_link:
+            findings.append(_finding(oid, k, "gitattributesSymlink", ".gitattributes is a symlink"))
+        else:
+            report.gitattributes.append(e.id)
+    if is_link and _is_dotgitignore(name):
+        findings.append(_finding(oid, k, "gitignoreSymlink", ".gitignore is a symlink"))
+    if is_link and _is_dotmailmap(name):
+        findings.append(_finding(oid, k, "mailmapSymlink", ".mailmap is a symlink"))
+    for part in name.split(b"\\")[1:]:
+        if is_ntfs_dotgit(part):
+            flags["hasDotgit"] = True
+        if _is_ntfs_dot(part, b"gitmodules", b"gi7eba"):
+            if is_link:
+                findings.append(_finding(oid, k, "gitmodulesSymlink", ".gitmodules is a symbolic link"))
+            else:
+                report.gitmodules.append(e.id)
+
+
 def _is_less_than_slash(c: int) -> bool:
     return c != 0 and c < 0x2F
 
@@ -501,69 +561,32 @@ def fsck_tree(oid: str, raw: bytes, *, strict: bool = False) -> TreeReport:
     findings: list[Finding] = []
     report = TreeReport(findings, [], [], [])
     try:
-        entries = list(iter_tree(raw))
+        entries = parse_tree(raw)
     except ObjectParseError:
         findings.append(_finding(oid, k, "badTree", "cannot be parsed as a tree"))
         return report
     report.entries = entries
     flags: dict[str, bool] = {}
-    names: set[bytes] = set()
-    dup_any = False
-    candidates: list[bytes] = []
-    prev = None
-    for e in entries:
-        name = e.name
-        mode16 = e.mode & 0xFFFF  # fsck keeps the mode in an unsigned short
-        if e.id == b"\0" * 20:
-            flags["nullSha1"] = True
-        if b"/" in name:
-            flags["fullPathname"] = True
-        if name == b".":
-            flags["hasDot"] = True
-        if name == b"..":
-            flags["hasDotdot"] = True
-        if e.mode_bytes[:1] == b"0":
+    names = [e.name for e in entries]
+    modes = {e.mode_bytes: e.mode & 0xFFFF for e in entries}  # fsck keeps modes in an unsigned short
+    if b"\0" * 20 in {e.id for e in entries}:
+        flags["nullSha1"] = True
+    for mode_bytes, mode16 in modes.items():
+        if mode_bytes[:1] == b"0":
             flags["zeroPaddedFilemode"] = True
-        is_link = mode16 & _S_IFMT == _S_IFLNK
-        if _maybe_special(name):
-            if is_hfs_dotgit(name) or is_ntfs_dotgit(name):
-                flags["hasDotgit"] = True
-            if is_dotgitmodules(name):
-                if is_link:
-                    findings.append(_finding(oid, k, "gitmodulesSymlink", ".gitmodules is a symbolic link"))
-                else:
-                    report.gitmodules.append(e.id)
-            if _is_dotgitattributes(name):
-                if is_link:
-                    findings.append(_finding(oid, k, "gitattributesSymlink", ".gitattributes is a symlink"))
-                else:
-                    report.gitattributes.append(e.id)
-            if is_link and _is_dotgitignore(name):
-                findings.append(_finding(oid, k, "gitignoreSymlink", ".gitignore is a symlink"))
-            if is_link and _is_dotmailmap(name):
-                findings.append(_finding(oid, k, "mailmapSymlink", ".mailmap is a symlink"))
-            for part in name.split(b"\\")[1:]:
-                if is_ntfs_dotgit(part):
-                    flags["hasDotgit"] = True
-                if _is_ntfs_dot(part, b"gitmodules", b"gi7eba"):
-                    if is_link:
-                        findings.append(_finding(oid, k, "gitmodulesSymlink", ".gitmodules is a symbolic link"))
-                    else:
-                        report.gitmodules.append(e.id)
         if mode16 not in _STANDARD_MODES and not (mode16 == 0o100664 and not strict):
             flags["badFilemode"] = True
-        if name in names:
-            dup_any = True
-        names.add(name)
-        if prev is not None:
-            verdict = _verify_ordered(prev[0], prev[1], mode16, name, candidates)
-            if verdict == "unordered":
-                flags["treeNotSorted"] = True
-            elif verdict == "dups":
-                flags["duplicateEntries"] = True
-        prev = (mode16, name)
-    if dup_any:
-        flags["duplicateEntries"] = True
+    first = _SPECIAL_FIRST
+    for e in entries:  # the rare names worth a closer look
+        name = e.name
+        if name[:1] in first or b"/" in name or b"~" in name or b"\\" in name or not name.isascii():
+            _special_name(oid, e, e.mode & 0xFFFF, flags, findings, report)
+    # Order and duplicates: names unique and keys (a directory's name + "/") strictly
+    # increasing is what git's verify_ordered accepts; anything else is judged entry by
+    # entry exactly as git does (which of "not sorted" and "duplicate" it is).
+    keys = [e.name + b"/" if e.mode & 0o170000 == _S_IFDIR else e.name for e in entries]
+    if len(set(names)) != len(names) or keys != sorted(keys):
+        _order_flags(entries, flags)
     for msg_id, message in (
         ("nullSha1", "contains entries pointing to null sha1"),
         ("fullPathname", "contains full pathnames"),
@@ -582,6 +605,9 @@ def fsck_tree(oid: str, raw: bytes, *, strict: bool = False) -> TreeReport:
 
 def _verify_ordered(mode1: int, name1: bytes, mode2: int, name2: bytes, candidates: list[bytes]) -> str | None:
     """fsck.c verify_ordered: "unordered", "dups" or None; keeps git's stack of file names."""
+    if not name2.startswith(name1) and not name1.startswith(name2):
+        # they differ within the shorter one: plain byte order decides, and no stack work
+        return None if name1 < name2 else "unordered"
     n = min(len(name1), len(name2))
     if name1[:n] < name2[:n]:
         return None
@@ -904,7 +930,3 @@ def fsck_gitattributes(oid: str, raw: bytes) -> list[Finding]:
         return [_finding(oid, k, "gitattributesLineLength", ".gitattributes has too long lines to parse")]
     return []
 
-
-def kind_finding(oid: str, kind: str, msg_id: str, message: str) -> Finding:
-    """A finding of the receiver's own (no git msg-id): wrong types, broken links."""
-    return _finding(oid, kind, msg_id, message)

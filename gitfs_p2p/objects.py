@@ -24,6 +24,7 @@ __all__ = [
     "mode_kind",
     "RawTreeEntry",
     "iter_tree",
+    "parse_tree",
     "CommitHeader",
     "parse_commit",
     "TagHeader",
@@ -72,10 +73,40 @@ class RawTreeEntry(NamedTuple):
     mode: int  # parsed (octal, 32 bits, as git keeps it)
     name: bytes  # up to the NUL
     id: bytes  # binary, 20 bytes
+    kind: str  # mode_kind(mode)
 
-    @property
-    def kind(self) -> str:
-        return mode_kind(self.mode)
+
+_MODES: dict[bytes, tuple[int, str]] = {}
+
+
+def _mode(mode_bytes: bytes) -> tuple[int, str]:
+    hit = _MODES.get(mode_bytes)
+    if hit is None:
+        mode = 0
+        for c in mode_bytes:
+            mode = ((mode << 3) + (c - 48)) & 0xFFFFFFFF
+        hit = (mode, mode_kind(mode))
+        if len(_MODES) < 4096:
+            _MODES[mode_bytes] = hit
+    return hit
+
+
+_TREE_ENTRY = re.compile(rb"([0-7]+) ([^\0]+)\0(.{20})", re.DOTALL)
+_WELL_FORMED_TREE = re.compile(rb"(?:[0-7]+ [^\0]+\0.{20})*", re.DOTALL)
+
+
+def parse_tree(raw: bytes) -> list[RawTreeEntry]:
+    """All entries of a tree (see iter_tree); one pass in C for a well-formed tree."""
+    if _WELL_FORMED_TREE.fullmatch(raw) is None:
+        return list(iter_tree(raw))
+    modes = _MODES
+    out = []
+    append = out.append
+    for mode_bytes, name, oid in _TREE_ENTRY.findall(raw):
+        mode, kind = modes.get(mode_bytes) or _mode(mode_bytes)
+        append(RawTreeEntry(mode_bytes, mode, name, oid, kind))
+    return out
+
 
 
 def iter_tree(raw: bytes) -> Iterator[RawTreeEntry]:
@@ -86,6 +117,21 @@ def iter_tree(raw: bytes) -> Iterator[RawTreeEntry]:
     (`malformed mode in tree entry`) or has an empty name (`empty filename`).
     """
     pos = 0
+    n = len(raw)
+    # Fast path: one regular expression match per well-formed entry; the first entry it
+    # cannot match is handed to the careful reader below, which says why.
+    for m in _TREE_ENTRY.finditer(raw):
+        if m.start() != pos:
+            break
+        mode_bytes, name, oid = m.groups()
+        mode, kind = _mode(mode_bytes)
+        yield RawTreeEntry(mode_bytes, mode, name, oid, kind)
+        pos = m.end()
+    if pos < n:
+        yield from _iter_tree_slowly(raw, pos)
+
+
+def _iter_tree_slowly(raw: bytes, pos: int) -> Iterator[RawTreeEntry]:
     n = len(raw)
     view = memoryview(raw)
     while pos < n:
@@ -105,10 +151,8 @@ def iter_tree(raw: bytes) -> Iterator[RawTreeEntry]:
             raise ObjectParseError("too-short tree object")
         if nul == sp + 1:
             raise ObjectParseError("empty filename in tree entry")
-        mode = 0
-        for c in mode_bytes:
-            mode = ((mode << 3) + (c - 48)) & 0xFFFFFFFF
-        yield RawTreeEntry(mode_bytes, mode, raw[sp + 1 : nul], bytes(view[nul + 1 : nul + 21]))
+        mode, kind = _mode(mode_bytes)
+        yield RawTreeEntry(mode_bytes, mode, raw[sp + 1 : nul], bytes(view[nul + 1 : nul + 21]), kind)
         pos = nul + 21
 
 

@@ -33,6 +33,7 @@ from .watch_check import (
     PackIncomplete,
     PackRejected,
     RepoView,
+    TreeCache,
     VerifiedPack,
     Waiting,
     check_complete,
@@ -41,7 +42,7 @@ from .watch_check import (
     peek,
     verify_pack,
 )
-from .packfile import OBJ_BLOB, OBJ_TREE
+from .packfile import OBJ_COMMIT, OBJ_TAG
 from .watch_quarantine import Quarantine
 from .watch_repo import ReceivingRepo, crash_point
 
@@ -249,6 +250,9 @@ class Importer:
         self._verdicts: dict[str, _Verdict] = {}
         self._noted: set[tuple[str, str]] = set()
         self._batch = _Batch()
+        self._trees = TreeCache()
+        self._received: set[str] | None = None  # ids of received packs in the cache (loaded once)
+        self._types: dict[str, int | None] = {}  # REPO's answers, valid for one pass
         self.dirs: list[str] = []  # directories seen by the last scan (for inotify)
 
     def close(self) -> None:
@@ -376,11 +380,18 @@ class Importer:
         and the whole history below it, when it arrived."""
         if oid in self.imported:
             return True
-        row = self.cache.get(FORMAT_VERSION, oid, with_data=False)
-        if row is not None and row.received and self.repo.type_of(oid) is not None:
+        if self._received is None:
+            self._received = self.cache.received_ids(FORMAT_VERSION)
+        if oid in self._received and self._type(oid) is not None:
             self.imported.add(oid)
             return True
         return False
+
+    def _type(self, oid: str) -> int | None:
+        """REPO's type for oid; answers of the pass's batched question first (see run_pass)."""
+        if oid in self._types:
+            return self._types[oid]
+        return self.repo.type_of(oid)
 
     def _has_commit(self, commit: str) -> bool:
         """The commit is in REPO with its whole history: checked by us, or reachable from a ref."""
@@ -396,9 +407,16 @@ class Importer:
     def _satisfied(self, need: str) -> bool:
         """A waiting pack's need is met: a commit or tag complete in REPO, or (a delta base) any
         tree or blob present."""
-        if self._has_commit(need) or self._has_tag(need):
+        if need in self._batch.commits or need in self.imported:
             return True
-        return self.repo.type_of(need) in (OBJ_TREE, OBJ_BLOB)
+        type_num = self._type(need)
+        if type_num is None:
+            return False
+        if type_num == OBJ_COMMIT:
+            return self.is_imported(need) or self.repo.trusted_commit(need, type_num)
+        if type_num == OBJ_TAG:
+            return self.is_imported(need) or self.repo.trusted_tag(need, type_num)
+        return True
 
     def _view(self) -> RepoView:
         objects = self._batch.objects
@@ -407,7 +425,7 @@ class Importer:
             hit = objects.get(oid)
             return hit if hit is not None else self.repo.read(oid)
 
-        return RepoView(read, self._has_commit, self._has_tag)
+        return RepoView(read, self._has_commit, self._has_tag, self._trees)
 
     # -- one pass -------------------------------------------------------------------
     def run_pass(self, *, final: bool = False) -> PassResult:
@@ -422,6 +440,8 @@ class Importer:
             if path not in seen:
                 del self._verdicts[path]
 
+        # One batched question to REPO for every pack named in DIR, instead of one per pack.
+        self._types = self.repo.types(sorted({commit_from_name(os.path.basename(p)) for p, _ in packs}))
         ready: dict[str, tuple[str, os.stat_result]] = {}
         waiting: dict[str, tuple[str, os.stat_result, frozenset[str]]] = {}
         self._live: dict[str, int] = {}  # commit -> its files not rejected
@@ -451,6 +471,7 @@ class Importer:
         result.imported = sum(1 for c in live if c in self.imported)
         for commit, (_, _, needs) in waiting.items():
             result.waiting[commit] = needs
+        self._types = {}  # objects were written: the answers are stale
         self._update_refs(manifests, now, final, result)
         result.causes = self._causes(result)
         return result

@@ -64,6 +64,7 @@ __all__ = [
     "PackRejected",
     "Waiting",
     "RepoView",
+    "TreeCache",
     "VerifiedPack",
     "StoredEntry",
     "commit_from_name",
@@ -106,6 +107,37 @@ class Waiting:
     unresolved: bool = False  # the named object itself lies in deltas whose bases are absent
 
 
+class TreeCache:
+    """Parsed trees by binary id (name -> (kind, binary id)), least recently used dropped.
+
+    Content-addressed, so always right; shared across packs because a commit's parent
+    trees are the trees its parent's pack brought, parsed a moment before.  Bounded by
+    the number of entries held (about 200 bytes each).
+    """
+
+    def __init__(self, max_entries: int = 200_000):
+        from collections import OrderedDict
+
+        self._trees: "OrderedDict[bytes, dict[bytes, tuple[str, bytes]]]" = OrderedDict()
+        self._entries = 0
+        self.max_entries = max_entries
+
+    def get(self, tree_id: bytes) -> dict[bytes, tuple[str, bytes]] | None:
+        hit = self._trees.get(tree_id)
+        if hit is not None:
+            self._trees.move_to_end(tree_id)
+        return hit
+
+    def put(self, tree_id: bytes, names: dict[bytes, tuple[str, bytes]]) -> None:
+        if tree_id in self._trees:
+            return
+        self._trees[tree_id] = names
+        self._entries += len(names)
+        while self._entries > self.max_entries and len(self._trees) > 1:
+            _, old = self._trees.popitem(last=False)
+            self._entries -= len(old)
+
+
 @dataclass(frozen=True)
 class RepoView:
     """What the checker may ask about the receiving repository.
@@ -119,6 +151,7 @@ class RepoView:
     read: Callable[[bytes], tuple[int, bytes] | None]
     has_commit: Callable[[str], bool]
     has_tag: Callable[[str], bool] = lambda tag: False
+    trees: TreeCache | None = None  # parsed trees kept between packs
 
     def complete(self, hex_id: str) -> bool:
         return self.has_commit(hex_id) or self.has_tag(hex_id)
@@ -403,6 +436,8 @@ class _Checker:
                 report = fsck_tree(hex_id, content, strict=self.policy.strict)
                 self._refuse(report.findings)
                 self._reports[oid] = report.entries
+                if self.repo.trees is not None:
+                    self.repo.trees.put(oid, {e.name: (e.kind, e.id) for e in report.entries})
                 self.gitmodules.update(report.gitmodules)
                 self.gitattributes.update(report.gitattributes)
         for oid in sorted(self.gitmodules):
@@ -478,6 +513,10 @@ class _Checker:
         """name -> (kind, binary id) of a tree of a complete parent (read from the repository)."""
         if tree_id is None:
             return None
+        if tree_id not in self._parent_trees and self.repo.trees is not None:
+            hit = self.repo.trees.get(tree_id)
+            if hit is not None:
+                self._parent_trees[tree_id] = hit
         if tree_id not in self._parent_trees:
             found = self.external.get(tree_id) or self.repo.read(tree_id)
             if found is None or found[0] != OBJ_TREE:
@@ -486,6 +525,8 @@ class _Checker:
                 self._parent_trees[tree_id] = {e.name: (e.kind, e.id) for e in iter_tree(found[1])}
             except ObjectParseError:
                 raise PackRejected(f"a parent's tree {tree_id.hex()} cannot be read") from None
+            if self.repo.trees is not None:
+                self.repo.trees.put(tree_id, self._parent_trees[tree_id])
         return self._parent_trees[tree_id]
 
     def connected(self, root: bytes, parent_roots: list[bytes], what: str) -> None:
@@ -513,23 +554,28 @@ class _Checker:
                 continue
             walked.add(tree_id)
             parent_maps = [m for m in (self._parent_tree(d) for d in parent_dirs) if m is not None]
-            for e in self._reports[tree_id]:
-                kind = e.kind
+            objects = self.objects
+            for _, _, name, oid, kind in self._reports[tree_id]:
                 if kind == KIND_GITLINK:
                     continue  # a commit of another repository
-                if e.id in self.objects:
-                    got = self.objects[e.id][0]
-                    if got != _KIND_TYPES[kind]:
+                found = objects.get(oid)
+                if found is not None:
+                    if found[0] != _KIND_TYPES[kind]:
                         raise PackRejected(
-                            f"tree {tree_id.hex()} names {e.id.hex()} as a {kind} ({e.name.decode(errors='replace')!r}),"
-                            f" it is a {TYPE_NAMES[got].decode()}"
+                            f"tree {tree_id.hex()} names {oid.hex()} as a {kind} ({name.decode(errors='replace')!r}),"
+                            f" it is a {TYPE_NAMES[found[0]].decode()}"
                         )
-                    self.reached.add(e.id)
+                    self.reached.add(oid)
                     if kind == KIND_TREE:
-                        below = [m.get(e.name) for m in parent_maps]
-                        queue.append((e.id, [b[1] for b in below if b is not None and b[0] == KIND_TREE]))
-                elif not any(m.get(e.name) == (kind, e.id) for m in parent_maps):
-                    outside.append((tree_id, e.id, kind))
+                        below = [m.get(name) for m in parent_maps]
+                        queue.append((oid, [b[1] for b in below if b is not None and b[0] == KIND_TREE]))
+                    continue
+                want = (kind, oid)
+                for m in parent_maps:
+                    if m.get(name) == want:
+                        break
+                else:
+                    outside.append((tree_id, oid, kind))
         if not outside:
             return
         known = {v for m in self._parent_trees.values() if m for v in m.values()}

@@ -300,6 +300,14 @@ class ReceivingRepo:
     def has(self, oid: bytes) -> bool:
         return self.type_of(oid.hex()) is not None
 
+    def types(self, hex_ids: list[str]) -> dict[str, int | None]:
+        """The type of each object (None: absent), one round trip per _ASK_CHUNK ids."""
+        if not hex_ids:
+            return {}
+        with self._lock:
+            _, answers = self._ask_many("--batch-check", hex_ids)
+        return {h: (_TYPES.get(f[1]) if len(f) == 3 else None) for h, f in zip(hex_ids, answers)}
+
     def missing(self, oids: list[bytes]) -> set[bytes]:
         """Those of oids that are not in the repository: one round trip per _ASK_CHUNK ids."""
         if not oids:
@@ -312,20 +320,21 @@ class ReceivingRepo:
         """The commit object is present (which says nothing about what lies below it)."""
         return self.type_of(hex_id) == OBJ_COMMIT
 
-    def trusted_commit(self, hex_id: str) -> bool:
-        """The commit is reachable from one of REPO's refs, so complete, as git fetch trusts it."""
-        return self._trusted_as(hex_id, OBJ_COMMIT, ["rev-list", "-n", "1", hex_id, "--not", "--all"])
+    def trusted_commit(self, hex_id: str, known_type: int | None = -1) -> bool:
+        """The commit is reachable from one of REPO's refs, so complete, as git fetch trusts it.
+        known_type: the object's type if the caller knows it (None: absent)."""
+        return self._trusted_as(hex_id, OBJ_COMMIT, ["rev-list", "-n", "1", hex_id, "--not", "--all"], known_type)
 
-    def trusted_tag(self, hex_id: str) -> bool:
+    def trusted_tag(self, hex_id: str, known_type: int | None = -1) -> bool:
         """The tag object (and so what it names) is reachable from one of REPO's refs."""
         return self._trusted_as(
-            hex_id, OBJ_TAG, ["rev-list", "--objects", "--no-object-names", hex_id, "--not", "--all"]
+            hex_id, OBJ_TAG, ["rev-list", "--objects", "--no-object-names", hex_id, "--not", "--all"], known_type
         )
 
-    def _trusted_as(self, hex_id: str, type_num: int, args: list[str]) -> bool:
+    def _trusted_as(self, hex_id: str, type_num: int, args: list[str], known_type: int | None = -1) -> bool:
         if hex_id in self._trusted:
             return True
-        if self.type_of(hex_id) != type_num:
+        if (self.type_of(hex_id) if known_type == -1 else known_type) != type_num:
             return False
         return self._reachable(args, hex_id)
 

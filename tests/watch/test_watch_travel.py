@@ -86,9 +86,17 @@ def _gpg_home(tmp_path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed (scripts/setup.sh installs gnupg)")
-def test_signed_tags_verify_after_the_trip(history, tmp_path):
+@pytest.fixture
+def gpg_env(tmp_path):
+    """A GnuPG home of this test's own with one signing key; its gpg-agent is stopped after."""
     env = _gpg_home(tmp_path)
+    yield env
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed (scripts/setup.sh installs gnupg)")
+def test_signed_tags_verify_after_the_trip(history, tmp_path, gpg_env):
+    env = gpg_env
     source = tmp_path / "source"
     git("clone", "-q", "--bare", history, str(source))
     key = "release@example.invalid"
