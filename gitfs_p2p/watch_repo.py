@@ -297,9 +297,6 @@ class ReceivingRepo:
             _, fields = self._ask("--batch-check", hex_id)
             return _TYPES.get(fields[1]) if len(fields) == 3 else None
 
-    def has(self, oid: bytes) -> bool:
-        return self.type_of(oid.hex()) is not None
-
     def types(self, hex_ids: list[str]) -> dict[str, int | None]:
         """The type of each object (None: absent), one round trip per _ASK_CHUNK ids."""
         if not hex_ids:
@@ -307,14 +304,6 @@ class ReceivingRepo:
         with self._lock:
             _, answers = self._ask_many("--batch-check", hex_ids)
         return {h: (_TYPES.get(f[1]) if len(f) == 3 else None) for h, f in zip(hex_ids, answers)}
-
-    def missing(self, oids: list[bytes]) -> set[bytes]:
-        """Those of oids that are not in the repository: one round trip per _ASK_CHUNK ids."""
-        if not oids:
-            return set()
-        with self._lock:
-            _, answers = self._ask_many("--batch-check", [oid.hex() for oid in oids])
-        return {oid for oid, fields in zip(oids, answers) if len(fields) != 3}
 
     def has_commit(self, hex_id: str) -> bool:
         """The commit object is present (which says nothing about what lies below it)."""
