@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     fuse3 libfuse3-dev pkg-config gcc python3-dev git     # the mount (pyfuse3 builds from source)
     transmission-cli transmission-daemon aria2             # stock BitTorrent clients for interop
+    rtorrent qbittorrent-nox                               # more stock clients (a few interop pairs)
     python3-libtorrent opentracker                         # libtorrent peer, Debian's tracker
     iproute2                                               # `ip`: the interop test's private network namespace
 )
