@@ -40,13 +40,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import xmlrpc.client
 from pathlib import Path
 
 from torrentcore import bencode
 from torrentcore.metainfo import parse_torrent
 
 __all__ = [
-    "CLIENTS", "TRACKERS", "Client", "Transmission", "Aria2", "Libtorrent",
+    "CLIENTS", "TRACKERS", "Client", "Transmission", "Aria2", "Libtorrent", "Rtorrent", "QBittorrent",
     "EmbeddedTracker", "OpenTracker", "ClientError", "client_available", "tracker_available",
     "free_port", "kill_group", "wait_until", "torrent_info_hash", "LOOPBACK", "SYSTEM_PYTHON",
     "libtorrent_available",
@@ -160,7 +161,8 @@ def client_available(name: str) -> str | None:
         return None if libtorrent_available() else \
             "python3-libtorrent is not importable by /usr/bin/python3 (apt-get install python3-libtorrent)"
     binary, package = {"transmission": ("transmission-daemon", "transmission-daemon"),
-                       "aria2": ("aria2c", "aria2")}[name]
+                       "aria2": ("aria2c", "aria2"), "rtorrent": ("rtorrent", "rtorrent"),
+                       "qbittorrent": ("qbittorrent-nox", "qbittorrent-nox")}[name]
     if name == "transmission" and shutil.which("transmission-remote") is None:
         return "transmission-remote is not installed (apt-get install transmission-cli)"
     return None if shutil.which(binary) else f"{binary} is not installed (apt-get install {package})"
@@ -269,6 +271,19 @@ class Client:
     def _add(self, torrent: Path, save_path: Path, mode: str) -> None:
         raise NotImplementedError
 
+    def _wait_answering(self, probe, what: str, timeout: float = 30) -> None:
+        """Wait until probe() (a call to the control interface just started) returns without
+        an error; ClientError at once if the process exits."""
+        def answers():
+            if self.proc.poll() is not None:
+                raise ClientError(f"{self.label} exited with code {self.proc.returncode}\n{tail(self.log_path)}")
+            try:
+                probe()
+                return True
+            except (OSError, urllib.error.URLError, ValueError):
+                return False
+        wait_until(answers, timeout, what, details=self.details)
+
     def _alive_status(self, accept):
         if self.proc is not None and self.proc.poll() is not None:
             raise ClientError(f"{self.label} exited with code {self.proc.returncode}\n{self.details()}")
@@ -324,18 +339,7 @@ class Transmission(Client):
         (self.config_dir / "settings.json").write_text(json.dumps(self.settings(), indent=1))
         self.proc = _start(["transmission-daemon", "--foreground", "--config-dir",
                             str(self.config_dir), "--log-info"], self.log_path, cwd=self.config_dir)
-        wait_until(lambda: self._alive_status_rpc(), 30, "transmission-daemon's RPC to answer",
-                   details=self.details)
-
-    def _alive_status_rpc(self) -> bool:
-        if self.proc.poll() is not None:
-            raise ClientError(f"transmission-daemon exited with code {self.proc.returncode}\n"
-                              f"{tail(self.log_path)}")
-        try:
-            self.rpc("session-get")
-            return True
-        except (OSError, urllib.error.URLError, ValueError):
-            return False
+        self._wait_answering(lambda: self.rpc("session-get"), "transmission-daemon's RPC to answer")
 
     def rpc(self, method: str, **arguments) -> dict:
         for _ in range(3):
@@ -431,16 +435,7 @@ class Aria2(Client):
             f"--log={self.aria2_log}", "--log-level=info",
             f"--dir={self.config_dir}",
         ], self.log_path, cwd=self.config_dir, env={"HOME": str(self.config_dir)})
-        wait_until(lambda: self._answers(), 30, "aria2's RPC to answer", details=self.details)
-
-    def _answers(self) -> bool:
-        if self.proc.poll() is not None:
-            raise ClientError(f"aria2c exited with code {self.proc.returncode}\n{tail(self.log_path)}")
-        try:
-            self.rpc("aria2.getVersion")
-            return True
-        except (OSError, urllib.error.URLError, ValueError):
-            return False
+        self._wait_answering(lambda: self.rpc("aria2.getVersion"), "aria2's RPC to answer")
 
     def rpc(self, method: str, *params):
         try:
@@ -666,7 +661,265 @@ class Libtorrent(Client):
         super().stop()
 
 
-CLIENTS = {"transmission": Transmission, "aria2": Aria2, "libtorrent": Libtorrent}
+class _SCGITransport(xmlrpc.client.Transport):
+    """XML-RPC over SCGI (what rtorrent's network.scgi.open_local speaks) on a unix socket."""
+
+    def __init__(self, socket_path: str, timeout: float = 10):
+        super().__init__()
+        self.socket_path, self.timeout = socket_path, timeout
+
+    def request(self, host, handler, request_body, verbose=False):
+        headers = b"".join(b"%s\0%s\0" % pair for pair in (
+            (b"CONTENT_LENGTH", b"%d" % len(request_body)), (b"SCGI", b"1"),
+            (b"REQUEST_METHOD", b"POST"), (b"REQUEST_URI", b"/RPC2")))
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(self.timeout)
+            sock.connect(self.socket_path)
+            sock.sendall(b"%d:%s," % (len(headers), headers) + request_body)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+        if not sep or not head.startswith((b"Status: 200", b"Content-Type")):
+            raise xmlrpc.client.ProtocolError(self.socket_path, 500, head[:200].decode(errors="replace"), {})
+        parser, unmarshaller = self.getparser()
+        parser.feed(body)
+        parser.close()
+        return unmarshaller.close()
+
+
+class Rtorrent(Client):
+    """rtorrent 0.9.8 headless (``system.daemon.set = true``), driven over XML-RPC on an SCGI
+    unix socket in its private config dir (``network.scgi.open_local``: a TCP SCGI port would
+    let any local user run commands as rtorrent); config written to CONFIG/rtorrent.rc."""
+
+    name = "rtorrent"
+
+    #: d.* values one status() fetches, in one system.multicall
+    FIELDS = ("d.hash", "d.hashing", "d.is_hash_checked", "d.completed_bytes", "d.size_bytes",
+              "d.down.total", "d.up.total", "d.peers_connected", "d.message", "d.state", "d.complete")
+
+    def __init__(self, workdir, **kw):
+        super().__init__(workdir, **kw)
+        self.info_hash: str | None = None
+        self._config_fd: int | None = None
+
+    def config(self) -> str:
+        c = self.config_dir
+        return "\n".join([
+            "system.daemon.set = true",               # no curses UI; runs in the foreground
+            f'session.path.set = "{c / "session"}"',
+            f'directory.default.set = "{c / "downloads"}"',
+            'network.scgi.open_local = "scgi.sock"',  # relative to its cwd, CONFIG
+            "network.xmlrpc.size_limit.set = 16M",    # load.raw_* carries the whole .torrent
+            f"network.bind_address.set = {self.host}",
+            f"network.port_range.set = {self.port}-{self.port}",
+            "network.port_random.set = no",
+            "dht.mode.set = disable",
+            "protocol.pex.set = no",
+            "trackers.use_udp.set = no",
+            "protocol.encryption.set = allow_incoming,try_outgoing,enable_retry",
+            f'log.open_file = "main", "{self.workdir / (self.label + ".rtorrent-log")}"',
+            'log.add_output = "info", "main"',
+            ""])
+
+    def _ensure_running(self) -> None:
+        if self.proc is not None:
+            return
+        for sub in ("session", "downloads"):
+            (self.config_dir / sub).mkdir(exist_ok=True)
+        rc = self.config_dir / "rtorrent.rc"
+        rc.write_text(self.config())
+        # the socket's full path may pass the 108-byte limit of a unix socket address: reach
+        # it through a descriptor of its directory
+        self._config_fd = os.open(self.config_dir, os.O_RDONLY | os.O_DIRECTORY)
+        # -n: no ~/.rtorrent.rc; the config is imported from the test's own file
+        self.proc = _start(["rtorrent", "-n", "-o", f"import={rc}"], self.log_path,
+                           cwd=self.config_dir, env={"HOME": str(self.config_dir)})
+        self._wait_answering(lambda: self.rpc("system.client_version"), "rtorrent's XML-RPC to answer")
+
+    def rpc(self, method: str, *params):
+        proxy = xmlrpc.client.ServerProxy("http://rtorrent/RPC2", transport=_SCGITransport(
+            f"/proc/self/fd/{self._config_fd}/scgi.sock"))
+        try:
+            return getattr(proxy, method)(*params)
+        except (xmlrpc.client.Fault, xmlrpc.client.ProtocolError) as exc:
+            raise ClientError(f"rtorrent {method}: {exc}") from None
+
+    def _add(self, torrent, save_path, mode):
+        self._ensure_running()
+        if self.info_hash is not None:  # replace: d.erase forgets the torrent, keeps the data
+            self.rpc("d.erase", self.info_hash)
+            self.info_hash = None
+        ih = torrent_info_hash(torrent).upper()
+        # load.raw: the bytes, no tied .torrent file (d.erase would delete a tied file).
+        # Multi-file torrents go to DIRECTORY/<name>: d.directory.set=MOUNT seeds MOUNT/packs.
+        self.rpc("load.raw", "", xmlrpc.client.Binary(torrent.read_bytes()))
+        wait_until(lambda: ih in self.rpc("download_list"), 30, "rtorrent to load the torrent",
+                   details=self.details)
+        self.rpc("d.directory.set", ih, str(save_path))
+        self.rpc("d.start", ih)  # hash-checks what is there first, then seeds or downloads
+        self.info_hash = ih
+        self.torrent, self.save_path, self.mode = torrent, save_path, mode
+
+    def status(self) -> dict:
+        if self.info_hash is None:
+            raise ClientError("rtorrent: no torrent")
+        calls = [{"methodName": f, "params": [self.info_hash]} for f in self.FIELDS]
+        values = {}
+        for field, reply in zip(self.FIELDS, self.rpc("system.multicall", calls)):
+            if isinstance(reply, dict):  # a fault for this call
+                raise ClientError(f"rtorrent {field}: {reply.get('faultString')}")
+            values[field] = reply[0]
+        return {
+            "state": "complete" if values["d.complete"] else ("started" if values["d.state"] else "stopped"),
+            # d.hashing: 0 idle, 1 initial check, 2 after completion, 3 re-check
+            "checked": values["d.hashing"] == 0 and bool(values["d.is_hash_checked"]),
+            "progress": values["d.completed_bytes"] / values["d.size_bytes"] if values["d.size_bytes"] else 0.0,
+            "verified": values["d.completed_bytes"], "total": values["d.size_bytes"],
+            "downloaded": values["d.down.total"], "uploaded": values["d.up.total"],
+            "peers": values["d.peers_connected"], "error": values["d.message"],
+            "info_hash": values["d.hash"].lower(),
+        }
+
+    def reannounce(self) -> None:
+        if self.info_hash is not None and self.proc is not None:
+            try:
+                self.rpc("d.tracker_announce", self.info_hash)
+            except (OSError, ClientError):
+                pass
+
+    def stop(self) -> None:
+        super().stop()
+        if self._config_fd is not None:
+            os.close(self._config_fd)
+            self._config_fd = None
+
+    def details(self) -> str:
+        return super().details() + f"\n--- rtorrent log tail\n{tail(self.workdir / (self.label + '.rtorrent-log'))}"
+
+
+def _multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body and its Content-Type (what qBittorrent's torrents/add takes)."""
+    boundary = f"gitp2p-{os.urandom(12).hex()}"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    for key, (filename, data) in files.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"; '
+                     f'filename="{filename}"\r\nContent-Type: application/x-bittorrent\r\n\r\n'.encode()
+                     + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+class QBittorrent(Client):
+    """qbittorrent-nox 4.5 (libtorrent 2.0) driven over its WebUI API (/api/v2) on 127.0.0.1.
+
+    Its config, CONFIG/qBittorrent/config/qBittorrent.conf (``--profile=CONFIG``), is written
+    before it starts: legal notice accepted (else it waits for a keypress), WebUI on a loopback
+    port with the localhost login bypass, TCP only, no DHT/PEX/LSD/UPnP, queueing off."""
+
+    name = "qbittorrent"
+
+    CHECKING = ("checkingUP", "checkingDL", "checkingResumeData", "allocating", "metaDL", "moving")
+
+    def __init__(self, workdir, **kw):
+        super().__init__(workdir, **kw)
+        self.webui_port = free_port()
+        self.api = f"http://{LOOPBACK}:{self.webui_port}/api/v2/"
+        self.info_hash: str | None = None
+
+    def config(self) -> str:
+        return "\n".join([
+            "[LegalNotice]", "Accepted=true", "",
+            "[BitTorrent]",
+            "Session\\AddExtensionToIncompleteFiles=true",   # partial files end in .!qB
+            "Session\\AnnounceToAllTrackers=true",
+            "Session\\BTProtocol=TCP",                       # uTP is very slow on loopback
+            "Session\\DHTEnabled=false", "Session\\LSDEnabled=false", "Session\\PeXEnabled=false",
+            f"Session\\DefaultSavePath={self.config_dir / 'downloads'}",
+            "Session\\Interface=lo", "Session\\InterfaceName=lo",
+            f"Session\\InterfaceAddress={self.host}",
+            f"Session\\Port={self.port}",
+            "Session\\MultiConnectionsPerIp=true",
+            "Session\\QueueingSystemEnabled=false",
+            "", "[Network]", "PortForwardingEnabled=false", "",
+            "[Preferences]",
+            "Connection\\ResolvePeerCountries=false",          # else it fetches a GeoIP database
+            f"WebUI\\Address={LOOPBACK}", f"WebUI\\Port={self.webui_port}",
+            "WebUI\\LocalHostAuth=false",                      # no login from 127.0.0.1
+            ""])
+
+    def _ensure_running(self) -> None:
+        if self.proc is not None:
+            return
+        conf = self.config_dir / "qBittorrent" / "config" / "qBittorrent.conf"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(self.config())
+        self.proc = _start(["qbittorrent-nox", f"--profile={self.config_dir}"], self.log_path,
+                           cwd=self.config_dir, env={"HOME": str(self.config_dir)})
+        self._wait_answering(lambda: self.call("app/version"), "qbittorrent-nox's WebUI to answer")
+
+    def call(self, method: str, fields: dict | None = None, *, files=None, query=None) -> bytes:
+        """GET api/v2/METHOD?query, or POST it with form fields (multipart when files)."""
+        url = self.api + method + ("?" + urllib.parse.urlencode(query) if query else "")
+        data, headers = None, {}
+        if files:
+            data, headers["Content-Type"] = _multipart(fields or {}, files)
+        elif fields is not None:
+            data = urllib.parse.urlencode(fields).encode()
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers),
+                                    timeout=10) as resp:
+            return resp.read()
+
+    def _info(self) -> dict | None:
+        found = json.loads(self.call("torrents/info", query={"hashes": self.info_hash}))
+        return found[0] if found else None
+
+    def _add(self, torrent, save_path, mode):
+        self._ensure_running()
+        if self.info_hash is not None:  # replace: forget the old torrent, keep its files
+            self.call("torrents/delete", {"hashes": self.info_hash, "deleteFiles": "false"})
+            wait_until(lambda: self._info() is None, 20, "qbittorrent to drop the old torrent",
+                       details=self.details)
+        self.info_hash = torrent_info_hash(torrent)
+        # contentLayout Original: files go to SAVEPATH/<torrent name>/, so SAVEPATH=MOUNT
+        reply = self.call("torrents/add", {
+            "savepath": str(save_path), "autoTMM": "false", "paused": "false",
+            "skip_checking": "false", "contentLayout": "Original"},
+            files={"torrents": (torrent.name, torrent.read_bytes())})
+        if reply.strip() != b"Ok.":
+            raise ClientError(f"qbittorrent torrents/add answered {reply[:200]!r}")
+        wait_until(lambda: self._info() is not None, 30, "qbittorrent to load the torrent",
+                   details=self.details)
+        self.torrent, self.save_path, self.mode = torrent, save_path, mode
+
+    def status(self) -> dict:
+        if self.info_hash is None:
+            raise ClientError("qbittorrent: no torrent")
+        t = self._info()
+        if t is None:
+            raise ClientError(f"qbittorrent does not list {self.info_hash}")
+        return {
+            "state": t["state"], "checked": t["state"] not in self.CHECKING,
+            "progress": t["progress"], "verified": t["completed"], "total": t["size"],
+            # the *_session counters (libtorrent's total_payload_*) come from the same status
+            # snapshot as the progress; "downloaded" (all_time_download) lags by a second or so
+            "downloaded": t["downloaded_session"], "uploaded": t["uploaded_session"],
+            "peers": t["num_seeds"] + t["num_leechs"],
+            "error": t["state"] if t["state"] in ("error", "missingFiles") else "",
+            "info_hash": t["hash"],
+        }
+
+    def reannounce(self) -> None:
+        if self.info_hash is not None and self.proc is not None:
+            try:
+                self.call("torrents/reannounce", {"hashes": self.info_hash})
+            except (OSError, urllib.error.URLError):
+                pass
+
+
+CLIENTS = {"transmission": Transmission, "aria2": Aria2, "libtorrent": Libtorrent,
+           "rtorrent": Rtorrent, "qbittorrent": QBittorrent}
 
 
 # ------------------------------------------------------------------ trackers
