@@ -248,6 +248,11 @@ class Client:
     def reannounce(self) -> None:
         """Announce again now, so the client learns of peers that arrived after it."""
 
+    def last_announce(self) -> tuple[int, int] | None:
+        """(time, peers the tracker returned) of the last successful announce of the current
+        torrent; None before one, or when the client does not say."""
+        return None
+
     def stop(self) -> None:
         kill_group(self.proc)
         self.proc = None
@@ -397,6 +402,14 @@ class Transmission(Client):
                 self.rpc("torrent-reannounce", ids=[self.torrent_id])
             except (OSError, urllib.error.URLError, ClientError):
                 pass
+
+    def last_announce(self) -> tuple[int, int] | None:
+        if self.torrent_id is None:
+            return None
+        t = self.rpc("torrent-get", ids=[self.torrent_id], fields=["trackerStats"])["torrents"][0]
+        done = [(s["lastAnnounceTime"], s["lastAnnouncePeerCount"]) for s in t["trackerStats"]
+                if s["hasAnnounced"] and s["lastAnnounceSucceeded"]]
+        return max(done) if done else None
 
 
 class Aria2(Client):
