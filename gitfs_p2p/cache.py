@@ -24,6 +24,9 @@ __all__ = ["PackCache", "CachedPack", "DEFAULT_CACHE_BYTES"]
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_BYTES = 256 << 20
+#: `received` column: 0 built here; 1 received by a format-1 watcher; 2 received and checked
+#: by today's watcher (only those count as complete histories).
+RECEIVED_CHECKED = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS packs (
@@ -80,7 +83,9 @@ class PackCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-            # Format 2 kept format 1's commit packs byte for byte (it added tag packs).
+            # Format 2 kept format 1's commit packs byte for byte (it added tag packs), so the
+            # rows move over; received ones keep received = 1: a format-1 watcher checked them
+            # less than today's does, so they are served, but not trusted as checked (2).
             self._db.execute("UPDATE OR IGNORE packs SET format = 2 WHERE format = 1")
             row = self._db.execute(
                 "SELECT COALESCE(SUM(LENGTH(data)), 0), COALESCE(MAX(seq), 0) FROM packs WHERE received = 0"
@@ -108,9 +113,11 @@ class PackCache:
         return CachedPack(row[0], row[1], row[2], bool(row[3]))
 
     def received_ids(self, fmt: int) -> set[str]:
-        """The ids of every received pack (commits and tags the watcher imported)."""
+        """The ids of every pack the watcher received and checked as it checks today
+        (received = 2; rows from a format-1 watcher have 1)."""
         with self._lock:
-            return {row[0] for row in self._query("SELECT commit_id FROM packs WHERE format=? AND received=1", (fmt,))}
+            query = "SELECT commit_id FROM packs WHERE format=? AND received=?"
+            return {row[0] for row in self._query(query, (fmt, RECEIVED_CHECKED))}
 
     def sizes(self, fmt: int, commit_hexes: list[str]) -> dict[str, int]:
         """Known sizes for the given commits (missing ones are absent)."""
@@ -141,7 +148,8 @@ class PackCache:
             self._query(
                 "INSERT OR REPLACE INTO packs (format, commit_id, size, sha256, data, received, seq)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (fmt, commit_hex, len(data), digest, data if keep else None, int(received), self._seq),
+                (fmt, commit_hex, len(data), digest, data if keep else None,
+                 RECEIVED_CHECKED if received else 0, self._seq),
             )
             if keep and not received:
                 self._evictable_bytes += len(data)

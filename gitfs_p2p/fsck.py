@@ -86,15 +86,17 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
 #: Refused in every mode, whatever `fsck.*` says: each would let a peer harm the user or
 #: break the repository.  The rest of git's ids only refuse in strict mode.
 ALWAYS_REFUSED = frozenset({
-    # a header git cannot delimit
-    "nulInHeader", "unterminatedHeader",
+    # a NUL byte where git reads header lines (a C reader stops there, a checker may not)
+    "nulInHeader",
     # names a checkout would turn into a write outside the work tree or into .git
-    "hasDot", "hasDotdot", "hasDotgit", "fullPathname", "emptyName",
+    # (an empty name never gets this far: git cannot read such a tree, see badTree)
+    "hasDot", "hasDotdot", "hasDotgit", "fullPathname",
     # two entries for one path: which one a checkout writes depends on the tool
     "duplicateEntries",
-    # .gitmodules that could run a command or reach outside the repository
+    # .gitmodules that could run a command or reach outside the repository, or one too
+    # large to check (git: past core.bigFileThreshold)
     "gitmodulesSymlink", "gitmodulesName", "gitmodulesUrl", "gitmodulesPath", "gitmodulesUpdate",
-    "gitmodulesBlob", "gitmodulesLarge",
+    "gitmodulesLarge",
     # git itself cannot read the object
     "badTree", "missingTree", "badTreeSha1", "badParentSha1",
     "missingObject", "badObjectSha1", "missingTypeEntry", "missingType", "badType",
@@ -103,17 +105,17 @@ ALWAYS_REFUSED = frozenset({
 
 #: Why each id of ALWAYS_REFUSED is refused, in a few words (shown with the finding).
 WHY_ALWAYS = {
-    **dict.fromkeys(["nulInHeader", "unterminatedHeader"], "a header git cannot delimit"),
+    "nulInHeader": "a NUL byte in a header, which readers take apart differently",
     **dict.fromkeys(
-        ["hasDot", "hasDotdot", "hasDotgit", "fullPathname", "emptyName"],
+        ["hasDot", "hasDotdot", "hasDotgit", "fullPathname"],
         "unsafe name: a checkout would write into .git or outside the work tree",
     ),
     "duplicateEntries": "two entries for one path: what a checkout writes depends on the tool",
     **dict.fromkeys(
-        ["gitmodulesSymlink", "gitmodulesName", "gitmodulesUrl", "gitmodulesPath", "gitmodulesUpdate",
-         "gitmodulesBlob", "gitmodulesLarge"],
+        ["gitmodulesSymlink", "gitmodulesName", "gitmodulesUrl", "gitmodulesPath", "gitmodulesUpdate"],
         "a .gitmodules that could run a command or reach outside the repository",
     ),
+    "gitmodulesLarge": "a .gitmodules too large to check",
     **dict.fromkeys(
         ["badTree", "missingTree", "badTreeSha1", "badParentSha1", "missingObject", "badObjectSha1",
          "missingTypeEntry", "missingType", "badType", "missingTagEntry", "missingTag"],
@@ -121,8 +123,9 @@ WHY_ALWAYS = {
     ),
 }
 
-#: Largest .gitmodules we parse (git: core.bigFileThreshold, 512 MiB; we bound it tighter).
-MAX_GITMODULES = 1 << 20
+#: Largest .gitmodules we parse: git's core.bigFileThreshold default (512 MiB), which is
+#: also the receiver's bound on any one object.
+MAX_GITMODULES = 512 << 20
 #: git's ATTR_MAX_FILE_SIZE and ATTR_MAX_LINE_LENGTH.
 MAX_GITATTRIBUTES = 100 << 20
 MAX_GITATTRIBUTES_LINE = 2048
@@ -167,16 +170,22 @@ class FsckPolicy:
         severities: dict[str, Severity] = {}
         for raw_id, value in settings:
             msg_id = _BY_LOWER.get(raw_id.lower())
-            level = {"error": Severity.ERROR, "warn": Severity.WARN, "ignore": Severity.IGNORE}.get(value.lower())
-            if msg_id is None or level is None:
+            if msg_id is None:
                 continue  # git warns about unknown ids; they change nothing
+            level = {"error": Severity.ERROR, "warn": Severity.WARN, "ignore": Severity.IGNORE}.get(value)
+            if level is None:  # git stops the fetch on it (case counts: "Error" is not "error")
+                raise ValueError(f"fsck.{raw_id}: unknown severity {value!r} (git takes error, warn or ignore)")
             if DEFAULT_SEVERITY[msg_id] == Severity.FATAL and level != Severity.ERROR:
                 continue  # git refuses to demote a fatal id
             severities[msg_id] = level
         return cls(strict, severities, frozenset(s.lower() for s in skiplist))
 
     def severity(self, msg_id: str) -> Severity:
-        level = self.severities.get(msg_id, DEFAULT_SEVERITY.get(msg_id, Severity.ERROR))
+        """As git fetch sees it: strict mode makes a *default* warning an error; a severity
+        set in the configuration is taken as it is."""
+        if msg_id in self.severities:
+            return self.severities[msg_id]
+        level = DEFAULT_SEVERITY.get(msg_id, Severity.ERROR)
         if self.strict and level == Severity.WARN:
             level = Severity.ERROR
         return level
@@ -240,7 +249,7 @@ def _fsck_ident(raw: bytes, pos: int, oid: str, kind: str) -> tuple[int, Finding
     if line[p : p + 1] == b"0" and line[p + 1 : p + 2] != b" ":
         return bad("zeroPaddedDate", "zero-padded date")
     value, q = strtoumax_end(line, p)
-    if value >= (1 << 63) - 1:  # date_overflows(): past what git keeps in a time_t
+    if value >= 1 << 63:  # date_overflows(): no longer fits a signed 64-bit time_t
         return bad("badDateOverflow", "date causes integer overflow")
     if q == p or line[q : q + 1] != b" ":
         return bad("badDate", "bad date")
@@ -369,7 +378,7 @@ def _hfs_chars(name: bytes) -> list[int]:
             ch = name[i : i + size].decode("utf-8") if size else ""
         except UnicodeDecodeError:
             ch = ""
-        if len(ch) != 1:
+        if len(ch) != 1 or ord(ch) in (0xFFFE, 0xFFFF):  # git's pick_one_utf8_char refuses those too
             break
         i += size
         if ord(ch) not in _HFS_IGNORED:
@@ -863,7 +872,7 @@ def check_submodule_url(url: bytes) -> bool:
 def _credential_url_ok(url: bytes) -> bool:
     """credential.c credential_from_url_gently(quiet): a scheme, a host, no newline anywhere."""
     proto_end = url.find(b"://")
-    if proto_end < 0:
+    if proto_end <= 0:  # no scheme, or an empty one (`http::://host`)
         return False
     cp = url[proto_end + 3 :]
     slash = len(cp)

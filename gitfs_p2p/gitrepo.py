@@ -211,6 +211,10 @@ class GitRepo:
             if target is None:
                 log.info("ref %s names a missing or unreadable object; skipped", text)
                 continue
+            if target.commit is None and not target.tags:
+                # a bare tree or blob has no pack of its own (only a tag object can carry one)
+                log.info("ref %s names a %s, not a commit or tag; not published", text, _type_name(target.type_num))
+                continue
             out[text] = target
         return out
 

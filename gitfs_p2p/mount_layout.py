@@ -267,9 +267,11 @@ class PackDir:
         entry = self.extra.get(name)
         if entry is None and self.manifest_for_label is not None and name.endswith(MANIFEST_SUFFIX):
             label = name[: -len(MANIFEST_SUFFIX)]
-            if label not in self._manifests and len(self._manifests) < 1024:
-                self._manifests[label] = self.manifest_for_label(label)
             entry = self._manifests.get(label)
+            if entry is None:
+                entry = self.manifest_for_label(label)
+                if entry is not None and len(self._manifests) < 1024:
+                    self._manifests[label] = entry  # the same bytes (and so inode) on every lookup
         if entry is None:
             raise KeyError(name)
         return entry

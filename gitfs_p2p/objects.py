@@ -118,10 +118,13 @@ def iter_tree(raw: bytes) -> Iterator[RawTreeEntry]:
     """
     pos = 0
     n = len(raw)
-    # Fast path: one regular expression match per well-formed entry; the first entry it
+    # Fast path: one anchored regular expression match per well-formed entry (anchored: an
+    # unanchored search over a malformed tree costs quadratic time); the first entry it
     # cannot match is handed to the careful reader below, which says why.
-    for m in _TREE_ENTRY.finditer(raw):
-        if m.start() != pos:
+    match = _TREE_ENTRY.match
+    while pos < n:
+        m = match(raw, pos)
+        if m is None:
             break
         mode_bytes, name, oid = m.groups()
         mode, kind = _mode(mode_bytes)

@@ -559,6 +559,7 @@ class Importer:
                 by_need.setdefault(n, []).append(commit)
         queue = sorted(ready)
         retry: list[str] = []  # packs whose named object sits in deltas with absent bases
+        requeued: set[str] = set()
         added = 0  # packs verified since `retry` was last tried
         while queue or (retry and added):
             if not queue:  # something arrived meanwhile: the missing bases may be here now
@@ -580,6 +581,10 @@ class Importer:
                 continue
             if isinstance(outcome, Waiting):
                 needs = frozenset(n for n in outcome.needs if not self._satisfied(n))
+                if not needs and commit not in requeued:  # it arrived while this pack was read
+                    requeued.add(commit)
+                    queue.append(commit)
+                    continue
                 if outcome.unresolved:
                     retry.append(commit)
                 waiting[commit] = (path, st, needs)
@@ -667,10 +672,12 @@ class Importer:
                 continue
             wanted.update(manifest.refs)
             head = manifest.head or head
+        self._finish_checkout(result)
         if not wanted and head is None:
             return
         state = self.repo.ref_state()
         bare = self.repo.is_bare
+        checked_out = self.repo.checked_out_branches()
         if bare and head is not None and not state.head_born and state.head_target != head:
             # like a clone: HEAD follows the manifest while it is unborn; set before any ref
             self.repo.set_head(head)
@@ -685,41 +692,54 @@ class Importer:
             current = state.refs.get(dest)
             if current == target:
                 continue
-            if current is not None and not self.force:
-                if dest.startswith("refs/tags/"):
-                    result.refs_refused[dest] = (
-                        f"the tag exists, naming {current[:12]}; the manifest says {target[:12]} "
-                        "(a tag is never moved, as git fetch never clobbers one; use --force to replace it)"
-                    )
-                    continue
-                if not self.repo.is_ancestor(current, target):
-                    result.refs_refused[dest] = (
-                        f"{current[:12]} -> {target[:12]} is not a fast-forward (use --force to allow)"
-                    )
-                    continue
+            why = self._refusal(dest, target, current, checked_out)
+            if why:
+                result.refs_refused[dest] = why
+                continue
             updates.append((dest, target, current))
         crash_point("before-ref")
-        done = set(self.repo.update_refs(updates))
-        if done:
+        outcome = self.repo.update_refs(updates)
+        if any(why is None for why in outcome.values()):
             crash_point("after-refs")
         shown = 0
         for dest, target, current in updates:
-            if dest not in done:
-                result.refs_refused[dest] = "it changed while the watcher set it; the next pass tries again"
+            why = outcome[dest]
+            if why is not None:
+                result.refs_refused[dest] = f"git refused it: {why}"
                 continue
             result.refs_set.append((dest, target))
             if shown < REPORT_REFS:
                 self.report(f"{'updated' if current else 'created'} {dest} -> {target}")
                 shown += 1
-        if len(done) > shown:
-            self.report(f"... and {len(done) - shown} more refs set")
+        if len(result.refs_set) > shown:
+            self.report(f"... and {len(result.refs_set) - shown} more refs set")
         if not bare and head is not None:
             self._follow_head_in_work_tree(head, wanted.get(head), state, result)
 
+    def _refusal(self, dest: str, target: str, current: str | None, checked_out: dict[str, str]) -> str | None:
+        """Why dest must not move from current to target (None: it may), as git fetch decides."""
+        if dest in checked_out:
+            return f"checked out in {checked_out[dest]} (git fetch never moves such a branch)"
+        if dest.startswith("refs/heads/") and self._type(target) != OBJ_COMMIT:
+            return f"{target[:12]} is not a commit, and a branch names a commit"
+        if current is None or self.force:
+            return None
+        if dest.startswith("refs/tags/"):
+            peeled = self.repo.peel(target)
+            if peeled is not None and peeled == current:
+                return (f"the tag names commit {current[:12]}, received without its tag object by an "
+                        f"older gitp2p; the manifest names the annotated tag {target[:12]} "
+                        "(use --force to replace it)")
+            return (f"the tag exists, naming {current[:12]}; the manifest says {target[:12]} "
+                    "(a tag is never moved, as git fetch never clobbers one; use --force to replace it)")
+        if not self.repo.is_ancestor(current, target):
+            return f"{current[:12]} -> {target[:12]} is not a fast-forward (use --force to allow)"
+        return None
+
     def _follow_head_in_work_tree(self, head: str, target: str | None, state, result: PassResult) -> None:
         """A non-bare REPO: point refs/remotes/<remote>/HEAD at the published HEAD's branch and,
-        in a repository nobody has checked out yet, do what git clone does last: create HEAD's
-        branch there and check it out.  A branch someone works on is never moved."""
+        in a repository nobody has checked out yet, do what git clone does last: check out
+        HEAD's branch.  A branch someone works on is never moved."""
         remote_head = f"refs/remotes/{self.remote}/HEAD"
         tracking = self._destination(head)
         if tracking in {d for d, _ in result.refs_set} | set(state.refs):
@@ -733,10 +753,25 @@ class Importer:
                     f" merge with: git merge {self.remote}/{short}"
                 )
             return
-        self.repo.set_head(head)
-        if self.repo.update_refs([(head, target, None)]) != [head]:
+        # Recorded first: a kill anywhere below leaves the marker, and the next pass finishes.
+        self.repo.write_state("checkout", f"{head} {target}\n")
+        self._finish_checkout(result)
+
+    def _finish_checkout(self, result: PassResult) -> None:
+        """Complete a first checkout that was started (see _follow_head_in_work_tree)."""
+        pending = self.repo.read_state("checkout")
+        if not pending:
             return
-        self.repo.check_out_head()
+        head, _, target = pending.strip().partition(" ")
+        self.repo.set_head(head)
+        crash_point("during-checkout")
+        self.repo.check_out(target)
+        if self.repo.ref_state().refs.get(head) != target:
+            why = self.repo.update_refs([(head, target, None)]).get(head)
+            if why is not None:
+                result.refs_refused[head] = f"git refused it: {why}"
+                return
+        self.repo.write_state("checkout", None)
         result.refs_set.append((head, target))
         self.report(f"checked out {head[len('refs/heads/'):]} (a new clone; later updates go to refs/remotes/{self.remote}/)")
 

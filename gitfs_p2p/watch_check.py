@@ -370,6 +370,15 @@ def verify_pack(
     type_num, content = objects[want]
     header = _parse_named(type_num, content, named)
     needs = frozenset(n for n in _needs(header) if not repo.complete(n))
+    for n in needs:  # what is present must at least be of the right type
+        found = objects.get(bytes.fromhex(n)) or repo.read(bytes.fromhex(n))
+        expected = OBJ_TAG if isinstance(header, TagHeader) and header.type == "tag" else OBJ_COMMIT
+        if found is not None and found[0] != expected:
+            what = "parent" if isinstance(header, CommitHeader) else "target"
+            raise PackRejected(
+                f"{named}'s {what} {n} is a {TYPE_NAMES.get(found[0], b'?').decode()}, "
+                f"not a {TYPE_NAMES[expected].decode()}"
+            )
     if needs:
         return Waiting(named, needs | missing_bases)
     if missing_bases or ofs_left:

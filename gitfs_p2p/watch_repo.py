@@ -190,8 +190,9 @@ class ReceivingRepo:
 
     def _open_or_create(self, bare: bool, create: bool) -> str:
         p = self.path
-        if os.path.exists(os.path.join(p, ".git")):
-            return _git("-C", p, "rev-parse", "--absolute-git-dir").strip()
+        if os.path.exists(os.path.join(p, ".git")):  # a directory, or a file (a linked worktree)
+            common = _git("-C", p, "rev-parse", "--git-common-dir").strip()
+            return os.path.realpath(os.path.join(p, common))  # objects and refs live there
         if all(os.path.exists(os.path.join(p, n)) for n in ("HEAD", "objects", "refs")):
             return os.path.realpath(p)
         if os.path.exists(p) and (not os.path.isdir(p) or os.listdir(p)):
@@ -305,7 +306,7 @@ class ReceivingRepo:
             _, answers = self._ask_many("--batch-check", hex_ids)
         return {h: (_TYPES.get(f[1]) if len(f) == 3 else None) for h, f in zip(hex_ids, answers)}
 
-    def has_commit(self, hex_id: str) -> bool:
+    def has_commit_object(self, hex_id: str) -> bool:
         """The commit object is present (which says nothing about what lies below it)."""
         return self.type_of(hex_id) == OBJ_COMMIT
 
@@ -378,7 +379,10 @@ class ReceivingRepo:
                             skiplist.append(line.decode("ascii", errors="replace"))
             except OSError as exc:
                 raise UserError(f"fetch.fsck.skipList: cannot read {path} ({exc.strerror})") from None
-        return FsckPolicy.from_config(strict, general + fetch_only, skiplist)
+        try:
+            return FsckPolicy.from_config(strict, general + fetch_only, skiplist)
+        except ValueError as exc:
+            raise UserError(f"{self.path}: {exc}") from None
 
     def write_objects(self, packs: list[VerifiedPack]) -> str:
         """Store the packs' objects durably as one pack; returns its name."""
@@ -455,41 +459,43 @@ class ReceivingRepo:
         )
         return proc.returncode == 0
 
-    def update_ref(self, name: str, new: str, old: str | None) -> bool:
-        """Move name from old (None: must not exist) to new atomically; False if it changed meanwhile."""
+    def update_ref(self, name: str, new: str, old: str | None) -> str | None:
+        """Move name from old (None: must not exist) to new atomically; None, or git's reason."""
         proc = subprocess.run(
             ["git", f"--git-dir={self.git_dir}", "update-ref", "-m", "gitp2p watch", name, new, old or ZERO_ID],
             capture_output=True,
         )
         if proc.returncode != 0:
-            log.warning("could not update %s: %s", name, proc.stderr.decode(errors="replace").strip())
-            return False
-        return True
+            why = proc.stderr.decode(errors="replace").strip().removeprefix("fatal: ").splitlines()
+            log.warning("could not update %s: %s", name, why)
+            return why[-1] if why else f"git update-ref exited with {proc.returncode}"
+        return None
 
-    def update_refs(self, updates: list[tuple[str, str, str | None]]) -> list[str]:
+    def update_refs(self, updates: list[tuple[str, str, str | None]]) -> dict[str, str | None]:
         """Move many refs (name, new, old or None for "must not exist") in one transaction.
 
         One `git update-ref --stdin`: all or nothing, each a compare-and-swap.  If the
-        transaction fails (a ref moved meanwhile), each ref is tried on its own.  Many
-        new refs are then packed (`git pack-refs`), so a manifest of 100,000 refs leaves
-        one packed-refs file, not 100,000 files.  Returns the names that were set.
+        transaction fails (a ref moved meanwhile, or git refuses one of them), each ref is
+        tried on its own.  Many new refs are then packed (`git pack-refs`), so a manifest of
+        100,000 refs leaves one packed-refs file, not 100,000 files.  Returns each name with
+        None when it was set, or git's reason when it was not.
         """
         if not updates:
-            return []
+            return {}
         script = "".join(f"update {name} {new} {old or ZERO_ID}\n" for name, new, old in updates)
         proc = subprocess.run(
             ["git", f"--git-dir={self.git_dir}", "update-ref", "-m", "gitp2p watch", "--stdin"],
             input=script.encode(), capture_output=True,
         )
         if proc.returncode == 0:
-            done = [name for name, _, _ in updates]
+            result: dict[str, str | None] = {name: None for name, _, _ in updates}
         else:
             log.info("ref transaction failed (%s); setting refs one by one",
                      proc.stderr.decode(errors="replace").strip()[:200])
-            done = [name for name, new, old in updates if self.update_ref(name, new, old)]
-        if len(done) > PACK_REFS_AT:
+            result = {name: self.update_ref(name, new, old) for name, new, old in updates}
+        if sum(1 for why in result.values() if why is None) > PACK_REFS_AT:
             _git("pack-refs", "--all", "--prune", git_dir=self.git_dir, check=False)
-        return done
+        return result
 
     def set_head(self, target: str) -> None:
         _git("symbolic-ref", "HEAD", target, git_dir=self.git_dir)
@@ -502,17 +508,59 @@ class ReceivingRepo:
 
     @property
     def is_bare(self) -> bool:
+        """core.bare as git records it (REPO given as `work/.git` is not bare: it has a work tree)."""
         if self._bare is None:
-            out = _git("rev-parse", "--is-bare-repository", git_dir=self.git_dir, check=False).strip()
-            self._bare = out != "false" or self.work_tree is None
+            out = _git("config", "--bool", "core.bare", git_dir=self.git_dir, check=False).strip()
+            self._bare = out == "true" if out else self.work_tree is None
         return self._bare
 
     @property
     def work_tree(self) -> str | None:
-        """The work tree of a non-bare repository (REPO itself when REPO/.git is its git dir)."""
-        if os.path.realpath(os.path.join(self.path, ".git")) == os.path.realpath(self.git_dir):
-            return self.path
+        """The main work tree of a non-bare repository, if git can say where it is."""
+        configured = _git("config", "--path", "core.worktree", git_dir=self.git_dir, check=False).strip()
+        if configured:
+            return os.path.realpath(os.path.join(self.git_dir, configured))
+        if os.path.basename(self.git_dir) == ".git":
+            return os.path.dirname(self.git_dir)
         return None
+
+    def checked_out_branches(self) -> dict[str, str]:
+        """Branch -> the work tree it is checked out in, in every work tree of the repository
+        (a bare repository may have linked worktrees too); git fetch never moves those."""
+        out = _git("worktree", "list", "--porcelain", git_dir=self.git_dir, check=False)
+        branches: dict[str, str] = {}
+        where = ""
+        for line in out.splitlines():
+            if line.startswith("worktree "):
+                where = line[len("worktree "):]
+            elif line.startswith("branch "):
+                branches[line[len("branch "):]] = where
+        return branches
+
+    def write_state(self, name: str, text: str | None) -> None:
+        """Write (durably, atomically) or remove GIT_DIR/gitp2p/watch/NAME."""
+        path = os.path.join(self.state_dir, name)
+        if text is None:
+            if os.path.exists(path):
+                os.unlink(path)
+            return
+        with open(path + ".tmp", "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(path + ".tmp", path)
+
+    def read_state(self, name: str) -> str | None:
+        try:
+            with open(os.path.join(self.state_dir, name)) as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+
+    def peel(self, hex_id: str) -> str | None:
+        """The commit an object leads to through tags, or None."""
+        out = _git("rev-parse", "-q", "--verify", f"{hex_id}^{{commit}}", git_dir=self.git_dir, check=False)
+        return out.strip() or None
 
     def never_checked_out(self) -> bool:
         """A non-bare repository nobody works in yet: HEAD unborn, no index, an empty work tree
@@ -522,6 +570,6 @@ class ReceivingRepo:
             return False
         return [n for n in os.listdir(tree) if n != ".git"] == []
 
-    def check_out_head(self) -> None:
-        """Write HEAD's tree into the (empty) work tree and index."""
-        _git("-C", self.work_tree, "read-tree", "--reset", "-u", "HEAD")
+    def check_out(self, commit: str) -> None:
+        """Write a commit's tree into the work tree and index (a new clone's, so nothing is lost)."""
+        _git("-C", self.work_tree, f"--git-dir={self.git_dir}", "read-tree", "--reset", "-u", commit)

@@ -73,6 +73,8 @@ def _trees(repo: str) -> dict[str, list[tuple[bytes, bytes, str]]]:
         "dotgit-hfs-bom": [(b"40000", "\ufeff.git".encode(), sub)],
         "dotgit-backslash": [(b"100644", b"a\\.git", blob)],
         "dotgit-bad-utf8-tail": [(b"40000", b".git\xff", sub)],
+        "dotgit-noncharacter": [(b"40000", b".git\xef\xbf\xbe", sub)],
+        "gitmodules-noncharacter-symlink": [(b"120000", b".gitmodules\xef\xbf\xbf", blob)],
         "not-dotgit": [(b"100644", b".gitx", blob), (b"100644", b"git~2", blob), (b"100644", b"xgit", blob)],
         "fullPathname": [(b"100644", b"a/b", blob)],
         "adjacent-dups": [(b"100644", b"a", blob), (b"100644", b"a", blob)],
@@ -101,6 +103,7 @@ GITMODULES = {
     "url-relative-escape": b'[submodule "x"]\n\turl = ../../:evil\n',
     "url-newline": b'[submodule "x"]\n\turl = ./%0ahost=evil\n',
     "url-no-host": b'[submodule "x"]\n\turl = http:///path\n',
+    "url-empty-scheme": b'[submodule "x"]\n\turl = http::://example.com/x\n',
     "url-http-newline": b'[submodule "x"]\n\turl = https://a%0a@evil.invalid/x\n',
     "path-option": b'[submodule "x"]\n\tpath = -x\n\turl = ./x\n',
     "update-command": b'[submodule "x"]\n\tupdate = !rm -rf /\n',
@@ -244,7 +247,8 @@ def test_extra_header_entry_is_found_though_git_ignores_it(judged):
 def test_policy_defaults_accept_what_fetch_accepts():
     default = FsckPolicy()
     for msg_id in ("badTimezone", "missingEmail", "zeroPaddedFilemode", "badFilemode", "treeNotSorted",
-                   "multipleAuthors", "nulInCommit", "missingTaggerEntry", "extraHeaderEntry", "badEmail"):
+                   "multipleAuthors", "nulInCommit", "missingTaggerEntry", "extraHeaderEntry", "badEmail",
+                   "unterminatedHeader", "gitmodulesBlob"):
         assert not default.refuses(fsck.Finding(msg_id, "", "0" * 40, "commit")), msg_id
     for msg_id in ("hasDotgit", "gitmodulesUrl", "gitmodulesName", "gitmodulesSymlink", "duplicateEntries",
                    "nulInHeader", "hasDotdot"):
@@ -257,6 +261,10 @@ def test_strict_policy_follows_git_config():
     assert not FsckPolicy.from_config(True, [("zeroPaddedFileMode", "ignore")]).refuses(f)
     assert not FsckPolicy.from_config(True, [], skiplist=["A" * 40]).refuses(f)
     assert FsckPolicy.from_config(True, [("badFilemode", "error")]).refuses(fsck.Finding("badFilemode", "", "b" * 40, "tree"))
+    # strict mode makes a *default* warning an error; a warning set in the configuration stays one
+    assert not FsckPolicy.from_config(True, [("zeroPaddedFilemode", "warn")]).refuses(f)
+    with pytest.raises(ValueError, match="unknown severity"):
+        FsckPolicy.from_config(True, [("badTimezone", "Error")])  # git is case-sensitive there
     # fatal ids cannot be demoted, and the security set holds whatever the config says
     nul = fsck.Finding("nulInHeader", "", "c" * 40, "commit")
     assert FsckPolicy.from_config(True, [("nulInHeader", "ignore")], skiplist=["c" * 40]).refuses(nul)

@@ -10,6 +10,7 @@ beside good files, a non-bare repository someone works in, and a huge manifest.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -119,6 +120,22 @@ def case_duplicate_entries_not_adjacent(s):
     return (cid, pack), "duplicateEntries"
 
 
+def case_parent_names_a_tree(s):
+    """A commit whose parent line names a tree of the repository: refused, not left waiting."""
+    tip = s.commits[BASE - 1]
+    root = git("rev-parse", f"{tip}^{{tree}}", cwd=s.path).strip()
+    commit = _commit(root, root)
+    return (oid_hex(OBJ_COMMIT, commit), raw_pack([raw_entry(OBJ_COMMIT, commit)])), "is a tree, not a commit"
+
+
+def case_huge_malformed_tree(s):
+    """1 MB of a tree that git cannot read: refused at once (an unanchored parse took hours)."""
+    tree = b"0 " * 500_000
+    commit = _commit(oid_hex(OBJ_TREE, tree), s.commits[BASE - 1])
+    pack = raw_pack([raw_entry(OBJ_COMMIT, commit), raw_entry(OBJ_TREE, tree)])
+    return (oid_hex(OBJ_COMMIT, commit), pack), "badTree"
+
+
 def case_nul_in_author_line(s):
     return _child(s, [_blob(b"new.txt", b"new\n")], author=b"A U\0Thor <a@example.invalid> 1600000000 +0000"), "nulInHeader"
 
@@ -164,6 +181,14 @@ def test_harmful_objects_are_refused(importer, sender, case):
     _refused(imp, d, repo, sender, cid, pack, reason)
 
 
+def test_hfs_dotgit_ending_in_a_noncharacter_is_refused(importer, sender):
+    """git reads U+FFFE/U+FFFF as the end of a name when it compares it with .git (HFS+)."""
+    imp, d, repo = importer
+    sub = b"100644 config\0" + bytes.fromhex(oid_hex(OBJ_BLOB, b"x\n"))
+    cid, pack = _child(sender, [(b"40000", b".git\xef\xbf\xbe", OBJ_TREE, sub), _blob(b"xx", b"x\n")])
+    _refused(imp, d, repo, sender, cid, pack, "hasDotgit")
+
+
 def test_a_dangling_tree_in_the_repository_proves_nothing(importer, sender):
     """A tree lying in REPO (not reachable from any ref or import) with a missing blob: a commit
     naming it must not be taken as complete because the tree object is present."""
@@ -192,7 +217,8 @@ def _strict_case(sender):
         ([("fetch.fsckObjects", "true")], False),
         ([("transfer.fsckObjects", "true"), ("fetch.fsckObjects", "false")], True),
         ([("transfer.fsckObjects", "true"), ("fetch.fsck.badTimezone", "ignore")], True),
-        ([("transfer.fsckObjects", "true"), ("fsck.badTimezone", "warn")], False),  # warnings are errors there
+        ([("transfer.fsckObjects", "true"), ("fsck.badTimezone", "warn")], True),  # configured: stays a warning
+        ([("transfer.fsckObjects", "true"), ("fetch.fsck.badTimezone", "error")], False),
         ([("transfer.fsckObjects", "true"), ("fetch.fsck.skipList", "SKIPLIST")], True),
     ],
 )
@@ -270,6 +296,63 @@ def test_a_branch_someone_works_on_never_moves(tmp_path, sender):
     assert "git merge gitp2p/main" in proc.stderr
     git("merge", "-q", "--ff-only", "gitp2p/main", cwd=work)  # what the message says works
     assert git("rev-parse", "main", cwd=work).strip() == sender.refs["refs/heads/main"]
+
+
+@pytest.mark.parametrize("how", ["REPO/.git", "linked worktree"])
+def test_checked_out_branches_never_move_however_repo_is_named(tmp_path, sender, how):
+    d = tmp_path / "dl"
+    deliver(str(d), sender, sender.commits)
+    write_manifest(str(d), sender.manifest())
+    old = sender.commits[BASE - 1]
+    if how == "REPO/.git":
+        work = tmp_path / "work"
+        git("clone", "-q", "--no-local", sender.path, str(work))
+        git("reset", "-q", "--hard", old, cwd=work)
+        into, checkout = work / ".git", work
+    else:  # a bare mirror with a linked worktree on main: git fetch would refuse to move main
+        into = tmp_path / "mirror.git"
+        git("clone", "-q", "--bare", "--no-local", sender.path, str(into))
+        git("update-ref", "refs/heads/main", old, cwd=into)
+        checkout = tmp_path / "wt"
+        git("worktree", "add", "-q", str(checkout), "main", cwd=into)
+    status = git("status", "--porcelain", cwd=checkout)
+    proc = subprocess.run([sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(into), "--once"],
+                          capture_output=True, text=True, timeout=300)
+    assert git("rev-parse", "main", cwd=checkout).strip() == old, proc.stderr
+    assert git("status", "--porcelain", cwd=checkout) == status
+    if how == "linked worktree":
+        assert proc.returncode == 3 and "checked out in" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert git("rev-parse", "refs/remotes/gitp2p/main", cwd=checkout).strip() == sender.refs["refs/heads/main"]
+
+
+def test_a_first_checkout_killed_midway_is_finished_by_the_next_run(tmp_path, sender):
+    d, work = tmp_path / "dl", tmp_path / "new"
+    deliver(str(d), sender, sender.commits)
+    write_manifest(str(d), sender.manifest())
+    env = dict(os.environ, GITP2P_WATCH_CRASH="during-checkout")
+    killed = subprocess.run([sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(work), "--once"],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert killed.returncode == -9, killed.stderr
+    again = subprocess.run([sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(work), "--once"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert git("status", "--porcelain", cwd=work) == ""
+    assert git("rev-parse", "HEAD", cwd=work).strip() == sender.refs["refs/heads/main"]
+
+
+def test_a_branch_naming_a_tag_is_refused_with_a_reason(tmp_path, sender):
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    deliver(str(d), sender, sender.commits)
+    tag = ("object %s\ntype commit\ntag t\ntagger T <t@x> 1600000000 +0000\n\nt\n" % sender.commits[-1]).encode()
+    tid = oid_hex(4, tag)
+    (d / "packs" / f"{tid}.pack").write_bytes(raw_pack([raw_entry(4, tag)]))
+    write_manifest(str(d), RefManifest({"refs/heads/odd": tid, "refs/tags/t": tid}, None).to_bytes())
+    proc = subprocess.run([sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(repo), "--bare",
+                           "--once"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3 and "refs/heads/odd not updated" in proc.stderr and "not a commit" in proc.stderr
+    assert refs_of(str(repo)) == {"refs/tags/t": tid}
 
 
 def test_a_new_non_bare_repository_is_a_clone(tmp_path, sender):

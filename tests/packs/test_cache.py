@@ -1,0 +1,35 @@
+"""The pack cache: moving from format 1, and what counts as checked."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+from gitfs_p2p.cache import RECEIVED_CHECKED, PackCache
+
+
+def test_format_1_rows_move_over_but_old_receipts_are_not_trusted(tmp_path):
+    """Format 2 kept commit packs byte for byte, so format-1 rows are kept; but a format-1
+    watcher checked less than today's, so what it received is served, not trusted."""
+    git_dir = tmp_path / "repo.git"
+    (git_dir / "gitp2p").mkdir(parents=True)
+    PackCache(str(git_dir)).close()  # the schema
+    db = sqlite3.connect(git_dir / "gitp2p" / "cache.sqlite3")
+    for cid, received in (("a" * 40, 1), ("b" * 40, 0)):
+        data = cid.encode()
+        db.execute("INSERT INTO packs (format, commit_id, size, sha256, data, received, seq) VALUES (1, ?, ?, ?, ?, ?, 1)",
+                   (cid, len(data), hashlib.sha256(data).digest(), data, received))
+    db.commit()
+    db.close()
+    cache = PackCache(str(git_dir))
+    try:
+        assert cache.get(2, "a" * 40).data == b"a" * 40 and cache.get(2, "a" * 40).received
+        assert cache.get(2, "b" * 40).data == b"b" * 40 and not cache.get(2, "b" * 40).received
+        assert cache.received_ids(2) == set()
+        cache.put(2, "c" * 40, b"checked today", received=True)
+        assert cache.received_ids(2) == {"c" * 40}
+        row = sqlite3.connect(git_dir / "gitp2p" / "cache.sqlite3").execute(
+            "SELECT received FROM packs WHERE commit_id=?", ("c" * 40,)).fetchone()
+        assert row == (RECEIVED_CHECKED,)
+    finally:
+        cache.close()
