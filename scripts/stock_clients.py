@@ -281,7 +281,8 @@ class Client:
         an error; ClientError at once if the process exits."""
         def answers():
             if self.proc.poll() is not None:
-                raise ClientError(f"{self.label} exited with code {self.proc.returncode}\n{tail(self.log_path)}")
+                raise ClientError(f"{self.label} exited with code {self.proc.returncode}\n"
+                                  f"{tail(self.log_path)}")
             try:
                 probe()
                 return True
@@ -716,6 +717,7 @@ class Rtorrent(Client):
         super().__init__(workdir, **kw)
         self.info_hash: str | None = None
         self._config_fd: int | None = None
+        self.rtorrent_log = self.workdir / f"{self.label}.rtorrent-log"
 
     def config(self) -> str:
         c = self.config_dir
@@ -732,7 +734,7 @@ class Rtorrent(Client):
             "protocol.pex.set = no",
             "trackers.use_udp.set = no",
             "protocol.encryption.set = allow_incoming,try_outgoing,enable_retry",
-            f'log.open_file = "main", "{self.workdir / (self.label + ".rtorrent-log")}"',
+            f'log.open_file = "main", "{self.rtorrent_log}"',
             'log.add_output = "info", "main"',
             ""])
 
@@ -788,7 +790,7 @@ class Rtorrent(Client):
             "state": "complete" if values["d.complete"] else ("started" if values["d.state"] else "stopped"),
             # d.hashing: 0 idle, 1 initial check, 2 after completion, 3 re-check
             "checked": values["d.hashing"] == 0 and bool(values["d.is_hash_checked"]),
-            "progress": values["d.completed_bytes"] / values["d.size_bytes"] if values["d.size_bytes"] else 0.0,
+            "progress": values["d.completed_bytes"] / (values["d.size_bytes"] or 1),
             "verified": values["d.completed_bytes"], "total": values["d.size_bytes"],
             "downloaded": values["d.down.total"], "uploaded": values["d.up.total"],
             "peers": values["d.peers_connected"], "error": values["d.message"],
@@ -809,7 +811,7 @@ class Rtorrent(Client):
             self._config_fd = None
 
     def details(self) -> str:
-        return super().details() + f"\n--- rtorrent log tail\n{tail(self.workdir / (self.label + '.rtorrent-log'))}"
+        return super().details() + f"\n--- rtorrent log tail\n{tail(self.rtorrent_log)}"
 
 
 def _multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
@@ -828,8 +830,9 @@ class QBittorrent(Client):
     """qbittorrent-nox 4.5 (libtorrent 2.0) driven over its WebUI API (/api/v2) on 127.0.0.1.
 
     Its config, CONFIG/qBittorrent/config/qBittorrent.conf (``--profile=CONFIG``), is written
-    before it starts: legal notice accepted (else it waits for a keypress), WebUI on a loopback
-    port with the localhost login bypass, TCP only, no DHT/PEX/LSD/UPnP, queueing off."""
+    before it starts: legal notice accepted (on a terminal it stops for a keypress), WebUI
+    on a loopback port with the localhost login bypass, TCP only, no DHT/PEX/LSD/UPnP,
+    queueing off."""
 
     name = "qbittorrent"
 
