@@ -36,7 +36,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from stock_clients import CLIENTS, EmbeddedTracker, client_available, free_port, kill_group, wait_until  # noqa: E402
-from swarm import Mount, Watcher, all_commits, peeled_refs  # noqa: E402
+from swarm import Mount, Watcher, all_commits, published_refs  # noqa: E402
 
 from torrentcore.metainfo import parse_torrent  # noqa: E402
 
@@ -89,7 +89,7 @@ def run(repo_path, workdir, out: dict, *, seeder_name: str = DEFAULT_SEEDER,
     if reason:
         out["skipped"] = f"seeder {seeder_name}: {reason}"
         return
-    expected = peeled_refs(repo)
+    expected = published_refs(repo)
     commits = len(all_commits(repo))
 
     git_s, git_pack = _git_daemon_clone_seconds(repo, workdir)

@@ -43,7 +43,7 @@ from swarm import (  # noqa: E402
     git,
     is_mounted,
     make_sample_repo,
-    peeled_refs,
+    published_refs,
     unmount,
 )
 
@@ -150,7 +150,7 @@ class Demo:
             if not (repo / ".git").is_dir():
                 shutil.rmtree(repo, ignore_errors=True)
                 make_sample_repo(repo, args.commits, seed=1)
-        refs = peeled_refs(repo)
+        refs = published_refs(repo)
         commits = len(all_commits(repo))
         info(f"{commits} commits, {len([r for r in refs if r.startswith('refs/heads/')])} branches, "
              f"{len([r for r in refs if r.startswith('refs/tags/')])} tags; HEAD -> {refs.get('HEAD ->', '(detached)')}")
@@ -232,7 +232,7 @@ class Demo:
         print(git("log", "--oneline", "-3", cwd=received), end="", flush=True)
         got_commits = all_commits(received)
         same_commits = got_commits == all_commits(repo)
-        got_refs = peeled_refs(received)
+        got_refs = published_refs(received)
         # Faithful, not "clean": a history git clones may hold objects fsck frowns on (a
         # +051800 time zone); the received repository must say exactly what the source says.
         theirs, ours = fsck_findings(repo), fsck_findings(received)

@@ -11,6 +11,7 @@ APT_PACKAGES=(
     rtorrent qbittorrent-nox                               # more stock clients (a few interop pairs)
     python3-libtorrent opentracker                         # libtorrent peer, Debian's tracker
     iproute2                                               # `ip`: the interop test's private network namespace
+    gnupg                                                  # gpg: signed tags must verify after a transfer
 )
 PYTHON=${PYTHON:-python3}
 

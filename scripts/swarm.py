@@ -20,7 +20,7 @@ from gitfs_p2p.mount_cli import find_mount
 from torrentcore.metainfo import parse_torrent
 
 __all__ = [
-    "GITP2P", "git", "make_sample_repo", "advance", "peeled_refs", "all_commits", "fsck_full",
+    "GITP2P", "git", "make_sample_repo", "advance", "published_refs", "all_commits", "fsck_full",
     "Mount", "Watcher", "is_mounted", "pid_alive", "unmount", "new_bytes_range", "fsck_findings",
 ]
 
@@ -74,7 +74,7 @@ def advance(repo, commits: int, *, tag: str | None = None, stamp: int = 0) -> li
     return ids
 
 
-def peeled_refs(repo) -> dict[str, str]:
+def published_refs(repo) -> dict[str, str]:
     """Every branch and tag with the object it names, as `git for-each-ref` lists them (an
     annotated tag names its tag object, which travels since pack format 2), plus HEAD's target."""
     if not Path(repo).exists():
@@ -247,10 +247,10 @@ class Watcher:
         def matched():
             if self.proc is not None and self.proc.poll() is not None:
                 raise ClientError(f"gitp2p watch exited with code {self.proc.returncode}\n{tail(self.log)}")
-            refs = peeled_refs(self.repo)
+            refs = published_refs(self.repo)
             return refs if refs == expected else None
         return wait_until(matched, timeout, f"the watcher to set {len(expected) - 1} refs in {self.repo}",
-                          step=0.5, details=lambda: f"have {peeled_refs(self.repo)}\n"
+                          step=0.5, details=lambda: f"have {published_refs(self.repo)}\n"
                           f"want {expected}\n--- watcher log\n{tail(self.log)}")
 
     def last_progress(self) -> str:

@@ -9,7 +9,8 @@ trackers (`gitp2p tracker` and Debian's opentracker), on 127.0.0.1 over TCP:
 2. the seeder checks the mount (save path = the mount, no copy) at 100% and seeds it;
 3. the downloader fetches everything into a plain directory;
 4. `gitp2p watch` imports that directory into an empty repository B while it downloads;
-5. B has A's refs (tags peeled) and commits, `git fsck --full` is clean, and B's own mount
+5. B (a mirror, `watch --bare`) has A's refs as `git for-each-ref` lists them (annotated tags as their
+   tag objects) and commits, `git fsck --full` is clean, and B's own mount
    publishes a torrent with the same info-hash that a client of the downloader's kind
    verifies at 100%;
 6. A gets three more commits and a tag; the mount's new torrent is seeded, the downloader
@@ -57,7 +58,7 @@ from swarm import (
     is_mounted,
     make_sample_repo,
     new_bytes_range,
-    peeled_refs,
+    published_refs,
 )
 
 NAMES = ["transmission", "aria2", "libtorrent"]
@@ -192,7 +193,7 @@ def test_swarm_mount_to_watcher(tmp_path, request, record_property,
     assert _same_files(dest / "packs", mount_a.path / "packs", names) == []
 
     # 5. B matches A; B's own mount serves the same torrent, verified at 100%
-    expected = peeled_refs(repo_a)
+    expected = published_refs(repo_a)
     watcher.wait_refs(expected, REFS_TIMEOUT)
     assert all_commits(repo_b) == all_commits(repo_a)
     clean, report = fsck_full(repo_b)
@@ -228,7 +229,7 @@ def test_swarm_mount_to_watcher(tmp_path, request, record_property,
           f"of {update['new_pack_bytes']} bytes; the pieces from the first changed byte hold "
           f"{update['needed_bytes']} of {update['total']}")
     assert update["new_pack_bytes"] <= fetched2 <= update["needed_bytes"], (update, fetched2)
-    expected2 = peeled_refs(repo_a)
+    expected2 = published_refs(repo_a)
     assert expected2 != expected
     watcher.wait_refs(expected2, REFS_TIMEOUT)
     assert all_commits(repo_b) == all_commits(repo_a)
