@@ -61,9 +61,9 @@ def _timed(cmd, *, sample: bool = False, **kw) -> tuple[float, int, int, float]:
 
 
 def run(repo_path: str, workdir: str, out: dict) -> None:
-    from gitfs_p2p.gitrepo import GitRepo
-    from gitfs_p2p.manifest import RefManifest
-    from gitfs_p2p.source import PackSource
+    from gitfs_p2p.git.repo import GitRepo
+    from gitfs_p2p.pack.manifest import RefManifest
+    from gitfs_p2p.store.source import PackSource
 
     # Start empty: a received.git left by an earlier run would make the import a no-op.
     for name in ("dl", "reference.git", "received.git"):

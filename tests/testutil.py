@@ -48,9 +48,9 @@ def client_download(repo: str, dest, refs=(), *, all_refs: bool = False, tracker
     file of the torrent (made as `gitp2p torrent REPO REFS` makes it).  Returns the RepoTorrent."""
     from pathlib import Path
 
-    from gitfs_p2p.gitrepo import GitRepo
-    from gitfs_p2p.source import PackSource
-    from gitfs_p2p.torrents import build_repo_torrent, select_refs
+    from gitfs_p2p.git.repo import GitRepo
+    from gitfs_p2p.store.source import PackSource
+    from gitfs_p2p.store.torrents import build_repo_torrent, select_refs
 
     source = PackSource(GitRepo(repo))
     try:

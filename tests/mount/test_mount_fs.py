@@ -14,8 +14,8 @@ import threading
 
 import pytest
 
-from gitfs_p2p.gitrepo import GitRepo
-from gitfs_p2p.source import PackSource
+from gitfs_p2p.git.repo import GitRepo
+from gitfs_p2p.store.source import PackSource
 from mounthelp import cli, needs_fuse, wait_for
 from testutil import git
 

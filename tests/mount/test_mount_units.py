@@ -8,12 +8,12 @@ import os
 import pyfuse3
 import pytest
 
-from gitfs_p2p.manifest import RefManifest
+from gitfs_p2p.pack.manifest import RefManifest
 import trio
 
-from gitfs_p2p.gitrepo import GitRepo
-from gitfs_p2p.mount import MountService, PackFS, PackStore, read_snapshot
-from gitfs_p2p.mount_layout import (
+from gitfs_p2p.git.repo import GitRepo
+from gitfs_p2p.mount.fs import MountService, PackFS, PackStore, read_snapshot
+from gitfs_p2p.mount.layout import (
     Dir,
     File,
     Inodes,
@@ -24,7 +24,7 @@ from gitfs_p2p.mount_layout import (
     build_layout,
     pack_name,
 )
-from gitfs_p2p.source import PackSource
+from gitfs_p2p.store.source import PackSource
 from testutil import git
 
 
@@ -270,7 +270,7 @@ def test_store_reopens_its_source_past_the_memory_bound(repo60):
 
 
 def test_refs_signature_sees_every_kind_of_ref_change(moving_repo):
-    from gitfs_p2p.mount_walk import refs_signature, snapshot_in_child
+    from gitfs_p2p.mount.snapshot import refs_signature, snapshot_in_child
 
     git_dir = os.path.join(moving_repo, ".git")
     before = refs_signature(git_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 
-from gitfs_p2p.cache import RECEIVED_CHECKED, PackCache
+from gitfs_p2p.store.cache import RECEIVED_CHECKED, PackCache
 
 
 def test_format_1_rows_move_over_but_old_receipts_are_not_trusted(tmp_path):

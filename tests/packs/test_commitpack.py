@@ -10,10 +10,10 @@ import subprocess
 import pytest
 from dulwich import porcelain
 
-from gitfs_p2p.delta import apply_delta
-from gitfs_p2p.gitrepo import GitRepo
-from gitfs_p2p.packfile import OBJ_REF_DELTA, object_id, read_pack
-from gitfs_p2p.source import PackSource
+from gitfs_p2p.pack.delta import apply_delta
+from gitfs_p2p.git.repo import GitRepo
+from gitfs_p2p.pack.packfile import OBJ_REF_DELTA, object_id, read_pack
+from gitfs_p2p.store.source import PackSource
 from testutil import git
 
 

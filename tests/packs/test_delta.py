@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitfs_p2p.delta import MAX_COPY, DeltaError, apply_delta, create_delta, delta_sizes
+from gitfs_p2p.pack.delta import MAX_COPY, DeltaError, apply_delta, create_delta, delta_sizes
 
 
 @st.composite

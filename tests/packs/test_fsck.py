@@ -1,4 +1,4 @@
-"""gitfs_p2p.fsck against real `git fsck`: same objects, same message ids.
+"""gitfs_p2p.pack.fsck against real `git fsck`: same objects, same message ids.
 
 Every object below is written with `git hash-object --literally` into one repository;
 `git fsck` (and `git fsck --strict`) judges them, and our checks must name the same
@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from testutil import git, raw_blob, raw_tree  # noqa: E402
 
-from gitfs_p2p import fsck, objects as gitobjects  # noqa: E402
-from gitfs_p2p.fsck import FsckPolicy, Severity  # noqa: E402
+from gitfs_p2p.pack import fsck, objects as gitobjects  # noqa: E402
+from gitfs_p2p.pack.fsck import FsckPolicy, Severity  # noqa: E402
 
 GOOD = b"A U Thor <a@example.invalid> 1313584730 +0000"
 

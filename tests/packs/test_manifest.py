@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from gitfs_p2p.manifest import ManifestError, RefManifest, check_ref_name
+from gitfs_p2p.pack.manifest import ManifestError, RefManifest, check_ref_name
 
 A, B = "a" * 40, "b" * 40
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitfs_p2p.packfile import (
+from gitfs_p2p.pack.packfile import (
     OBJ_BLOB,
     OBJ_COMMIT,
     OBJ_REF_DELTA,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import subprocess
 
-from gitfs_p2p.gitrepo import GitRepo
-from gitfs_p2p.objects import parse_commit
-from gitfs_p2p.source import PackSource
+from gitfs_p2p.git.repo import GitRepo
+from gitfs_p2p.pack.objects import parse_commit
+from gitfs_p2p.store.source import PackSource
 from testutil import QUIRKS, git, gitp2p
 
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from gitfs_p2p import commitpack, packfile, vectors
+from gitfs_p2p.git import vectors
+from gitfs_p2p.pack import commitpack, packfile
 from gitfs_p2p.errors import UserError
 
 

@@ -13,10 +13,10 @@ import threading
 
 import pytest
 
-from gitfs_p2p.gitrepo import GitRepo
-from gitfs_p2p.manifest import RefManifest
-from gitfs_p2p.source import PackSource
-from gitfs_p2p.torrents import build_repo_torrent, select_refs
+from gitfs_p2p.git.repo import GitRepo
+from gitfs_p2p.pack.manifest import RefManifest
+from gitfs_p2p.store.source import PackSource
+from gitfs_p2p.store.torrents import build_repo_torrent, select_refs
 from testutil import git, gitp2p
 from torrentcore.metainfo import parse_torrent
 

@@ -29,8 +29,8 @@ from wsupport import (
     write_manifest,
 )
 
-from gitfs_p2p.manifest import RefManifest
-from gitfs_p2p.watch import Importer
+from gitfs_p2p.pack.manifest import RefManifest
+from gitfs_p2p.receive.importer import Importer
 from testutil import git
 
 BASE = 10

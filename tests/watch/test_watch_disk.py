@@ -19,8 +19,8 @@ import pytest
 
 from wsupport import deliver, fsck_clean, refs_of, write_manifest
 
-from gitfs_p2p.cache import PackCache
-from gitfs_p2p.commitpack import FORMAT_VERSION
+from gitfs_p2p.store.cache import PackCache
+from gitfs_p2p.pack.commitpack import FORMAT_VERSION
 
 BASE = 20
 

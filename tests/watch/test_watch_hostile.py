@@ -27,10 +27,10 @@ from wsupport import (
     write_manifest,
 )
 
-from gitfs_p2p.watch import Importer
-from gitfs_p2p.fsck import FsckPolicy, fsck_tree
-from gitfs_p2p.objects import ObjectParseError, parse_commit
-from gitfs_p2p.watch_check import PackIncomplete, check_complete, looks_partial
+from gitfs_p2p.receive.importer import Importer
+from gitfs_p2p.pack.fsck import FsckPolicy, fsck_tree
+from gitfs_p2p.pack.objects import ObjectParseError, parse_commit
+from gitfs_p2p.pack.verify import PackIncomplete, check_complete, looks_partial
 
 BASE = 10  # commits already imported before each hostile file arrives
 

@@ -12,11 +12,11 @@ import pytest
 
 from wsupport import check_invariant, deliver, fsck_clean, git, refs_of, write_manifest
 
-from gitfs_p2p import watch
-from gitfs_p2p.commitpack import CommitPacker
-from gitfs_p2p.gitrepo import GitRepo
-from gitfs_p2p.source import PackSource
-from gitfs_p2p.watch import Importer
+from gitfs_p2p.receive import importer as watch
+from gitfs_p2p.pack.commitpack import CommitPacker
+from gitfs_p2p.git.repo import GitRepo
+from gitfs_p2p.store.source import PackSource
+from gitfs_p2p.receive.importer import Importer
 
 
 def _importer(d, repo, **kw):
@@ -308,7 +308,7 @@ def test_cli_watch_mode_imports_as_files_arrive(tmp_path, sender):
 def test_reader_that_dies_is_replaced_not_taken_for_missing_objects(tmp_path, sender):
     """`git cat-file` dying under the importer (killed here; seen once as 'Out of memory')
     must not make present objects look missing: the next question restarts it."""
-    from gitfs_p2p.watch_repo import ReceivingRepo
+    from gitfs_p2p.git.receiving import ReceivingRepo
 
     d, repo = tmp_path / "dl", tmp_path / "repo"
     commits = list(sender.commits)
@@ -332,7 +332,7 @@ def test_reader_that_dies_is_replaced_not_taken_for_missing_objects(tmp_path, se
 
 def test_temporary_pack_files_are_never_named_like_an_index(tmp_path, sender, monkeypatch):
     """git treats any objects/pack/*.idx as a pack index: a half-written one must not look like one."""
-    from gitfs_p2p import watch_repo
+    from gitfs_p2p.git import receiving as watch_repo
 
     seen = []
     real = watch_repo._write_synced
@@ -389,7 +389,7 @@ def test_crossing_deltas_in_one_batch_make_no_delta_cycle(tmp_path):
         source.close()
         repo.close()
     # the packs really cross: each of c1, c2 holds one REF_DELTA, against the other's blob
-    from gitfs_p2p.packfile import OBJ_REF_DELTA, read_pack
+    from gitfs_p2p.pack.packfile import OBJ_REF_DELTA, read_pack
     blob_a = git("rev-parse", f"{c1}:f.txt", cwd=src).strip()
     blob_b = git("rev-parse", f"{c2}:f.txt", cwd=src).strip()
     bases = {c: [e.base_id.hex() for e in read_pack(sender.packs[c]) if e.type_num == OBJ_REF_DELTA]

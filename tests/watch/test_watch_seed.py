@@ -9,10 +9,10 @@ import pytest
 
 from wsupport import deliver, write_manifest
 
-from gitfs_p2p.gitrepo import GitRepo
-from gitfs_p2p.manifest import RefManifest
-from gitfs_p2p.source import PackSource
-from gitfs_p2p.watch import Importer
+from gitfs_p2p.git.repo import GitRepo
+from gitfs_p2p.pack.manifest import RefManifest
+from gitfs_p2p.store.source import PackSource
+from gitfs_p2p.receive.importer import Importer
 from torrentcore.metainfo import build_info, build_torrent, info_hash
 
 SYSTEM_PYTHON = "/usr/bin/python3"

@@ -13,7 +13,7 @@ import sys
 
 from wsupport import deliver, write_manifest
 
-from gitfs_p2p.packfile import OBJ_COMMIT, read_pack, write_pack, PackEntry
+from gitfs_p2p.pack.packfile import OBJ_COMMIT, read_pack, write_pack, PackEntry
 from testutil import git
 
 BROKEN = 12  # index of the commit whose pack arrives broken

@@ -13,17 +13,17 @@ import sys
 import zlib
 from dataclasses import dataclass
 
-from gitfs_p2p.packfile import entry_header
+from gitfs_p2p.pack.packfile import entry_header
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from testutil import generate, git  # noqa: E402
 
-from gitfs_p2p.gitrepo import GitRepo  # noqa: E402
-from gitfs_p2p.manifest import RefManifest  # noqa: E402
-from gitfs_p2p.packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TREE, object_id  # noqa: E402
-from gitfs_p2p.source import PackSource  # noqa: E402
+from gitfs_p2p.git.repo import GitRepo  # noqa: E402
+from gitfs_p2p.pack.manifest import RefManifest  # noqa: E402
+from gitfs_p2p.pack.packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TREE, object_id  # noqa: E402
+from gitfs_p2p.store.source import PackSource  # noqa: E402
 
 __all__ = ["Sender", "make_sender", "deliver", "refs_of", "fsck_clean", "check_invariant", "git", "raw_pack"]
 
@@ -147,7 +147,7 @@ def oid_hex(type_num: int, data: bytes) -> str:
 
 
 def delta(base: bytes, target: bytes) -> bytes:
-    from gitfs_p2p.delta import create_delta
+    from gitfs_p2p.pack.delta import create_delta
 
     return create_delta(base, target)
 

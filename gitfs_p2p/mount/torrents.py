@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from .mount_layout import PUBLISHED_LABELS, TORRENTS_DIR, File, RepoSnapshot, StaticContent, manifest_file, manifest_for_snapshot
-from .source import PackSource
-from .manifest import RefManifest
-from .torrents import RepoTorrent, build_repo_torrent
+from .layout import PUBLISHED_LABELS, TORRENTS_DIR, File, RepoSnapshot, StaticContent, manifest_file, manifest_for_snapshot
+from ..store.source import PackSource
+from ..pack.manifest import RefManifest
+from ..store.torrents import RepoTorrent, build_repo_torrent
 
 RepoManifestKey = tuple[bytes, RefManifest]
 

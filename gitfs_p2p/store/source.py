@@ -13,8 +13,8 @@ import time
 from typing import Callable, Iterable, Iterator
 
 from .cache import DEFAULT_CACHE_BYTES, PackCache
-from .commitpack import FORMAT_VERSION, CommitPacker
-from .gitrepo import CommitInfo, GitRepo
+from ..pack.commitpack import FORMAT_VERSION, CommitPacker
+from ..git.repo import CommitInfo, GitRepo
 
 __all__ = ["PackSource", "Progress"]
 

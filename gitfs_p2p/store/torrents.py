@@ -20,9 +20,9 @@ from typing import Iterable, Iterator
 from torrentcore.magnet import magnet_link
 from torrentcore.metainfo import build_info, build_torrent, info_hash
 
-from .errors import UserError
-from .gitrepo import RefTarget
-from .manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
+from ..errors import UserError
+from ..git.repo import RefTarget
+from ..pack.manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
 from .source import PackSource, Progress
 
 __all__ = [

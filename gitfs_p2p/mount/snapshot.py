@@ -8,7 +8,7 @@ previous `RepoSnapshot` (pickled) on stdin and gets the new one back, or
 alone, whether a ref may have moved at all, so a quiet repository costs
 a few stat calls per poll.
 
-    python -m gitfs_p2p.mount_walk REPO < PICKLED-PREVIOUS-OR-EMPTY
+    python -m gitfs_p2p.mount.snapshot REPO < PICKLED-PREVIOUS-OR-EMPTY
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pickle
 import subprocess
 import sys
 
-from .errors import UserError
-from .mount_layout import RepoSnapshot
+from ..errors import UserError
+from .layout import RepoSnapshot
 
 __all__ = ["refs_signature", "snapshot_in_child", "main"]
 
@@ -61,7 +61,7 @@ def refs_signature(git_dir: str) -> tuple:
 def snapshot_in_child(repo_path: str, previous: RepoSnapshot | None) -> RepoSnapshot:
     """read_snapshot(repo, previous), run by a child process."""
     proc = subprocess.run(
-        [sys.executable, "-m", "gitfs_p2p.mount_walk", repo_path],
+        [sys.executable, "-m", "gitfs_p2p.mount.snapshot", repo_path],
         input=pickle.dumps(previous, protocol=pickle.HIGHEST_PROTOCOL) if previous is not None else b"",
         capture_output=True,
     )
@@ -75,8 +75,8 @@ def snapshot_in_child(repo_path: str, previous: RepoSnapshot | None) -> RepoSnap
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .gitrepo import GitRepo
-    from .mount import read_snapshot
+    from ..git.repo import GitRepo
+    from .fs import read_snapshot
 
     argv = sys.argv[1:] if argv is None else argv
     data = sys.stdin.buffer.read()

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["PackCache", "CachedPack", "DEFAULT_CACHE_BYTES"]
 

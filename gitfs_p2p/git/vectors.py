@@ -4,7 +4,7 @@
 pack (in torrent order: commits, each followed by its tags) with
 testvectors.json (shipped with the package).  A machine
 whose zlib or dulwich would produce different bytes fails loudly instead of
-seeding data no one else can match.  `python -m gitfs_p2p.vectors --write`
+seeding data no one else can match.  `python -m gitfs_p2p.git.vectors --write`
 regenerates the file (only when the format version changes on purpose).
 """
 
@@ -21,10 +21,10 @@ import dulwich
 from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.repo import MemoryRepo
 
-from .commitpack import FORMAT_VERSION, CommitPacker
-from .errors import UserError
-from .gitrepo import GitRepo
-from .torrents import pack_order, published_tags
+from ..pack.commitpack import FORMAT_VERSION, CommitPacker
+from ..errors import UserError
+from .repo import GitRepo
+from ..store.torrents import pack_order, published_tags
 
 __all__ = ["build_vector_repo", "compute_vectors", "selfcheck", "VECTORS_PATH"]
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["register", "cmd_mount", "cmd_umount", "find_mount"]
 
@@ -37,8 +37,8 @@ SIGTERM to a foreground mount)."""
 
 
 def register(subparsers) -> None:
-    from .cache import DEFAULT_CACHE_BYTES
-    from .cli import _size
+    from ..store.cache import DEFAULT_CACHE_BYTES
+    from ..cli import _size
 
     p = subparsers.add_parser(
         "mount",
@@ -212,9 +212,9 @@ def _progress_printer(what: str):
 
 def _open_checked(args) -> tuple[str, str, str]:
     """(repo path, mountpoint, git dir) after every check that can fail before mounting."""
-    from .cache import PackCache
-    from .gitrepo import GitRepo
-    from .vectors import selfcheck
+    from ..store.cache import PackCache
+    from ..git.repo import GitRepo
+    from ..git.vectors import selfcheck
 
     repo_path = os.path.abspath(args.repo)
     mountpoint = os.path.abspath(args.mountpoint)
@@ -229,10 +229,10 @@ def _open_checked(args) -> tuple[str, str, str]:
 
 
 def _service(args, repo_path: str, mountpoint: str):
-    from .gitrepo import GitRepo
-    from .mount import MountService
-    from .mount_torrents import TorrentContributor
-    from .source import PackSource
+    from ..git.repo import GitRepo
+    from ..mount.fs import MountService
+    from ..mount.torrents import TorrentContributor
+    from ..store.source import PackSource
 
     def open_source() -> PackSource:
         return PackSource(GitRepo(repo_path), cache_bytes=args.cache_bytes)
@@ -281,7 +281,7 @@ def cmd_mount(args) -> int:
 def _mount_foreground(args, repo_path: str, mountpoint: str) -> int:
     import trio
 
-    from .mount import serve_until_signal
+    from ..mount.fs import serve_until_signal
 
     logging.getLogger("gitfs_p2p").setLevel(logging.INFO)
     log.setLevel(logging.INFO)
@@ -355,7 +355,7 @@ def _send(fd: int, text: str) -> None:
 def _serve_in_background(args, repo_path: str, mountpoint: str, log_fd: int, ready_fd: int) -> int:
     import trio
 
-    from .mount import serve_until_signal
+    from ..mount.fs import serve_until_signal
 
     os.setsid()  # no terminal: Ctrl-C in the shell that started us does not reach us
     os.chdir("/")

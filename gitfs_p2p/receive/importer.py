@@ -23,12 +23,12 @@ from typing import Callable
 
 import trio
 
-from .cache import PackCache
-from .commitpack import FORMAT_VERSION
-from .errors import UserError
-from .manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
-from .manifest import checksum_ok as manifest_checksum_ok
-from .watch_check import (
+from ..store.cache import PackCache
+from ..pack.commitpack import FORMAT_VERSION
+from ..errors import UserError
+from ..pack.manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
+from ..pack.manifest import checksum_ok as manifest_checksum_ok
+from ..pack.verify import (
     WATCH_LIMITS,
     PackIncomplete,
     PackRejected,
@@ -42,9 +42,9 @@ from .watch_check import (
     peek,
     verify_pack,
 )
-from .packfile import OBJ_COMMIT, OBJ_TAG
-from .watch_quarantine import Quarantine
-from .watch_repo import ReceivingRepo, crash_point
+from ..pack.packfile import OBJ_COMMIT, OBJ_TAG
+from .quarantine import Quarantine
+from ..git.receiving import ReceivingRepo, crash_point
 
 __all__ = ["Importer", "PassResult", "Watcher", "SIDECAR_SUFFIXES", "DEFAULT_SETTLE"]
 
@@ -777,7 +777,7 @@ class Importer:
 
 
 def _check_remote_name(name: str) -> str:
-    from .manifest import ManifestError, check_ref_name
+    from ..pack.manifest import ManifestError, check_ref_name
 
     try:
         check_ref_name(f"refs/remotes/{name}/x")

@@ -6,14 +6,14 @@ import argparse
 import os
 import sys
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["register"]
 
 
 def cmd_torrent(args) -> int:
-    from .cli import _open_source, _progress_printer, _write_atomically
-    from .torrents import build_repo_torrent, select_refs
+    from ..cli import _open_source, _progress_printer, _write_atomically
+    from ..store.torrents import build_repo_torrent, select_refs
 
     source = _open_source(args.repo, args.cache_bytes)
     try:
@@ -72,7 +72,7 @@ def _human(n: int) -> str:
 
 
 def register(sub) -> None:
-    from .cli import cache_option
+    from ..cli import cache_option
 
     p = sub.add_parser(
         "torrent",

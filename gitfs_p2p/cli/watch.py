@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["register", "cmd_watch", "NOT_FINISHED"]
 
@@ -54,7 +54,7 @@ def _seconds(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    from .cli import _size
+    from ..cli import _size
 
     p = subparsers.add_parser(
         "watch",
@@ -117,7 +117,7 @@ def _report(line: str) -> None:
 def cmd_watch(args) -> int:
     import trio
 
-    from .watch import DEFAULT_MAX_PACK_BYTES, DEFAULT_REMOTE, DEFAULT_SETTLE, Importer, Watcher
+    from ..receive.importer import DEFAULT_MAX_PACK_BYTES, DEFAULT_REMOTE, DEFAULT_SETTLE, Importer, Watcher
 
     settle = DEFAULT_SETTLE if args.settle is None else args.settle
     importer = Importer(

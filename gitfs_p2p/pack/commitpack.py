@@ -12,8 +12,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .delta import create_delta
-from .gitrepo import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitInfo, GitRepo, TreeEntry
-from .errors import UserError
+from ..git.repo import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitInfo, GitRepo, TreeEntry
+from ..errors import UserError
 from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TAG, OBJ_TREE, TYPE_NAMES, PackEntry, write_pack
 
 __all__ = ["FORMAT_VERSION", "MAX_DELTA_SIZE", "CommitPacker", "PackPlan"]

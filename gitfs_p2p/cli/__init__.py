@@ -10,9 +10,9 @@ import sys
 import tempfile
 import time
 
-from . import __version__
-from .cache import DEFAULT_CACHE_BYTES
-from .errors import UserError
+from .. import __version__
+from ..store.cache import DEFAULT_CACHE_BYTES
+from ..errors import UserError
 
 __all__ = ["main", "build_parser"]
 
@@ -46,9 +46,9 @@ def _progress_printer(what: str):
 
 
 def _open_source(path: str, cache_bytes: int):
-    from .gitrepo import GitRepo
-    from .source import PackSource
-    from .vectors import selfcheck
+    from ..git.repo import GitRepo
+    from ..store.source import PackSource
+    from ..git.vectors import selfcheck
 
     selfcheck()
     return PackSource(GitRepo(path), cache_bytes=cache_bytes)
@@ -197,9 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Each command module registers its own subcommands (imports stay light)."""
-    from . import mount_cli, torrent_cli, watch_cli
+    from . import mount, torrent, watch
 
-    return (mount_cli.register, watch_cli.register, torrent_cli.register)
+    return (mount.register, watch.register, torrent.register)
 
 
 def main(argv: list[str] | None = None) -> int:

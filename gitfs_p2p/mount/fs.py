@@ -24,10 +24,10 @@ from typing import Callable, Sequence
 import pyfuse3
 import trio
 
-from .errors import UserError
-from .gitrepo import GitRepo
-from .objects import clamp_time
-from .mount_layout import (
+from ..errors import UserError
+from ..git.repo import GitRepo
+from ..pack.objects import clamp_time
+from .layout import (
     CommitList,
     Content,
     Contributor,
@@ -42,8 +42,8 @@ from .mount_layout import (
     build_layout,
     readme_text,
 )
-from .mount_walk import refs_signature, snapshot_in_child
-from .source import PackSource, Progress
+from .snapshot import refs_signature, snapshot_in_child
+from ..store.source import PackSource, Progress
 
 __all__ = [
     "PackFS",

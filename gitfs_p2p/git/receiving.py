@@ -22,10 +22,10 @@ import zlib
 import hashlib
 from dataclasses import dataclass
 
-from .errors import UserError
-from .fsck import FsckPolicy
-from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE, entry_header
-from .watch_check import VerifiedPack
+from ..errors import UserError
+from ..pack.fsck import FsckPolicy
+from ..pack.packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE, entry_header
+from ..pack.verify import VerifiedPack
 
 __all__ = ["ReceivingRepo", "build_pack", "crash_point"]
 

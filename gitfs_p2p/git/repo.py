@@ -14,9 +14,9 @@ from typing import Iterable, NamedTuple
 from dulwich.errors import NotGitRepository, ObjectFormatException
 from dulwich.repo import Repo
 
-from .errors import UserError
-from .objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, ObjectParseError, iter_tree, mode_kind, parse_commit, parse_tag
-from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
+from ..errors import UserError
+from ..pack.objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, ObjectParseError, iter_tree, mode_kind, parse_commit, parse_tag
+from ..pack.packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
 
 __all__ = [
     "GitRepo",

@@ -32,10 +32,10 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable, Protocol, Sequence
 
-from .errors import UserError
-from .manifest import MANIFEST_SUFFIX, RefManifest
-from .objects import clamp_time
-from .torrents import label_for, manifest_for
+from ..errors import UserError
+from ..pack.manifest import MANIFEST_SUFFIX, RefManifest
+from ..pack.objects import clamp_time
+from ..store.torrents import label_for, manifest_for
 
 __all__ = [
     "Content",

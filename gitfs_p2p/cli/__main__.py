@@ -1,0 +1,7 @@
+"""`python -m gitfs_p2p.cli`: the command line."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

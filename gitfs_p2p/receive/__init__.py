@@ -1,0 +1,1 @@
+"""The receiving side: scanning a download directory, quarantine, importing, refs, the watcher."""
