@@ -1,7 +1,54 @@
-"""Errors a user can cause: the CLI prints them as one line and exits non-zero."""
+"""The domain errors of gitfs-p2p: what a user can cause or fix, by layer.
 
-__all__ = ["UserError"]
+Library layers raise these (never print, never exit); the command line catches
+`GitfsError` at its one boundary (cli/__init__.py) and prints one line.  Anything
+else that escapes is a bug and stays a traceback.
+"""
+
+__all__ = [
+    "GitfsError",
+    "RepositoryError",
+    "GitCommandError",
+    "FormatError",
+    "CacheError",
+    "PublishError",
+    "MountError",
+    "ReceiveError",
+    "UserError",
+]
 
 
-class UserError(Exception):
-    """A problem with the input (path, revision, file), not a bug."""
+class GitfsError(Exception):
+    """A problem with the input or the environment (a path, a revision, a file, a disk), not a bug."""
+
+
+class RepositoryError(GitfsError):
+    """Not a repository, a shallow one, a revision or object that is not there or cannot be read."""
+
+
+class GitCommandError(GitfsError):
+    """git is not installed, or a git command failed."""
+
+
+class FormatError(GitfsError):
+    """This machine cannot reproduce the pack format's bytes (its test vectors)."""
+
+
+class CacheError(GitfsError):
+    """The pack cache cannot be read or written (a full disk, a damaged file)."""
+
+
+class PublishError(GitfsError):
+    """Nothing to publish, or refs that cannot be published (no branch, a bad label)."""
+
+
+class MountError(GitfsError):
+    """A mount point or FUSE problem: not empty, already mounted, no /dev/fuse."""
+
+
+class ReceiveError(GitfsError):
+    """The receiving side cannot work: DIR is no directory, another watcher holds REPO."""
+
+
+#: The name older modules raise; being replaced by the errors above, one layer at a time.
+UserError = GitfsError

@@ -23,127 +23,40 @@ docs/watcher.md has the table.
 
 from __future__ import annotations
 
-import enum
 import re
 from dataclasses import dataclass, field
 from typing import Iterable
-from urllib.parse import unquote_to_bytes
 
+from .findings import ALWAYS_REFUSED, DEFAULT_SEVERITY, WHY_ALWAYS, Finding, Severity, finding
+from .gitnames import (
+    SPECIAL_FIRST,
+    is_dotgitattributes,
+    is_dotgitignore,
+    is_dotgitmodules,
+    is_dotmailmap,
+    is_hfs_dotgit,
+    is_ntfs_dot,
+    is_ntfs_dotgit,
+    maybe_special,
+)
 from .objects import ObjectParseError, parse_tree, strtoumax_end
+from .submodules import fsck_gitattributes, fsck_gitmodules
 
 __all__ = [
+    # the vocabulary (findings.py), re-exported: what a receiver needs from one place
     "Severity",
     "DEFAULT_SEVERITY",
     "ALWAYS_REFUSED",
+    "WHY_ALWAYS",
     "Finding",
     "FsckPolicy",
-    "WHY_ALWAYS",
     "TreeReport",
     "fsck_commit",
     "fsck_tag",
     "fsck_tree",
     "fsck_gitmodules",
-    "is_hfs_dotgit",
-    "is_ntfs_dotgit",
-    "is_dotgitmodules",
-    "check_submodule_name",
-    "check_submodule_url",
-    "parse_git_config",
-    "ConfigError",
+    "fsck_gitattributes",
 ]
-
-
-class Severity(enum.IntEnum):
-    FATAL = 0
-    ERROR = 1
-    WARN = 2
-    INFO = 3
-    IGNORE = 4
-
-
-_F, _E, _W, _I, _X = Severity.FATAL, Severity.ERROR, Severity.WARN, Severity.INFO, Severity.IGNORE
-
-#: git 2.39's message ids (camelCase, as git prints them) and their default severities (fsck.h).
-DEFAULT_SEVERITY: dict[str, Severity] = {
-    "nulInHeader": _F, "unterminatedHeader": _F,
-    "badDate": _E, "badDateOverflow": _E, "badEmail": _E, "badName": _E, "badObjectSha1": _E,
-    "badParentSha1": _E, "badTimezone": _E, "badTree": _E, "badTreeSha1": _E, "badType": _E,
-    "duplicateEntries": _E, "missingAuthor": _E, "missingCommitter": _E, "missingEmail": _E,
-    "missingNameBeforeEmail": _E, "missingObject": _E, "missingSpaceBeforeDate": _E,
-    "missingSpaceBeforeEmail": _E, "missingTag": _E, "missingTagEntry": _E, "missingTree": _E,
-    "missingType": _E, "missingTypeEntry": _E, "multipleAuthors": _E, "treeNotSorted": _E,
-    "unknownType": _E, "zeroPaddedDate": _E, "gitmodulesMissing": _E, "gitmodulesBlob": _E,
-    "gitmodulesLarge": _E, "gitmodulesName": _E, "gitmodulesSymlink": _E, "gitmodulesUrl": _E,
-    "gitmodulesPath": _E, "gitmodulesUpdate": _E, "gitattributesMissing": _E,
-    "gitattributesLarge": _E, "gitattributesLineLength": _E, "gitattributesBlob": _E,
-    "emptyName": _W, "fullPathname": _W, "hasDot": _W, "hasDotdot": _W, "hasDotgit": _W,
-    "nullSha1": _W, "zeroPaddedFilemode": _W, "nulInCommit": _W,
-    "badFilemode": _I, "gitmodulesParse": _I, "gitignoreSymlink": _I, "gitattributesSymlink": _I,
-    "mailmapSymlink": _I, "badTagName": _I, "missingTaggerEntry": _I,
-    "extraHeaderEntry": _X,
-}
-
-#: Refused in every mode, whatever `fsck.*` says: each would let a peer harm the user or
-#: break the repository.  The rest of git's ids only refuse in strict mode.
-ALWAYS_REFUSED = frozenset({
-    # a NUL byte where git reads header lines (a C reader stops there, a checker may not)
-    "nulInHeader",
-    # names a checkout would turn into a write outside the work tree or into .git
-    # (an empty name never gets this far: git cannot read such a tree, see badTree)
-    "hasDot", "hasDotdot", "hasDotgit", "fullPathname",
-    # two entries for one path: which one a checkout writes depends on the tool
-    "duplicateEntries",
-    # .gitmodules that could run a command or reach outside the repository, or one too
-    # large to check (git: past core.bigFileThreshold)
-    "gitmodulesSymlink", "gitmodulesName", "gitmodulesUrl", "gitmodulesPath", "gitmodulesUpdate",
-    "gitmodulesLarge",
-    # git itself cannot read the object
-    "badTree", "missingTree", "badTreeSha1", "badParentSha1",
-    "missingObject", "badObjectSha1", "missingTypeEntry", "missingType", "badType",
-    "missingTagEntry", "missingTag",
-})
-
-#: Why each id of ALWAYS_REFUSED is refused, in a few words (shown with the finding).
-WHY_ALWAYS = {
-    "nulInHeader": "a NUL byte in a header, which readers take apart differently",
-    **dict.fromkeys(
-        ["hasDot", "hasDotdot", "hasDotgit", "fullPathname"],
-        "unsafe name: a checkout would write into .git or outside the work tree",
-    ),
-    "duplicateEntries": "two entries for one path: what a checkout writes depends on the tool",
-    **dict.fromkeys(
-        ["gitmodulesSymlink", "gitmodulesName", "gitmodulesUrl", "gitmodulesPath", "gitmodulesUpdate"],
-        "a .gitmodules that could run a command or reach outside the repository",
-    ),
-    "gitmodulesLarge": "a .gitmodules too large to check",
-    **dict.fromkeys(
-        ["badTree", "missingTree", "badTreeSha1", "badParentSha1", "missingObject", "badObjectSha1",
-         "missingTypeEntry", "missingType", "badType", "missingTagEntry", "missingTag"],
-        "git itself cannot read it",
-    ),
-}
-
-#: Largest .gitmodules we parse: git's core.bigFileThreshold default (512 MiB), which is
-#: also the receiver's bound on any one object.
-MAX_GITMODULES = 512 << 20
-#: git's ATTR_MAX_FILE_SIZE and ATTR_MAX_LINE_LENGTH.
-MAX_GITATTRIBUTES = 100 << 20
-MAX_GITATTRIBUTES_LINE = 2048
-
-
-@dataclass(frozen=True)
-class Finding:
-    msg_id: str  # git's camelCase message id
-    message: str
-    object_id: str  # hex
-    object_type: str  # "commit" | "tree" | "blob" | "tag"
-
-    def __str__(self) -> str:
-        return f"{self.object_type} {self.object_id}: {self.msg_id}: {self.message}"
-
-
-def _finding(oid: str, kind: str, msg_id: str, message: str) -> Finding:
-    return Finding(msg_id, message, oid, kind)
 
 
 # -- the policy --------------------------------------------------------------------------------
@@ -212,9 +125,9 @@ def _verify_headers(raw: bytes, oid: str, kind: str) -> Finding | None:
     head = raw if end < 0 else raw[:end]
     nul = head.find(b"\0")
     if nul >= 0:
-        return _finding(oid, kind, "nulInHeader", f"unterminated header: NUL at offset {nul}")
+        return finding(oid, kind, "nulInHeader", f"unterminated header: NUL at offset {nul}")
     if end < 0 and not raw.endswith(b"\n"):
-        return _finding(oid, kind, "unterminatedHeader", "unterminated header")
+        return finding(oid, kind, "unterminatedHeader", "unterminated header")
     return None
 
 
@@ -228,7 +141,7 @@ def _fsck_ident(raw: bytes, pos: int, oid: str, kind: str) -> tuple[int, Finding
     line = raw[pos : nl if nl >= 0 else len(raw)] + b"\n"  # C sees the '\n' (or the buffer's end)
 
     def bad(msg_id: str, message: str) -> tuple[int, Finding]:
-        return nxt, _finding(oid, kind, msg_id, f"invalid author/committer line - {message}")
+        return nxt, finding(oid, kind, msg_id, f"invalid author/committer line - {message}")
 
     if line[:1] == b"<":
         return bad("missingNameBeforeEmail", "missing space before email")
@@ -274,15 +187,15 @@ def fsck_commit(oid: str, raw: bytes) -> list[Finding]:
         return [bad]
     out: list[Finding] = []
     if not raw.startswith(b"tree "):
-        return [_finding(oid, k, "missingTree", "invalid format - expected 'tree' line")]
+        return [finding(oid, k, "missingTree", "invalid format - expected 'tree' line")]
     pos = 5
     if not _HEX40.match(raw, pos) or raw[pos + 40 : pos + 41] != b"\n":
-        return [_finding(oid, k, "badTreeSha1", "invalid 'tree' line format - bad sha1")]
+        return [finding(oid, k, "badTreeSha1", "invalid 'tree' line format - bad sha1")]
     pos += 41
     while raw.startswith(b"parent ", pos):
         pos += 7
         if not _HEX40.match(raw, pos) or raw[pos + 40 : pos + 41] != b"\n":
-            return out + [_finding(oid, k, "badParentSha1", "invalid 'parent' line format - bad sha1")]
+            return out + [finding(oid, k, "badParentSha1", "invalid 'parent' line format - bad sha1")]
         pos += 41
     authors = 0
     while raw.startswith(b"author ", pos):
@@ -291,16 +204,16 @@ def fsck_commit(oid: str, raw: bytes) -> list[Finding]:
         if bad:
             return out + [bad]
     if authors < 1:
-        return out + [_finding(oid, k, "missingAuthor", "invalid format - expected 'author' line")]
+        return out + [finding(oid, k, "missingAuthor", "invalid format - expected 'author' line")]
     if authors > 1:
-        return out + [_finding(oid, k, "multipleAuthors", "invalid format - multiple 'author' lines")]
+        return out + [finding(oid, k, "multipleAuthors", "invalid format - multiple 'author' lines")]
     if not raw.startswith(b"committer ", pos):
-        return out + [_finding(oid, k, "missingCommitter", "invalid format - expected 'committer' line")]
+        return out + [finding(oid, k, "missingCommitter", "invalid format - expected 'committer' line")]
     pos, bad = _fsck_ident(raw, pos + 10, oid, k)
     if bad:
         return out + [bad]
     if b"\0" in raw:
-        out.append(_finding(oid, k, "nulInCommit", "NUL byte in the commit object body"))
+        out.append(finding(oid, k, "nulInCommit", "NUL byte in the commit object body"))
     return out
 
 
@@ -319,167 +232,39 @@ def fsck_tag(oid: str, raw: bytes) -> list[Finding]:
     if bad:
         return [bad]
     if not raw.startswith(b"object "):
-        return [_finding(oid, k, "missingObject", "invalid format - expected 'object' line")]
+        return [finding(oid, k, "missingObject", "invalid format - expected 'object' line")]
     pos = 7
     if not _HEX40.match(raw, pos) or raw[pos + 40 : pos + 41] != b"\n":
-        return [_finding(oid, k, "badObjectSha1", "invalid 'object' line format - bad sha1")]
+        return [finding(oid, k, "badObjectSha1", "invalid 'object' line format - bad sha1")]
     pos += 41
     if not raw.startswith(b"type ", pos):
-        return [_finding(oid, k, "missingTypeEntry", "invalid format - expected 'type' line")]
+        return [finding(oid, k, "missingTypeEntry", "invalid format - expected 'type' line")]
     pos += 5
     eol = raw.find(b"\n", pos)
     if eol < 0:
-        return [_finding(oid, k, "missingType", "invalid format - unexpected end after 'type' line")]
+        return [finding(oid, k, "missingType", "invalid format - unexpected end after 'type' line")]
     if raw[pos:eol].split(b"\0")[0] not in (b"commit", b"tree", b"blob", b"tag"):
-        return [_finding(oid, k, "badType", "invalid 'type' value")]
+        return [finding(oid, k, "badType", "invalid 'type' value")]
     pos = eol + 1
     if not raw.startswith(b"tag ", pos):
-        return [_finding(oid, k, "missingTagEntry", "invalid format - expected 'tag' line")]
+        return [finding(oid, k, "missingTagEntry", "invalid format - expected 'tag' line")]
     pos += 4
     eol = raw.find(b"\n", pos)
     if eol < 0:
-        return [_finding(oid, k, "missingTag", "invalid format - unexpected end after 'type' line")]
+        return [finding(oid, k, "missingTag", "invalid format - unexpected end after 'type' line")]
     out: list[Finding] = []
     if _bad_tag_name(raw[pos:eol].split(b"\0")[0]):
-        out.append(_finding(oid, k, "badTagName", f"invalid 'tag' name: {raw[pos:eol].decode(errors='replace')}"))
+        out.append(finding(oid, k, "badTagName", f"invalid 'tag' name: {raw[pos:eol].decode(errors='replace')}"))
     pos = eol + 1
     if not raw.startswith(b"tagger ", pos):
-        out.append(_finding(oid, k, "missingTaggerEntry", "invalid format - expected 'tagger' line"))
+        out.append(finding(oid, k, "missingTaggerEntry", "invalid format - expected 'tagger' line"))
     else:
         pos, bad = _fsck_ident(raw, pos + 7, oid, k)
         if bad:
             return out + [bad]
     if pos < len(raw) and raw[pos : pos + 1] != b"\n":
-        out.append(_finding(oid, k, "extraHeaderEntry", "invalid format - extra header(s) after 'tagger'"))
+        out.append(finding(oid, k, "extraHeaderEntry", "invalid format - extra header(s) after 'tagger'"))
     return out
-
-
-# -- names a checkout must never write ---------------------------------------------------------
-
-#: Code points HFS+ ignores when it compares names (utf8.c next_hfs_char).
-_HFS_IGNORED = frozenset(
-    [0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E]
-    + list(range(0x206A, 0x2070))
-    + [0xFEFF]
-)
-
-
-def _hfs_chars(name: bytes) -> list[int]:
-    """The code points of name without those HFS+ ignores, as git's next_hfs_char reads them.
-
-    Where the bytes stop being valid UTF-8, git reads "end of name"; so do we.
-    """
-    out = []
-    i, n = 0, len(name)
-    while i < n:
-        lead = name[i]
-        size = 1 if lead < 0x80 else 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4 if lead >> 3 == 0b11110 else 0
-        try:
-            ch = name[i : i + size].decode("utf-8") if size else ""
-        except UnicodeDecodeError:
-            ch = ""
-        if len(ch) != 1 or ord(ch) in (0xFFFE, 0xFFFF):  # git's pick_one_utf8_char refuses those too
-            break
-        i += size
-        if ord(ch) not in _HFS_IGNORED:
-            out.append(ord(ch))
-    return out
-
-
-def _is_hfs_dot(name: bytes, needle: bytes) -> bool:
-    chars = _hfs_chars(name)
-    if len(chars) < len(needle) + 1 or chars[0] != 0x2E:
-        return False
-    for c, want in zip(chars[1:], needle):
-        if c > 127 or chr(c).lower() != chr(want):
-            return False
-    rest = chars[len(needle) + 1 :]
-    return not rest or rest[0] == 0x2F
-
-
-def is_hfs_dotgit(name: bytes) -> bool:
-    """`.git` as HFS+ sees it: any case, with ignorable code points anywhere."""
-    return _is_hfs_dot(name, b"git")
-
-
-def is_ntfs_dotgit(name: bytes) -> bool:
-    """`.git` as NTFS sees it: `.git` or `git~1`, any case, then only dots and spaces,
-    up to the end, a directory separator or an alternate data stream (`:`)."""
-    low = name.lower()
-    if low.startswith(b".git"):
-        rest = name[4:]
-    elif low.startswith(b"git~1"):
-        rest = name[5:]
-    else:
-        return False
-    for c in rest:
-        if c in b"/\\:":
-            return True
-        if c not in b". ":
-            return False
-    return True
-
-
-def _is_ntfs_dot(name: bytes, needle: bytes, short_prefix: bytes) -> bool:
-    """path.c is_ntfs_dot_generic: `.needle`, its 8.3 short name, or the hashed short name."""
-
-    def only_spaces_and_periods(i: int) -> bool:
-        for c in name[i:]:
-            if c == 0x3A:  # ':'
-                return True
-            if c not in b" .":
-                return False
-        return True
-
-    low = name.lower()
-    if low[:1] == b"." and low[1 : 1 + len(needle)] == needle:
-        return only_spaces_and_periods(len(needle) + 1)
-    if low[:6] == needle[:6] and name[6:7] == b"~" and name[7:8] in (b"1", b"2", b"3", b"4"):
-        return only_spaces_and_periods(8)
-    i = 0
-    saw_tilde = False
-    while i < 8:
-        if i >= len(name):
-            return False
-        c = name[i]
-        if saw_tilde:
-            if not 0x30 <= c <= 0x39:
-                return False
-        elif c == 0x7E:  # '~'
-            i += 1
-            if i >= len(name) or not 0x31 <= name[i] <= 0x39:
-                return False
-            saw_tilde = True
-        elif i >= 6 or c & 0x80:
-            return False
-        elif chr(c).lower().encode() != short_prefix[i : i + 1]:
-            return False
-        i += 1
-    return only_spaces_and_periods(8)
-
-
-def is_dotgitmodules(name: bytes) -> bool:
-    return _is_hfs_dot(name, b"gitmodules") or _is_ntfs_dot(name, b"gitmodules", b"gi7eba")
-
-
-def _is_dotgitattributes(name: bytes) -> bool:
-    return _is_hfs_dot(name, b"gitattributes") or _is_ntfs_dot(name, b"gitattributes", b"gi7d29")
-
-
-def _is_dotgitignore(name: bytes) -> bool:
-    return _is_hfs_dot(name, b"gitignore") or _is_ntfs_dot(name, b"gitignore", b"gi250a")
-
-
-def _is_dotmailmap(name: bytes) -> bool:
-    return _is_hfs_dot(name, b"mailmap") or _is_ntfs_dot(name, b"mailmap", b"maba30")
-
-
-def _maybe_special(name: bytes) -> bool:
-    """Cheap filter: only such names can be a spelling of .git, .gitmodules, ... ."""
-    return name[:1] in _SPECIAL_FIRST or b"~" in name or b"\\" in name or not name.isascii()
-
-
-_SPECIAL_FIRST = frozenset([b".", b"g", b"G", b"m", b"M"])
 
 
 # -- trees ---------------------------------------------------------------------------------------
@@ -527,31 +312,31 @@ def _special_name(oid: str, e, mode16: int, flags: dict, findings: list, report:
         flags["hasDot"] = True
     if name == b"..":
         flags["hasDotdot"] = True
-    if not _maybe_special(name):
+    if not maybe_special(name):
         return
     is_link = mode16 & _S_IFMT == _S_IFLNK
     if is_hfs_dotgit(name) or is_ntfs_dotgit(name):
         flags["hasDotgit"] = True
     if is_dotgitmodules(name):
         if is_link:
-            findings.append(_finding(oid, k, "gitmodulesSymlink", ".gitmodules is a symbolic link"))
+            findings.append(finding(oid, k, "gitmodulesSymlink", ".gitmodules is a symbolic link"))
         else:
             report.gitmodules.append(e.id)
-    if _is_dotgitattributes(name):
+    if is_dotgitattributes(name):
         if is_link:
-            findings.append(_finding(oid, k, "gitattributesSymlink", ".gitattributes is a symlink"))
+            findings.append(finding(oid, k, "gitattributesSymlink", ".gitattributes is a symlink"))
         else:
             report.gitattributes.append(e.id)
-    if is_link and _is_dotgitignore(name):
-        findings.append(_finding(oid, k, "gitignoreSymlink", ".gitignore is a symlink"))
-    if is_link and _is_dotmailmap(name):
-        findings.append(_finding(oid, k, "mailmapSymlink", ".mailmap is a symlink"))
+    if is_link and is_dotgitignore(name):
+        findings.append(finding(oid, k, "gitignoreSymlink", ".gitignore is a symlink"))
+    if is_link and is_dotmailmap(name):
+        findings.append(finding(oid, k, "mailmapSymlink", ".mailmap is a symlink"))
     for part in name.split(b"\\")[1:]:
         if is_ntfs_dotgit(part):
             flags["hasDotgit"] = True
-        if _is_ntfs_dot(part, b"gitmodules", b"gi7eba"):
+        if is_ntfs_dot(part, b"gitmodules", b"gi7eba"):
             if is_link:
-                findings.append(_finding(oid, k, "gitmodulesSymlink", ".gitmodules is a symbolic link"))
+                findings.append(finding(oid, k, "gitmodulesSymlink", ".gitmodules is a symbolic link"))
             else:
                 report.gitmodules.append(e.id)
 
@@ -572,7 +357,7 @@ def fsck_tree(oid: str, raw: bytes, *, strict: bool = False) -> TreeReport:
     try:
         entries = parse_tree(raw)
     except ObjectParseError:
-        findings.append(_finding(oid, k, "badTree", "cannot be parsed as a tree"))
+        findings.append(finding(oid, k, "badTree", "cannot be parsed as a tree"))
         return report
     report.entries = entries
     flags: dict[str, bool] = {}
@@ -585,7 +370,7 @@ def fsck_tree(oid: str, raw: bytes, *, strict: bool = False) -> TreeReport:
             flags["zeroPaddedFilemode"] = True
         if mode16 not in _STANDARD_MODES and not (mode16 == 0o100664 and not strict):
             flags["badFilemode"] = True
-    first = _SPECIAL_FIRST
+    first = SPECIAL_FIRST
     for e in entries:  # the rare names worth a closer look
         name = e.name
         if name[:1] in first or b"/" in name or b"~" in name or b"\\" in name or not name.isascii():
@@ -608,7 +393,7 @@ def fsck_tree(oid: str, raw: bytes, *, strict: bool = False) -> TreeReport:
         ("treeNotSorted", "not properly sorted"),
     ):
         if flags.get(msg_id):
-            findings.append(_finding(oid, k, msg_id, message))
+            findings.append(finding(oid, k, msg_id, message))
     return report
 
 
@@ -644,298 +429,3 @@ def _verify_ordered(mode1: int, name1: bytes, mode2: int, name2: bytes, candidat
                 candidates.append(f_name)
                 break
     return None if c1 < c2 else "unordered"
-
-
-# -- .gitmodules ---------------------------------------------------------------------------------
-
-
-class ConfigError(ValueError):
-    """Bytes git's config parser stops on; entries before the error were already given."""
-
-
-_SPACE = b" \t\n\r"  # git's own isspace()
-
-
-def _iskeychar(c: int) -> bool:
-    return 0x30 <= c <= 0x39 or 0x41 <= c <= 0x5A or 0x61 <= c <= 0x7A or c == 0x2D
-
-
-def _isalpha(c: int) -> bool:
-    return 0x41 <= c <= 0x5A or 0x61 <= c <= 0x7A
-
-
-def parse_git_config(data: bytes):
-    """Yield (name, value or None) as git's config parser (config.c) gives them to a callback.
-
-    name is `section.key` or `section.subsection.key` (section and key lower case);
-    raises ConfigError where git's parser stops.
-    """
-    p = _ConfigReader(data)
-    if data.startswith(b"\xef\xbb\xbf"):
-        p.pos = 3
-    var = b""
-    comment = False
-    while True:
-        c = p.next()
-        if c == 0x0A:
-            if p.eof:
-                return
-            comment = False
-            continue
-        if comment:
-            continue
-        if c in _SPACE:
-            continue
-        if c in (0x23, 0x3B):  # '#', ';'
-            comment = True
-            continue
-        if c == 0x5B:  # '['
-            var = p.base_var()
-            if not var:
-                raise ConfigError("bad section header")
-            var += b"."
-            continue
-        if not _isalpha(c):
-            raise ConfigError(f"bad config line {p.line}")
-        name, value = p.value(var + bytes([c]).lower())
-        yield name, value
-
-
-class _ConfigReader:
-    def __init__(self, data: bytes):
-        self.data = data
-        self.pos = 0
-        self.eof = False
-        self.line = 1
-
-    def next(self) -> int:
-        if self.pos >= len(self.data):
-            self.eof = True
-            return 0x0A
-        c = self.data[self.pos]
-        self.pos += 1
-        if c == 0x0D:
-            if self.pos < len(self.data) and self.data[self.pos] == 0x0A:
-                self.pos += 1
-                c = 0x0A
-        if c == 0x0A:
-            self.line += 1
-        return c
-
-    def base_var(self) -> bytes:
-        name = bytearray()
-        while True:
-            c = self.next()
-            if self.eof:
-                raise ConfigError("unterminated section header")
-            if c == 0x5D:  # ']'
-                return bytes(name)
-            if c in _SPACE:
-                return self.extended_base_var(name, c)
-            if not _iskeychar(c) and c != 0x2E:
-                raise ConfigError("bad section name")
-            name.append(c | 0x20 if 0x41 <= c <= 0x5A else c)
-
-    def extended_base_var(self, name: bytearray, c: int) -> bytes:
-        while True:
-            if c == 0x0A:
-                raise ConfigError("bad subsection header")
-            c = self.next()
-            if c not in _SPACE:
-                break
-        if c != 0x22:  # '"'
-            raise ConfigError("subsection must be quoted")
-        name.append(0x2E)
-        while True:
-            c = self.next()
-            if c == 0x0A:
-                raise ConfigError("unterminated subsection")
-            if c == 0x22:
-                break
-            if c == 0x5C:  # backslash: the next character as itself
-                c = self.next()
-                if c == 0x0A:
-                    raise ConfigError("unterminated subsection")
-            name.append(c)
-        if self.next() != 0x5D:
-            raise ConfigError("subsection header does not end in ]")
-        return bytes(name)
-
-    def value(self, name: bytes) -> tuple[bytes, bytes | None]:
-        key = bytearray(name)
-        while True:
-            c = self.next()
-            if self.eof or not _iskeychar(c):
-                break
-            key.append(c | 0x20 if 0x41 <= c <= 0x5A else c)
-        while c in (0x20, 0x09):
-            c = self.next()
-        if c == 0x0A:
-            return bytes(key), None
-        if c != 0x3D:  # '='
-            raise ConfigError(f"bad config line {self.line}")
-        return bytes(key), self.parse_value()
-
-    def parse_value(self) -> bytes:
-        out = bytearray()
-        quote = comment = False
-        space = 0
-        while True:
-            c = self.next()
-            if c == 0x0A:
-                if quote:
-                    raise ConfigError("unterminated quote")
-                return bytes(out)
-            if comment:
-                continue
-            if c in _SPACE and not quote:
-                if out:
-                    space += 1
-                continue
-            if not quote and c in (0x3B, 0x23):
-                comment = True
-                continue
-            out += b" " * space
-            space = 0
-            if c == 0x5C:
-                c = self.next()
-                if c == 0x0A:
-                    continue
-                esc = {0x74: 0x09, 0x62: 0x08, 0x6E: 0x0A, 0x5C: 0x5C, 0x22: 0x22}.get(c)
-                if esc is None:
-                    raise ConfigError("unknown escape sequence")
-                out.append(esc)
-                continue
-            if c == 0x22:
-                quote = not quote
-                continue
-            out.append(c)
-
-
-def _cstr(b: bytes) -> bytes:
-    """What C code sees of a byte string: everything before the first NUL."""
-    return b.split(b"\0", 1)[0]
-
-
-def check_submodule_name(name: bytes) -> bool:
-    """submodule-config.c: not empty, and no `..` path component (either slash)."""
-    name = _cstr(name)
-    if not name:
-        return False
-    for part in re.split(rb"[/\\]", name):
-        if part == b"..":
-            return False
-    return True
-
-
-def _starts_with_dot_slash(url: bytes) -> bool:
-    return url[:1] == b"." and url[1:2] in (b"/", b"\\")
-
-
-def _starts_with_dot_dot_slash(url: bytes) -> bool:
-    return url[:2] == b".." and url[2:3] in (b"/", b"\\")
-
-
-def check_submodule_url(url: bytes) -> bool:
-    """fsck.c check_submodule_url: False for a URL git refuses in .gitmodules."""
-    url = _cstr(url)
-    if url.startswith(b"-"):
-        return False  # looks like a command-line option
-    if _starts_with_dot_slash(url) or _starts_with_dot_dot_slash(url) or url.startswith(b"git://"):
-        if b"\n" in unquote_to_bytes(url):
-            return False
-        rest = url
-        dotdots = 0
-        while True:
-            if _starts_with_dot_dot_slash(rest):
-                dotdots += 1
-                rest = rest[3:]
-            elif _starts_with_dot_slash(rest):
-                rest = rest[2:]
-            else:
-                break
-        if dotdots > 0 and rest[:1] in (b":", b"/"):
-            return False
-        return True
-    curl = None
-    for prefix in (b"http::", b"https::", b"ftp::", b"ftps::"):
-        if url.startswith(prefix):
-            curl = url[len(prefix) :]
-            break
-    if curl is None and url.startswith((b"http://", b"https://", b"ftp://", b"ftps://")):
-        curl = url
-    if curl is None:
-        return True
-    return _credential_url_ok(curl)
-
-
-def _credential_url_ok(url: bytes) -> bool:
-    """credential.c credential_from_url_gently(quiet): a scheme, a host, no newline anywhere."""
-    proto_end = url.find(b"://")
-    if proto_end <= 0:  # no scheme, or an empty one (`http::://host`)
-        return False
-    cp = url[proto_end + 3 :]
-    slash = len(cp)
-    for ch in b"/?#":
-        i = cp.find(bytes([ch]))
-        if i >= 0:
-            slash = min(slash, i)
-    at = cp.find(b"@")
-    colon = cp.find(b":")
-    parts = []
-    if at < 0 or slash <= at:
-        host = cp[:slash]
-    elif colon < 0 or at <= colon:
-        parts.append(cp[:at])
-        host = cp[at + 1 : slash]
-    else:
-        parts += [cp[:colon], cp[colon + 1 : at]]
-        host = cp[at + 1 : slash]
-    parts += [url[:proto_end], host, cp[slash:].lstrip(b"/")]
-    if any(b"\n" in unquote_to_bytes(p) for p in parts):
-        return False
-    return bool(unquote_to_bytes(host))
-
-
-def fsck_gitmodules(oid: str, raw: bytes) -> list[Finding]:
-    """fsck.c fsck_blob for a blob some tree names `.gitmodules`."""
-    k = "blob"
-    if len(raw) > MAX_GITMODULES:
-        return [_finding(oid, k, "gitmodulesLarge", ".gitmodules too large to parse")]
-    out: list[Finding] = []
-    try:
-        for var, value in parse_git_config(raw):
-            if not var.startswith(b"submodule."):
-                continue
-            rest = var[len(b"submodule.") :]
-            dot = rest.rfind(b".")
-            if dot < 0:
-                continue  # no subsection
-            name, key = rest[:dot], rest[dot + 1 :]
-            shown = name.decode(errors="replace")
-            if not check_submodule_name(name):
-                out.append(_finding(oid, k, "gitmodulesName", f"disallowed submodule name: {shown}"))
-            if value is None:
-                continue
-            text = value.decode(errors="replace")
-            if key == b"url" and not check_submodule_url(value):
-                out.append(_finding(oid, k, "gitmodulesUrl", f"disallowed submodule url: {text}"))
-            if key == b"path" and _cstr(value).startswith(b"-"):
-                out.append(_finding(oid, k, "gitmodulesPath", f"disallowed submodule path: {text}"))
-            if key == b"update" and _cstr(value).startswith(b"!"):
-                out.append(_finding(oid, k, "gitmodulesUpdate", f"disallowed submodule update setting: {text}"))
-    except ConfigError:
-        out.append(_finding(oid, k, "gitmodulesParse", "could not parse gitmodules blob"))
-    return out
-
-
-def fsck_gitattributes(oid: str, raw: bytes) -> list[Finding]:
-    """fsck.c fsck_blob for a blob some tree names `.gitattributes`."""
-    k = "blob"
-    if len(raw) > MAX_GITATTRIBUTES:
-        return [_finding(oid, k, "gitattributesLarge", ".gitattributes too large to parse")]
-    text = _cstr(raw)
-    if any(len(line) >= MAX_GITATTRIBUTES_LINE for line in text.split(b"\n")):
-        return [_finding(oid, k, "gitattributesLineLength", ".gitattributes has too long lines to parse")]
-    return []
-

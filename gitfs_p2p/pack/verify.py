@@ -27,28 +27,16 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Callable
 
+from .checker import Checker, PackRejected, RepoView, TreeCache, parse_named
 from .delta import DeltaError, apply_delta
-from .fsck import ALWAYS_REFUSED, WHY_ALWAYS, Finding, FsckPolicy, fsck_commit, fsck_gitattributes, fsck_gitmodules, fsck_tag, fsck_tree
-from .objects import (
-    KIND_BLOB,
-    KIND_GITLINK,
-    KIND_TREE,
-    CommitHeader,
-    ObjectParseError,
-    TagHeader,
-    iter_tree,
-    parse_commit,
-    parse_tag,
-)
+from .fsck import FsckPolicy
+from .objects import CommitHeader, TagHeader
 from .packfile import (
-    OBJ_BLOB,
     OBJ_COMMIT,
     OBJ_OFS_DELTA,
     OBJ_REF_DELTA,
     OBJ_TAG,
-    OBJ_TREE,
     TYPE_NAMES,
     Limits,
     PackError,
@@ -59,7 +47,6 @@ from .packfile import (
 __all__ = [
     "PACK_NAME",
     "WATCH_LIMITS",
-    "MAX_PARENT_WALK",
     "PackIncomplete",
     "PackRejected",
     "Waiting",
@@ -82,8 +69,6 @@ WATCH_LIMITS = Limits(max_objects=1_000_000, max_object_size=512 << 20, max_tota
 
 #: A run of this many zero bytes marks a region a client has not written yet.
 _ZERO_RUN = b"\0" * 64
-#: Most trees read from parents to prove a pack's outside objects (a copy from far away).
-MAX_PARENT_WALK = 200_000
 
 
 class PackIncomplete(ValueError):
@@ -94,10 +79,6 @@ class PackIncomplete(ValueError):
         self.partial = partial
 
 
-class PackRejected(ValueError):
-    """The file is complete and wrong: it must never touch the repository."""
-
-
 @dataclass(frozen=True)
 class Waiting:
     """A valid pack that needs these commits (or tags, or delta bases) first; hex ids."""
@@ -105,56 +86,6 @@ class Waiting:
     object_id: str
     needs: frozenset[str]
     unresolved: bool = False  # the named object itself lies in deltas whose bases are absent
-
-
-class TreeCache:
-    """Parsed trees by binary id (name -> (kind, binary id)), least recently used dropped.
-
-    Content-addressed, so always right; shared across packs because a commit's parent
-    trees are the trees its parent's pack brought, parsed a moment before.  Bounded by
-    the number of entries held (about 200 bytes each).
-    """
-
-    def __init__(self, max_entries: int = 200_000):
-        from collections import OrderedDict
-
-        self._trees: "OrderedDict[bytes, dict[bytes, tuple[str, bytes]]]" = OrderedDict()
-        self._entries = 0
-        self.max_entries = max_entries
-
-    def get(self, tree_id: bytes) -> dict[bytes, tuple[str, bytes]] | None:
-        hit = self._trees.get(tree_id)
-        if hit is not None:
-            self._trees.move_to_end(tree_id)
-        return hit
-
-    def put(self, tree_id: bytes, names: dict[bytes, tuple[str, bytes]]) -> None:
-        if tree_id in self._trees:
-            return
-        self._trees[tree_id] = names
-        self._entries += len(names)
-        while self._entries > self.max_entries and len(self._trees) > 1:
-            _, old = self._trees.popitem(last=False)
-            self._entries -= len(old)
-
-
-@dataclass(frozen=True)
-class RepoView:
-    """What the checker may ask about the receiving repository.
-
-    read(binary id) -> (type number, content) or None: any object present;
-    has_commit(hex id) -> bool: the commit is present *with its whole history*
-    (imported and checked by us, or reachable from the repository's refs);
-    has_tag(hex id) -> bool: likewise for an annotated tag and what it names.
-    """
-
-    read: Callable[[bytes], tuple[int, bytes] | None]
-    has_commit: Callable[[str], bool]
-    has_tag: Callable[[str], bool] = lambda tag: False
-    trees: TreeCache | None = None  # parsed trees kept between packs
-
-    def complete(self, hex_id: str) -> bool:
-        return self.has_commit(hex_id) or self.has_tag(hex_id)
 
 
 @dataclass(frozen=True)
@@ -225,17 +156,6 @@ def _read_entries(data: bytes, limits: Limits):
         raise PackRejected(str(exc)) from None
 
 
-def _parse_named(type_num: int, raw: bytes, oid: str) -> CommitHeader | TagHeader:
-    try:
-        if type_num == OBJ_COMMIT:
-            return parse_commit(raw)
-        if type_num == OBJ_TAG:
-            return parse_tag(raw)
-    except ObjectParseError as exc:
-        raise PackRejected(f"{TYPE_NAMES[type_num].decode()} {oid} cannot be read by git: {exc}") from None
-    raise PackRejected(f"the file is named for {oid}, which is a {TYPE_NAMES[type_num].decode()}, not a commit or tag")
-
-
 def _needs(header: CommitHeader | TagHeader) -> frozenset[str]:
     """What must be complete in the repository before this pack can be: parents, or a tag's target."""
     if isinstance(header, CommitHeader):
@@ -257,7 +177,7 @@ def peek(data: bytes, named: str, limits: Limits = WATCH_LIMITS) -> frozenset[st
     others = []
     for e in _read_entries(data, limits):
         if e.type_num in (OBJ_COMMIT, OBJ_TAG) and object_id(e.type_num, e.data) == want:
-            return _needs(_parse_named(e.type_num, e.data, named))
+            return _needs(parse_named(e.type_num, e.data, named))
         if e.type_num in (OBJ_OFS_DELTA, OBJ_REF_DELTA):
             saw_delta = True
         else:
@@ -368,7 +288,7 @@ def verify_pack(
             return Waiting(named, missing_bases, unresolved=True)
         raise PackRejected(f"the file is named for {named}, which the pack does not hold")
     type_num, content = objects[want]
-    header = _parse_named(type_num, content, named)
+    header = parse_named(type_num, content, named)
     needs = frozenset(n for n in _needs(header) if not repo.complete(n))
     for n in needs:  # what is present must at least be of the right type
         found = objects.get(bytes.fromhex(n)) or repo.read(bytes.fromhex(n))
@@ -387,7 +307,7 @@ def verify_pack(
             f"{unresolved} deltas never resolve although everything the pack needs is present "
             f"(missing base or delta cycle: {', '.join(sorted(missing_bases)[:3])})"
         )
-    check = _Checker(named, objects, external, repo, policy)
+    check = Checker(named, objects, external, repo, policy)
     if isinstance(header, CommitHeader):
         check.commit_pack(header)
     else:
@@ -398,229 +318,3 @@ def verify_pack(
         for i, e in enumerate(raw)
     ]
     return VerifiedPack(named, header, data, entries, objects, external)
-
-
-_KIND_TYPES = {KIND_BLOB: OBJ_BLOB, KIND_TREE: OBJ_TREE}
-
-
-class _Checker:
-    """fsck and connectivity for one pack whose objects are all resolved."""
-
-    def __init__(
-        self,
-        named: str,
-        objects: dict[bytes, tuple[int, bytes]],
-        external: dict[bytes, tuple[int, bytes]],
-        repo: RepoView,
-        policy: FsckPolicy,
-    ):
-        self.named = named
-        self.objects = objects
-        self.external = external  # delta bases already read: often the parents' trees
-        self.repo = repo
-        self.policy = policy
-        self.reached: set[bytes] = {bytes.fromhex(named)}
-        self.gitmodules: set[bytes] = set()
-        self.gitattributes: set[bytes] = set()
-        self._reports: dict[bytes, list] = {}  # tree id -> parsed entries (pack trees)
-        self._parent_trees: dict[bytes, dict[bytes, tuple[str, bytes]] | None] = {}
-
-    # -- fsck ---------------------------------------------------------------------------
-    def _refuse(self, findings: list[Finding]) -> None:
-        bad = self.policy.first_refusal(findings)
-        if bad is not None:
-            if bad.msg_id in ALWAYS_REFUSED:
-                raise PackRejected(f"{bad} ({WHY_ALWAYS[bad.msg_id]}; always refused)")
-            raise PackRejected(f"{bad} (refused because the repository sets fetch/transfer.fsckObjects)")
-
-    def fsck_objects(self) -> None:
-        """Every object of the pack, by git fsck's rules, under the policy."""
-        for oid, (type_num, content) in self.objects.items():
-            hex_id = oid.hex()
-            if type_num == OBJ_COMMIT:
-                self._refuse(fsck_commit(hex_id, content))
-            elif type_num == OBJ_TAG:
-                self._refuse(fsck_tag(hex_id, content))
-            elif type_num == OBJ_TREE:
-                report = fsck_tree(hex_id, content, strict=self.policy.strict)
-                self._refuse(report.findings)
-                self._reports[oid] = report.entries
-                if self.repo.trees is not None:
-                    self.repo.trees.put(oid, {e.name: (e.kind, e.id) for e in report.entries})
-                self.gitmodules.update(report.gitmodules)
-                self.gitattributes.update(report.gitattributes)
-        for oid in sorted(self.gitmodules):
-            blob = self._object(oid)
-            if blob is None:
-                continue  # connectivity names it
-            if blob[0] != OBJ_BLOB:
-                self._refuse([_fsck_finding(oid, blob[0], "gitmodulesBlob", "non-blob found at .gitmodules")])
-            else:
-                self._refuse(fsck_gitmodules(oid.hex(), blob[1]))
-        if self.policy.strict:
-            for oid in sorted(self.gitattributes):
-                blob = self._object(oid)
-                if blob is not None and blob[0] == OBJ_BLOB:
-                    self._refuse(fsck_gitattributes(oid.hex(), blob[1]))
-
-    def _object(self, oid: bytes) -> tuple[int, bytes] | None:
-        """An object of the pack, or one read from the repository."""
-        hit = self.objects.get(oid) or self.external.get(oid)
-        return hit if hit is not None else self.repo.read(oid)
-
-    # -- the two kinds of pack --------------------------------------------------------------
-    def commit_pack(self, header: CommitHeader) -> None:
-        commits = [oid for oid, (t, _) in self.objects.items() if t == OBJ_COMMIT]
-        if len(commits) != 1:
-            raise PackRejected(f"a commit pack holds one commit, this one holds {len(commits)}")
-        if any(t not in (OBJ_COMMIT, OBJ_TREE, OBJ_BLOB) for t, _ in self.objects.values()):
-            raise PackRejected("a commit pack holds only a commit, trees and blobs")
-        self.fsck_objects()
-        parent_roots = []
-        for p in header.parents:
-            found = self.repo.read(bytes.fromhex(p))
-            if found is None or found[0] != OBJ_COMMIT:
-                raise PackRejected(f"parent {p} is not a commit")
-            parent_roots.append(bytes.fromhex(_parse_named(OBJ_COMMIT, found[1], p).tree))
-        self.connected(bytes.fromhex(header.tree), parent_roots, f"commit {self.named}")
-        self.no_extras()
-
-    def tag_pack(self, header: TagHeader) -> None:
-        if any(t == OBJ_COMMIT for t, _ in self.objects.values()):
-            raise PackRejected("a tag pack holds no commit")
-        tags = [oid for oid, (t, _) in self.objects.items() if t == OBJ_TAG]
-        if len(tags) != 1:
-            raise PackRejected(f"a tag pack holds one tag, this one holds {len(tags)}")
-        self.fsck_objects()
-        target = bytes.fromhex(header.object)
-        if header.type in ("commit", "tag"):
-            found = self.repo.read(target)
-            want = OBJ_COMMIT if header.type == "commit" else OBJ_TAG
-            if found is None or found[0] != want:
-                raise PackRejected(f"tag {self.named} says {header.object} is a {header.type}, and it is not")
-        elif header.type == "blob":
-            found = self.objects.get(target)
-            if found is None or found[0] != OBJ_BLOB:
-                raise PackRejected(f"tag {self.named} names blob {header.object}, which the pack does not hold as a blob")
-            self.reached.add(target)
-        else:
-            found = self.objects.get(target)
-            if found is None or found[0] != OBJ_TREE:
-                raise PackRejected(f"tag {self.named} names tree {header.object}, which the pack does not hold as a tree")
-            self.connected(target, [], f"tag {self.named}")
-        self.no_extras()
-
-    def no_extras(self) -> None:
-        extra = set(self.objects) - self.reached
-        if extra:
-            raise PackRejected(
-                f"the pack holds {len(extra)} objects its {self.named} does not reach (e.g. {min(extra).hex()})"
-            )
-
-    # -- connectivity -----------------------------------------------------------------------
-    def _parent_tree(self, tree_id: bytes | None) -> dict[bytes, tuple[str, bytes]] | None:
-        """name -> (kind, binary id) of a tree of a complete parent (read from the repository)."""
-        if tree_id is None:
-            return None
-        if tree_id not in self._parent_trees and self.repo.trees is not None:
-            hit = self.repo.trees.get(tree_id)
-            if hit is not None:
-                self._parent_trees[tree_id] = hit
-        if tree_id not in self._parent_trees:
-            found = self.external.get(tree_id) or self.repo.read(tree_id)
-            if found is None or found[0] != OBJ_TREE:
-                raise PackRejected(f"a parent's tree {tree_id.hex()} cannot be read from the repository")
-            try:
-                self._parent_trees[tree_id] = {e.name: (e.kind, e.id) for e in iter_tree(found[1])}
-            except ObjectParseError:
-                raise PackRejected(f"a parent's tree {tree_id.hex()} cannot be read") from None
-            if self.repo.trees is not None:
-                self.repo.trees.put(tree_id, self._parent_trees[tree_id])
-        return self._parent_trees[tree_id]
-
-    def connected(self, root: bytes, parent_roots: list[bytes], what: str) -> None:
-        """Everything below root is in the pack or in a parent's tree, with the right type.
-
-        Walks the pack's trees from root beside the parents' trees at the same path: an
-        object outside the pack counts only if a parent has it (same id, same kind),
-        first at the same path (what a thin commit pack leaves out), then anywhere in
-        the parent trees read so far (a rename), then anywhere below the parents' roots
-        (a copy from elsewhere).
-        """
-        outside: list[tuple[bytes, bytes, str]] = []  # (naming tree, id, kind)
-        if root in self.objects:
-            if self.objects[root][0] != OBJ_TREE:
-                raise PackRejected(f"{what}: its tree {root.hex()} is a {TYPE_NAMES[self.objects[root][0]].decode()}")
-            self.reached.add(root)
-            queue = [(root, list(parent_roots))]
-        else:
-            outside.append((bytes.fromhex(self.named), root, KIND_TREE))
-            queue = []
-        walked: set[bytes] = set()
-        while queue:
-            tree_id, parent_dirs = queue.pop()
-            if tree_id in walked:
-                continue
-            walked.add(tree_id)
-            parent_maps = [m for m in (self._parent_tree(d) for d in parent_dirs) if m is not None]
-            objects = self.objects
-            for _, _, name, oid, kind in self._reports[tree_id]:
-                if kind == KIND_GITLINK:
-                    continue  # a commit of another repository
-                found = objects.get(oid)
-                if found is not None:
-                    if found[0] != _KIND_TYPES[kind]:
-                        raise PackRejected(
-                            f"tree {tree_id.hex()} names {oid.hex()} as a {kind} ({name.decode(errors='replace')!r}),"
-                            f" it is a {TYPE_NAMES[found[0]].decode()}"
-                        )
-                    self.reached.add(oid)
-                    if kind == KIND_TREE:
-                        below = [m.get(name) for m in parent_maps]
-                        queue.append((oid, [b[1] for b in below if b is not None and b[0] == KIND_TREE]))
-                    continue
-                want = (kind, oid)
-                for m in parent_maps:
-                    if m.get(name) == want:
-                        break
-                else:
-                    outside.append((tree_id, oid, kind))
-        if not outside:
-            return
-        known = {v for m in self._parent_trees.values() if m for v in m.values()}
-        known |= {(KIND_TREE, r) for r in parent_roots}
-        left = [o for o in outside if (o[2], o[1]) not in known]
-        if left:
-            known = self._closure(parent_roots)
-            left = [o for o in left if (o[2], o[1]) not in known]
-        if left:
-            tree_id, oid, kind = left[0]
-            other = next((k for k, i in known if i == oid and k != kind), None)
-            if other is not None:
-                raise PackRejected(f"{what}: {tree_id.hex()} names {oid.hex()} as a {kind}, it is a {other}")
-            present = self.repo.read(oid)
-            where = "in a parent's tree" if parent_roots else "in a parent's tree (it has no parent)"
-            note = "" if present is None else " (an object with that id lies in the repository, but no complete history holds it)"
-            raise PackRejected(f"{what}: {tree_id.hex()} names {kind} {oid.hex()}, which is neither in the pack nor {where}{note}")
-
-    def _closure(self, roots: list[bytes]) -> set[tuple[str, bytes]]:
-        """(kind, id) of everything below the parents' roots (bounded: MAX_PARENT_WALK trees)."""
-        out: set[tuple[str, bytes]] = set()
-        stack = list(roots)
-        seen: set[bytes] = set()
-        while stack:
-            tree_id = stack.pop()
-            if tree_id in seen:
-                continue
-            seen.add(tree_id)
-            if len(seen) > MAX_PARENT_WALK:
-                raise PackRejected(f"proving the pack's outside objects would read more than {MAX_PARENT_WALK} trees")
-            for name, (kind, oid) in (self._parent_tree(tree_id) or {}).items():
-                out.add((kind, oid))
-                if kind == KIND_TREE:
-                    stack.append(oid)
-        return out
-
-
-def _fsck_finding(oid: bytes, type_num: int, msg_id: str, message: str) -> Finding:
-    return Finding(msg_id, message, oid.hex(), TYPE_NAMES.get(type_num, b"object").decode())

@@ -44,7 +44,8 @@ from ..pack.verify import (
 )
 from ..pack.packfile import OBJ_COMMIT, OBJ_TAG
 from .quarantine import Quarantine
-from ..git.receiving import ReceivingRepo, crash_point
+from .. import faults
+from ..git.receiving import ReceivingRepo
 
 __all__ = ["Importer", "PassResult", "Watcher", "SIDECAR_SUFFIXES", "DEFAULT_SETTLE"]
 
@@ -618,7 +619,7 @@ class Importer:
             log.info("wrote pack-%s with %d received packs", name, len(batch.packs))
         for vp in batch.packs:
             self.cache.put(FORMAT_VERSION, vp.object_id, vp.data, received=True)
-            crash_point("after-cache")
+            faults.reached("after-cache")
             self.imported.add(vp.object_id)
             result.new += 1
         self._batch = _Batch()
@@ -697,10 +698,10 @@ class Importer:
                 result.refs_refused[dest] = why
                 continue
             updates.append((dest, target, current))
-        crash_point("before-ref")
+        faults.reached("before-ref")
         outcome = self.repo.update_refs(updates)
         if any(why is None for why in outcome.values()):
-            crash_point("after-refs")
+            faults.reached("after-refs")
         shown = 0
         for dest, target, current in updates:
             why = outcome[dest]
@@ -764,7 +765,7 @@ class Importer:
             return
         head, _, target = pending.strip().partition(" ")
         self.repo.set_head(head)
-        crash_point("during-checkout")
+        faults.reached("during-checkout")
         self.repo.check_out(target)
         if self.repo.ref_state().refs.get(head) != target:
             why = self.repo.update_refs([(head, target, None)]).get(head)

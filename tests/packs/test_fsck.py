@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from testutil import git, raw_blob, raw_tree  # noqa: E402
 
-from gitfs_p2p.pack import fsck, objects as gitobjects  # noqa: E402
+from gitfs_p2p.pack import fsck, gitconfig, gitnames, objects as gitobjects  # noqa: E402
 from gitfs_p2p.pack.fsck import FsckPolicy, Severity  # noqa: E402
 
 GOOD = b"A U Thor <a@example.invalid> 1313584730 +0000"
@@ -278,7 +278,7 @@ def test_strict_policy_follows_git_config():
      (".g\u200dit".encode(), True), (b".git\xff", True), (b".gitignore", False), (b"git~2", False), (b"", False)],
 )
 def test_dotgit_spellings(name, expect):
-    assert (fsck.is_hfs_dotgit(name) or fsck.is_ntfs_dotgit(name)) is expect
+    assert (gitnames.is_hfs_dotgit(name) or gitnames.is_ntfs_dotgit(name)) is expect
 
 
 def test_config_parser_matches_git_config(tmp_path):
@@ -288,6 +288,6 @@ def test_config_parser_matches_git_config(tmp_path):
     path.write_bytes(text)
     theirs = git("config", "--file", str(path), "--list", "-z").split("\0")[:-1]
     ours = []
-    for name, value in fsck.parse_git_config(text):
+    for name, value in gitconfig.parse_git_config(text):
         ours.append(name.decode() + ("" if value is None else "\n" + value.decode()))
     assert ours == theirs

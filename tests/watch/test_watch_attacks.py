@@ -10,7 +10,6 @@ beside good files, a non-bare repository someone works in, and a huge manifest.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -331,9 +330,8 @@ def test_a_first_checkout_killed_midway_is_finished_by_the_next_run(tmp_path, se
     d, work = tmp_path / "dl", tmp_path / "new"
     deliver(str(d), sender, sender.commits)
     write_manifest(str(d), sender.manifest())
-    env = dict(os.environ, GITP2P_WATCH_CRASH="during-checkout")
-    killed = subprocess.run([sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(work), "--once"],
-                            capture_output=True, text=True, timeout=300, env=env)
+    killed = subprocess.run([sys.executable, "-m", "gitfs_p2p.testing.crashing", "during-checkout", "watch", str(d),
+                             "--into", str(work), "--once"], capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr
     again = subprocess.run([sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(work), "--once"],
                            capture_output=True, text=True, timeout=300)

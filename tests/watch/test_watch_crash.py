@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
@@ -23,12 +22,13 @@ POINTS = [
 ]
 
 
-def _watch(d, repo, *extra, env=None):
+def _watch(d, repo, *extra, crash_at: str | None = None):
+    """`gitp2p watch` in a subprocess; with crash_at, killed (SIGKILL) at that moment (gitfs_p2p.faults)."""
+    command = ["gitfs_p2p.cli"] if crash_at is None else ["gitfs_p2p.testing.crashing", crash_at]
     return subprocess.Popen(
-        [sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(repo), "--bare", "--settle", "0", *extra],
+        [sys.executable, "-m", *command, "watch", str(d), "--into", str(repo), "--bare", "--settle", "0", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=env,
     )
 
 
@@ -51,8 +51,7 @@ def test_kill_at_each_step_then_restart(tmp_path, sender, point):
     random.Random(2).shuffle(commits)
     deliver(str(d), sender, commits)
     write_manifest(str(d), sender.manifest())
-    env = dict(os.environ, GITP2P_WATCH_CRASH=point)
-    proc = _watch(d, repo, "--once", env=env)
+    proc = _watch(d, repo, "--once", crash_at=point)
     proc.communicate(timeout=300)
     assert proc.returncode == -9, f"the crash point {point} was not reached"
     check_invariant(str(repo))

@@ -321,8 +321,8 @@ def test_reader_that_dies_is_replaced_not_taken_for_missing_objects(tmp_path, se
         assert r.has_commit_object(head)
         kind, body = r.read(bytes.fromhex(head))
         for attr in ("_check", "_batch"):
-            getattr(r, attr).kill()
-            getattr(r, attr).wait()
+            getattr(r.objects, attr).kill()
+            getattr(r.objects, attr).wait()
         assert r.has_commit_object(head)
         assert r.read(bytes.fromhex(head)) == (kind, body)
         assert not r.has_commit_object("0" * 40)
