@@ -117,7 +117,8 @@ def _report(line: str) -> None:
 def cmd_watch(args) -> int:
     import trio
 
-    from ..receive.importer import DEFAULT_MAX_PACK_BYTES, DEFAULT_REMOTE, DEFAULT_SETTLE, Importer, Watcher
+    from ..receive.importer import DEFAULT_MAX_PACK_BYTES, DEFAULT_REMOTE, DEFAULT_SETTLE, Importer
+    from ..receive.watcher import Watcher
 
     settle = DEFAULT_SETTLE if args.settle is None else args.settle
     importer = Importer(

@@ -1,0 +1,94 @@
+"""What counts as complete in the receiving repository (docs/watcher.md, "Completeness").
+
+A commit or tag is complete when the watcher imported it after checking everything
+below it (its cache row says received = 2), or when one of REPO's refs reaches it; a
+pack waiting for a delta base is satisfied by any tree or blob present.  REPO is asked
+in batches where it can be (one question per pass for every pack named in DIR).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..git.receiving import ReceivingRepo
+from ..pack.commitpack import FORMAT_VERSION
+from ..pack.packfile import OBJ_COMMIT, OBJ_TAG
+from ..pack.verify import RepoView, TreeCache
+from ..store.cache import PackCache
+
+__all__ = ["Presence"]
+
+
+class Presence:
+    """Answers about REPO for one importer; batch_ids/batch_objects: what is verified, not yet written."""
+
+    def __init__(self, repo: ReceivingRepo, cache: PackCache, batch_ids: Callable[[], set[str]],
+                 batch_objects: Callable[[], dict]):
+        self.repo = repo
+        self.cache = cache
+        self.batch_ids = batch_ids
+        self.batch_objects = batch_objects
+        self.imported: set[str] = set()
+        self.trees = TreeCache()
+        self._received: set[str] | None = None  # ids of received packs in the cache (loaded once)
+        self._types: dict[str, int | None] = {}  # REPO's answers, valid for one pass
+
+    def ask_first(self, hex_ids: list[str]) -> None:
+        """Ask REPO the types of these objects in one batch (answers kept until forget())."""
+        self._types = self.repo.types(hex_ids)
+
+    def forget(self) -> None:
+        """Objects were written: the batched answers are stale."""
+        self._types = {}
+
+    def is_imported(self, oid: str) -> bool:
+        """The commit (or tag) is in REPO and its received pack is in the cache: we checked it,
+        and the whole history below it, when it arrived."""
+        if oid in self.imported:
+            return True
+        if self._received is None:
+            self._received = self.cache.received_ids(FORMAT_VERSION)
+        if oid in self._received and self.type_of(oid) is not None:
+            self.imported.add(oid)
+            return True
+        return False
+
+    def type_of(self, oid: str) -> int | None:
+        """REPO's type for oid; answers of the pass's batched question first (see run_pass)."""
+        if oid in self._types:
+            return self._types[oid]
+        return self.repo.type_of(oid)
+
+    def has_commit(self, commit: str) -> bool:
+        """The commit is in REPO with its whole history: checked by us, or reachable from a ref."""
+        return (
+            commit in self.batch_ids()
+            or self.is_imported(commit)
+            or self.repo.trusted_commit(commit)
+        )
+
+    def has_tag(self, tag: str) -> bool:
+        return tag in self.batch_ids() or self.is_imported(tag) or self.repo.trusted_tag(tag)
+
+    def satisfied(self, need: str) -> bool:
+        """A waiting pack's need is met: a commit or tag complete in REPO, or (a delta base) any
+        tree or blob present."""
+        if need in self.batch_ids() or need in self.imported:
+            return True
+        type_num = self.type_of(need)
+        if type_num is None:
+            return False
+        if type_num == OBJ_COMMIT:
+            return self.is_imported(need) or self.repo.trusted_commit(need, type_num)
+        if type_num == OBJ_TAG:
+            return self.is_imported(need) or self.repo.trusted_tag(need, type_num)
+        return True
+
+    def view(self) -> RepoView:
+        objects = self.batch_objects()
+
+        def read(oid: bytes):
+            hit = objects.get(oid)
+            return hit if hit is not None else self.repo.read(oid)
+
+        return RepoView(read, self.has_commit, self.has_tag, self.trees)
