@@ -4,4 +4,5 @@ import sys
 
 from . import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a worker process (multiprocessing spawn) imports this
+    sys.exit(main())

@@ -228,20 +228,20 @@ def _open_checked(args) -> tuple[str, str, str]:
     return repo_path, mountpoint, git_dir
 
 
-def _service(args, repo_path: str, mountpoint: str):
-    from ..git.repo import GitRepo
-    from ..mount.fs import MountService
+def _service(args, repo_path: str, mountpoint: str, git_dir: str, log_path: str | None = None):
+    """The mount service; every pack, snapshot and torrent is built by worker processes
+    (store/builders.py), so the serving process never holds the repository's state."""
+    from ..mount.service import MountService
     from ..mount.torrents import TorrentContributor
+    from ..store.builders import Workers
     from ..store.source import PackSource
 
-    def open_source() -> PackSource:
-        return PackSource(GitRepo(repo_path), cache_bytes=args.cache_bytes)
-
-    torrents = TorrentContributor(open_source(), trackers=args.tracker, web_seeds=args.web_seed)
+    source = PackSource(git_dir=git_dir, cache_bytes=args.cache_bytes,
+                        workers=Workers(repo_path, cache_bytes=args.cache_bytes, log_path=log_path))
+    torrents = TorrentContributor(source, trackers=args.tracker, web_seeds=args.web_seed)
     return MountService(
-        open_source(),
+        source,
         mountpoint,
-        reopen_source=open_source,
         contributors=[torrents],
         poll_interval=max(0.1, args.poll),
         read_cache_bytes=args.read_cache,
@@ -269,23 +269,23 @@ def cmd_mount(args) -> int:
     if args.pid_file:
         args.pid_file = os.path.abspath(args.pid_file)
     if args.foreground:
-        return _mount_foreground(args, repo_path, mountpoint)
+        return _mount_foreground(args, repo_path, mountpoint, git_dir)
     log_path = os.path.abspath(args.log) if args.log else os.path.join(git_dir, "gitp2p", "mount.log")
     try:
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as exc:
         raise UserError(f"{log_path}: cannot write the log ({exc.strerror})") from None
-    return _mount_background(args, repo_path, mountpoint, log_fd)
+    return _mount_background(args, repo_path, mountpoint, git_dir, log_fd, log_path)
 
 
-def _mount_foreground(args, repo_path: str, mountpoint: str) -> int:
+def _mount_foreground(args, repo_path: str, mountpoint: str, git_dir: str) -> int:
     import trio
 
-    from ..mount.fs import serve_until_signal
+    from ..mount.service import serve_until_signal
 
     logging.getLogger("gitfs_p2p").setLevel(logging.INFO)
     log.setLevel(logging.INFO)
-    service = _service(args, repo_path, mountpoint)
+    service = _service(args, repo_path, mountpoint, git_dir)
 
     def on_ready() -> None:
         _write_pid_file(args.pid_file)
@@ -295,11 +295,11 @@ def _mount_foreground(args, repo_path: str, mountpoint: str) -> int:
         trio.run(serve_until_signal, service, on_ready)
     finally:
         _remove_pid_file(args.pid_file)
-        service.store.close()
+        service.close()
     return 0
 
 
-def _mount_background(args, repo_path: str, mountpoint: str, log_fd: int) -> int:
+def _mount_background(args, repo_path: str, mountpoint: str, git_dir: str, log_fd: int, log_path: str) -> int:
     read_end, write_end = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -308,7 +308,7 @@ def _mount_background(args, repo_path: str, mountpoint: str, log_fd: int) -> int
         os.close(read_end)
         code = 1
         try:
-            code = _serve_in_background(args, repo_path, mountpoint, log_fd, write_end)
+            code = _serve_in_background(args, repo_path, mountpoint, git_dir, log_fd, log_path, write_end)
         except BaseException as exc:  # noqa: BLE001 - the process ends here either way
             _send(write_end, f"error internal error: {exc!r}")
             logging.getLogger("gitp2p").exception("mount process failed")
@@ -352,10 +352,11 @@ def _send(fd: int, text: str) -> None:
         pass
 
 
-def _serve_in_background(args, repo_path: str, mountpoint: str, log_fd: int, ready_fd: int) -> int:
+def _serve_in_background(args, repo_path: str, mountpoint: str, git_dir: str, log_fd: int, log_path: str,
+                         ready_fd: int) -> int:
     import trio
 
-    from ..mount.fs import serve_until_signal
+    from ..mount.service import serve_until_signal
 
     os.setsid()  # no terminal: Ctrl-C in the shell that started us does not reach us
     os.chdir("/")
@@ -381,7 +382,17 @@ def _serve_in_background(args, repo_path: str, mountpoint: str, log_fd: int, rea
         ready = True
         _send(ready_fd, f"ok {os.getpid()}")
 
-    service = _service(args, repo_path, mountpoint)
+    # The worker processes start now, with the log as their stderr: they (and
+    # multiprocessing's resource tracker, started when the pool is made) must not keep
+    # the caller's stderr open, or the caller would wait for its end as long as we run.
+    caller_stderr = os.dup(2)
+    os.dup2(log_fd, 2)
+    try:
+        service = _service(args, repo_path, mountpoint, git_dir, log_path)
+        service.source.workers.start()
+    finally:
+        os.dup2(caller_stderr, 2)
+        os.close(caller_stderr)
     try:
         trio.run(serve_until_signal, service, on_ready)
     except UserError as exc:
@@ -392,7 +403,7 @@ def _serve_in_background(args, repo_path: str, mountpoint: str, log_fd: int, rea
         return 1
     finally:
         _remove_pid_file(args.pid_file)
-        service.store.close()
+        service.close()
     log.info("unmounted %s", mountpoint)
     return 0
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import heapq
 import logging
 import os
 import re
 import threading
 import zlib
-from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import Iterable
 
 from dulwich.errors import NotGitRepository, ObjectFormatException
 from dulwich.repo import Repo
 
 from ..errors import UserError
+from ..pack.objects import CommitInfo, RefTarget, TreeEntry
+from .walk import read_history
 from ..pack.objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, ObjectParseError, iter_tree, mode_kind, parse_commit, parse_tag
 from ..pack.packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
 
@@ -34,33 +34,6 @@ log = logging.getLogger(__name__)
 DELTA_BASE_CACHE_BYTES = 16 << 20
 #: The refs a repository publishes (and a receiver accepts): branches and tags.
 PUBLISHED_PREFIXES = ("refs/heads/", "refs/tags/")
-
-
-@dataclass(frozen=True)
-class CommitInfo:
-    id: bytes  # hex
-    tree: bytes  # hex
-    parents: tuple[bytes, ...]
-    commit_time: int
-
-
-class TreeEntry(NamedTuple):
-    """One entry of a tree: name, raw mode, hex id, and what git reads the mode as."""
-
-    name: bytes
-    mode: int
-    id: bytes  # hex
-    kind: str  # KIND_BLOB | KIND_TREE | KIND_GITLINK (git's canon_mode)
-
-
-@dataclass(frozen=True)
-class RefTarget:
-    """What one ref names: the object itself and, through any tags, the commit it leads to."""
-
-    object: bytes  # hex id the ref names
-    type_num: int
-    commit: bytes | None  # hex id of the commit it peels to; None for a tag of a tree or blob
-    tags: tuple[bytes, ...]  # the tag objects on the way, outermost first
 
 
 class GitRepo:
@@ -296,41 +269,8 @@ class GitRepo:
         raise UserError(f"{rev}: unknown revision")
 
     def commits_oldest_first(self, tips: Iterable[bytes]) -> list[CommitInfo]:
-        """Every commit reachable from tips, parents before children.
-
-        Ties are broken by committer time, then id, so the order is the same
-        in every clone.  Holds one small record per commit, no content.
-        """
-        infos: dict[bytes, CommitInfo] = {}
-        stack = list(tips)
-        while stack:
-            oid = stack.pop()
-            if oid in infos:
-                continue
-            try:
-                info = self.read_commit(oid)
-            except KeyError:
-                raise UserError(
-                    f"{self.path}: commit {oid.decode()} is missing (incomplete repository?)"
-                ) from None
-            infos[oid] = info
-            stack.extend(p for p in info.parents if p not in infos)
-        waiting = {oid: len(set(info.parents)) for oid, info in infos.items()}
-        children: dict[bytes, list[bytes]] = {}
-        for oid, info in infos.items():
-            for p in set(info.parents):
-                children.setdefault(p, []).append(oid)
-        ready = [(info.commit_time, oid) for oid, n in waiting.items() if n == 0 for info in [infos[oid]]]
-        heapq.heapify(ready)
-        out: list[CommitInfo] = []
-        while ready:
-            _, oid = heapq.heappop(ready)
-            out.append(infos[oid])
-            for child in children.get(oid, ()):
-                waiting[child] -= 1
-                if waiting[child] == 0:
-                    heapq.heappush(ready, (infos[child].commit_time, child))
-        return out
+        """Every commit reachable from tips, parents before children (git/walk.py's order)."""
+        return read_history(self, tips)
 
 
 _LOOSE_TYPES = {b"commit": OBJ_COMMIT, b"tree": OBJ_TREE, b"blob": OBJ_BLOB, b"tag": OBJ_TAG}

@@ -146,6 +146,11 @@ class CommitList:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CommitList) and self.ids == other.ids and self.times == other.times
+
+    __hash__ = None  # mutable contents: equal lists, not keys
+
     def __contains__(self, cid: bytes) -> bool:
         return cid in self.index
 

@@ -1,29 +1,24 @@
-"""The mount's reads of refs and history, in a short-lived child process.
+"""What the mount shows comes from: the refs and every commit they reach (a `RepoSnapshot`).
 
-Reading refs peels every one of them and a full walk reads every commit;
-through dulwich's mmap that touches large parts of the repository's pack
-files.  Doing it in a child keeps the long-lived server small: it sends the
-previous `RepoSnapshot` (pickled) on stdin and gets the new one back, or
-`same` when no ref moved.  `refs_signature` tells, from file metadata
-alone, whether a ref may have moved at all, so a quiet repository costs
-a few stat calls per poll.
-
-    python -m gitfs_p2p.mount.snapshot REPO < PICKLED-PREVIOUS-OR-EMPTY
+`read_snapshot` reads them with dulwich; the mount asks a worker process to run it
+(store/builders.py), so the pages of the repository's pack files it touches never count
+against the long-lived server.  `refs_signature` tells, from file metadata alone, whether
+a ref may have moved at all, so a quiet repository costs a few stat calls per poll.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import subprocess
-import sys
+from typing import TYPE_CHECKING
 
-from ..errors import UserError
-from .layout import RepoSnapshot
+from ..git.walk import read_history, read_new
+from ..pack.objects import clamp_time
+from .layout import CommitList, RepoSnapshot
 
-__all__ = ["refs_signature", "snapshot_in_child", "main"]
+if TYPE_CHECKING:
+    from ..git.repo import GitRepo
 
-_SAME = b"same"
+__all__ = ["refs_signature", "read_snapshot"]
 
 
 def refs_signature(git_dir: str) -> tuple:
@@ -58,40 +53,37 @@ def refs_signature(git_dir: str) -> tuple:
     return tuple(out)
 
 
-def snapshot_in_child(repo_path: str, previous: RepoSnapshot | None) -> RepoSnapshot:
-    """read_snapshot(repo, previous), run by a child process."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "gitfs_p2p.mount.snapshot", repo_path],
-        input=pickle.dumps(previous, protocol=pickle.HIGHEST_PROTOCOL) if previous is not None else b"",
-        capture_output=True,
-    )
-    if proc.returncode != 0:
-        lines = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
-        raise UserError(lines[-1] if lines else f"reading the refs failed (status {proc.returncode})")
-    if proc.stdout == _SAME:
-        assert previous is not None
+def read_snapshot(repo: "GitRepo", previous: RepoSnapshot | None) -> RepoSnapshot:
+    """The refs and every commit they reach; `previous` itself if nothing moved.
+
+    When every ref that moved moved forward, only the new commits are read (git/walk.py's
+    read_new, ordered after the known ones by the same rule); otherwise all of them.
+    """
+    refs = repo.refs()
+    head = repo.head_target()
+    published = repo.published_refs()
+    if previous is not None and refs == previous.refs and head == previous.head and published == previous.published:
         return previous
-    return pickle.loads(proc.stdout)  # our own child's answer
+    tips = sorted(set(refs.values()))
+    new = read_new(repo, previous.commits, previous.refs.values(), tips) if previous is not None else None
+    if new is not None:
+        commits = previous.commits.extended([c.id for c in new], [c.commit_time for c in new]) if new else previous.commits
+    else:
+        repo.check_not_shallow()
+        infos = read_history(repo, tips)
+        commits = CommitList([c.id for c in infos], [c.commit_time for c in infos])
+    return RepoSnapshot(refs, head, commits, published, _tag_times(repo, published, commits))
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ..git.repo import GitRepo
-    from .fs import read_snapshot
-
-    argv = sys.argv[1:] if argv is None else argv
-    data = sys.stdin.buffer.read()
-    previous = pickle.loads(data) if data else None
-    try:
-        with GitRepo(argv[0]) as repo:
-            snapshot = read_snapshot(repo, previous)
-    except UserError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 2
-    out = _SAME if snapshot is previous else pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL)
-    sys.stdout.buffer.write(out)
-    sys.stdout.buffer.flush()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def _tag_times(repo: "GitRepo", published: dict, commits: CommitList) -> dict[bytes, int]:
+    """Each annotated tag the published refs reach -> its mtime: the tagger's date, or
+    (for a tag without a tagger line) the date of the commit it peels to."""
+    out: dict[bytes, int] = {}
+    for target in published.values():
+        for tag in target.tags:
+            if tag not in out:
+                date = repo.read_tag(tag).date
+                if not date and target.commit is not None and target.commit in commits:
+                    date = commits.time_of(target.commit)
+                out[tag] = clamp_time(date)
+    return out

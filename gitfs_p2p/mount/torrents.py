@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 
+import trio
+
+from ..errors import GitfsError
 from .layout import PUBLISHED_LABELS, TORRENTS_DIR, File, RepoSnapshot, StaticContent, manifest_file, manifest_for_snapshot
 from ..store.source import PackSource
 from ..pack.manifest import RefManifest
 from ..store.torrents import RepoTorrent, build_repo_torrent
-
-RepoManifestKey = tuple[bytes, RefManifest]
 
 __all__ = ["TorrentContributor", "LABELS"]
 
@@ -29,61 +30,73 @@ LABELS = PUBLISHED_LABELS
 
 
 class TorrentContributor:
-    """Publishes the mount's torrents, building them in the background.
+    """Publishes the mount's torrents, building them in a task of the mount's nursery.
 
-    Building a torrent hashes every pack, which on a cold cache means
-    building every pack: far too long to hold up a mount or a ref refresh.
-    So a call returns the torrents already built for that snapshot (none at
-    first), starts a background build for the rest, and `changed()` tells
-    the mount when a build finished so it lays the tree out again.
+    Building a torrent hashes every pack, which on a cold cache means building every
+    pack: far too long to hold up a mount or a ref refresh.  So laying out a snapshot
+    (`__call__`, in a worker thread) adds the torrents already built for it and notes
+    which are wanted; `run` (the nursery task) builds those, in a worker process when
+    the source has workers, and `changed()` tells the mount to lay the tree out again.
     """
 
     def __init__(self, source: PackSource, *, trackers: list[str] = (), web_seeds: list[str] = ()):
         self.source = source
         self.trackers = list(trackers)
         self.web_seeds = list(web_seeds)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # __call__ runs in a worker thread, run() in trio
         self._built: dict[tuple[str, bytes], RepoTorrent] = {}
-        self._wanted: list[tuple[str, RepoManifestKey]] = []
-        self._worker: threading.Thread | None = None
+        self._wanted: list[tuple[str, bytes, RefManifest]] = []
         self._changed = False
+        self._wake: trio.Event | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._busy = False
 
     def changed(self) -> bool:
-        """True once after a background build finished."""
+        """True once after a build finished."""
         with self._lock:
             changed, self._changed = self._changed, False
             return changed
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait for the background build (tests, benchmarks); True if idle."""
-        worker = self._worker
-        if worker is not None:
-            worker.join(timeout)
-            return not worker.is_alive()
-        return True
+    def idle(self) -> bool:
+        """Nothing wanted that is not built (tests, benchmarks)."""
+        with self._lock:
+            return not self._busy and all((label, key) in self._built for label, key, _ in self._wanted)
 
-    def _build_loop(self) -> None:
+    def _build(self, label: str, manifest: RefManifest) -> RepoTorrent:
+        if self.source.workers is not None:
+            return self.source.workers.torrent(manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
+        return build_repo_torrent(self.source, manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Build what laying out a snapshot asked for, one torrent at a time, until cancelled."""
+        self._token = trio.lowlevel.current_trio_token()
+        self._wake = trio.Event()
+        task_status.started()
         while True:
             with self._lock:
-                todo = [w for w in self._wanted if (w[0], w[1][0]) not in self._built]
-                if not todo:
-                    self._worker = None
-                    return
-                label, (key, manifest) = todo[0]
+                todo = [w for w in self._wanted if (w[0], w[1]) not in self._built]
+                self._busy = bool(todo)
+            if not todo:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            label, key, manifest = todo[0]
             try:
-                t = build_repo_torrent(
-                    self.source, manifest, label, trackers=self.trackers, web_seeds=self.web_seeds
-                )
-            except Exception:
-                log.exception("building the %s torrent failed", label)
+                t = await trio.to_thread.run_sync(self._build, label, manifest)
+            except GitfsError as exc:
+                log.warning("no %s torrent: %s", label, exc)
                 with self._lock:
-                    self._wanted.remove((label, (key, manifest)))
+                    self._wanted.remove((label, key, manifest))
                 continue
             log.info("%s torrent ready: info-hash %s", label, t.info_hash.hex())
             with self._lock:
                 self._built = {k: v for k, v in self._built.items() if k[0] != label}
                 self._built[(label, key)] = t
                 self._changed = True
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     def __call__(self, snapshot: RepoSnapshot):
         out = []
@@ -97,13 +110,15 @@ class TorrentContributor:
                 key = manifest.to_bytes()
                 t = self._built.get((label, key))
                 if t is None:
-                    wanted.append((label, (key, manifest)))
+                    wanted.append((label, key, manifest))
                     continue
                 # The same mtime as the manifest's (stable while the refs stand still).
                 mtime = manifest_file(snapshot, label).mtime
                 out.append((f"{TORRENTS_DIR}/{label}.torrent", File(StaticContent(t.torrent), mtime)))
             self._wanted = wanted
-            if wanted and self._worker is None:
-                self._worker = threading.Thread(target=self._build_loop, name="torrent-builder", daemon=True)
-                self._worker.start()
+        if wanted and self._token is not None:
+            try:
+                trio.from_thread.run_sync(self._poke, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
         return out

@@ -11,9 +11,11 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from typing import Protocol
+
+from ..errors import RepositoryError
 from .delta import create_delta
-from ..git.repo import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitInfo, GitRepo, TreeEntry
-from ..errors import UserError
+from .objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitInfo, TagHeader, TreeEntry
 from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TAG, OBJ_TREE, TYPE_NAMES, PackEntry, write_pack
 
 __all__ = ["FORMAT_VERSION", "MAX_DELTA_SIZE", "CommitPacker", "PackPlan"]
@@ -25,6 +27,20 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
 #: Objects (or bases) larger than this are stored whole, never as deltas.
 MAX_DELTA_SIZE = 16 << 20
+
+
+class ObjectSource(Protocol):
+    """What building packs reads from a repository (git/repo.py's GitRepo is one)."""
+
+    path: str
+
+    def read_raw(self, oid: bytes) -> tuple[int, bytes]: ...
+
+    def read_commit(self, oid: bytes) -> CommitInfo: ...
+
+    def read_tree(self, oid: bytes) -> list[TreeEntry]: ...
+
+    def read_tag(self, oid: bytes) -> TagHeader: ...
 
 
 @dataclass
@@ -79,7 +95,7 @@ class CommitPacker:
     walking a history oldest-first touches each tree about once.
     """
 
-    def __init__(self, repo: GitRepo, *, closure_budget: int = 300_000, tree_budget: int = 16 << 20):
+    def __init__(self, repo: ObjectSource, *, closure_budget: int = 300_000, tree_budget: int = 16 << 20):
         self.repo = repo
         self._closures = _LRU(closure_budget)
         self._trees = _LRU(tree_budget)
@@ -240,9 +256,9 @@ class CommitPacker:
             try:
                 got, data = self.repo.read_raw(target)
             except KeyError:
-                raise UserError(f"{self.repo.path}: tag {tag_id.decode()} names {header.object}, which is missing") from None
+                raise RepositoryError(f"{self.repo.path}: tag {tag_id.decode()} names {header.object}, which is missing") from None
             if got != want:
-                raise UserError(
+                raise RepositoryError(
                     f"{self.repo.path}: tag {tag_id.decode()} says {header.object} is a {header.type}, "
                     f"it is a {TYPE_NAMES.get(got, b'?').decode()}"
                 )

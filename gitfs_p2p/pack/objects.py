@@ -33,6 +33,9 @@ __all__ = [
     "strtoumax_end",
     "MTIME_MAX",
     "clamp_time",
+    "CommitInfo",
+    "TreeEntry",
+    "RefTarget",
 ]
 
 #: What a tree entry's mode says the entry is (git's canon_mode).
@@ -281,3 +284,33 @@ def parse_tag(raw: bytes) -> TagHeader:
             if nl >= 0 and nl + 1 < n:
                 date = strtoumax(raw, gt + 1)
     return TagHeader(obj, kind, name, date)
+
+
+# -- records of what was read (the git layer fills them; pack rules consume them) ----------
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    id: bytes  # hex
+    tree: bytes  # hex
+    parents: tuple[bytes, ...]
+    commit_time: int
+
+
+class TreeEntry(NamedTuple):
+    """One entry of a tree: name, raw mode, hex id, and what git reads the mode as."""
+
+    name: bytes
+    mode: int
+    id: bytes  # hex
+    kind: str  # KIND_BLOB | KIND_TREE | KIND_GITLINK (git's canon_mode)
+
+
+@dataclass(frozen=True)
+class RefTarget:
+    """What one ref names: the object itself and, through any tags, the commit it leads to."""
+
+    object: bytes  # hex id the ref names
+    type_num: int
+    commit: bytes | None  # hex id of the commit it peels to; None for a tag of a tree or blob
+    tags: tuple[bytes, ...]  # the tag objects on the way, outermost first

@@ -1,8 +1,10 @@
-"""PackSource: commit packs of one repository, served through the persistent cache.
+"""PackSource: the packs of one repository, served through the persistent cache.
 
-This is the API the CLI, the mount and the torrent builder use.  It is
-thread-safe; building is serialised (the packer's caches are not shared
-state a second thread could use at the same time).
+This is the API the command line, the mount and the torrent builder use.  Bytes come
+from the cache (received bytes verbatim); what is missing is built, either here (a
+short-lived command owns the repository: `repo` given) or by worker processes
+(`workers` given: the long-lived mount, which must not hold dulwich's state).
+Thread-safe.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from .cache import DEFAULT_CACHE_BYTES, PackCache
 from ..pack.commitpack import FORMAT_VERSION, CommitPacker
-from ..git.repo import CommitInfo, GitRepo
+from ..pack.objects import CommitInfo
+from .builders import Workers, build_locked
+from .cache import DEFAULT_CACHE_BYTES, PackCache
+
+if TYPE_CHECKING:
+    from ..git.repo import GitRepo
 
 __all__ = ["PackSource", "Progress"]
 
@@ -25,12 +31,25 @@ Progress = Callable[[int, int], None]
 
 
 class PackSource:
-    def __init__(self, repo: GitRepo, *, cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(
+        self,
+        repo: "GitRepo | None" = None,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        git_dir: str | None = None,
+        workers: Workers | None = None,
+        packer: CommitPacker | None = None,
+        cache: PackCache | None = None,
+    ):
+        if repo is None and (workers is None or git_dir is None):
+            raise ValueError("a PackSource needs a repository, or workers and a git dir")
         self.repo = repo
+        self.git_dir = git_dir if git_dir is not None else repo.git_dir
         self.format = FORMAT_VERSION
+        self.workers = workers
         self._cache_bytes = cache_bytes
-        self._cache: PackCache | None = None
-        self._packer = CommitPacker(repo)
+        self._cache = cache
+        self._packer = packer if packer is not None or repo is None else CommitPacker(repo)
         self._build_lock = threading.Lock()
         self._cache_lock = threading.Lock()
 
@@ -39,14 +58,14 @@ class PackSource:
         """The cache, opened on first use (so bad input writes nothing)."""
         with self._cache_lock:
             if self._cache is None:
-                self._cache = PackCache(self.repo.git_dir, max_bytes=self._cache_bytes)
+                self._cache = PackCache(self.git_dir, max_bytes=self._cache_bytes)
             return self._cache
 
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
 
-    # -- history ----------------------------------------------------------------
+    # -- history (a repository in this process) ---------------------------------------
     def tips(self, revs: Iterable[str] | None = None) -> list[bytes]:
         """Commit ids for the given revisions; every ref's commit by default."""
         revs = list(revs or [])
@@ -60,26 +79,32 @@ class PackSource:
 
     # -- packs --------------------------------------------------------------------
     def _build(self, object_id: bytes) -> bytes:
-        with self._build_lock:
-            return self._packer.build_object(object_id)
+        oid = object_id.decode()
+        if self.workers is not None:
+            return self.workers.build([oid], want_bytes=True)[oid][1]
+        with self._build_lock:  # the packer's caches are not for two threads at once
+            return build_locked(self.git_dir, self.cache, self._packer, oid)
 
     def pack(self, commit_id: bytes) -> bytes:
         """The pack's bytes: cached (or received) bytes verbatim, else built and cached.
 
         commit_id names a commit or an annotated tag (tag packs share the cache)."""
-        key = commit_id.decode()
-        hit = self.cache.get(self.format, key)
+        hit = self.cache.get(self.format, commit_id.decode())
         if hit is not None and hit.data is not None:
             return hit.data
-        data = self._build(commit_id)
-        self.cache.put(self.format, key, data)
-        return data
+        return self._build(commit_id)
 
     def size(self, commit_id: bytes) -> int:
         hit = self.cache.get(self.format, commit_id.decode(), with_data=False)
         if hit is not None:
             return hit.size
         return len(self.pack(commit_id))
+
+    def build_sizes(self, ids: list[str]) -> dict[str, int]:
+        """Build (or find) the packs of ids, oldest first; their sizes.  Holds no bytes."""
+        if self.workers is not None:
+            return {oid: size for oid, (size, _) in self.workers.build(ids).items()}
+        return {oid: len(self.pack(oid.encode())) for oid in ids}
 
     def sizes(
         self, commits: list[CommitInfo], *, progress: Progress | None = None

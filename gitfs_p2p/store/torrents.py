@@ -21,7 +21,7 @@ from torrentcore.magnet import magnet_link
 from torrentcore.metainfo import build_info, build_torrent, info_hash
 
 from ..errors import UserError
-from ..git.repo import RefTarget
+from ..pack.objects import RefTarget
 from ..pack.manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
 from .source import PackSource, Progress
 

@@ -12,7 +12,11 @@ from gitfs_p2p.pack.manifest import RefManifest
 import trio
 
 from gitfs_p2p.git.repo import GitRepo
-from gitfs_p2p.mount.fs import MountService, PackFS, PackStore, read_snapshot
+from gitfs_p2p.mount.fs import PackFS
+from gitfs_p2p.mount.service import MountService
+from gitfs_p2p.mount.snapshot import read_snapshot
+from gitfs_p2p.mount.store import PackStore
+from gitfs_p2p.store.builders import Workers
 from gitfs_p2p.mount.layout import (
     Dir,
     File,
@@ -243,34 +247,40 @@ def test_operations_translate_errors_at_one_boundary(repo60):
         source.repo.close()
 
 
-def test_store_reopens_its_source_past_the_memory_bound(repo60):
-    """With a bound of 0 bytes every pack work may swap in a fresh PackSource; results stay exact."""
-    snap = _snapshot(repo60)
-    opened: list[PackSource] = []
+def test_worker_processes_serve_the_same_bytes_and_snapshots(repo60, tmp_path):
+    """The mount's PackSource builds nothing itself: worker processes (spawned, recycled
+    after a few jobs here) build, read snapshots and make torrents; same answers as here."""
+    import shutil
 
-    def reopen() -> PackSource:
-        opened.append(PackSource(GitRepo(repo60)))
-        return opened[-1]
+    from gitfs_p2p.store.torrents import build_repo_torrent, select_refs
 
-    first = PackSource(GitRepo(repo60))
-    reference = PackSource(GitRepo(repo60))
-    store = PackStore(first, reopen_source=reopen, reopen_above_rss=0)
+    repo = str(tmp_path / "copy")
+    shutil.copytree(repo60, repo, symlinks=True, ignore=shutil.ignore_patterns("gitp2p"))
+    here = PackSource(GitRepo(repo))
+    workers = Workers(repo, cache_bytes=0, tasks_per_worker=2)  # a new process every two jobs
+    remote = PackSource(git_dir=here.git_dir, cache_bytes=0, workers=workers)
+    store = PackStore(remote)
+    snap = _snapshot(repo)
+    try:
+        async def main():
+            await store.ensure_pack_sizes(snap.commits.ids)
+            for cid in snap.commits.ids[::5]:
+                assert await store.read(store.content(cid)) == here.pack(cid)
 
-    async def main():
-        await store.ensure_pack_sizes(snap.commits.ids)
-        for cid in snap.commits.ids[::5]:
-            assert await store.read(store.content(cid)) == reference.pack(cid)
-
-    trio.run(main)
-    assert store.reopens >= 1 and store.source is opened[-1]
-    assert store.sizes == {cid: len(reference.pack(cid)) for cid in snap.commits.ids}
-    store.close()
-    reference.close()
-    reference.repo.close()
+        trio.run(main)
+        assert store.sizes == {cid: len(here.pack(cid)) for cid in snap.commits.ids}
+        assert workers.snapshot(None) == snap
+        manifest, label = select_refs(here, [], all_refs=True)
+        assert workers.torrent(manifest, label).info_hash == build_repo_torrent(here, manifest, label).info_hash
+    finally:
+        workers.close()
+        store.close()
+        here.close()
+        here.repo.close()
 
 
 def test_refs_signature_sees_every_kind_of_ref_change(moving_repo):
-    from gitfs_p2p.mount.snapshot import refs_signature, snapshot_in_child
+    from gitfs_p2p.mount.snapshot import refs_signature
 
     git_dir = os.path.join(moving_repo, ".git")
     before = refs_signature(git_dir)
@@ -287,11 +297,15 @@ def test_refs_signature_sees_every_kind_of_ref_change(moving_repo):
         after = refs_signature(git_dir)
         assert after != before, change
         before = after
-    # The child reads the same snapshot this process would.
+    # A worker process reads the same snapshot this process would, extending the previous one.
     previous = _snapshot(moving_repo)
-    assert snapshot_in_child(moving_repo, previous) is previous
-    git("commit", "-q", "--allow-empty", "-m", "y", cwd=moving_repo)
-    child = snapshot_in_child(moving_repo, previous)
+    workers = Workers(moving_repo, cache_bytes=0)
+    try:
+        assert workers.snapshot(previous) == previous
+        git("commit", "-q", "--allow-empty", "-m", "y", cwd=moving_repo)
+        child = workers.snapshot(previous)
+    finally:
+        workers.close()
     here = _snapshot(moving_repo)
     assert child.refs == here.refs and child.head == here.head == "refs/heads/b2"
     assert child.commits.ids[: len(previous.commits)] == previous.commits.ids

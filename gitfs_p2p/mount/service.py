@@ -1,0 +1,185 @@
+"""The mount as a service: mount, serve, follow the refs, publish torrents, unmount.
+
+`MountService.run` mounts (pyfuse3), serves until cancelled, reads the refs every
+`poll_interval` (a worker process does the reading) and swaps in a new layout when they
+move; contributors that work in the background (the torrent publisher) run as tasks of
+its nursery.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Callable, Sequence
+
+import pyfuse3
+import trio
+
+from ..errors import GitfsError, MountError
+from ..store.source import PackSource, Progress
+from .fs import PackFS
+from .layout import Contributor, Layout, RepoSnapshot, build_layout, readme_text
+from .snapshot import read_snapshot, refs_signature
+from .store import DEFAULT_READ_CACHE_BYTES, PackStore
+
+__all__ = ["MountService", "mount_options", "serve_until_signal", "POLL_INTERVAL"]
+
+log = logging.getLogger(__name__)
+
+#: How often the refs are read.
+POLL_INTERVAL = 2.0
+
+
+def mount_options(repo_name: str, *, allow_other: bool = False) -> set[str]:
+    safe = "".join(c if c.isalnum() or c in "._-/" else "_" for c in repo_name)[-64:] or "repo"
+    options = set(pyfuse3.default_options)  # default_permissions: the kernel checks the modes
+    options |= {"ro", "noatime", "auto_unmount", f"fsname=gitp2p:{safe}", "subtype=gitp2p"}
+    if allow_other:
+        options.add("allow_other")
+    return options
+
+
+class MountService:
+    """Mounts `source` at `mountpoint` and serves it until cancelled (then unmounts)."""
+
+    def __init__(
+        self,
+        source: PackSource,
+        mountpoint: str,
+        *,
+        contributors: Sequence[Contributor] = (),
+        poll_interval: float = POLL_INTERVAL,
+        read_cache_bytes: int = DEFAULT_READ_CACHE_BYTES,
+        allow_other: bool = False,
+        progress: Progress | None = None,
+    ):
+        self.source = source
+        self.repo_path = source.repo.path if source.repo is not None else source.workers.repo_path
+        self.git_dir = source.git_dir
+        self._signature: tuple | None = None
+        self._last_read = 0.0
+        self._unmounted_outside = False
+        self.mountpoint = os.path.abspath(mountpoint)
+        self.contributors = list(contributors)
+        self.poll_interval = poll_interval
+        self.allow_other = allow_other
+        self.store = PackStore(source, read_cache_bytes=read_cache_bytes, progress=progress)
+        self.repo_name = os.path.abspath(self.repo_path)
+        self.fs: PackFS | None = None
+        self._started = int(time.time())
+        self._readme = readme_text(self.repo_name)
+
+    def close(self) -> None:
+        """Stop the worker processes and close the cache."""
+        self.store.close()
+        if self.source.workers is not None:
+            self.source.workers.close()
+
+    def _read_snapshot(self, previous: RepoSnapshot | None) -> RepoSnapshot:
+        """The current snapshot (blocking: a worker thread).
+
+        Skipped while no file that holds refs changed (re-read anyway every
+        30 s).  With worker processes (the real mount) the read runs there, so the
+        pages of the repository's packs it touches never count against this
+        process; without (tests), here, with a repository opened for this read.
+        """
+        signature = refs_signature(self.git_dir) if self.git_dir else None
+        fresh = time.monotonic() - self._last_read < 30.0
+        if previous is not None and signature is not None and signature == self._signature and fresh:
+            return previous
+        if self.source.workers is not None:
+            snapshot = self.source.workers.snapshot(previous)
+        else:
+            from ..git.repo import GitRepo
+
+            with GitRepo(self.repo_path) as repo:
+                snapshot = read_snapshot(repo, previous)
+        self._signature = signature
+        self._last_read = time.monotonic()
+        return snapshot
+
+    def _layout(self, snapshot: RepoSnapshot) -> Layout:
+        return build_layout(
+            snapshot,
+            pack_content=self.store.content,
+            readme=self._readme,
+            started=self._started,
+            contributors=self.contributors,
+        )
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        snapshot = await trio.to_thread.run_sync(self._read_snapshot, None)
+        layout = await trio.to_thread.run_sync(self._layout, snapshot)
+        log.info("%s: %d refs, %d commits", self.repo_name, len(snapshot.refs), len(snapshot.commits))
+        self.fs = PackFS(layout, self.store, started=self._started)
+        try:
+            pyfuse3.init(self.fs, self.mountpoint, mount_options(self.repo_name, allow_other=self.allow_other))
+        except RuntimeError as exc:
+            raise MountError(f"{self.mountpoint}: cannot mount ({exc})") from None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._serve_fuse, nursery.cancel_scope)
+                # Answered only once the kernel's INIT is done and the root works.
+                await trio.to_thread.run_sync(os.stat, self.mountpoint)
+                nursery.start_soon(self._watch_refs)
+                for contributor in self.contributors:
+                    if hasattr(contributor, "run"):  # it works in the background (torrents)
+                        nursery.start_soon(contributor.run)
+                log.info("mounted %s at %s", self.repo_name, self.mountpoint)
+                task_status.started()
+        finally:
+            # After an unmount from outside (gitp2p umount) the kernel side is gone already.
+            pyfuse3.close(unmount=not self._unmounted_outside)
+
+    async def _serve_fuse(self, scope: trio.CancelScope) -> None:
+        await pyfuse3.main()
+        self._unmounted_outside = True
+        log.info("%s was unmounted", self.mountpoint)
+        scope.cancel()
+
+    async def _watch_refs(self) -> None:
+        assert self.fs is not None
+        while True:
+            await trio.sleep(self.poll_interval)
+            await self.refresh()
+
+    async def refresh(self) -> bool:
+        """Read the refs now; swap in a new layout if they moved.  True if they did."""
+        assert self.fs is not None
+        current = self.fs.layout.snapshot
+        try:
+            snapshot = await trio.to_thread.run_sync(self._read_snapshot, current)
+            # Contributors that build in the background say when they have new files.
+            ready = [c.changed() for c in self.contributors if hasattr(c, "changed")]
+            if snapshot is current and not any(ready):
+                return False
+            layout = await trio.to_thread.run_sync(self._layout, snapshot)
+        except GitfsError as exc:
+            log.warning("refs not refreshed: %s", exc)
+            return False
+        except Exception:
+            log.exception("BUG: refs not refreshed")
+            return False
+        self.fs.layout = layout
+        log.info("refs moved: %d refs, %d commits", len(snapshot.refs), len(snapshot.commits))
+        return True
+
+
+async def serve_until_signal(service: MountService, on_ready: Callable[[], None]) -> None:
+    """Run the service; SIGINT, SIGTERM or SIGHUP (or an outside unmount) end it cleanly."""
+    import signal
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def run_service(task_status=trio.TASK_STATUS_IGNORED):
+                await service.run(task_status=task_status)
+                nursery.cancel_scope.cancel()  # unmounted from outside
+
+            await nursery.start(run_service)
+            on_ready()
+            async for signum in signals:
+                log.info("%s: unmounting", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break

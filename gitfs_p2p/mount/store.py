@@ -1,0 +1,194 @@
+"""The mount's packs: every size in memory, recently read bytes, the PackSource beneath.
+
+Blocking work runs in worker threads (a pack being sized or loaded is never asked for
+twice at once), and the PackSource beneath builds nothing in this process: it asks the
+worker processes (store/builders.py), so this long-lived process stays small.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Sequence
+
+import trio
+
+from ..store.source import PackSource, Progress
+from .layout import Content
+
+__all__ = ["PackStore", "PackContent", "DEFAULT_READ_CACHE_BYTES", "WORKER_THREADS"]
+
+log = logging.getLogger(__name__)
+
+#: Bytes of recently read packs kept in memory (at least one pack, whatever its size).
+DEFAULT_READ_CACHE_BYTES = 64 << 20
+#: Worker threads for pack work at one time.
+WORKER_THREADS = 4
+#: Packs sized per question to the workers during a cold fill.
+SIZE_CHUNK = 256
+
+
+class PackContent:
+    """The content of packs/<commit>.pack."""
+
+    __slots__ = ("commit_id", "key", "_store")
+
+    def __init__(self, store: "PackStore", commit_id: bytes):
+        self.commit_id = commit_id
+        self.key = ("pack", commit_id)
+        self._store = store
+
+    def size_nowait(self) -> int | None:
+        return self._store.sizes.get(self.commit_id)
+
+    def data_nowait(self) -> None:
+        return None
+
+    def size(self) -> int:
+        return self._store.size_sync(self.commit_id)
+
+    def read(self) -> bytes:
+        return self._store.read_pack_sync(self.commit_id)
+
+
+class PackStore:
+    """Sizes (all of them, in memory) and recently read bytes of packs, PackSource beneath.
+
+    Blocking work runs in worker threads; a pack being sized or loaded is
+    never built a second time by a concurrent request.
+    """
+
+    def __init__(
+        self,
+        source: PackSource,
+        *,
+        read_cache_bytes: int = DEFAULT_READ_CACHE_BYTES,
+        progress: Progress | None = None,
+    ):
+        self.source = source
+        self.sizes: dict[bytes, int] = {}
+        self.progress = progress
+        self._lock = threading.Lock()
+        self._sizing: dict[bytes, threading.Event] = {}
+        self._recent: OrderedDict[object, bytes] = OrderedDict()
+        self._recent_bytes = 0
+        self._read_cache_bytes = read_cache_bytes
+        self._loading: dict[object, trio.Event] = {}
+        self._limiter_obj: trio.CapacityLimiter | None = None
+
+    def content(self, commit_id: bytes) -> PackContent:
+        return PackContent(self, commit_id)
+
+    @property
+    def _limiter(self) -> trio.CapacityLimiter:
+        if self._limiter_obj is None:
+            self._limiter_obj = trio.CapacityLimiter(WORKER_THREADS)
+        return self._limiter_obj
+
+    # -- sizes: blocking halves (worker threads) ----------------------------------------------
+    def size_sync(self, commit_id: bytes) -> int:
+        for _ in range(3):
+            size = self.sizes.get(commit_id)
+            if size is not None:
+                return size
+            with self._lock:
+                busy = self._sizing.get(commit_id)
+                mine = busy is None
+                if mine:
+                    busy = self._sizing[commit_id] = threading.Event()
+            if not mine:
+                busy.wait()
+                continue
+            try:
+                size = self.sizes[commit_id] = self.source.size(commit_id)
+                return size
+            finally:
+                with self._lock:
+                    del self._sizing[commit_id]
+                busy.set()
+        return self.source.size(commit_id)
+
+    def read_pack_sync(self, commit_id: bytes) -> bytes:
+        return self.source.pack(commit_id)
+
+    def _load_cached_sizes_sync(self, commit_ids: Sequence[bytes]) -> None:
+        source = self.source
+        for i in range(0, len(commit_ids), 5000):
+            chunk = [c.decode() for c in commit_ids[i : i + 5000]]
+            for cid, size in source.cache.sizes(source.format, chunk).items():
+                self.sizes[cid.encode()] = size
+
+    def _build_sizes_sync(self, commit_ids: Sequence[bytes]) -> None:
+        for cid, size in self.source.build_sizes([c.decode() for c in commit_ids]).items():
+            self.sizes[cid.encode()] = size
+
+    def close(self) -> None:
+        self.source.close()
+
+    # -- sizes: async halves ------------------------------------------------------------------
+    async def size(self, content: Content) -> int:
+        size = content.size_nowait()
+        if size is None:
+            size = await trio.to_thread.run_sync(content.size, limiter=self._limiter)
+        return size
+
+    async def ensure_pack_sizes(self, commit_ids: Sequence[bytes]) -> None:
+        """Know the size of each of these packs: from the cache, else built once, in this order.
+
+        Long fills report progress(done, total), starting with done == 0.
+        """
+        missing = [c for c in commit_ids if c not in self.sizes]
+        if not missing:
+            return
+        await trio.to_thread.run_sync(self._load_cached_sizes_sync, missing, limiter=self._limiter)
+        missing = [c for c in missing if c not in self.sizes]
+        if not missing:
+            return
+        total = len(missing)
+        log.info("building %d packs to learn their sizes", total)
+        if self.progress is not None and total > 1:
+            self.progress(0, total)
+        for done in range(0, total, SIZE_CHUNK):  # oldest first: the order that builds fastest
+            chunk = missing[done : done + SIZE_CHUNK]
+            await trio.to_thread.run_sync(self._build_sizes_sync, chunk, limiter=self._limiter)
+            if self.progress is not None and total > 1:
+                self.progress(min(done + SIZE_CHUNK, total), total)
+
+    # -- bytes --------------------------------------------------------------------------------
+    async def read(self, content: Content) -> bytes:
+        """All of content's bytes: at hand, recently read, or loaded in a worker thread."""
+        data = content.data_nowait()
+        if data is not None:
+            return data
+        key = content.key
+        for _ in range(4):
+            data = self._recent.get(key)
+            if data is not None:
+                self._recent.move_to_end(key)
+                return data
+            loading = self._loading.get(key)
+            if loading is None:
+                break
+            await loading.wait()
+        loading = trio.Event()
+        self._loading.setdefault(key, loading)
+        try:
+            data = await trio.to_thread.run_sync(content.read, limiter=self._limiter)
+        finally:
+            if self._loading.get(key) is loading:
+                del self._loading[key]
+            loading.set()
+        self._remember(key, data)
+        return data
+
+    def _remember(self, key: object, data: bytes) -> None:
+        if key in self._recent:
+            return
+        self._recent[key] = data
+        self._recent_bytes += len(data)
+        while self._recent_bytes > self._read_cache_bytes and len(self._recent) > 1:
+            _, old = self._recent.popitem(last=False)
+            self._recent_bytes -= len(old)
+
+

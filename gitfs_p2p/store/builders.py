@@ -1,0 +1,201 @@
+"""Building packs: in this process, or in worker processes that own dulwich.
+
+A long-lived process (the mount) never builds: it asks `Workers`, a pool of spawned
+interpreters, each recycled after TASKS_PER_WORKER jobs, so whatever dulwich and the
+packer keep (pack file maps, delta bases, tree caches) is bounded by construction and
+never lands in the server.  A worker opens the repository once (again when its packs or
+refs changed), builds what the cache lacks, stores it, and answers.  Short-lived
+commands (`gitp2p packs`, `gitp2p torrent`) build in their own process, through the
+same `build_locked`.
+
+One build of a given pack at a time on this machine, whoever asks: `build_locked` takes
+a lock file for the pack's id shard (fcntl, GIT_DIR/gitp2p/locks/NN), then looks in the
+cache again before building.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import fcntl
+import multiprocessing
+import os
+from typing import TYPE_CHECKING
+
+from ..pack.commitpack import FORMAT_VERSION, CommitPacker
+from .cache import PackCache
+
+if TYPE_CHECKING:  # the server never imports the git layer (dulwich); workers do
+    from ..mount.layout import RepoSnapshot
+    from ..pack.manifest import RefManifest
+    from .torrents import RepoTorrent
+
+__all__ = ["Workers", "build_locked", "TASKS_PER_WORKER"]
+
+#: A worker process is replaced after this many jobs (what it cached goes with it).
+TASKS_PER_WORKER = 64
+#: Ids per build job (a job builds them oldest first, sharing the packer's caches).
+BUILD_CHUNK = 64
+
+
+def build_locked(git_dir: str, cache: PackCache, packer: CommitPacker, oid: str) -> bytes:
+    """The pack of oid (a commit or tag, hex): from the cache, or built once and stored."""
+    hit = cache.get(FORMAT_VERSION, oid)
+    if hit is not None and hit.data is not None:
+        return hit.data
+    locks = os.path.join(git_dir, "gitp2p", "locks")
+    os.makedirs(locks, exist_ok=True)
+    fd = os.open(os.path.join(locks, oid[:2]), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        hit = cache.get(FORMAT_VERSION, oid)  # built meanwhile by someone else?
+        if hit is not None and hit.data is not None:
+            return hit.data
+        data = packer.build_object(oid.encode())
+        cache.put(FORMAT_VERSION, oid, data)
+        return data
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# -- in a worker process ------------------------------------------------------------------
+
+
+class _Opened:
+    """The repository as one worker holds it, reopened when its packs or refs change."""
+
+    def __init__(self, repo_path: str, cache_bytes: int):
+        from ..git.repo import GitRepo
+
+        self.repo = GitRepo(repo_path)
+        self.stamp = _stamp(self.repo.git_dir)
+        self.packer = CommitPacker(self.repo)
+        self.cache = PackCache(self.repo.git_dir, max_bytes=cache_bytes)
+
+    def close(self) -> None:
+        self.cache.close()
+        self.repo.close()
+
+
+_OPENED: dict[tuple[str, int], _Opened] = {}
+
+
+def _stamp(git_dir: str) -> tuple:
+    out = []
+    for name in ("objects/pack", "packed-refs", "refs"):
+        try:
+            st = os.stat(os.path.join(git_dir, name))
+            out.append((st.st_ino, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _opened(repo_path: str, cache_bytes: int) -> _Opened:
+    key = (repo_path, cache_bytes)
+    held = _OPENED.get(key)
+    if held is not None and _stamp(held.repo.git_dir) != held.stamp:
+        held.close()
+        held = None
+    if held is None:
+        held = _OPENED[key] = _Opened(repo_path, cache_bytes)
+    return held
+
+
+def _job_build(repo_path: str, cache_bytes: int, ids: list[str], want_bytes: bool) -> list[tuple[str, int, bytes | None]]:
+    held = _opened(repo_path, cache_bytes)
+    out = []
+    for oid in ids:
+        data = build_locked(held.repo.git_dir, held.cache, held.packer, oid)
+        out.append((oid, len(data), data if want_bytes else None))
+    return out
+
+
+def _job_snapshot(repo_path: str, previous: "RepoSnapshot | None") -> "RepoSnapshot | None":
+    """The new snapshot, or None when nothing moved (the caller keeps its own)."""
+    from ..mount.snapshot import read_snapshot
+
+    held = _opened(repo_path, 0)
+    snapshot = read_snapshot(held.repo, previous)
+    return None if snapshot is previous else snapshot
+
+
+def _job_torrent(repo_path: str, cache_bytes: int, manifest: "RefManifest", label: str,
+                 trackers: list[str], web_seeds: list[str]) -> "RepoTorrent":
+    from .source import PackSource
+    from .torrents import build_repo_torrent
+
+    held = _opened(repo_path, cache_bytes)
+    source = PackSource(held.repo, cache_bytes=cache_bytes, packer=held.packer, cache=held.cache)
+    return build_repo_torrent(source, manifest, label, trackers=trackers, web_seeds=web_seeds)
+
+
+def _noop() -> None:
+    pass
+
+
+def _detach_stdio(log_path: str | None) -> None:
+    """In a new worker: stdin and stdout from /dev/null, stderr to the log (or /dev/null)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    err = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log_path else null
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.dup2(err, 2)
+    for fd in {null, err}:
+        os.close(fd)
+
+
+# -- the pool ---------------------------------------------------------------------------------
+
+
+class Workers:
+    """Worker processes for one repository; thread-safe (each call waits for its job)."""
+
+    def __init__(self, repo_path: str, *, cache_bytes: int, workers: int = 1, tasks_per_worker: int = TASKS_PER_WORKER,
+                 log_path: str | None = None):
+        """log_path: where the workers' stderr goes (default /dev/null): a worker must never
+        hold the terminal or a caller's pipe open (a background mount's caller waits for EOF)."""
+        self.repo_path = repo_path
+        self.cache_bytes = cache_bytes
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            max_tasks_per_child=tasks_per_worker,
+            initializer=_detach_stdio,
+            initargs=(log_path,),
+        )
+
+    def start(self) -> None:
+        """Start the worker process (and multiprocessing's resource tracker) now.
+
+        What they inherit is what the caller has at this moment: a background mount starts
+        them while its stderr is its log, so no worker holds its caller's terminal or pipe."""
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+        self._pool.submit(_noop).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def build(self, ids: list[str], *, want_bytes: bool = False) -> dict[str, tuple[int, bytes | None]]:
+        """Build (or find in the cache) the packs of ids: id -> (size, bytes if wanted)."""
+        futures = [
+            self._pool.submit(_job_build, self.repo_path, self.cache_bytes, ids[i : i + BUILD_CHUNK], want_bytes)
+            for i in range(0, len(ids), BUILD_CHUNK)
+        ]
+        out: dict[str, tuple[int, bytes | None]] = {}
+        for f in futures:
+            for oid, size, data in f.result():
+                out[oid] = (size, data)
+        return out
+
+    def snapshot(self, previous: "RepoSnapshot | None") -> "RepoSnapshot":
+        """The refs and every commit they reach (mount/snapshot.py), read in a worker."""
+        snapshot = self._pool.submit(_job_snapshot, self.repo_path, previous).result()
+        return previous if snapshot is None else snapshot
+
+    def torrent(self, manifest: "RefManifest", label: str, *, trackers=(), web_seeds=()) -> "RepoTorrent":
+        """The repository torrent of these refs (store/torrents.py), built in a worker."""
+        return self._pool.submit(
+            _job_torrent, self.repo_path, self.cache_bytes, manifest, label, list(trackers), list(web_seeds)
+        ).result()
