@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["tracker"]:
         # The tracker has its own parser (torrentcore); hand it every argument.
-        from torrentcore.tracker_server import main as tracker_main
+        from torrentcore.tracker.server import main as tracker_main
 
         return tracker_main(argv[1:])
     parser = build_parser()

@@ -25,7 +25,7 @@ from tc_support import (
 
 from torrentcore.metainfo import build_info, build_torrent, info_hash
 from torrentcore.tracker import Event, Tracker
-from torrentcore.tracker_server import TrackerServer
+from torrentcore.tracker.server import TrackerServer
 
 CASE_TIMEOUT = 180  # seconds; a stuck swarm fails the test instead of hanging it
 

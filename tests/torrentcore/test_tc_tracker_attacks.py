@@ -19,7 +19,7 @@ from tc_support import IH, IH2, announce_target, pid, query
 
 from torrentcore import bencode
 from torrentcore.tracker import UDP_PROTOCOL_ID, AnnounceRequest, Tracker, TrackerLimits
-from torrentcore.tracker_server import TrackerServer
+from torrentcore.tracker.server import TrackerServer
 
 LEGIT = "198.51.100.7"
 ATTACKER = "203.0.113.66"

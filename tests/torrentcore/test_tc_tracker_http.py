@@ -4,7 +4,7 @@ trailing data, as h11's own tests do. No sockets."""
 import pytest
 from tc_support import announce_target
 
-from torrentcore.tracker_http import (
+from torrentcore.tracker.http import (
     MAX_HEAD_BYTES,
     NEED_DATA,
     ClientClosed,

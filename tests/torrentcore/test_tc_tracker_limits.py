@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from torrentcore.tracker_limits import ConnectionSlots, RateLimitedLog, TokenBuckets, source_key
+from torrentcore.tracker.limits import ConnectionSlots, RateLimitedLog, TokenBuckets, source_key
 
 
 @pytest.mark.parametrize("ip,key", [

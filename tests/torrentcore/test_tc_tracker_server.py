@@ -11,7 +11,7 @@ from tc_support import IH, announce_target, pid, query
 
 from torrentcore import bencode
 from torrentcore.tracker import UDP_PROTOCOL_ID
-from torrentcore.tracker_server import TrackerServer, load_allow_list, main
+from torrentcore.tracker.server import TrackerServer, load_allow_list, main
 
 
 async def http_get(port, raw_request):
@@ -107,7 +107,7 @@ def test_cli_port_in_use_is_one_line_exit_2():
         busy.listen()
         port = busy.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-c", "import sys; from torrentcore.tracker_server import main; "
+            [sys.executable, "-c", "import sys; from torrentcore.tracker.server import main; "
              "sys.exit(main(sys.argv[1:]))", "--port", str(port)],
             capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
@@ -147,7 +147,7 @@ def test_cli_interval_reaches_clients_and_sets_the_ttl():
     """`gitp2p tracker --interval 5` (what the interop drivers run): clients are told 5 s,
     and peers are still kept 900 s, since real clients announce far less often."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from torrentcore.tracker_server import main; "
+        [sys.executable, "-c", "import sys; from torrentcore.tracker.server import main; "
          "sys.exit(main(sys.argv[1:]))", "--port", "0", "--interval", "5", "--no-udp"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

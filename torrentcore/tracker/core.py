@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from torrentcore.tracker_http import (
+from .http import (
     MAX_QUERY_PAIRS,
     encode_announce,
     encode_failure,
@@ -28,8 +28,8 @@ from torrentcore.tracker_http import (
     parse_query,
     parse_scrape_query,
 )
-from torrentcore.tracker_limits import RateLimitedLog, TokenBuckets, source_key
-from torrentcore.tracker_swarms import (
+from .limits import RateLimitedLog, TokenBuckets, source_key
+from .swarms import (
     EXPIRE_PER_REQUEST,
     AnnounceRequest,
     AnnounceResult,
@@ -40,7 +40,7 @@ from torrentcore.tracker_swarms import (
     SwarmTable,
     TrackerError,
 )
-from torrentcore.tracker_udp import (
+from .udp import (
     ACTION_ANNOUNCE,
     ACTION_CONNECT,
     ACTION_SCRAPE,

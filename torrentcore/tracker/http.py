@@ -10,8 +10,8 @@ from urllib.parse import unquote_to_bytes
 
 import h11
 
-from torrentcore import bencode
-from torrentcore.tracker_swarms import (
+from .. import bencode
+from .swarms import (
     AnnounceRequest,
     AnnounceResult,
     BadRequest,

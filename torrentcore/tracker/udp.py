@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from torrentcore.tracker_http import compact_peer, normalise_ip
-from torrentcore.tracker_swarms import (
+from .http import compact_peer, normalise_ip
+from .swarms import (
     AnnounceRequest,
     AnnounceResult,
     BadRequest,

@@ -13,15 +13,15 @@ from collections.abc import Callable, Collection, Sequence
 
 import trio
 
-from torrentcore.tracker import (
+from .core import (
     DEFAULT_INTERVAL,
     SLOWEST_CLIENT_INTERVAL,
     Tracker,
     TrackerLimits,
     default_peer_ttl,
 )
-from torrentcore.tracker_http import MAX_HEAD_BYTES, NEED_DATA, ClientClosed, HTTPExchange, Rejected
-from torrentcore.tracker_limits import ConnectionSlots, source_key
+from .http import MAX_HEAD_BYTES, NEED_DATA, ClientClosed, HTTPExchange, Rejected
+from .limits import ConnectionSlots, source_key
 
 __all__ = [
     "DEFAULT_HOST",
