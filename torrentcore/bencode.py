@@ -1,8 +1,6 @@
-"""Strict, bounded bencoding: the only module that touches the bencode.py library."""
+"""Strict, bounded bencoding: the only module that touches the bencode.py library (to encode)."""
 
 from __future__ import annotations
-
-import logging
 
 import bencodepy
 
@@ -17,8 +15,6 @@ __all__ = [
     "encode",
     "validate",
 ]
-
-log = logging.getLogger(__name__)
 
 #: Deepest nesting of lists and dicts that ``decode`` accepts (a torrent needs 4).
 DEFAULT_MAX_DEPTH = 64
@@ -91,10 +87,23 @@ def validate(
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_items: int = DEFAULT_MAX_ITEMS,
 ) -> None:
-    """Raise ``DecodeError`` unless *data* is exactly one canonical bencoded value.
+    """Raise ``DecodeError`` unless *data* is exactly one canonical bencoded value."""
+    decode(data, max_size=max_size, max_depth=max_depth, max_items=max_items)
 
-    Iterative (no recursion), linear in ``len(data)``, and it never allocates more than
-    the stack of open containers (bounded by *max_depth*) plus one integer literal.
+
+def decode(
+    data: bytes,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_items: int = DEFAULT_MAX_ITEMS,
+) -> object:
+    """Decode one canonical bencoded value; byte strings stay ``bytes``, dict keys too.
+
+    One pass, iterative (no recursion), linear in ``len(data)``; it checks the canonical
+    form (sorted unique keys, no leading zeros) and the bounds as it builds the value, so
+    a hostile input costs at most its bounds.  Raises only ``DecodeError``.  (bencode.py,
+    which encodes, neither checks canonical form nor bounds what it allocates.)
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"bencoded input must be bytes, not {type(data).__name__}")
@@ -104,56 +113,63 @@ def validate(
         raise DecodeError(f"input of {n} bytes exceeds the limit of {max_size} bytes")
     if n == 0:
         raise DecodeError("empty input")
-    # Stack of open containers. For a dict: [b"d", previous_key or None, expecting_key].
-    # For a list: [b"l"].
+    # Stack of open containers: [b"l", list] or [b"d", dict, previous key, key awaiting a value].
     stack: list[list] = []
     pos = 0
     items = 0
+    value: object = None
     while True:
         if pos >= n:
             raise DecodeError(f"truncated input at byte {pos}")
         top = stack[-1] if stack else None
         c = data[pos]
         if c == 0x65 and top is not None:  # 'e' closes the innermost container
-            if top[0] == b"d" and not top[2]:
+            if top[0] == b"d" and top[3] is not None:
                 raise DecodeError(f"dict key without a value at byte {pos}")
             stack.pop()
             pos += 1
+            value = top[1]
         else:
-            if top is not None and top[0] == b"d" and top[2]:
+            if top is not None and top[0] == b"d" and top[3] is None:
                 # A dict key: must be a byte string, strictly greater than the previous one.
                 if c not in _DIGITS:
                     raise DecodeError(f"dict key at byte {pos} is not a byte string")
                 start, pos = _scan_string(data, pos)
                 key = data[start:pos]
-                if top[1] is not None and key <= top[1]:
-                    what = "duplicate" if key == top[1] else "unsorted"
+                if top[2] is not None and key <= top[2]:
+                    what = "duplicate" if key == top[2] else "unsorted"
                     raise DecodeError(f"{what} dict key {key[:40]!r} at byte {start}")
-                top[1] = key
-                top[2] = False
+                top[2] = top[3] = key
                 continue
             items += 1
             if items > max_items:
                 raise DecodeError(f"more than {max_items} values in input")
             if c == 0x69:  # 'i'
-                pos = _scan_int(data, pos)
+                end = _scan_int(data, pos)
+                value, pos = int(data[pos + 1 : end - 1]), end
             elif c in _DIGITS:
-                _, pos = _scan_string(data, pos)
+                start, pos = _scan_string(data, pos)
+                value = data[start:pos]
             elif c == 0x6C or c == 0x64:  # 'l' or 'd'
                 if len(stack) >= max_depth:
                     raise DecodeError(f"nesting deeper than {max_depth} levels at byte {pos}")
-                stack.append([b"l"] if c == 0x6C else [b"d", None, True])
+                stack.append([b"l", []] if c == 0x6C else [b"d", {}, None, None])
                 pos += 1
                 continue  # a new container is not yet a complete value
             else:
                 raise DecodeError(f"unexpected byte {bytes([c])!r} at byte {pos}")
-        # A value (or a container) just completed.
+        # A value (or a container) just completed: it belongs to the container around it.
         if not stack:
             break
-        if stack[-1][0] == b"d":
-            stack[-1][2] = True
+        parent = stack[-1]
+        if parent[0] == b"l":
+            parent[1].append(value)
+        else:
+            parent[1][parent[3]] = value
+            parent[3] = None
     if pos != n:
         raise DecodeError(f"{n - pos} trailing bytes after the value, at byte {pos}")
+    return value
 
 
 def _scan_int(data: bytes, pos: int) -> int:
@@ -200,24 +216,3 @@ def _scan_string(data: bytes, pos: int) -> tuple[int, int]:
             f"string of {length} bytes at byte {start} runs past the end of the input"
         )
     return colon + 1, end
-
-
-def decode(
-    data: bytes,
-    *,
-    max_size: int = DEFAULT_MAX_SIZE,
-    max_depth: int = DEFAULT_MAX_DEPTH,
-    max_items: int = DEFAULT_MAX_ITEMS,
-) -> object:
-    """Decode one canonical bencoded value; byte strings stay ``bytes``, dict keys too.
-
-    Raises only ``DecodeError``. The input is first checked by ``validate`` (canonical
-    form, bounds), so the conversion by bencode.py cannot recurse deeper than *max_depth*.
-    """
-    validate(data, max_size=max_size, max_depth=max_depth, max_items=max_items)
-    try:
-        # bencode.py counts depth from 0 and refuses only when depth > max_depth.
-        return bencodepy.Bencode(max_depth=max_depth + 1).decode(bytes(data))
-    except Exception as exc:  # pragma: no cover - validate() accepted it, so a library bug
-        log.error("bencode.py refused input that passed validation: %r", exc)
-        raise DecodeError(f"bencode.py could not decode the input: {exc}") from None
