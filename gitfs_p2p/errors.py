@@ -7,6 +7,7 @@ else that escapes is a bug and stays a traceback.
 
 __all__ = [
     "GitfsError",
+    "UsageError",
     "RepositoryError",
     "GitCommandError",
     "FormatError",
@@ -20,6 +21,15 @@ __all__ = [
 
 class GitfsError(Exception):
     """A problem with the input or the environment (a path, a revision, a file, a disk), not a bug."""
+
+    #: The command line's exit status for this error.
+    exit_status = 1
+
+
+class UsageError(GitfsError):
+    """The command line itself is wrong (a port in use, an option that makes no sense)."""
+
+    exit_status = 2
 
 
 class RepositoryError(GitfsError):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stock_clients import ClientError, kill_group, tail, wait_until
 
-from gitfs_p2p.cli.mount import find_mount
+from gitfs_p2p.mount.daemon import find_mount
 from torrentcore.metainfo import parse_torrent
 
 __all__ = [

@@ -6,15 +6,15 @@ import argparse
 import sys
 
 from ..errors import UserError
+from .common import open_source, progress_printer, write_output, cache_option
 
 __all__ = ["register"]
 
 
 def cmd_torrent(args) -> int:
-    from ..cli import _open_source, _progress_printer, _write_atomically
     from ..store.torrents import build_repo_torrent, select_refs
 
-    source = _open_source(args.repo, args.cache_bytes)
+    source = open_source(args.repo, args.cache_bytes)
     try:
         manifest, label = select_refs(source, args.refs, all_refs=args.all)
         if args.label:
@@ -25,7 +25,7 @@ def cmd_torrent(args) -> int:
             label,
             trackers=args.tracker,
             web_seeds=args.web_seed,
-            progress=_progress_printer("building packs"),
+            progress=progress_printer("building packs"),
         )
     finally:
         source.close()
@@ -38,7 +38,7 @@ def cmd_torrent(args) -> int:
         sys.stdout.buffer.flush()
         out = sys.stderr
     elif args.output:
-        _write_atomically(args.output, result.torrent)
+        write_output(args.output, result.torrent)
         print(f"wrote {args.output}", file=out)
     tags = len(result.tag_ids)
     total = sum(size for _, size in result.files)
@@ -71,7 +71,6 @@ def _human(n: int) -> str:
 
 
 def register(sub) -> None:
-    from ..cli import cache_option
 
     p = sub.add_parser(
         "torrent",

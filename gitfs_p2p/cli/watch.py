@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import UserError
+from .common import parse_size
 
 __all__ = ["register", "cmd_watch", "NOT_FINISHED"]
 
@@ -54,7 +55,6 @@ def _seconds(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    from ..cli import _size
 
     p = subparsers.add_parser(
         "watch",
@@ -84,7 +84,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--max-pack-size",
-        type=_size,
+        type=parse_size,
         default=None,
         metavar="SIZE",
         help="reject pack files larger than SIZE (default: 1G)",

@@ -70,6 +70,11 @@ class MountService:
         self._started = int(time.time())
         self._readme = readme_text(self.repo_name)
 
+    def start_workers(self) -> None:
+        """Start the worker processes now (they inherit this process's stdio as it is)."""
+        if self.source.workers is not None:
+            self.source.workers.start()
+
     def close(self) -> None:
         """Stop the worker processes and close the cache."""
         self.store.close()

@@ -85,14 +85,23 @@ class TorrentContributor:
                 t = await trio.to_thread.run_sync(self._build, label, manifest)
             except GitfsError as exc:
                 log.warning("no %s torrent: %s", label, exc)
-                with self._lock:
-                    self._wanted.remove((label, key, manifest))
+                self._drop(label, key)
+                continue
+            except KeyError as exc:  # the repository moved on (gc pruned a commit) mid-build
+                log.info("no %s torrent for these refs: object %s left the repository; "
+                         "the next snapshot asks again", label, exc)
+                self._drop(label, key)
                 continue
             log.info("%s torrent ready: info-hash %s", label, t.info_hash.hex())
             with self._lock:
                 self._built = {k: v for k, v in self._built.items() if k[0] != label}
                 self._built[(label, key)] = t
                 self._changed = True
+
+    def _drop(self, label: str, key: bytes) -> None:
+        """Stop wanting a torrent that cannot be built (a newer snapshot may want it again)."""
+        with self._lock:
+            self._wanted = [w for w in self._wanted if (w[0], w[1]) != (label, key)]
 
     def _poke(self) -> None:
         if self._wake is not None:

@@ -74,7 +74,7 @@ def test_layout_paths_links_and_mtimes(repo60):
     assert {"HEAD.gitp2p-refs", "all.gitp2p-refs"} <= names
     for tag, mtime in snap.tags.items():
         assert packs.get(pack_name(tag)).mtime == mtime == int(
-            git("for-each-ref", "--format=%(taggerdate:unix)", f"refs/tags/v0.1", cwd=repo60))
+            git("for-each-ref", "--format=%(taggerdate:unix)", "refs/tags/v0.1", cwd=repo60))
     # a manifest for any label `gitp2p torrent REPO REF...` makes, found by name
     manifest = RefManifest.from_bytes(packs.get("v0.1+main.gitp2p-refs").content.data)
     assert set(manifest.refs) == {"refs/tags/v0.1", "refs/heads/main"}

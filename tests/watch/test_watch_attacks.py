@@ -376,7 +376,7 @@ def test_a_huge_manifest_is_one_transaction_with_bounded_output(tmp_path, sender
     proc = subprocess.run([sys.executable, "-m", "gitfs_p2p.cli", "watch", str(d), "--into", str(repo), "--bare",
                            "--once"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert len(proc.stderr.splitlines()) < 60 and f"more refs set" in proc.stderr
+    assert len(proc.stderr.splitlines()) < 60 and "more refs set" in proc.stderr
     assert len(refs_of(str(repo))) == n + len(sender.refs)
     loose = subprocess.run(["find", str(repo / "refs"), "-type", "f"], capture_output=True, text=True).stdout
     assert len(loose.splitlines()) < 100, "refs were left loose"

@@ -1,0 +1,309 @@
+"""Running a mount as a program: checks before mounting, the foreground and background
+(forked, daemonised) ways to serve, pid files, and unmounting.
+
+The command line (cli/mount.py) only turns options into a MountService factory and
+calls these.  Problems the user can fix raise MountError; a bug in the background
+process is reported to the caller as a RuntimeError that names the log.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import importlib
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import GitfsError, MountError
+
+if TYPE_CHECKING:
+    from .service import MountService
+
+__all__ = [
+    "find_mount",
+    "check_fuse",
+    "check_mountpoint",
+    "serve_foreground",
+    "serve_background",
+    "unmount",
+]
+
+log = logging.getLogger("gitp2p")
+
+#: make_service(log_path or None) -> MountService
+ServiceFactory = Callable[[str | None], "MountService"]
+
+
+# -- checks ------------------------------------------------------------------------------------
+def find_mount(path: str) -> str | None:
+    """The filesystem type mounted exactly at path (e.g. fuse.gitp2p), or None."""
+    target = os.path.abspath(path)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5:
+            continue
+        if _unescape_mountinfo(fields[4]) == target:
+            found = right.split()[0] if right.split() else "?"  # the last mount there wins
+    return found
+
+
+def _unescape_mountinfo(text: str) -> str:
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 3 < len(text) and text[i + 1 : i + 4].isdigit():
+            out.append(chr(int(text[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def check_fuse() -> None:
+    """FUSE can be used here: /dev/fuse, fusermount3 (unless root), pyfuse3."""
+    if not os.path.exists("/dev/fuse"):
+        raise MountError(
+            "no /dev/fuse: FUSE is not available here "
+            "(load the fuse module, or run the container with --device /dev/fuse --cap-add SYS_ADMIN)"
+        )
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        if os.geteuid() == 0 or shutil.which("fusermount3") is None:
+            raise MountError("cannot open /dev/fuse (permission denied)")
+    if os.geteuid() != 0 and shutil.which("fusermount3") is None:
+        raise MountError("fusermount3 not found; install the fuse3 package")
+    try:
+        importlib.import_module("pyfuse3")
+    except ImportError as exc:
+        raise MountError(f"pyfuse3 is not usable ({exc}); reinstall gitfs-p2p with its dependencies") from None
+
+
+def _dead_mount(mountpoint: str) -> MountError:
+    return MountError(
+        f"{mountpoint}: a dead mount is still there (its process exited); run `gitp2p umount {mountpoint}` first"
+    )
+
+
+def check_mountpoint(mountpoint: str) -> None:
+    """mountpoint is an empty directory with nothing mounted on it."""
+    try:
+        st = os.stat(mountpoint)
+    except FileNotFoundError:
+        raise MountError(f"{mountpoint}: no such directory") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise _dead_mount(mountpoint) from None
+        raise MountError(f"{mountpoint}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise MountError(f"{mountpoint}: not a directory")
+    kind = find_mount(mountpoint)
+    if kind is not None and kind.startswith("fuse"):
+        try:
+            os.listdir(mountpoint)
+        except OSError as exc:
+            if exc.errno == errno.ENOTCONN:
+                raise _dead_mount(mountpoint) from None
+    if kind is not None:
+        what = "a gitp2p mount" if kind == "fuse.gitp2p" else f"a {kind} file system"
+        raise MountError(f"{mountpoint}: already mounted ({what} is there)")
+    try:
+        if os.listdir(mountpoint):
+            raise MountError(f"{mountpoint}: not empty (mount on an empty directory)")
+    except OSError as exc:
+        raise MountError(f"{mountpoint}: {exc.strerror}") from None
+
+
+# -- pid files ---------------------------------------------------------------------------------
+def _write_pid_file(path: str | None) -> None:
+    if path:
+        with open(path, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+
+
+def _remove_pid_file(path: str | None) -> None:
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+# -- serving -----------------------------------------------------------------------------------
+def serve_foreground(make_service: ServiceFactory, *, pid_file: str | None = None) -> None:
+    """Mount and serve in this process until Ctrl-C, SIGTERM, SIGHUP or an outside unmount."""
+    import trio
+
+    from .service import serve_until_signal
+
+    logging.getLogger("gitfs_p2p").setLevel(logging.INFO)
+    log.setLevel(logging.INFO)
+    service = make_service(None)
+
+    def on_ready() -> None:
+        _write_pid_file(pid_file)
+        log.info("mounted %s at %s (Ctrl-C unmounts)", service.repo_path, service.mountpoint)
+
+    try:
+        trio.run(serve_until_signal, service, on_ready)
+    finally:
+        _remove_pid_file(pid_file)
+        service.close()
+
+
+def serve_background(make_service: ServiceFactory, *, log_path: str, pid_file: str | None = None) -> int:
+    """Fork a serving process and return its pid once the mount is ready.
+
+    Until then the process's stderr is the caller's (libfuse's own complaints reach the
+    user); after, it is the log at log_path.  A problem the user can fix comes back as
+    a MountError with the child's message; a bug as a RuntimeError naming the log.
+    """
+    try:
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as exc:
+        raise MountError(f"{log_path}: cannot write the log ({exc.strerror})") from None
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the serving process
+        os.close(read_end)
+        code = 1
+        try:
+            code = _serve_in_child(make_service, log_fd, log_path, pid_file, write_end)
+        except BaseException:  # noqa: BLE001 - the process ends here either way
+            _send(write_end, "bug")
+            logging.getLogger("gitp2p").exception("mount process failed")
+        finally:
+            logging.shutdown()
+            os._exit(code)
+    os.close(write_end)
+    os.close(log_fd)
+    try:
+        answer = _read_answer(read_end)
+    except KeyboardInterrupt:
+        os.kill(pid, 15)  # the mount we started and no longer wait for
+        raise
+    if answer.startswith("ok "):
+        return int(answer[3:].strip())
+    if answer.startswith("error "):
+        raise MountError(answer[6:].strip())
+    if answer.startswith("bug"):
+        os.waitpid(pid, 0)
+        raise RuntimeError(f"the mount process failed; its traceback is in {log_path}")
+    _, status = os.waitpid(pid, 0)
+    how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {os.waitstatus_to_exitcode(status)}"
+    raise MountError(f"the mount process ended before the mount was ready ({how}); see {log_path}")
+
+
+def _read_answer(fd: int) -> str:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _send(fd: int, text: str) -> None:
+    try:
+        os.write(fd, text.encode("utf-8", errors="replace") + b"\n")
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _serve_in_child(
+    make_service: ServiceFactory, log_fd: int, log_path: str, pid_file: str | None, ready_fd: int
+) -> int:
+    import trio
+
+    from .service import serve_until_signal
+
+    os.setsid()  # no terminal: Ctrl-C in the shell that started us does not reach us
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s gitp2p[{os.getpid()}]: %(message)s"))
+    ready = False
+
+    # The worker processes start now, with the log as their stderr: they (and
+    # multiprocessing's resource tracker, started with the pool) must not keep the
+    # caller's stderr open, or the caller would wait for its end as long as we run.
+    caller_stderr = os.dup(2)
+    os.dup2(log_fd, 2)
+    try:
+        service = make_service(log_path)
+        service.start_workers()
+    except GitfsError as exc:
+        _send(ready_fd, f"error {exc}")
+        return 1
+    finally:
+        os.dup2(caller_stderr, 2)
+        os.close(caller_stderr)
+
+    def on_ready() -> None:
+        nonlocal ready
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        logging.getLogger("gitfs_p2p").setLevel(logging.INFO)  # the log file gets the details
+        log.setLevel(logging.INFO)
+        _write_pid_file(pid_file)
+        log.info("mounted %s at %s", service.repo_path, service.mountpoint)
+        ready = True
+        _send(ready_fd, f"ok {os.getpid()}")
+
+    try:
+        trio.run(serve_until_signal, service, on_ready)
+    except GitfsError as exc:
+        if not ready:
+            _send(ready_fd, f"error {exc}")
+        else:
+            log.error("error: %s", exc)
+        return 1
+    finally:
+        _remove_pid_file(pid_file)
+        service.close()
+    log.info("unmounted %s", service.mountpoint)
+    return 0
+
+
+# -- unmounting --------------------------------------------------------------------------------
+def unmount(mountpoint: str, *, lazy: bool = False) -> None:
+    """Unmount a FUSE mount at mountpoint (fusermount3 -u; umount as root without it)."""
+    mountpoint = os.path.abspath(mountpoint)
+    kind = find_mount(mountpoint)
+    if kind is None:
+        if not os.path.exists(mountpoint):
+            raise MountError(f"{mountpoint}: no such directory")
+        raise MountError(f"{mountpoint}: not mounted")
+    if not kind.startswith("fuse"):
+        raise MountError(f"{mountpoint}: not a gitp2p mount (a {kind} file system is mounted there)")
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    if tool is not None:
+        cmd = [tool, "-u", *(["-z"] if lazy else []), mountpoint]
+    elif os.geteuid() == 0 and shutil.which("umount"):
+        cmd = ["umount", *(["-l"] if lazy else []), mountpoint]
+    else:
+        raise MountError("fusermount3 not found; install the fuse3 package")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        why = lines[-1] if lines else f"{os.path.basename(cmd[0])} failed"
+        hint = "; files are open there: close them or use --lazy" if "busy" in why.lower() else ""
+        raise MountError(f"{mountpoint}: cannot unmount ({why}){hint}")
