@@ -15,7 +15,6 @@ __all__ = [
     "PublishError",
     "MountError",
     "ReceiveError",
-    "UserError",
 ]
 
 
@@ -59,6 +58,3 @@ class MountError(GitfsError):
 class ReceiveError(GitfsError):
     """The receiving side cannot work: DIR is no directory, another watcher holds REPO."""
 
-
-#: The name older modules raise; being replaced by the errors above, one layer at a time.
-UserError = GitfsError

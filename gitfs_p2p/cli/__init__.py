@@ -38,18 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Each command module registers its own subcommands (imports stay light)."""
-    from . import mount, packs, torrent, watch
+    from . import mount, packs, torrent, tracker, watch
 
-    return (packs.register, mount.register, watch.register, torrent.register)
+    return (packs.register, mount.register, watch.register, torrent.register, tracker.register)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["tracker"]:
-        # The tracker has its own parser (torrentcore); hand it every argument.
-        from torrentcore.tracker.server import main as tracker_main
-
-        return tracker_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import UserError
+from ..errors import GitfsError
 from .common import open_source, progress_printer, write_output, cache_option
 
 __all__ = ["register"]
@@ -33,7 +33,7 @@ def cmd_torrent(args) -> int:
     out = sys.stdout
     if args.output == "-":
         if sys.stdout.isatty():
-            raise UserError("refusing to write a binary .torrent to a terminal; use -o FILE or redirect stdout")
+            raise GitfsError("refusing to write a binary .torrent to a terminal; use -o FILE or redirect stdout")
         sys.stdout.buffer.write(result.torrent)
         sys.stdout.buffer.flush()
         out = sys.stderr
@@ -92,10 +92,3 @@ def register(sub) -> None:
     p.add_argument("--tracker", metavar="URL", action="append", default=[], help="announce URL (repeatable)")
     p.add_argument("--web-seed", metavar="URL", action="append", default=[], help="BEP 19 web seed URL (repeatable)")
     p.set_defaults(func=cmd_torrent)
-
-    # Listed for --help; cli.main hands `gitp2p tracker ...` to torrentcore's own parser.
-    sub.add_parser(
-        "tracker",
-        help="run a BitTorrent tracker (HTTP and UDP), open on loopback by default",
-        add_help=False,
-    )

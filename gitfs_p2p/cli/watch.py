@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import UserError
+from ..errors import ReceiveError
 from .common import parse_size
 
 __all__ = ["register", "cmd_watch", "NOT_FINISHED"]
@@ -144,6 +144,6 @@ def cmd_watch(args) -> int:
         trio.run(watcher.run)
         return 0
     except OSError as exc:
-        raise UserError(f"{exc.filename or args.dir}: {exc.strerror}") from None
+        raise ReceiveError(f"{exc.filename or args.dir}: {exc.strerror}") from None
     finally:
         importer.close()

@@ -12,7 +12,7 @@ from typing import Iterable
 from dulwich.errors import NotGitRepository, ObjectFormatException
 from dulwich.repo import Repo
 
-from ..errors import UserError
+from ..errors import RepositoryError
 from ..pack.objects import CommitInfo, RefTarget, TreeEntry
 from .walk import read_history
 from ..pack.objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, ObjectParseError, iter_tree, mode_kind, parse_commit, parse_tag
@@ -42,11 +42,11 @@ class GitRepo:
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         if not os.path.isdir(self.path):
-            raise UserError(f"{self.path}: not a directory")
+            raise RepositoryError(f"{self.path}: not a directory")
         try:
             self._repo = Repo(self.path)
         except NotGitRepository:
-            raise UserError(f"{self.path}: not a git repository") from None
+            raise RepositoryError(f"{self.path}: not a git repository") from None
         self.git_dir = self._repo.controldir()
         # dulwich keeps up to 96 MiB of resolved delta bases by default; commit
         # packs are built oldest first, so a small cache finds its bases as well.
@@ -55,7 +55,7 @@ class GitRepo:
         fmt = getattr(self._repo, "object_format", None)
         if fmt is not None and getattr(fmt, "name", "sha1") != "sha1":
             self.close()
-            raise UserError(f"{self.path}: only SHA-1 repositories are supported")
+            raise RepositoryError(f"{self.path}: only SHA-1 repositories are supported")
         self._lock = threading.Lock()
 
     @classmethod
@@ -83,7 +83,7 @@ class GitRepo:
 
     def check_not_shallow(self) -> None:
         if self.is_shallow:
-            raise UserError(
+            raise RepositoryError(
                 f"{self.path}: shallow clone; commit packs need the whole history "
                 "(run `git fetch --unshallow` first)"
             )
@@ -119,7 +119,7 @@ class GitRepo:
         try:
             header = parse_commit(raw)
         except ObjectParseError as exc:
-            raise UserError(f"{self.path}: commit {oid.decode()} cannot be read ({exc})") from None
+            raise RepositoryError(f"{self.path}: commit {oid.decode()} cannot be read ({exc})") from None
         return CommitInfo(oid, header.tree.encode(), tuple(p.encode() for p in header.parents), header.date)
 
     def read_tree(self, oid: bytes) -> list[TreeEntry]:
@@ -129,7 +129,7 @@ class GitRepo:
         try:
             return [TreeEntry(e.name, e.mode, e.id.hex().encode(), mode_kind(e.mode)) for e in iter_tree(raw)]
         except ObjectParseError as exc:
-            raise UserError(f"{self.path}: tree {oid.decode()} cannot be read ({exc})") from None
+            raise RepositoryError(f"{self.path}: tree {oid.decode()} cannot be read ({exc})") from None
 
     def read_tag(self, oid: bytes):
         """objects.TagHeader of a tag object; KeyError if it is not one."""
@@ -139,7 +139,7 @@ class GitRepo:
         try:
             return parse_tag(raw)
         except ObjectParseError as exc:
-            raise UserError(f"{self.path}: tag {oid.decode()} cannot be read ({exc})") from None
+            raise RepositoryError(f"{self.path}: tag {oid.decode()} cannot be read ({exc})") from None
 
     def object_type(self, oid: bytes) -> int:
         return self.read_raw(oid)[0]
@@ -221,7 +221,7 @@ class GitRepo:
         """A revision as a commit id: id, abbreviated id, ref, tag, then ~N, ^N, ^{commit}."""
         m = _REV_SUFFIX.match(rev)
         if m is None or not m.group(1):
-            raise UserError(f"{rev}: unknown revision")
+            raise RepositoryError(f"{rev}: unknown revision")
         commit = self._resolve_name(m.group(1))
         for step in _REV_STEP.findall(m.group(2)):
             if step == "^{commit}":
@@ -232,11 +232,11 @@ class GitRepo:
                 for _ in range(count):
                     parents = self.read_commit(commit).parents
                     if not parents:
-                        raise UserError(f"{rev}: unknown revision (history is shorter)")
+                        raise RepositoryError(f"{rev}: unknown revision (history is shorter)")
                     commit = parents[0]
             elif count:
                 if count > len(parents):
-                    raise UserError(f"{rev}: unknown revision (no parent {count})")
+                    raise RepositoryError(f"{rev}: unknown revision (no parent {count})")
                 commit = parents[count - 1]
         return commit
 
@@ -255,18 +255,18 @@ class GitRepo:
                 with self._lock:
                     candidates = list(self._repo.object_store.iter_prefix(low.encode()))
                 if len(candidates) > 1:
-                    raise UserError(f"{rev}: ambiguous object id prefix")
+                    raise RepositoryError(f"{rev}: ambiguous object id prefix")
             if candidates:
                 oid = candidates[0]
                 try:
                     type_num, _ = self.read_raw(oid)
                 except KeyError:
-                    raise UserError(f"{rev}: unknown revision") from None
+                    raise RepositoryError(f"{rev}: unknown revision") from None
                 commit = self.peel(oid)
                 if commit is None:
-                    raise UserError(f"{rev}: names a {_type_name(type_num)}, not a commit")
+                    raise RepositoryError(f"{rev}: names a {_type_name(type_num)}, not a commit")
                 return commit
-        raise UserError(f"{rev}: unknown revision")
+        raise RepositoryError(f"{rev}: unknown revision")
 
     def commits_oldest_first(self, tips: Iterable[bytes]) -> list[CommitInfo]:
         """Every commit reachable from tips, parents before children (git/walk.py's order)."""

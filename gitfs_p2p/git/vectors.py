@@ -22,7 +22,7 @@ from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.repo import MemoryRepo
 
 from ..pack.commitpack import FORMAT_VERSION, CommitPacker
-from ..errors import UserError
+from ..errors import FormatError
 from .repo import GitRepo
 from ..store.torrents import pack_order, published_tags
 
@@ -176,18 +176,18 @@ def _describe_machine() -> str:
 
 @lru_cache(maxsize=1)
 def selfcheck() -> None:
-    """Raise UserError unless this machine reproduces the format's test vectors."""
+    """Raise FormatError unless this machine reproduces the format's test vectors."""
     with open(VECTORS_PATH) as fh:
         expected = json.load(fh)
     if expected["format"] != FORMAT_VERSION:
-        raise UserError(
+        raise FormatError(
             f"test vectors are for pack format {expected['format']}, this build writes {FORMAT_VERSION}"
         )
     got = compute_vectors()
     want = [(v["object"], v["sha256"]) for v in expected["packs"]]
     if got != want:
         bad = next((g for g, w in zip(got, want) if g != w), got[len(want):][:1] or want[len(got):][:1])
-        raise UserError(
+        raise FormatError(
             f"this machine ({_describe_machine()}) does not reproduce pack format {FORMAT_VERSION} "
             f"(first mismatch: {bad}); its packs would not match anyone else's, so nothing is served"
         )

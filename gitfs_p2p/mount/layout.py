@@ -32,7 +32,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable, Protocol, Sequence
 
-from ..errors import UserError
+from ..errors import PublishError
 from ..pack.manifest import MANIFEST_SUFFIX, RefManifest
 from ..pack.objects import clamp_time
 from ..store.torrents import label_for, manifest_for
@@ -352,7 +352,7 @@ def manifest_for_snapshot(snapshot: RepoSnapshot, label: str) -> RefManifest | N
                 full = matches[0]
             names.append(full)
         manifest, _ = manifest_for(snapshot.published, snapshot.head, names)
-    except UserError:
+    except PublishError:
         return None
     return manifest
 

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
-from ..errors import UserError
+from ..errors import CacheError
 
 __all__ = ["PackCache", "CachedPack", "DEFAULT_CACHE_BYTES"]
 
@@ -51,14 +51,14 @@ def _disk_full(path: str) -> bool:
     return st.f_bavail * st.f_frsize < (1 << 20)
 
 
-def _cache_error(path: str, exc: Exception) -> UserError:
+def _cache_error(path: str, exc: Exception) -> CacheError:
     """A disk that is full is said so (the cache is fine: SQLite rolled the write back);
     SQLite often reports that as a plain "disk I/O error"."""
     text = str(exc)
     if "full" in text or getattr(exc, "errno", None) == errno.ENOSPC or _disk_full(path):
-        return UserError(f"{path}: no space left on the file system holding the pack cache ({text}); "
+        return CacheError(f"{path}: no space left on the file system holding the pack cache ({text}); "
                          "free some and run again, nothing was lost")
-    return UserError(f"{path}: pack cache is unreadable ({text}); move it away to rebuild it")
+    return CacheError(f"{path}: pack cache is unreadable ({text}); move it away to rebuild it")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 from torrentcore.magnet import magnet_link
 from torrentcore.metainfo import build_info, build_torrent, info_hash
 
-from ..errors import UserError
+from ..errors import PublishError
 from ..pack.objects import RefTarget
 from ..pack.manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
 from .source import PackSource, Progress
@@ -87,12 +87,12 @@ def manifest_for(
     if all_refs:
         published = dict(refs)
         if not published:
-            raise UserError("no branches or tags to publish")
+            raise PublishError("no branches or tags to publish")
         head = head_target if head_target in published else None
         label = "all"
     elif not ref_args:
         if head_target is None or head_target not in refs or refs[head_target].commit is None:
-            raise UserError("HEAD does not point at a branch with commits; name the refs to publish")
+            raise PublishError("HEAD does not point at a branch with commits; name the refs to publish")
         published, head = {head_target: refs[head_target]}, head_target
         label = "HEAD"
     else:
@@ -100,7 +100,7 @@ def manifest_for(
         for arg in ref_args:
             full = next((c for c in (arg, f"refs/heads/{arg}", f"refs/tags/{arg}") if c in refs), None)
             if full is None:
-                raise UserError(f"{arg}: not a ref (a torrent publishes branches and tags, not bare commits)")
+                raise PublishError(f"{arg}: not a ref (a torrent publishes branches and tags, not bare commits)")
             published[full] = refs[full]
         head = head_target if head_target in published else None
         label = label_for(sorted(published))
@@ -108,7 +108,7 @@ def manifest_for(
         manifest = RefManifest({k: v.object.decode() for k, v in published.items()}, head)
         manifest.to_bytes()
     except ManifestError as exc:
-        raise UserError(str(exc)) from None
+        raise PublishError(str(exc)) from None
     return manifest, label
 
 
@@ -116,8 +116,8 @@ def select_refs(source: PackSource, ref_args: list[str], *, all_refs: bool = Fal
     """manifest_for() on the repository's current refs."""
     try:
         return manifest_for(source.repo.published_refs(), source.repo.head_target(), ref_args, all_refs=all_refs)
-    except UserError as exc:
-        raise UserError(f"{source.repo.path}: {exc}") from None
+    except PublishError as exc:
+        raise PublishError(f"{source.repo.path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -166,13 +166,13 @@ def build_repo_torrent(
 ) -> RepoTorrent:
     """Build the torrent of every commit reachable from the manifest's refs."""
     if not _LABEL_OK.match(label) or label.startswith("."):
-        raise UserError(f"{label!r}: a torrent label may hold only letters, digits and . _ + -")
+        raise PublishError(f"{label!r}: a torrent label may hold only letters, digits and . _ + -")
     manifest_bytes = manifest.to_bytes()
     targets = []
     for name, oid in sorted(manifest.refs.items()):
         target = source.repo.target(oid.encode())
         if target is None:
-            raise UserError(f"{source.repo.path}: {name} names {oid}, which is missing or unreadable")
+            raise PublishError(f"{source.repo.path}: {name} names {oid}, which is missing or unreadable")
         targets.append(target)
     commits = source.commits(sorted({t.commit.decode() for t in targets if t.commit is not None}))
     commit_sizes = dict((c.id, size) for c, size in source.sizes(commits, progress=progress))

@@ -8,7 +8,7 @@ import pytest
 
 from gitfs_p2p.git import vectors
 from gitfs_p2p.pack import commitpack, packfile
-from gitfs_p2p.errors import UserError
+from gitfs_p2p.errors import FormatError
 
 
 def test_this_machine_reproduces_the_shipped_vectors():
@@ -53,5 +53,5 @@ def test_a_machine_with_different_zlib_output_is_refused(monkeypatch):
     import zlib
 
     monkeypatch.setattr(packfile, "_ZLIB_ARGS", (1, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY))
-    with pytest.raises(UserError, match="does not reproduce pack format 2"):
+    with pytest.raises(FormatError, match="does not reproduce pack format 2"):
         vectors.selfcheck.__wrapped__()

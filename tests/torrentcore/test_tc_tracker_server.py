@@ -1,9 +1,7 @@
-"""The trio tracker server on 127.0.0.1 (HTTP and UDP), and its command line."""
+"""The trio tracker server on 127.0.0.1 (HTTP and UDP); its command line: tests/torrents/test_tracker_cli.py."""
 
 import socket
 import struct
-import subprocess
-import sys
 
 import pytest
 import trio
@@ -11,7 +9,7 @@ from tc_support import IH, announce_target, pid, query
 
 from torrentcore import bencode
 from torrentcore.tracker import UDP_PROTOCOL_ID
-from torrentcore.tracker.server import TrackerServer, load_allow_list, main
+from torrentcore.tracker.server import TrackerServer, load_allow_list
 
 
 async def http_get(port, raw_request):
@@ -96,80 +94,3 @@ def test_load_allow_list():
         load_allow_list("abc\n")
     with pytest.raises(ValueError, match="not hex"):
         load_allow_list("z" * 40)
-
-
-# ------------------------------------------------------------------ command line
-
-
-def test_cli_port_in_use_is_one_line_exit_2():
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        done = subprocess.run(
-            [sys.executable, "-c", "import sys; from torrentcore.tracker.server import main; "
-             "sys.exit(main(sys.argv[1:]))", "--port", str(port)],
-            capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"gitp2p tracker: cannot listen on 127.0.0.1:{port}: Address already in use"]
-
-
-def test_cli_help_states_the_defaults(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["--help"])
-    assert info.value.code == 0
-    out = " ".join(capsys.readouterr().out.split())
-    assert "usage: gitp2p tracker" in out and "--allow FILE" in out
-    assert "--interval S announce interval sent to clients, in seconds (default: 1800" in out
-    assert "max(interval, 600), i.e. 2700 with the default interval" in out
-    for option, default in [("--source-rate R", "50.0"), ("--source-burst N", "500"),
-                            ("--max-peers N", "100000"), ("--max-peers-per-source N", "1000"),
-                            ("--max-connections N", "512"),
-                            ("--max-connections-per-source N", "64")]:
-        assert option in out and f"(default: {default})" in out, option
-
-
-def test_cli_bad_allow_list(tmp_path, capsys):
-    bad = tmp_path / "allow"
-    bad.write_text("nothex\n")
-    assert main(["--allow", str(bad)]) == 2
-    assert capsys.readouterr().err.startswith("gitp2p tracker: bad allow-list")
-    assert main(["--allow", str(tmp_path / "missing")]) == 2
-    assert "cannot read allow-list" in capsys.readouterr().err
-    for option in ("--interval", "--peer-ttl", "--source-rate", "--max-peers",
-                   "--max-connections-per-source"):
-        assert main([option, "0"]) == 2
-        assert capsys.readouterr().err == f"gitp2p tracker: {option} must be positive\n"
-
-
-def test_cli_interval_reaches_clients_and_sets_the_ttl():
-    """`gitp2p tracker --interval 5` (what the interop drivers run): clients are told 5 s,
-    and peers are still kept 900 s, since real clients announce far less often."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from torrentcore.tracker.server import main; "
-         "sys.exit(main(sys.argv[1:]))", "--port", "0", "--interval", "5", "--no-udp"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        line = ""
-        for _ in range(100):  # bounded: the first lines it writes
-            line = proc.stderr.readline()
-            if "listening on" in line or not line:
-                break
-        assert "listening on http://127.0.0.1:" in line, line
-        assert "(interval 5 s, peers kept 900 s)" in line
-        port = int(line.split("127.0.0.1:", 1)[1].split("/", 1)[0])
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            sock.sendall(get(announce_target()))
-            data = b""
-            for _ in range(100):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        body = bencode.decode(data.partition(b"\r\n\r\n")[2])
-        assert (body[b"interval"], body[b"min interval"]) == (5, 2)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-        proc.stderr.close()

@@ -7,7 +7,7 @@
 | http.py | HTTP/1.1 framing (h11) and the announce/scrape query and answer forms |
 | udp.py | the BEP 15 wire forms |
 | limits.py | per-source budgets, connection slots, rate-limited logs |
-| server.py | the trio server (`gitp2p tracker`) |
+| server.py | the trio server (its command line is gitfs_p2p/cli/tracker.py: `gitp2p tracker`) |
 """
 
 from .core import *  # noqa: F401,F403

@@ -1,24 +1,23 @@
-"""Trio HTTP and UDP (BEP 15) front end for the tracker state machine, and its CLI."""
+"""Trio HTTP and UDP (BEP 15) front end for the tracker state machine.
+
+The command line that runs it is gitfs_p2p/cli/tracker.py (`gitp2p tracker`).
+"""
 
 from __future__ import annotations
 
-import argparse
 import errno
 import itertools
 import logging
 import socket
-import sys
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 
 import trio
 
 from .core import (
     DEFAULT_INTERVAL,
-    SLOWEST_CLIENT_INTERVAL,
     Tracker,
     TrackerLimits,
-    default_peer_ttl,
 )
 from .http import MAX_HEAD_BYTES, NEED_DATA, ClientClosed, HTTPExchange, Rejected
 from .limits import ConnectionSlots, source_key
@@ -30,7 +29,6 @@ __all__ = [
     "MAX_CONNECTIONS_PER_SOURCE",
     "TrackerServer",
     "load_allow_list",
-    "main",
 ]
 
 log = logging.getLogger(__name__)
@@ -262,146 +260,3 @@ def load_allow_list(text: str) -> set[bytes]:
         except ValueError:
             raise ValueError(f"line {number}: {line!r} is not hex") from None
     return hashes
-
-
-# --------------------------------------------------------------------- command line
-
-_DEFAULT_LIMITS = TrackerLimits()
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gitp2p tracker",
-        description=(
-            "Run a small BitTorrent tracker: HTTP /announce and /scrape plus UDP (BEP 15) "
-            "on the same port number. Peers are kept in memory only. A source is an IPv4 "
-            "address or an IPv6 /64; its limits keep one host from filling the tracker."
-        ),
-        epilog="Clients announce to http://HOST:PORT/announce or udp://HOST:PORT/announce.",
-    )
-    parser.add_argument("--host", default=DEFAULT_HOST,
-                        help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help="TCP and UDP port; 0 picks a free one (default: %(default)s)")
-    parser.add_argument("--allow", metavar="FILE",
-                        help="serve only the info-hashes listed in FILE, one 40-hex-digit "
-                             "hash per line ('#' comments allowed)")
-    parser.add_argument("--interval", type=int, default=DEFAULT_INTERVAL, metavar="S",
-                        help="announce interval sent to clients, in seconds (default: "
-                             "%(default)s = 30 min); 'min interval' is half of it")
-    parser.add_argument("--peer-ttl", type=float, metavar="S",
-                        help="seconds a peer that stops announcing is kept (default: 1.5 x "
-                             f"max(interval, {SLOWEST_CLIENT_INTERVAL}), i.e. "
-                             f"{default_peer_ttl(DEFAULT_INTERVAL):.0f} with the default "
-                             "interval; rtorrent announces only every 600 s and "
-                             "libtorrent-based clients at most every 300 s)")
-    parser.add_argument("--max-swarms", type=int, default=_DEFAULT_LIMITS.max_swarms,
-                        metavar="N", help="torrents tracked at once (default: %(default)s)")
-    parser.add_argument("--max-peers", type=int, default=_DEFAULT_LIMITS.max_peers,
-                        metavar="N", help="peers tracked at once, all torrents together "
-                                          "(default: %(default)s)")
-    parser.add_argument("--max-peers-per-source", type=int,
-                        default=_DEFAULT_LIMITS.max_peers_per_source, metavar="N",
-                        help="peers one source may announce, all torrents together "
-                             "(default: %(default)s)")
-    parser.add_argument("--source-rate", type=float, default=_DEFAULT_LIMITS.source_rate,
-                        metavar="R", help="requests per second one source may make, "
-                                          "sustained (default: %(default)s)")
-    parser.add_argument("--source-burst", type=int, default=_DEFAULT_LIMITS.source_burst,
-                        metavar="N", help="requests one source may make at once above that "
-                                          "rate (default: %(default)s)")
-    parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
-                        help="TCP connections open at once; beyond it the oldest idle one "
-                             "is closed (default: %(default)s)")
-    parser.add_argument("--max-connections-per-source", type=int,
-                        default=MAX_CONNECTIONS_PER_SOURCE, metavar="N",
-                        help="TCP connections one source may hold open (default: %(default)s)")
-    parser.add_argument("--full-scrape", action="store_true",
-                        help=f"answer /scrape without info_hash with up to "
-                             f"{_DEFAULT_LIMITS.full_scrape_entries} torrents (default: off)")
-    parser.add_argument("--no-udp", action="store_true", help="serve HTTP only")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
-    return parser
-
-
-def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """*exc* itself or the first exception of type *kind* inside exception groups."""
-    if isinstance(exc, kind):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _find(inner, kind)
-            if found is not None:
-                return found
-    return None
-
-
-def _check_positive(args: argparse.Namespace) -> str | None:
-    for name in ("interval", "peer_ttl", "max_swarms", "max_peers", "max_peers_per_source",
-                 "source_rate", "source_burst", "max_connections",
-                 "max_connections_per_source"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            return f"--{name.replace('_', '-')} must be positive"
-    return None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``gitp2p tracker``: run until interrupted; return the exit code."""
-    args = _parser().parse_args(argv)
-    prog = "gitp2p tracker"
-    problem = _check_positive(args)
-    if problem is not None:
-        print(f"{prog}: {problem}", file=sys.stderr)
-        return 2
-    if not 0 <= args.port <= 65535:
-        print(f"{prog}: --port must be from 0 to 65535", file=sys.stderr)
-        return 2
-    allow = None
-    if args.allow is not None:
-        try:
-            with open(args.allow, encoding="utf-8") as f:
-                allow = load_allow_list(f.read())
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"{prog}: cannot read allow-list {args.allow}: {exc}", file=sys.stderr)
-            return 2
-        except ValueError as exc:
-            print(f"{prog}: bad allow-list {args.allow}: {exc}", file=sys.stderr)
-            return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s: %(message)s")
-    limits = TrackerLimits(
-        max_swarms=args.max_swarms, max_peers=args.max_peers,
-        max_peers_per_source=args.max_peers_per_source, source_rate=args.source_rate,
-        source_burst=args.source_burst, full_scrape=args.full_scrape)
-    tracker = Tracker(interval=args.interval, peer_ttl=args.peer_ttl, allow=allow,
-                      limits=limits)
-    server = TrackerServer(tracker, host=args.host, port=args.port, udp=not args.no_udp,
-                           max_connections=args.max_connections,
-                           max_connections_per_source=args.max_connections_per_source)
-
-    async def serve() -> None:
-        async with trio.open_nursery() as nursery:
-            http_port, udp_port = await nursery.start(server.run)
-            where = f"http://{args.host}:{http_port}/announce"
-            if udp_port:
-                where += f" and udp://{args.host}:{udp_port}/announce"
-            print(f"{prog}: listening on {where} (interval {tracker.interval} s, peers kept "
-                  f"{tracker.peer_ttl:.0f} s)", file=sys.stderr, flush=True)
-
-    try:
-        trio.run(serve)
-    except BaseException as exc:  # only Ctrl-C and OSErrors are expected; others re-raise
-        if _find(exc, KeyboardInterrupt) is not None:
-            return 0
-        oserror = _find(exc, OSError)
-        if oserror is None:
-            raise
-        print(f"{prog}: cannot listen on {args.host}:{args.port}: "
-              f"{oserror.strerror or oserror}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
