@@ -22,9 +22,8 @@ import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
 
-from gen_history import generate  # noqa: E402
+from gitfs_p2p.testing.history import generate
 
 
 def run_measured(cmd: list[str], *, cwd: str | None = None, stdin=None, stdout=subprocess.DEVNULL) -> tuple[float, int]:

@@ -32,11 +32,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from stock_clients import CLIENTS, EmbeddedTracker, client_available, free_port, kill_group, wait_until  # noqa: E402
-from swarm import Mount, Watcher, all_commits, published_refs  # noqa: E402
+from gitfs_p2p.testing.clients import CLIENTS
+from gitfs_p2p.testing.procs import client_available, free_port, kill_group, wait_until
+from gitfs_p2p.testing.swarm import Mount, Watcher, all_commits, published_refs
+from gitfs_p2p.testing.trackers import EmbeddedTracker
 
 from torrentcore.metainfo import parse_torrent  # noqa: E402
 

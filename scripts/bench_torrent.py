@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 
+from gitfs_p2p.testing.lt import lt_script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 GITP2P = [sys.executable, "-m", "gitfs_p2p.cli"]
@@ -32,30 +34,6 @@ __all__ = ["run"]
 # Seeds one torrent from a save path and downloads it into another, peers
 # connected directly on loopback (TCP, no DHT/LSD/uTP), then prints what the
 # downloader fetched.  Bounded by a deadline.
-LIBTORRENT_SCRIPT = r"""
-import sys, time, libtorrent as lt
-torrent, seed_path, dest = sys.argv[1], sys.argv[2], sys.argv[3]
-settings = {'enable_dht': False, 'enable_lsd': False, 'enable_upnp': False, 'enable_natpmp': False,
-            'enable_incoming_utp': False, 'enable_outgoing_utp': False, 'allow_multiple_connections_per_ip': True}
-seeder = lt.session(dict(settings, listen_interfaces='127.0.0.1:0'))
-leecher = lt.session(dict(settings, listen_interfaces='127.0.0.1:0'))
-ti = lt.torrent_info(torrent)
-s = seeder.add_torrent({'ti': ti, 'save_path': seed_path})
-d = leecher.add_torrent({'ti': lt.torrent_info(torrent), 'save_path': dest})
-deadline = time.monotonic() + 600
-while time.monotonic() < deadline and s.status().state not in (lt.torrent_status.seeding, lt.torrent_status.finished):
-    time.sleep(0.1)
-while time.monotonic() < deadline and d.status().state in (lt.torrent_status.checking_files,
-        lt.torrent_status.checking_resume_data):
-    time.sleep(0.1)
-d.connect_peer(('127.0.0.1', seeder.listen_port()))
-while time.monotonic() < deadline and not d.status().is_seeding:
-    if d.status().num_peers == 0:
-        d.connect_peer(('127.0.0.1', seeder.listen_port()))
-    time.sleep(0.2)
-st = d.status()
-print(int(st.is_seeding), st.total_payload_download, ti.total_size(), ti.piece_length())
-"""
 
 
 def _git(*args: str, cwd: str) -> str:
@@ -83,7 +61,7 @@ def _transfer(torrent: bytes, mount: str, dest: str, work: str) -> tuple[int, in
     path = os.path.join(work, "current.torrent")
     with open(path, "wb") as fh:
         fh.write(torrent)
-    out = subprocess.run(["/usr/bin/python3", "-c", LIBTORRENT_SCRIPT, path, mount, dest],
+    out = subprocess.run(["/usr/bin/python3", lt_script("pair_download"), path, mount, dest],
                          capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(out.stderr)

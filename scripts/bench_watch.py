@@ -23,8 +23,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 __all__ = ["run"]
 
@@ -148,7 +146,7 @@ def main() -> int:
     try:
         repo = args.repo
         if repo is None:
-            from gen_history import generate
+            from gitfs_p2p.testing.history import generate
 
             repo = os.path.join(workdir, "history")
             generate(repo, args.commits, seed=1)

@@ -32,10 +32,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-
-from stock_clients import CLIENTS, ClientError, EmbeddedTracker, client_available, torrent_info_hash  # noqa: E402
-from swarm import (  # noqa: E402
+from gitfs_p2p.testing.clients import CLIENTS
+from gitfs_p2p.testing.procs import ClientError, client_available, torrent_info_hash
+from gitfs_p2p.testing.trackers import EmbeddedTracker
+from gitfs_p2p.testing.swarm import (
     Mount,
     Watcher,
     all_commits,

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 from hypothesis import settings
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Hypothesis: in CI (CI=true) every run tries the same examples (derandomize, no example
 # database), so a red CI is reproducible and never depends on the run; locally the default
@@ -18,7 +16,7 @@ settings.register_profile("ci", derandomize=True, database=None, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE",
                                      "ci" if os.environ.get("CI") else "default"))
 
-from testutil import generate, make_quirky_history  # noqa: E402
+from testutil import generate, make_quirky_history
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if os.path.join(ROOT, "scripts") not in sys.path:
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from gen_history import generate  # noqa: E402,F401
+from gitfs_p2p.testing.history import generate  # noqa: F401
 
 # Tests must not depend on the user's git configuration.
 os.environ.update(

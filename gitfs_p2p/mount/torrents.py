@@ -1,11 +1,11 @@
 """Torrents in the mount: `torrents/<label>.torrent`.
 
-A layout contributor (see mount_layout.Contributor): for each new snapshot
+A layout contributor (see layout.Contributor): for each new snapshot
 of the refs it builds the `HEAD` and `all` repository torrents, so a stock
 client given `torrents/HEAD.torrent` and the mount point as its save path
 finds every file of the torrent in `packs/` and seeds without copying.
 The manifests (`packs/<label>.gitp2p-refs`) depend on the refs alone and are
-laid out by mount_layout at once; a torrent appears when its build ends.
+laid out by layout.py at once; a torrent appears when its build ends.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""Put scripts/ on the path: the stock-client drivers (stock_clients.py) and the git side of a
-swarm (swarm.py) live there, shared with `make demo` and `make bench`."""
+"""Markers and a private network namespace for the interop tests.  The stock-client drivers
+and the git side of a swarm are gitfs_p2p.testing, shared with `make demo` and `make bench`."""
 
+import contextlib
 import os
-import sys
+import ctypes
+import shutil
+import subprocess
 
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "scripts")
-if SCRIPTS not in sys.path:
-    sys.path.insert(0, SCRIPTS)
+import pytest
 
 
 def pytest_configure(config):
@@ -15,13 +16,6 @@ def pytest_configure(config):
 
 
 # ------------------------------------------------------------------ a private network
-
-import contextlib  # noqa: E402
-import ctypes  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-
-import pytest  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
 #: one address per role (tracker, seeder, downloader, verifier): transmission keeps one

@@ -27,7 +27,7 @@ a network namespace the test creates (the `private_network` fixture, 10.77.0.1-4
 
 Each scenario is bounded (every wait has a limit; pytest-timeout as a backstop) and stops
 every process it started (by pid / process group) and unmounts every mount, pass or fail.
-Clients and their settings: scripts/stock_clients.py and docs/clients.md.
+Clients and their settings: gitfs_p2p/testing/clients/ and docs/clients.md.
 """
 
 from __future__ import annotations
@@ -37,19 +37,19 @@ from pathlib import Path
 
 import pytest
 
-from stock_clients import (
-    CLIENTS,
+from torrentcore.metainfo import parse_torrent
+
+from gitfs_p2p.testing.clients import CLIENTS
+from gitfs_p2p.testing.procs import (
     LOOPBACK,
     ClientError,
-    TRACKERS,
     client_available,
     torrent_info_hash,
     tracker_available,
     wait_until,
 )
-from torrentcore.metainfo import parse_torrent
-
-from swarm import (
+from gitfs_p2p.testing.trackers import TRACKERS
+from gitfs_p2p.testing.swarm import (
     Mount,
     Watcher,
     advance,

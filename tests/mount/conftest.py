@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from mounthelp import NO_FUSE, Mount  # noqa: E402
-from testutil import generate, git  # noqa: E402
+from mounthelp import NO_FUSE, Mount
+from testutil import generate, git
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from swarm import is_mounted, pid_alive  # noqa: F401  (scripts/, shared with make demo)
+from gitfs_p2p.testing.procs import wait_for
+from gitfs_p2p.testing.swarm import is_mounted, pid_alive, unmount  # noqa: F401  (shared with make demo)
 
 
 NO_FUSE = not os.path.exists("/dev/fuse")
@@ -30,23 +30,6 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
-
-
-def wait_for(predicate, *, timeout: float = 20.0, step: float = 0.1) -> bool:
-    """Poll predicate() at most timeout/step times; True as soon as it holds."""
-    for _ in range(max(1, int(timeout / step))):
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
-
-
-def unmount(path: str) -> None:
-    if not is_mounted(path):
-        return
-    subprocess.run(["fusermount3", "-u", path], capture_output=True, timeout=30)
-    if is_mounted(path):
-        subprocess.run(["fusermount3", "-u", "-z", path], capture_output=True, timeout=30)
 
 
 class Mount:

@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
-import sys
 
 from mounthelp import cli, wait_for
 from testutil import client_download, generate, git
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "torrentcore"))
-from tc_support import require_libtorrent, run_libtorrent  # noqa: E402
+from tc_support import require_libtorrent, run_libtorrent
 
 
 TRACKER = "http://127.0.0.1:6969/announce"
 
-VERIFY = r"""
-import sys, time, libtorrent as lt
-s = lt.session({'listen_interfaces': '127.0.0.1:0', 'enable_dht': False, 'enable_lsd': False,
-                'enable_upnp': False, 'enable_natpmp': False})
-ti = lt.torrent_info(sys.argv[1])
-h = s.add_torrent({'ti': ti, 'save_path': sys.argv[2]})
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline:
-    st = h.status()
-    if st.state in (lt.torrent_status.seeding, lt.torrent_status.finished):
-        break
-    time.sleep(0.2)
-st = h.status()
-print(st.num_pieces, ti.num_pieces(), st.total_payload_download)
-"""
 
 
 def test_receiver_mount_serves_the_senders_torrent(tmp_path, mount_of):
@@ -48,5 +32,6 @@ def test_receiver_mount_serves_the_senders_torrent(tmp_path, mount_of):
     assert wait_for(lambda: os.path.exists(path), timeout=60), "the receiver's mount published no torrent"
     with open(path, "rb") as fh:
         assert fh.read() == sent.torrent, "the receiver's torrent differs from the sender's"
-    have, total, downloaded = map(int, run_libtorrent(VERIFY, path, m.path).split())
+    out = json.loads(run_libtorrent("check_seed", path, m.path))
+    have, total, downloaded = out["have"], out["total"], out["downloaded"]
     assert have == total and downloaded == 0

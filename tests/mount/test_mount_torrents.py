@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
-import re
-import subprocess
-import sys
 
-import pytest
 
 from mounthelp import cli, wait_for
 from testutil import git
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "torrentcore"))
-from tc_support import require_libtorrent, run_libtorrent  # noqa: E402
+from tc_support import require_libtorrent, run_libtorrent
 
-from torrentcore.metainfo import parse_torrent  # noqa: E402
+from torrentcore.metainfo import parse_torrent
 
 TRACKER = "http://127.0.0.1:6969/announce"
 
-VERIFY = r"""
-import sys, time, libtorrent as lt
-torrent, save = sys.argv[1], sys.argv[2]
-s = lt.session({'listen_interfaces': '127.0.0.1:0', 'enable_dht': False, 'enable_lsd': False,
-                'enable_upnp': False, 'enable_natpmp': False})
-ti = lt.torrent_info(torrent)
-h = s.add_torrent({'ti': ti, 'save_path': save})
-deadline = time.monotonic() + 60
-st = h.status()
-while time.monotonic() < deadline:
-    st = h.status()
-    if st.state in (lt.torrent_status.seeding, lt.torrent_status.finished):
-        break
-    time.sleep(0.2)
-print(st.state, st.num_pieces, ti.num_pieces(), st.total_payload_download)
-"""
 
 
 def _torrent_bytes(m, label: str) -> bytes:
@@ -65,8 +45,8 @@ def test_a_stock_client_verifies_the_mount_at_100_percent(repo60, mount_of):
     require_libtorrent()
     m = mount_of(repo60, "--tracker", TRACKER)
     _torrent_bytes(m, "HEAD")
-    out = run_libtorrent(VERIFY, m.p("torrents", "HEAD.torrent"), m.path).split()
-    state, have, total, downloaded = out[0], int(out[1]), int(out[2]), int(out[3])
+    out = json.loads(run_libtorrent("check_seed", m.p("torrents", "HEAD.torrent"), m.path))
+    state, have, total, downloaded = out["state"], out["have"], out["total"], out["downloaded"]
     assert state in ("seeding", "finished")
     assert have == total and downloaded == 0, "verified from the mount, nothing downloaded"
 
@@ -105,7 +85,7 @@ def test_a_torrent_made_elsewhere_checks_at_100_percent_on_a_fresh_mount(repo60,
     repo = str(tmp_path / "copy")
     git("clone", "-q", "--mirror", repo60, repo)  # no pack cache in it: the mount starts cold
     m = mount_of(repo, "--tracker", TRACKER)
-    out = run_libtorrent(VERIFY, str(made), m.path).split()
-    state, have, total, downloaded = out[0], int(out[1]), int(out[2]), int(out[3])
+    out = json.loads(run_libtorrent("check_seed", str(made), m.path))
+    state, have, total, downloaded = out["state"], out["have"], out["total"], out["downloaded"]
     assert state in ("seeding", "finished")
     assert have == total and downloaded == 0, "verified from the mount, nothing downloaded"

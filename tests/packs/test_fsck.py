@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-import os
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from testutil import git, raw_blob, raw_tree  # noqa: E402
+from testutil import git, raw_blob, raw_tree
 
-from gitfs_p2p.pack import fsck, gitconfig, gitnames, objects as gitobjects  # noqa: E402
-from gitfs_p2p.pack.fsck import FsckPolicy, Severity  # noqa: E402
+from gitfs_p2p.pack import fsck, gitconfig, gitnames, objects as gitobjects
+from gitfs_p2p.pack.fsck import FsckPolicy, Severity
 
 GOOD = b"A U Thor <a@example.invalid> 1313584730 +0000"
 

@@ -6,7 +6,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 from urllib.parse import quote_from_bytes
 
 import pytest
@@ -16,9 +15,10 @@ import pytest
 # /usr/lib/python3/dist-packages to sys.path would also shadow the venv's own packages
 # (trio, pytest) with Debian's. So libtorrent is always driven in a subprocess of
 # /usr/bin/python3, which also keeps a libtorrent crash from taking pytest down.
-# The probe and the interpreter are the stock-client drivers' (scripts/stock_clients.py,
-# on sys.path through tests/testutil.py), shared with tests/interop, the demo and the bench.
-from stock_clients import SYSTEM_PYTHON, free_port, libtorrent_available  # noqa: E402,F401
+# The probe and the interpreter are the stock-client drivers' (gitfs_p2p/testing/procs.py),
+# shared with tests/interop, the demo and the bench.
+from gitfs_p2p.testing.lt import run_lt_script
+from gitfs_p2p.testing.procs import libtorrent_available
 
 
 _PACKAGES = {"aria2c": "aria2", "transmission-show": "transmission-cli",
@@ -38,10 +38,9 @@ def require_libtorrent() -> None:
                     "(apt-get install python3-libtorrent)")
 
 
-def run_libtorrent(script: str, *args: str, timeout: float = 120) -> str:
-    """Run *script* with /usr/bin/python3 (libtorrent importable); return its stdout."""
-    done = subprocess.run([SYSTEM_PYTHON, "-c", script, *args], capture_output=True,
-                          text=True, timeout=timeout)
+def run_libtorrent(name: str, *args: str, timeout: float = 120) -> str:
+    """Run gitfs_p2p/testing/lt/NAME.py with /usr/bin/python3 (libtorrent importable); its stdout."""
+    done = run_lt_script(name, *args, timeout=timeout)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

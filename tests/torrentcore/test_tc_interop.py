@@ -15,8 +15,6 @@ import subprocess
 import pytest
 import trio
 from tc_support import (
-    SYSTEM_PYTHON,
-    free_port,
     kill_group,
     random_bytes,
     require_binary,
@@ -26,6 +24,9 @@ from tc_support import (
 from torrentcore.metainfo import build_info, build_torrent, info_hash
 from torrentcore.tracker import Event, Tracker
 from torrentcore.tracker.server import TrackerServer
+
+from gitfs_p2p.testing.lt import lt_script
+from gitfs_p2p.testing.procs import SYSTEM_PYTHON, free_port
 
 CASE_TIMEOUT = 180  # seconds; a stuck swarm fails the test instead of hanging it
 
@@ -58,46 +59,11 @@ class TrackerClock:
 
 # ------------------------------------------------------------------ clients
 
-_LT_SCRIPT = r"""
-import sys, time
-import libtorrent as lt
-mode, torrent, save_path, port = sys.argv[1:5]
-own_pace = sys.argv[5:6] == ["own-pace"]
-settings = {
-    "listen_interfaces": "127.0.0.1:" + port,
-    "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
-    "enable_incoming_utp": False, "enable_outgoing_utp": False,
-    "allow_multiple_connections_per_ip": True,
-    "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.status_notification
-                  | lt.alert.category_t.tracker_notification,
-}
-# flags=0: no default plugins, so no ut_pex (and no ut_metadata / smart_ban).
-session = lt.session(settings, 0)
-params = lt.add_torrent_params()
-params.ti = lt.torrent_info(torrent)
-params.save_path = save_path
-handle = session.add_torrent(params)
-# transmission never dials loopback peers (127/8 is "martian" to it), so a seed must
-# learn of a transmission leecher from the tracker and dial it. libtorrent re-announces
-# only every few minutes whatever the tracker's interval, so re-announce every 3 s
-# (unless told to keep its own pace).
-last_announce = time.monotonic()
-while True:
-    if mode == "seed" and not own_pace and time.monotonic() - last_announce > 3:
-        handle.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
-        last_announce = time.monotonic()
-    for alert in session.pop_alerts():
-        print("alert:", alert.message(), flush=True)
-    st = handle.status()
-    print("status:", st.state, round(st.progress, 3), "peers", st.num_peers,
-          "seeding", st.is_seeding, flush=True)
-    time.sleep(0.5)
-"""
 
 
 def _libtorrent(mode, torrent, data_dir, port, workdir, *, own_pace=False):
     require_libtorrent()
-    return [SYSTEM_PYTHON, "-c", _LT_SCRIPT, mode, str(torrent), str(data_dir), str(port)] + \
+    return [SYSTEM_PYTHON, lt_script("session"), mode, str(torrent), str(data_dir), str(port)] + \
         (["own-pace"] if own_pace else [])
 
 

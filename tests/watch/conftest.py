@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from wsupport import make_sender  # noqa: E402
+from wsupport import make_sender
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
 
 import pytest
+
+from gitfs_p2p.testing.lt import run_lt_script
+from gitfs_p2p.testing.procs import libtorrent_available
 
 from wsupport import deliver, write_manifest
 
@@ -17,26 +20,6 @@ from torrentcore.metainfo import build_info, build_torrent, info_hash
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
-_LT_CHECK = r"""
-import sys, time
-import libtorrent as lt
-torrent, save_path = sys.argv[1], sys.argv[2]
-session = lt.session({"enable_dht": False, "enable_lsd": False, "enable_upnp": False,
-                      "enable_natpmp": False, "listen_interfaces": "127.0.0.1:0"}, 0)
-params = lt.add_torrent_params()
-params.ti = lt.torrent_info(torrent)
-params.save_path = save_path
-handle = session.add_torrent(params)
-deadline = time.monotonic() + 120
-while time.monotonic() < deadline:
-    st = handle.status()
-    if st.state not in (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data,
-                        lt.torrent_status.allocating) and st.has_metadata:
-        break
-    time.sleep(0.1)
-st = handle.status()
-print(st.progress, st.is_seeding, st.num_pieces, handle.torrent_file().num_pieces())
-"""
 
 
 def _files(commits, pack_of, manifest: bytes):
@@ -78,17 +61,13 @@ def test_receiver_seeds_the_same_torrent(tmp_path, sender):
     sent_info, served_info = _info(sent), _info(served)
     assert info_hash(served_info) == info_hash(sent_info)
 
-    if not os.access(SYSTEM_PYTHON, os.X_OK) or subprocess.run(
-        [SYSTEM_PYTHON, "-c", "import libtorrent"], capture_output=True
-    ).returncode:
+    if not libtorrent_available():
         pytest.skip("python3-libtorrent is not installed (apt-get install python3-libtorrent)")
     seed_dir = tmp_path / "seed"
     _write_tree(str(seed_dir), served)
     torrent = tmp_path / "packs.torrent"
     torrent.write_bytes(build_torrent(sent_info))
-    out = subprocess.run(
-        [SYSTEM_PYTHON, "-c", _LT_CHECK, str(torrent), str(seed_dir)], capture_output=True, text=True, timeout=180
-    )
-    assert out.returncode == 0, out.stderr
-    progress, seeding, have, total = out.stdout.split()
-    assert float(progress) == 1.0 and seeding == "True" and have == total, out.stdout
+    done = run_lt_script("check_seed", str(torrent), str(seed_dir), timeout=180)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["progress"] == 1.0 and out["seeding"] and out["have"] == out["total"], out

@@ -18,7 +18,7 @@ import subprocess
 
 import pytest
 
-from swarm import Mount
+from gitfs_p2p.testing.swarm import Mount
 from testutil import client_download, git, gitp2p
 from torrentcore.metainfo import parse_torrent
 

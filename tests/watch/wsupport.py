@@ -9,21 +9,19 @@ import os
 import random
 import struct
 import subprocess
-import sys
 import zlib
 from dataclasses import dataclass
 
 from gitfs_p2p.pack.packfile import entry_header
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
-from testutil import generate, git  # noqa: E402
+from testutil import generate, git
 
-from gitfs_p2p.git.repo import GitRepo  # noqa: E402
-from gitfs_p2p.pack.manifest import RefManifest  # noqa: E402
-from gitfs_p2p.pack.packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TREE, object_id  # noqa: E402
-from gitfs_p2p.store.source import PackSource  # noqa: E402
+from gitfs_p2p.git.repo import GitRepo
+from gitfs_p2p.pack.manifest import RefManifest
+from gitfs_p2p.pack.packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TREE, object_id
+from gitfs_p2p.store.source import PackSource
 
 __all__ = ["Sender", "make_sender", "deliver", "refs_of", "fsck_clean", "check_invariant", "git", "raw_pack"]
 

@@ -1,8 +1,8 @@
 """BitTorrent tracker as a pure state machine: policy and limits over the swarm table.
 
-The pieces live in their own modules: ``tracker_swarms`` (the table and the request and
-answer types), ``tracker_http`` (h11 framing, query strings, bencoded answers),
-``tracker_udp`` (BEP 15 datagrams), ``tracker_limits`` (per-source budgets). This module
+The pieces live in their own modules: ``swarms`` (the table and the request and
+answer types), ``http`` (h11 framing, query strings, bencoded answers),
+``udp`` (BEP 15 datagrams), ``limits`` (per-source budgets). This module
 joins them into ``Tracker`` (with its HTTP and UDP entry points) and re-exports the
 names callers use. Time comes only from the ``now`` arguments; nothing here does I/O.
 """

@@ -1,6 +1,6 @@
 """The git side of a local swarm: sample repositories, `gitp2p mount`, `gitp2p watch`, checks.
 
-Shared by scripts/demo.py, scripts/bench_swarm.py and tests/interop. Every process is started
+Shared by scripts/demo.py, scripts/bench_swarm.py and the tests. Every process is started
 in its own session and stopped by its pid; every mount is unmounted by `fusermount3 -u`.
 """
 
@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from stock_clients import ClientError, kill_group, tail, wait_until
-
-from gitfs_p2p.mount.daemon import find_mount
 from torrentcore.metainfo import parse_torrent
+
+from ..mount.daemon import find_mount
+from .procs import ClientError, kill_group, tail, wait_until
 
 __all__ = [
     "GITP2P", "git", "make_sample_repo", "advance", "published_refs", "all_commits", "fsck_full",
@@ -44,7 +44,7 @@ def git(*args: str, cwd, check: bool = True, env: dict | None = None) -> str:
 def make_sample_repo(path, commits: int = 300, *, seed: int = 1) -> Path:
     """A generated history (side branches merged back, renames, binaries) plus extra
     branches and tags: a lightweight tag, an annotated tag, an unmerged branch."""
-    from gen_history import generate
+    from .history import generate
 
     path = Path(path)
     generate(str(path), commits, seed=seed)
