@@ -12,11 +12,14 @@ move with `git update-ref NEW OLD`, which is atomic and compare-and-swap.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+
+from dulwich.pack import write_pack_index_v2
 
 from .. import faults
 from ..errors import ReceiveError, RepositoryError
@@ -197,7 +200,11 @@ class ReceivingRepo:
 
     def write_objects(self, packs: list[VerifiedPack]) -> str:
         """Store the packs' objects durably as one pack; returns its name."""
-        pack, idx, name = build_pack(packs)
+        pack, rows, checksum = build_pack(packs)
+        name = checksum.hex()
+        idx = io.BytesIO()
+        write_pack_index_v2(idx, rows, checksum)  # dulwich: the .idx v2 git reads
+        idx = idx.getvalue()
         final = os.path.join(self.pack_dir, f"pack-{name}")
         if os.path.exists(final + ".idx"):
             return name

@@ -27,7 +27,6 @@ one the layout already has (a pack, a ref); such a conflict is logged.
 from __future__ import annotations
 
 import logging
-import re
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable, Protocol, Sequence
@@ -35,6 +34,7 @@ from typing import Callable, Hashable, Iterable, Protocol, Sequence
 from ..errors import PublishError
 from ..pack.manifest import MANIFEST_SUFFIX, RefManifest
 from ..pack.objects import clamp_time
+from ..pack.verify import PACK_NAME, pack_name
 from ..store.torrents import label_for, manifest_for
 
 __all__ = [
@@ -66,11 +66,6 @@ log = logging.getLogger(__name__)
 
 PACKS_DIR = "packs"
 TORRENTS_DIR = "torrents"
-_PACK_NAME = re.compile(r"([0-9a-f]{40})\.pack\Z")
-
-
-def pack_name(commit_id: bytes) -> str:
-    return commit_id.decode("ascii") + ".pack"
 
 
 class Content(Protocol):
@@ -262,7 +257,7 @@ class PackDir:
         return self.commits.ids[i] if i < len(self.commits) else None
 
     def get(self, name: str) -> Entry:
-        m = _PACK_NAME.match(name)
+        m = PACK_NAME.match(name)
         if m is not None:
             oid = m.group(1).encode("ascii")
             i = self.commits.index.get(oid)
@@ -417,7 +412,7 @@ def build_layout(
         d = dirs[parent]
         name = parts[-1]
         if isinstance(d, PackDir):
-            if _PACK_NAME.match(name) or name in d.extra:
+            if PACK_NAME.match(name) or name in d.extra:
                 log.warning("%s: %s conflicts with an existing entry; skipped", who, path)
                 return
             d.extra[name] = entry

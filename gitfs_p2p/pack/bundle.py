@@ -1,6 +1,7 @@
-"""The pack the receiver writes: many verified packs' objects as one self-contained pack and its index.
+"""The pack the receiver writes: many verified packs' objects as one self-contained pack.
 
-Pure: verified packs in, (pack bytes, .idx v2 bytes, name) out.
+Pure: verified packs in, (pack bytes, index rows, pack checksum) out; the .idx v2 is
+written from the rows by dulwich (git/receiving.py), the repository side.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from .verify import VerifiedPack
 __all__ = ["build_pack"]
 
 
-def build_pack(packs: list[VerifiedPack]) -> tuple[bytes, bytes, str]:
-    """One self-contained pack (and its .idx v2) holding the objects of verified packs.
+def build_pack(packs: list[VerifiedPack]) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
+    """One self-contained pack (and its index rows) holding the objects of verified packs.
 
     Delta bases a pack took from outside itself (the repository, or another
     pack of the batch) go first, whole, as `git index-pack --fix-thin` does.
@@ -28,7 +29,7 @@ def build_pack(packs: list[VerifiedPack]) -> tuple[bytes, bytes, str]:
     deltas would make a cycle that git cannot resolve.  A kept entry's base is
     then always a whole object, an entry of its own pack, or the kept copy of
     an entry from an earlier pack, so chains only ever lead back to whole
-    objects.  Returns (pack, idx, pack name hex).
+    objects.  Returns (pack, rows sorted by id: (id, offset, crc32), pack checksum).
     """
     parts: list[bytes] = [b""]
     rows: list[tuple[bytes, int, int]] = []  # id, offset, crc32
@@ -59,37 +60,4 @@ def build_pack(packs: list[VerifiedPack]) -> tuple[bytes, bytes, str]:
         sha.update(p)
     trailer = sha.digest()
     pack = b"".join(parts) + trailer
-    return pack, _build_idx(rows, trailer), trailer.hex()
-
-
-def _build_idx(rows: list[tuple[bytes, int, int]], pack_sha: bytes) -> bytes:
-    rows = sorted(rows)
-    fanout = [0] * 256
-    for oid, _, _ in rows:
-        fanout[oid[0]] += 1
-    total = 0
-    for i in range(256):
-        total += fanout[i]
-        fanout[i] = total
-    small = []
-    large = []
-    for _, offset, _ in rows:
-        if offset < 0x80000000:
-            small.append(offset)
-        else:
-            small.append(0x80000000 | len(large))
-            large.append(offset)
-    n = len(rows)
-    body = b"".join(
-        [
-            b"\377tOc",
-            struct.pack(">L", 2),
-            struct.pack(">256L", *fanout),
-            b"".join(oid for oid, _, _ in rows),
-            struct.pack(f">{n}L", *(crc for _, _, crc in rows)),
-            struct.pack(f">{n}L", *small),
-            struct.pack(f">{len(large)}Q", *large),
-            pack_sha,
-        ]
-    )
-    return body + hashlib.sha1(body).digest()
+    return pack, sorted(rows), trailer

@@ -46,6 +46,7 @@ from .packfile import (
 
 __all__ = [
     "PACK_NAME",
+    "pack_name",
     "WATCH_LIMITS",
     "PackIncomplete",
     "PackRejected",
@@ -63,6 +64,11 @@ __all__ = [
 
 #: A pack's file name: the id of its commit (or tag) in lower-case hex, then `.pack`.
 PACK_NAME = re.compile(r"([0-9a-f]{40})\.pack\Z")
+
+
+def pack_name(object_id: bytes) -> str:
+    """The file name of the pack of a commit (or tag) id in hex: what PACK_NAME matches."""
+    return object_id.decode("ascii") + ".pack"
 
 #: Bounds for received packs (tighter than the reader's defaults).
 WATCH_LIMITS = Limits(max_objects=1_000_000, max_object_size=512 << 20, max_total_inflated=2 << 30)
