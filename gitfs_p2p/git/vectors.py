@@ -24,7 +24,7 @@ from dulwich.repo import MemoryRepo
 from ..pack.commitpack import FORMAT_VERSION, CommitPacker
 from ..errors import FormatError
 from .repo import GitRepo
-from ..store.torrents import pack_order, published_tags
+from ..pack.order import pack_order, published_tags
 
 __all__ = ["build_vector_repo", "compute_vectors", "selfcheck", "VECTORS_PATH"]
 

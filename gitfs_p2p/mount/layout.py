@@ -27,13 +27,12 @@ one the layout already has (a pack, a ref); such a conflict is logged.
 from __future__ import annotations
 
 import logging
-from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable, Protocol, Sequence
 
 from ..errors import PublishError
 from ..pack.manifest import MANIFEST_SUFFIX, RefManifest
-from ..pack.objects import clamp_time
+from ..git.snapshot import CommitList, RepoSnapshot
 from ..pack.verify import PACK_NAME, pack_name
 from ..store.torrents import label_for, manifest_for
 
@@ -118,60 +117,6 @@ class Link:
 
 
 Entry = Dir | File | Link
-
-
-# -- the repository side -----------------------------------------------------------
-class CommitList:
-    """Every commit reachable from the refs, parents before children: ids and commit times."""
-
-    __slots__ = ("ids", "times", "index")
-
-    def __init__(self, ids: list[bytes], times: Sequence[int]):
-        self.ids = ids  # hex ids, oldest first
-        self.times = array("q", (clamp_time(t) for t in times))
-        self.index = {cid: i for i, cid in enumerate(ids)}
-
-    def __getstate__(self):
-        return (self.ids, self.times)
-
-    def __setstate__(self, state) -> None:
-        self.ids, self.times = state
-        self.index = {cid: i for i, cid in enumerate(self.ids)}
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CommitList) and self.ids == other.ids and self.times == other.times
-
-    __hash__ = None  # mutable contents: equal lists, not keys
-
-    def __contains__(self, cid: bytes) -> bool:
-        return cid in self.index
-
-    def time_of(self, cid: bytes) -> int:
-        return self.times[self.index[cid]]
-
-    def extended(self, ids: list[bytes], times: Sequence[int]) -> "CommitList":
-        """A new list with these (newer) commits appended."""
-        new = CommitList.__new__(CommitList)
-        new.ids = self.ids + ids
-        new.times = array("q", self.times)
-        new.times.extend(clamp_time(t) for t in times)
-        new.index = dict(self.index)
-        base = len(self.ids)
-        for i, cid in enumerate(ids):
-            new.index[cid] = base + i
-        return new
-
-
-@dataclass(frozen=True)
-class RepoSnapshot:
-    refs: dict[str, bytes]  # ref name (and HEAD) -> peeled commit id (hex)
-    head: str | None  # the ref HEAD points at symbolically, if any
-    commits: CommitList
-    published: dict = field(default_factory=dict)  # refs/heads/*, refs/tags/* -> gitrepo.RefTarget
-    tags: dict[bytes, int] = field(default_factory=dict)  # tag objects they reach (hex) -> mtime
 
 
 # -- directories ---------------------------------------------------------------------

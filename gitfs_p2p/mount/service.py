@@ -19,8 +19,8 @@ import trio
 from ..errors import GitfsError, MountError
 from ..store.source import PackSource, Progress
 from .fs import PackFS
-from .layout import Contributor, Layout, RepoSnapshot, build_layout, readme_text
-from .snapshot import read_snapshot, refs_signature
+from ..git.snapshot import RepoSnapshot, read_snapshot, refs_signature
+from .layout import Contributor, Layout, build_layout, readme_text
 from .store import DEFAULT_READ_CACHE_BYTES, PackStore
 
 __all__ = ["MountService", "mount_options", "serve_until_signal", "POLL_INTERVAL"]

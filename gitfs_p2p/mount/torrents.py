@@ -16,7 +16,8 @@ import threading
 import trio
 
 from ..errors import GitfsError
-from .layout import PUBLISHED_LABELS, TORRENTS_DIR, File, RepoSnapshot, StaticContent, manifest_file, manifest_for_snapshot
+from ..git.snapshot import RepoSnapshot
+from .layout import PUBLISHED_LABELS, TORRENTS_DIR, File, StaticContent, manifest_file, manifest_for_snapshot
 from ..store.source import PackSource
 from ..pack.manifest import RefManifest
 from ..store.torrents import RepoTorrent, build_repo_torrent

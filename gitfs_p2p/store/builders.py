@@ -6,55 +6,31 @@ packer keep (pack file maps, delta bases, tree caches) is bounded by constructio
 never lands in the server.  A worker opens the repository once (again when its packs or
 refs changed), builds what the cache lacks, stores it, and answers.  Short-lived
 commands (`gitp2p packs`, `gitp2p torrent`) build in their own process, through the
-same `build_locked`.
-
-One build of a given pack at a time on this machine, whoever asks: `build_locked` takes
-a lock file for the pack's id shard (fcntl, GIT_DIR/gitp2p/locks/NN), then looks in the
-cache again before building.
+same `cache.build_locked`, which keeps one build of a given pack at a time on this
+machine, whoever asks.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import fcntl
 import multiprocessing
 import os
 from typing import TYPE_CHECKING
 
-from ..pack.commitpack import FORMAT_VERSION, CommitPacker
-from .cache import PackCache
+from ..pack.commitpack import CommitPacker
+from .cache import PackCache, build_locked
 
 if TYPE_CHECKING:  # the server never imports the git layer (dulwich); workers do
-    from ..mount.layout import RepoSnapshot
+    from ..git.snapshot import RepoSnapshot
     from ..pack.manifest import RefManifest
     from .torrents import RepoTorrent
 
-__all__ = ["Workers", "build_locked", "TASKS_PER_WORKER"]
+__all__ = ["Workers", "TASKS_PER_WORKER"]
 
 #: A worker process is replaced after this many jobs (what it cached goes with it).
 TASKS_PER_WORKER = 64
 #: Ids per build job (a job builds them oldest first, sharing the packer's caches).
 BUILD_CHUNK = 64
-
-
-def build_locked(git_dir: str, cache: PackCache, packer: CommitPacker, oid: str) -> bytes:
-    """The pack of oid (a commit or tag, hex): from the cache, or built once and stored."""
-    hit = cache.get(FORMAT_VERSION, oid)
-    if hit is not None and hit.data is not None:
-        return hit.data
-    locks = os.path.join(git_dir, "gitp2p", "locks")
-    os.makedirs(locks, exist_ok=True)
-    fd = os.open(os.path.join(locks, oid[:2]), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        hit = cache.get(FORMAT_VERSION, oid)  # built meanwhile by someone else?
-        if hit is not None and hit.data is not None:
-            return hit.data
-        data = packer.build_object(oid.encode())
-        cache.put(FORMAT_VERSION, oid, data)
-        return data
-    finally:
-        os.close(fd)  # releases the lock
 
 
 # -- in a worker process ------------------------------------------------------------------
@@ -112,7 +88,7 @@ def _job_build(repo_path: str, cache_bytes: int, ids: list[str], want_bytes: boo
 
 def _job_snapshot(repo_path: str, previous: "RepoSnapshot | None") -> "RepoSnapshot | None":
     """The new snapshot, or None when nothing moved (the caller keeps its own)."""
-    from ..mount.snapshot import read_snapshot
+    from ..git.snapshot import read_snapshot
 
     held = _opened(repo_path, 0)
     snapshot = read_snapshot(held.repo, previous)
@@ -190,7 +166,7 @@ class Workers:
         return out
 
     def snapshot(self, previous: "RepoSnapshot | None") -> "RepoSnapshot":
-        """The refs and every commit they reach (mount/snapshot.py), read in a worker."""
+        """The refs and every commit they reach (git/snapshot.py), read in a worker."""
         snapshot = self._pool.submit(_job_snapshot, self.repo_path, previous).result()
         return previous if snapshot is None else snapshot
 

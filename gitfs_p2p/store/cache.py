@@ -10,16 +10,22 @@ atomic, so a crash or kill -9 leaves either the old or the new row.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import logging
 import os
 import sqlite3
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import CacheError
+from ..pack.commitpack import FORMAT_VERSION
 
-__all__ = ["PackCache", "CachedPack", "DEFAULT_CACHE_BYTES"]
+if TYPE_CHECKING:
+    from ..pack.commitpack import CommitPacker
+
+__all__ = ["PackCache", "CachedPack", "DEFAULT_CACHE_BYTES", "build_locked"]
 
 log = logging.getLogger(__name__)
 
@@ -178,3 +184,27 @@ class PackCache:
                 self._evictable_bytes -= length
                 if self._evictable_bytes <= self.max_bytes:
                     return
+
+
+def build_locked(git_dir: str, cache: PackCache, packer: "CommitPacker", oid: str) -> bytes:
+    """The pack of oid (a commit or tag, hex): from the cache, or built once and stored.
+
+    One build of a given pack at a time on this machine, whoever asks: a lock file for
+    the id's shard (fcntl, GIT_DIR/gitp2p/locks/NN), then the cache is read again.
+    """
+    hit = cache.get(FORMAT_VERSION, oid)
+    if hit is not None and hit.data is not None:
+        return hit.data
+    locks = os.path.join(git_dir, "gitp2p", "locks")
+    os.makedirs(locks, exist_ok=True)
+    fd = os.open(os.path.join(locks, oid[:2]), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        hit = cache.get(FORMAT_VERSION, oid)  # built meanwhile by someone else?
+        if hit is not None and hit.data is not None:
+            return hit.data
+        data = packer.build_object(oid.encode())
+        cache.put(FORMAT_VERSION, oid, data)
+        return data
+    finally:
+        os.close(fd)  # releases the lock

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from ..pack.commitpack import FORMAT_VERSION, CommitPacker
 from ..pack.objects import CommitInfo
-from .builders import Workers, build_locked
-from .cache import DEFAULT_CACHE_BYTES, PackCache
+from .cache import DEFAULT_CACHE_BYTES, PackCache, build_locked
 
 if TYPE_CHECKING:
     from ..git.repo import GitRepo
+    from .builders import Workers
 
 __all__ = ["PackSource", "Progress"]
 
@@ -37,7 +37,7 @@ class PackSource:
         *,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         git_dir: str | None = None,
-        workers: Workers | None = None,
+        workers: "Workers | None" = None,
         packer: CommitPacker | None = None,
         cache: PackCache | None = None,
     ):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from torrentcore.magnet import magnet_link
 from torrentcore.metainfo import build_info, build_torrent, info_hash
@@ -23,12 +23,14 @@ from torrentcore.metainfo import build_info, build_torrent, info_hash
 from ..errors import PublishError
 from ..pack.objects import RefTarget
 from ..pack.manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
-from .source import PackSource, Progress
+from ..pack.order import pack_order, published_tags
+
+if TYPE_CHECKING:  # torrents are built from any PackSource; only the type is named here
+    from .source import PackSource, Progress
 
 __all__ = [
     "TORRENT_NAME",
     "RepoTorrent",
-    "TagInfo",
     "manifest_for",
     "select_refs",
     "build_repo_torrent",
@@ -118,41 +120,6 @@ def select_refs(source: PackSource, ref_args: list[str], *, all_refs: bool = Fal
         return manifest_for(source.repo.published_refs(), source.repo.head_target(), ref_args, all_refs=all_refs)
     except PublishError as exc:
         raise PublishError(f"{source.repo.path}: {exc}") from None
-
-
-@dataclass(frozen=True)
-class TagInfo:
-    """An annotated tag reachable from published refs, as the torrent order needs it."""
-
-    commit: bytes | None  # hex id of the commit it peels to (None: a tag of a tree or blob)
-    depth: int  # how many tags lie between it and what it finally names (0: names it directly)
-
-
-def published_tags(targets: Iterable[RefTarget]) -> dict[bytes, TagInfo]:
-    """Every tag object on the way from these refs to what they name."""
-    out: dict[bytes, TagInfo] = {}
-    for t in targets:
-        for i, tag in enumerate(t.tags):
-            out[tag] = TagInfo(t.commit, len(t.tags) - 1 - i)
-    return out
-
-
-def pack_order(commits: list[bytes], tags: dict[bytes, TagInfo]) -> list[bytes]:
-    """The ids of a torrent's packs, in file order (format 2, docs/torrents.md).
-
-    Tags of trees and blobs first; then each commit (parents first), each followed by
-    the tags that peel to it, inner tags before the tags of tags, ties by id.  A
-    release tag on the newest commit so lands at the end, where it shifts nothing.
-    """
-    by_commit: dict[bytes, list[tuple[int, bytes]]] = {}
-    loose: list[tuple[int, bytes]] = []
-    for tag, info in tags.items():
-        (loose if info.commit is None else by_commit.setdefault(info.commit, [])).append((info.depth, tag))
-    order = [tag for _, tag in sorted(loose)]
-    for c in commits:
-        order.append(c)
-        order.extend(tag for _, tag in sorted(by_commit.get(c, ())))
-    return order
 
 
 def build_repo_torrent(

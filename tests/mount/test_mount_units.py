@@ -14,7 +14,7 @@ import trio
 from gitfs_p2p.git.repo import GitRepo
 from gitfs_p2p.mount.fs import PackFS
 from gitfs_p2p.mount.service import MountService
-from gitfs_p2p.mount.snapshot import read_snapshot
+from gitfs_p2p.git.snapshot import read_snapshot
 from gitfs_p2p.mount.store import PackStore
 from gitfs_p2p.store.builders import Workers
 from gitfs_p2p.mount.layout import (
@@ -280,7 +280,7 @@ def test_worker_processes_serve_the_same_bytes_and_snapshots(repo60, tmp_path):
 
 
 def test_refs_signature_sees_every_kind_of_ref_change(moving_repo):
-    from gitfs_p2p.mount.snapshot import refs_signature
+    from gitfs_p2p.git.snapshot import refs_signature
 
     git_dir = os.path.join(moving_repo, ".git")
     before = refs_signature(git_dir)

@@ -2,23 +2,77 @@
 
 `read_snapshot` reads them with dulwich; the mount asks a worker process to run it
 (store/builders.py), so the pages of the repository's pack files it touches never count
-against the long-lived server.  `refs_signature` tells, from file metadata alone, whether
+against the long-lived server, and mount/layout.py lays the snapshot out as files.  `refs_signature` tells, from file metadata alone, whether
 a ref may have moved at all, so a quiet repository costs a few stat calls per poll.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from array import array
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
 
-from ..git.walk import read_history, read_new
 from ..pack.objects import clamp_time
-from .layout import CommitList, RepoSnapshot
+from .walk import read_history, read_new
 
 if TYPE_CHECKING:
-    from ..git.repo import GitRepo
+    from .repo import GitRepo
 
-__all__ = ["refs_signature", "read_snapshot"]
+__all__ = ["CommitList", "RepoSnapshot", "refs_signature", "read_snapshot"]
+
+
+class CommitList:
+    """Every commit reachable from the refs, parents before children: ids and commit times."""
+
+    __slots__ = ("ids", "times", "index")
+
+    def __init__(self, ids: list[bytes], times: Sequence[int]):
+        self.ids = ids  # hex ids, oldest first
+        self.times = array("q", (clamp_time(t) for t in times))
+        self.index = {cid: i for i, cid in enumerate(ids)}
+
+    def __getstate__(self):
+        return (self.ids, self.times)
+
+    def __setstate__(self, state) -> None:
+        self.ids, self.times = state
+        self.index = {cid: i for i, cid in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CommitList) and self.ids == other.ids and self.times == other.times
+
+    __hash__ = None  # mutable contents: equal lists, not keys
+
+    def __contains__(self, cid: bytes) -> bool:
+        return cid in self.index
+
+    def time_of(self, cid: bytes) -> int:
+        return self.times[self.index[cid]]
+
+    def extended(self, ids: list[bytes], times: Sequence[int]) -> "CommitList":
+        """A new list with these (newer) commits appended."""
+        new = CommitList.__new__(CommitList)
+        new.ids = self.ids + ids
+        new.times = array("q", self.times)
+        new.times.extend(clamp_time(t) for t in times)
+        new.index = dict(self.index)
+        base = len(self.ids)
+        for i, cid in enumerate(ids):
+            new.index[cid] = base + i
+        return new
+
+
+@dataclass(frozen=True)
+class RepoSnapshot:
+    refs: dict[str, bytes]  # ref name (and HEAD) -> peeled commit id (hex)
+    head: str | None  # the ref HEAD points at symbolically, if any
+    commits: CommitList
+    published: dict = field(default_factory=dict)  # refs/heads/*, refs/tags/* -> gitrepo.RefTarget
+    tags: dict[bytes, int] = field(default_factory=dict)  # tag objects they reach (hex) -> mtime
 
 
 def refs_signature(git_dir: str) -> tuple:

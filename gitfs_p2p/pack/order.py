@@ -1,0 +1,49 @@
+"""The order of a repository torrent's packs (format 2, docs/torrents.md): pure.
+
+The info-hash depends on it, so everyone who publishes the same refs must list the same
+ids in the same order: commits as git/walk.py orders them, each followed by its tags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from .objects import RefTarget
+
+__all__ = ["TagInfo", "published_tags", "pack_order"]
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    """An annotated tag reachable from published refs, as the torrent order needs it."""
+
+    commit: bytes | None  # hex id of the commit it peels to (None: a tag of a tree or blob)
+    depth: int  # how many tags lie between it and what it finally names (0: names it directly)
+
+
+def published_tags(targets: Iterable[RefTarget]) -> dict[bytes, TagInfo]:
+    """Every tag object on the way from these refs to what they name."""
+    out: dict[bytes, TagInfo] = {}
+    for t in targets:
+        for i, tag in enumerate(t.tags):
+            out[tag] = TagInfo(t.commit, len(t.tags) - 1 - i)
+    return out
+
+
+def pack_order(commits: list[bytes], tags: dict[bytes, TagInfo]) -> list[bytes]:
+    """The ids of a torrent's packs, in file order (format 2, docs/torrents.md).
+
+    Tags of trees and blobs first; then each commit (parents first), each followed by
+    the tags that peel to it, inner tags before the tags of tags, ties by id.  A
+    release tag on the newest commit so lands at the end, where it shifts nothing.
+    """
+    by_commit: dict[bytes, list[tuple[int, bytes]]] = {}
+    loose: list[tuple[int, bytes]] = []
+    for tag, info in tags.items():
+        (loose if info.commit is None else by_commit.setdefault(info.commit, [])).append((info.depth, tag))
+    order = [tag for _, tag in sorted(loose)]
+    for c in commits:
+        order.append(c)
+        order.extend(tag for _, tag in sorted(by_commit.get(c, ())))
+    return order
