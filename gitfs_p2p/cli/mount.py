@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import parse_size, progress_printer
+from .common import cache_option, parse_size, progress_printer
 
 __all__ = ["register", "cmd_mount", "cmd_umount"]
 
@@ -29,10 +29,9 @@ SIGTERM to a foreground mount)."""
 
 
 def register(subparsers) -> None:
-    from ..store.cache import DEFAULT_CACHE_BYTES
-
     p = subparsers.add_parser(
         "mount",
+        parents=[cache_option()],
         help="mount a repository's commit packs read-only (FUSE)",
         description=MOUNT_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -40,13 +39,6 @@ def register(subparsers) -> None:
     p.add_argument("repo", metavar="REPO", help="path to a git repository (work tree or bare)")
     p.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory")
     p.add_argument("-f", "--foreground", action="store_true", help="stay attached, log to stderr, Ctrl-C unmounts")
-    p.add_argument(
-        "--cache-bytes",
-        type=parse_size,
-        default=DEFAULT_CACHE_BYTES,
-        metavar="SIZE",
-        help="keep at most SIZE bytes of built packs in REPO's git dir (default: 256M)",
-    )
     p.add_argument(
         "--read-cache",
         type=parse_size,
