@@ -36,8 +36,13 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.gitfs-p2p-installed
-if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "setup: installing gitfs-p2p and its test tools into .venv" >&2
+rebuild=""
+[ -f "$stamp" ] || rebuild=yes
+for f in setup.cfg setup.py pyproject.toml gitfs_p2p/pack/*.c; do
+    if [ "$f" -nt "$stamp" ]; then rebuild=yes; fi
+done
+if [ -n "$rebuild" ]; then
+    echo "setup: installing gitfs-p2p (compiling its C part) and its test tools into .venv" >&2
     .venv/bin/pip install -q --upgrade pip >/dev/null
     .venv/bin/pip install -q -e '.[test]'
     touch "$stamp"

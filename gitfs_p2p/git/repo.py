@@ -15,7 +15,7 @@ from dulwich.repo import Repo
 from ..errors import RepositoryError
 from ..pack.objects import CommitInfo, RefTarget, TreeEntry
 from .walk import read_history
-from ..pack.objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, ObjectParseError, iter_tree, mode_kind, parse_commit, parse_tag
+from ..pack.objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, ObjectParseError, parse_commit, parse_object, parse_tag
 from ..pack.packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
 
 __all__ = [
@@ -113,33 +113,12 @@ class GitRepo:
 
     def read_commit(self, oid: bytes) -> CommitInfo:
         """Tree, parents and date of a commit, read as git reads them (objects.parse_commit)."""
-        type_num, raw = self.read_raw(oid)
-        if type_num != OBJ_COMMIT:
-            raise KeyError(oid)
-        try:
-            header = parse_commit(raw)
-        except ObjectParseError as exc:
-            raise RepositoryError(f"{self.path}: commit {oid.decode()} cannot be read ({exc})") from None
+        header = parse_object(self.path, oid, self.read_raw(oid), (OBJ_COMMIT, "commit"), parse_commit)
         return CommitInfo(oid, header.tree.encode(), tuple(p.encode() for p in header.parents), header.date)
-
-    def read_tree(self, oid: bytes) -> list[TreeEntry]:
-        type_num, raw = self.read_raw(oid)
-        if type_num != OBJ_TREE:
-            raise KeyError(oid)
-        try:
-            return [TreeEntry(e.name, e.mode, e.id.hex().encode(), mode_kind(e.mode)) for e in iter_tree(raw)]
-        except ObjectParseError as exc:
-            raise RepositoryError(f"{self.path}: tree {oid.decode()} cannot be read ({exc})") from None
 
     def read_tag(self, oid: bytes):
         """objects.TagHeader of a tag object; KeyError if it is not one."""
-        type_num, raw = self.read_raw(oid)
-        if type_num != OBJ_TAG:
-            raise KeyError(oid)
-        try:
-            return parse_tag(raw)
-        except ObjectParseError as exc:
-            raise RepositoryError(f"{self.path}: tag {oid.decode()} cannot be read ({exc})") from None
+        return parse_object(self.path, oid, self.read_raw(oid), (OBJ_TAG, "tag"), parse_tag)
 
     def object_type(self, oid: bytes) -> int:
         return self.read_raw(oid)[0]

@@ -1,10 +1,12 @@
 """Git's binary delta format: a deterministic encoder and a bounded decoder.
 
-The encoder is part of the commit-pack format (docs/pack-format.md): it is
-pure Python with every choice pinned, so the same (base, target) pair gives
-the same delta bytes on every machine.  The decoder is what the watcher uses
-to check received packs; it refuses deltas that do not fit the base or that
-would inflate past a given bound.
+The encoder is part of the commit-pack format (docs/pack-format.md): every
+choice is pinned, so the same (base, target) pair gives the same delta bytes on
+every machine.  `create_delta_py` is the reference, in pure Python;
+`create_delta` is its compiled twin (_speedups.c, built by setup) when that is
+built, the reference otherwise: the tests prove both give the same bytes.  The
+decoder is what the watcher uses to check received packs; it refuses deltas that
+do not fit the base or that would inflate past a given bound.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ __all__ = [
     "CANDIDATES",
     "DeltaError",
     "create_delta",
+    "create_delta_py",
+    "COMPILED",
     "apply_delta",
     "delta_sizes",
 ]
@@ -107,8 +111,8 @@ def _match_backward(src: bytes, trg: bytes, limit: int) -> int:
     return _run_length(lambda n, k: src[ls - n - k : ls - n] == trg[lt - n - k : lt - n], limit)
 
 
-def create_delta(base: bytes, target: bytes) -> bytes:
-    """Encode target as a git delta against base.
+def create_delta_py(base: bytes, target: bytes) -> bytes:
+    """Encode target as a git delta against base (the reference encoder).
 
     Pinned algorithm (format version 1):
     1. P = common prefix of base and target, then S = common suffix of
@@ -173,6 +177,23 @@ def create_delta(base: bytes, target: bytes) -> bytes:
     if suffix:
         _emit_copy(out, len(base) - suffix, suffix)
     return bytes(out)
+
+
+try:
+    from ._speedups import create_delta as _compiled
+except ImportError:  # not built (a source tree without `pip install`): the reference, slower
+    _compiled = None
+#: True when create_delta uses the compiled encoder.
+COMPILED = _compiled is not None
+#: Bases this long or longer are encoded by the reference (the compiled one keeps 32-bit offsets).
+_COMPILED_MAX_BASE = (1 << 32) - 1 - BLOCK
+
+
+def create_delta(base: bytes, target: bytes) -> bytes:
+    """Encode target as a git delta against base: create_delta_py's bytes, compiled when built."""
+    if _compiled is not None and len(base) < _COMPILED_MAX_BASE:
+        return _compiled(base, target)
+    return create_delta_py(base, target)
 
 
 def _read_varint(delta: bytes, pos: int) -> tuple[int, int]:

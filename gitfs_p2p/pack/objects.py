@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
+from ..errors import RepositoryError
+
 __all__ = [
     "ObjectParseError",
     "KIND_BLOB",
@@ -25,6 +27,9 @@ __all__ = [
     "RawTreeEntry",
     "iter_tree",
     "parse_tree",
+    "tree_entries",
+    "parse_object",
+    "tree_entries_py",
     "CommitHeader",
     "parse_commit",
     "TagHeader",
@@ -110,6 +115,41 @@ def parse_tree(raw: bytes) -> list[RawTreeEntry]:
         append(RawTreeEntry(mode_bytes, mode, name, oid, kind))
     return out
 
+
+def parse_object(where: str, oid: bytes, found: tuple[int, bytes], want: tuple[int, str], parse):
+    """parse(raw) of the object oid read as found (type number, raw), which must be of the
+    type want (type number, name): KeyError if it is another type, RepositoryError naming
+    where and the object when git could not read it either."""
+    type_num, raw = found
+    if type_num != want[0]:
+        raise KeyError(oid)
+    try:
+        return parse(raw)
+    except ObjectParseError as exc:
+        raise RepositoryError(f"{where}: {want[1]} {oid.decode()} cannot be read ({exc})") from None
+
+
+def tree_entries(raw: bytes) -> "list[TreeEntry]":
+    """parse_tree's entries as TreeEntry (hex ids): compiled when built (_speedups.c)."""
+    if _compiled_tree_entries is not None:
+        out = _compiled_tree_entries(raw, TreeEntry, KIND_BLOB, KIND_TREE, KIND_GITLINK)
+        if out is not None:
+            return out
+        return [TreeEntry(e.name, e.mode, e.id.hex().encode(), e.kind) for e in iter_tree(raw)]
+    return tree_entries_py(raw)
+
+
+def tree_entries_py(raw: bytes) -> "list[TreeEntry]":
+    """The reference of tree_entries, in one regular-expression pass for a well-formed tree."""
+    if _WELL_FORMED_TREE.fullmatch(raw) is None:
+        return [TreeEntry(e.name, e.mode, e.id.hex().encode(), e.kind) for e in iter_tree(raw)]
+    modes = _MODES
+    out = []
+    append = out.append
+    for mode_bytes, name, oid in _TREE_ENTRY.findall(raw):
+        mode, kind = modes.get(mode_bytes) or _mode(mode_bytes)
+        append(TreeEntry(name, mode, oid.hex().encode(), kind))
+    return out
 
 
 def iter_tree(raw: bytes) -> Iterator[RawTreeEntry]:
@@ -314,3 +354,9 @@ class RefTarget:
     type_num: int
     commit: bytes | None  # hex id of the commit it peels to; None for a tag of a tree or blob
     tags: tuple[bytes, ...]  # the tag objects on the way, outermost first
+
+
+try:
+    from ._speedups import tree_entries as _compiled_tree_entries
+except ImportError:  # not built (a source tree without `pip install`): the reference
+    _compiled_tree_entries = None

@@ -1,0 +1,394 @@
+/*
+ * Compiled twins of two pure-Python functions of gitfs_p2p/pack/, for speed only:
+ * each gives exactly what its Python reference gives, and the tests compare them.
+ *
+ * create_delta: the pinned delta encoder of delta.py (create_delta_py).
+ * tree_entries: objects.py's tree_entries for a well-formed tree; None for any other,
+ *               so that the careful Python reader says what is wrong with it.
+ *
+ * The delta encoder follows create_delta_py step for step (common prefix and suffix,
+ * 16-byte aligned blocks of the base's middle with the first 4 offsets each, leftmost
+ * longest forward match, backward extension into the pending literal, copies split at
+ * 0x10000, inserts at 0x7f).  tests/packs/test_speedups.py compares both functions with
+ * their references on generated input; the pack-format test vectors compare whole packs.
+ * Decoding stays in Python, where it is bounded and checked (apply_delta).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BLOCK 16
+#define MAX_COPY 0x10000
+#define MAX_INSERT 0x7f
+#define CANDIDATES 4
+
+/* One indexed block: the first CANDIDATES offsets it occurs at (count 0: a free slot).
+   Offsets fit in 32 bits: longer bases go to the Python reference (delta.py). */
+typedef struct {
+    uint32_t offsets[CANDIDATES];
+    uint32_t count;
+} slot_t;
+
+typedef struct {
+    unsigned char *buf;
+    Py_ssize_t len, cap;
+} out_t;
+
+static int out_reserve(out_t *o, Py_ssize_t more)
+{
+    if (o->len + more <= o->cap)
+        return 0;
+    Py_ssize_t cap = o->cap ? o->cap : 256;
+    while (cap < o->len + more)
+        cap *= 2;
+    unsigned char *p = PyMem_Realloc(o->buf, (size_t)cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    o->buf = p;
+    o->cap = cap;
+    return 0;
+}
+
+static int out_varint(out_t *o, uint64_t n)
+{
+    if (out_reserve(o, 10) < 0)
+        return -1;
+    for (;;) {
+        unsigned char byte = n & 0x7f;
+        n >>= 7;
+        if (n) {
+            o->buf[o->len++] = byte | 0x80;
+        } else {
+            o->buf[o->len++] = byte;
+            return 0;
+        }
+    }
+}
+
+static int out_insert(out_t *o, const unsigned char *data, Py_ssize_t n)
+{
+    /* one length byte per MAX_INSERT bytes */
+    if (out_reserve(o, n + n / MAX_INSERT + 1) < 0)
+        return -1;
+    while (n > 0) {
+        Py_ssize_t chunk = n < MAX_INSERT ? n : MAX_INSERT;
+        o->buf[o->len++] = (unsigned char)chunk;
+        memcpy(o->buf + o->len, data, (size_t)chunk);
+        o->len += chunk;
+        data += chunk;
+        n -= chunk;
+    }
+    return 0;
+}
+
+static int out_copy(out_t *o, uint64_t offset, uint64_t length)
+{
+    while (length) {
+        uint64_t size = length < MAX_COPY ? length : MAX_COPY;
+        unsigned char op = 0x80, args[7];
+        int nargs = 0;
+        for (int i = 0; i < 4; i++) {
+            unsigned char byte = (offset >> (8 * i)) & 0xff;
+            if (byte) {
+                op |= 1 << i;
+                args[nargs++] = byte;
+            }
+        }
+        for (int i = 0; i < 3; i++) {
+            unsigned char byte = (size >> (8 * i)) & 0xff;
+            if (byte) {
+                op |= 0x10 << i;
+                args[nargs++] = byte;
+            }
+        }
+        if (out_reserve(o, 1 + nargs) < 0)
+            return -1;
+        o->buf[o->len++] = op;
+        memcpy(o->buf + o->len, args, (size_t)nargs);
+        o->len += nargs;
+        offset += size;
+        length -= size;
+    }
+    return 0;
+}
+
+static inline uint64_t block_hash(const unsigned char *p)
+{
+    uint64_t a, b;
+    memcpy(&a, p, 8);
+    memcpy(&b, p + 8, 8);
+    uint64_t h = a * 0x9e3779b97f4a7c15ULL ^ (b + 0x632be59bd9b4e019ULL) * 0xc2b2ae3d27d4eb4fULL;
+    return h ^ (h >> 29);
+}
+
+/* Length of the common run of a[0..] and b[0..], at most limit. */
+static inline Py_ssize_t run_forward(const unsigned char *a, const unsigned char *b, Py_ssize_t limit)
+{
+    Py_ssize_t n = 0;
+    while (n + 8 <= limit) {
+        uint64_t x, y;
+        memcpy(&x, a + n, 8);
+        memcpy(&y, b + n, 8);
+        if (x != y)
+            break;
+        n += 8;
+    }
+    while (n < limit && a[n] == b[n])
+        n++;
+    return n;
+}
+
+/* Length of the common suffix of a[..la) and b[..lb), at most limit. */
+static inline Py_ssize_t run_backward(const unsigned char *a, Py_ssize_t la, const unsigned char *b, Py_ssize_t lb,
+                                      Py_ssize_t limit)
+{
+    Py_ssize_t n = 0;
+    while (n < limit && a[la - 1 - n] == b[lb - 1 - n])
+        n++;
+    return n;
+}
+
+static PyObject *encode(const unsigned char *base, Py_ssize_t lb, const unsigned char *target, Py_ssize_t lt)
+{
+    out_t o = {NULL, 0, 0};
+    slot_t *table = NULL;
+    PyObject *result = NULL;
+
+    if (out_varint(&o, (uint64_t)lb) < 0 || out_varint(&o, (uint64_t)lt) < 0)
+        goto done;
+    Py_ssize_t shortest = lb < lt ? lb : lt;
+    Py_ssize_t prefix = run_forward(base, target, shortest);
+    Py_ssize_t suffix = run_backward(base, lb, target, lt, shortest - prefix);
+    Py_ssize_t t_end = lt - suffix;
+    if (prefix && out_copy(&o, 0, (uint64_t)prefix) < 0)
+        goto done;
+
+    Py_ssize_t b_end = lb - suffix;
+    Py_ssize_t nblocks = b_end - BLOCK + 1 > prefix ? (b_end - BLOCK - prefix) / BLOCK + 1 : 0;
+    size_t mask = 0;
+    if (nblocks) {
+        size_t size = 16;
+        while (size < (size_t)nblocks * 2)
+            size *= 2;
+        mask = size - 1;
+        table = PyMem_Calloc(size, sizeof(slot_t));
+        if (table == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t off = prefix; off + BLOCK <= b_end; off += BLOCK) {
+            const unsigned char *key = base + off;
+            size_t i = block_hash(key) & mask;
+            for (;;) {
+                slot_t *s = &table[i];
+                if (s->count == 0) {
+                    s->offsets[0] = (uint32_t)off;
+                    s->count = 1;
+                    break;
+                }
+                if (memcmp(base + s->offsets[0], key, BLOCK) == 0) {
+                    if (s->count < CANDIDATES)
+                        s->offsets[s->count++] = (uint32_t)off;
+                    break;
+                }
+                i = (i + 1) & mask;
+            }
+        }
+    }
+
+    Py_ssize_t lit_start = prefix, t = prefix, last = t_end - BLOCK;
+    while (nblocks && t <= last) {
+        const unsigned char *key = target + t;
+        size_t i = block_hash(key) & mask;
+        slot_t *hit = NULL;
+        for (;;) {
+            slot_t *s = &table[i];
+            if (s->count == 0)
+                break;
+            if (memcmp(base + s->offsets[0], key, BLOCK) == 0) {
+                hit = s;
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        if (hit == NULL) {
+            t++;
+            continue;
+        }
+        Py_ssize_t s = hit->offsets[0], length = -1;
+        for (uint32_t c = 0; c < hit->count; c++) {
+            Py_ssize_t cand = hit->offsets[c];
+            Py_ssize_t limit = lb - cand < t_end - t ? lb - cand : t_end - t;
+            Py_ssize_t n = run_forward(base + cand, target + t, limit);
+            if (n > length) {
+                s = cand;
+                length = n;
+            }
+        }
+        while (t > lit_start && s > 0 && base[s - 1] == target[t - 1]) {
+            s--;
+            t--;
+            length++;
+        }
+        if (t > lit_start && out_insert(&o, target + lit_start, t - lit_start) < 0)
+            goto done;
+        if (out_copy(&o, (uint64_t)s, (uint64_t)length) < 0)
+            goto done;
+        t += length;
+        lit_start = t;
+    }
+    if (lit_start < t_end && out_insert(&o, target + lit_start, t_end - lit_start) < 0)
+        goto done;
+    if (suffix && out_copy(&o, (uint64_t)(lb - suffix), (uint64_t)suffix) < 0)
+        goto done;
+    result = PyBytes_FromStringAndSize((const char *)o.buf, o.len);
+done:
+    PyMem_Free(table);
+    PyMem_Free(o.buf);
+    return result;
+}
+
+static PyObject *create_delta(PyObject *self, PyObject *args)
+{
+    Py_buffer base, target;
+    if (!PyArg_ParseTuple(args, "y*y*:create_delta", &base, &target))
+        return NULL;
+    if (base.len > (Py_ssize_t)UINT32_MAX - BLOCK) {
+        PyBuffer_Release(&base);
+        PyBuffer_Release(&target);
+        PyErr_SetString(PyExc_OverflowError, "base too long for the compiled encoder");
+        return NULL;
+    }
+    PyObject *result = encode(base.buf, base.len, target.buf, target.len);
+    PyBuffer_Release(&base);
+    PyBuffer_Release(&target);
+    return result;
+}
+
+/* -- trees ------------------------------------------------------------------------------ */
+
+#define S_IFMT_ 0170000
+#define S_IFREG_ 0100000
+#define S_IFLNK_ 0120000
+#define S_IFDIR_ 0040000
+
+static const char HEX[] = "0123456789abcdef";
+
+/* tree_entries(raw, entry_type, blob, tree, gitlink) -> list of entry_type(name, mode, hex id,
+   kind) or None.  Well formed: every entry is `[0-7]+ SP [^NUL]+ NUL <20 bytes>`, as
+   objects.py's _WELL_FORMED_TREE; the mode is read as objects._mode (octal, 32 bits) and
+   its kind as objects.mode_kind. */
+static PyObject *tree_entries(PyObject *self, PyObject *args)
+{
+    Py_buffer raw;
+    PyTypeObject *entry_type;
+    PyObject *kind_blob, *kind_tree, *kind_gitlink;
+    if (!PyArg_ParseTuple(args, "y*O!OOO:tree_entries", &raw, &PyType_Type, &entry_type, &kind_blob, &kind_tree,
+                          &kind_gitlink))
+        return NULL;
+    if (!PyType_IsSubtype(entry_type, &PyTuple_Type)) {
+        PyBuffer_Release(&raw);
+        PyErr_SetString(PyExc_TypeError, "entry_type must be a tuple type");
+        return NULL;
+    }
+    const unsigned char *p = raw.buf, *end = p + raw.len;
+    PyObject *out = PyList_New(0);
+    PyObject *last_mode = NULL;
+    uint32_t last_mode_value = 0;
+    if (out == NULL)
+        goto fail;
+    while (p < end) {
+        const unsigned char *q = p;
+        uint32_t mode = 0;
+        while (q < end && *q >= '0' && *q <= '7') {
+            mode = (mode << 3) + (uint32_t)(*q - '0');
+            q++;
+        }
+        if (q == p || q >= end || *q != ' ')
+            goto malformed;
+        const unsigned char *name = ++q;
+        const unsigned char *nul = memchr(name, 0, (size_t)(end - name));
+        if (nul == NULL || nul == name || end - nul - 1 < 20)
+            goto malformed;
+        const unsigned char *id = nul + 1;
+        p = id + 20;
+
+        PyObject *kind;
+        switch (mode & S_IFMT_) {
+        case S_IFREG_:
+        case S_IFLNK_:
+            kind = kind_blob;
+            break;
+        case S_IFDIR_:
+            kind = kind_tree;
+            break;
+        default:
+            kind = kind_gitlink;
+        }
+        if (last_mode == NULL || last_mode_value != mode) {
+            Py_XDECREF(last_mode);
+            last_mode = PyLong_FromUnsignedLong(mode);
+            if (last_mode == NULL)
+                goto fail;
+            last_mode_value = mode;
+        }
+        PyObject *name_obj = PyBytes_FromStringAndSize((const char *)name, nul - name);
+        PyObject *hex = PyBytes_FromStringAndSize(NULL, 40);
+        PyObject *entry = entry_type->tp_alloc(entry_type, 4);
+        if (name_obj == NULL || hex == NULL || entry == NULL) {
+            Py_XDECREF(name_obj);
+            Py_XDECREF(hex);
+            Py_XDECREF(entry);
+            goto fail;
+        }
+        char *h = PyBytes_AS_STRING(hex);
+        for (int i = 0; i < 20; i++) {
+            h[2 * i] = HEX[id[i] >> 4];
+            h[2 * i + 1] = HEX[id[i] & 15];
+        }
+        Py_INCREF(last_mode);
+        Py_INCREF(kind);
+        PyTuple_SET_ITEM(entry, 0, name_obj);
+        PyTuple_SET_ITEM(entry, 1, last_mode);
+        PyTuple_SET_ITEM(entry, 2, hex);
+        PyTuple_SET_ITEM(entry, 3, kind);
+        int rc = PyList_Append(out, entry);
+        Py_DECREF(entry);
+        if (rc < 0)
+            goto fail;
+    }
+    Py_XDECREF(last_mode);
+    PyBuffer_Release(&raw);
+    return out;
+malformed:
+    Py_XDECREF(last_mode);
+    Py_DECREF(out);
+    PyBuffer_Release(&raw);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(last_mode);
+    Py_XDECREF(out);
+    PyBuffer_Release(&raw);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"create_delta", create_delta, METH_VARARGS,
+     "create_delta(base, target) -> bytes: the pinned delta of gitfs_p2p.pack.delta, compiled."},
+    {"tree_entries", tree_entries, METH_VARARGS,
+     "tree_entries(raw, entry_type, blob, tree, gitlink) -> list or None (not well formed)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "gitfs_p2p.pack._speedups", "Compiled twins of pure-Python functions of gitfs_p2p.pack.", -1,
+    methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+    return PyModule_Create(&module);
+}
