@@ -15,7 +15,7 @@ from typing import Protocol
 
 from ..errors import RepositoryError
 from .delta import create_delta
-from .objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitInfo, TagHeader, TreeEntry
+from .objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitInfo, TagHeader, TreeEntry, parse_object, tree_entries
 from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TAG, OBJ_TREE, TYPE_NAMES, PackEntry, write_pack
 
 __all__ = ["FORMAT_VERSION", "MAX_DELTA_SIZE", "CommitPacker", "PackPlan"]
@@ -37,8 +37,6 @@ class ObjectSource(Protocol):
     def read_raw(self, oid: bytes) -> tuple[int, bytes]: ...
 
     def read_commit(self, oid: bytes) -> CommitInfo: ...
-
-    def read_tree(self, oid: bytes) -> list[TreeEntry]: ...
 
     def read_tag(self, oid: bytes) -> TagHeader: ...
 
@@ -95,17 +93,40 @@ class CommitPacker:
     walking a history oldest-first touches each tree about once.
     """
 
-    def __init__(self, repo: ObjectSource, *, closure_budget: int = 300_000, tree_budget: int = 16 << 20):
+    def __init__(self, repo: ObjectSource, *, closure_budget: int = 300_000, tree_budget: int = 16 << 20,
+                 raw_budget: int = 32 << 20):
         self.repo = repo
         self._closures = _LRU(closure_budget)
         self._trees = _LRU(tree_budget)
         self._maps = _LRU(tree_budget // 2)
+        # Objects read lately: a pack's new objects are the next commit's delta bases, its
+        # new trees were just parsed to plan it, and a commit is read again as a parent.
+        self._raws = _LRU(raw_budget)
+        self._raw_max = raw_budget // 8
+        self._commits = _LRU(4096)
+
+    # -- reading -------------------------------------------------------------
+    def raw(self, oid: bytes) -> tuple[int, bytes]:
+        """(type number, content) of an object, through a bounded cache."""
+        hit = self._raws.get_hit(oid)
+        if hit is None:
+            hit = self.repo.read_raw(oid)
+            if len(hit[1]) <= self._raw_max:
+                self._raws.put(oid, hit, 64 + len(hit[1]))
+        return hit
+
+    def commit(self, oid: bytes) -> CommitInfo:
+        hit = self._commits.get_hit(oid)
+        if hit is None:
+            hit = self.repo.read_commit(oid)
+            self._commits.put(oid, hit, 1)
+        return hit
 
     # -- trees ---------------------------------------------------------------
     def tree(self, oid: bytes) -> list[TreeEntry]:
         hit = self._trees.get_hit(oid)
         if hit is None:
-            hit = self.repo.read_tree(oid)
+            hit = parse_object(self.repo.path, oid, self.raw(oid), (OBJ_TREE, "tree"), tree_entries)
             # about 200 bytes an entry: tuple, name, 40-byte hex id
             self._trees.put(oid, hit, 64 + 200 * len(hit))
         return hit
@@ -147,7 +168,7 @@ class CommitPacker:
         that, a blob with the same file name that the first parent has at a
         path the commit no longer has (a rename), first in walk order.
         """
-        parent_roots = [self.repo.read_commit(p).tree for p in commit.parents]
+        parent_roots = [self.commit(p).tree for p in commit.parents]
         return PackPlan(commit, self._plan_tree(commit.tree, parent_roots))
 
     def _plan_tree(self, root: bytes, parent_roots: list[bytes]) -> list["PlannedObject"]:
@@ -221,9 +242,9 @@ class CommitPacker:
         it is shorter than half the object (uncompressed sizes), so only
         the chosen form is ever compressed.
         """
-        type_num, data = self.repo.read_raw(obj.id)
+        type_num, data = self.raw(obj.id)
         if obj.bases and len(data) <= MAX_DELTA_SIZE:
-            base_type, base = self.repo.read_raw(obj.bases[0])
+            base_type, base = self.raw(obj.bases[0])
             if base_type == type_num and len(base) <= MAX_DELTA_SIZE:
                 delta = create_delta(base, data)
                 if len(delta) < len(data) // 2:
@@ -232,20 +253,20 @@ class CommitPacker:
 
     def build(self, commit: CommitInfo) -> bytes:
         plan = self.plan(commit)
-        _, raw_commit = self.repo.read_raw(commit.id)
+        _, raw_commit = self.raw(commit.id)
         entries = [PackEntry(OBJ_COMMIT, raw_commit)]
         entries.extend(self.entry_for(o) for o in plan.objects)
         return write_pack(entries)
 
     def build_id(self, commit_id: bytes) -> bytes:
-        return self.build(self.repo.read_commit(commit_id))
+        return self.build(self.commit(commit_id))
 
     def build_tag(self, tag_id: bytes) -> bytes:
         """The pack of an annotated tag: the tag object, whole; for a tag of a tree, then
         that tree's every tree and blob (the walk of plan(), no parents, no deltas); for a
         tag of a blob, then the blob.  A tag of a commit or a tag holds only itself: what it
         names travels in its own pack."""
-        type_num, raw_tag = self.repo.read_raw(tag_id)
+        type_num, raw_tag = self.raw(tag_id)
         if type_num != OBJ_TAG:
             raise KeyError(tag_id)
         header = self.repo.read_tag(tag_id)
@@ -254,7 +275,7 @@ class CommitPacker:
         want = {"tree": OBJ_TREE, "blob": OBJ_BLOB}.get(header.type)
         if want is not None:
             try:
-                got, data = self.repo.read_raw(target)
+                got, data = self.raw(target)
             except KeyError:
                 raise RepositoryError(f"{self.repo.path}: tag {tag_id.decode()} names {header.object}, which is missing") from None
             if got != want:
@@ -265,12 +286,12 @@ class CommitPacker:
             if want == OBJ_BLOB:
                 entries.append(PackEntry(OBJ_BLOB, data))
             else:
-                entries.extend(PackEntry(o.type_num, self.repo.read_raw(o.id)[1]) for o in self._plan_tree(target, []))
+                entries.extend(PackEntry(o.type_num, self.raw(o.id)[1]) for o in self._plan_tree(target, []))
         return write_pack(entries)
 
     def build_object(self, object_id: bytes) -> bytes:
         """The pack named for object_id: a commit's or a tag's; KeyError for any other object."""
-        type_num, _ = self.repo.read_raw(object_id)
+        type_num, _ = self.raw(object_id)
         if type_num == OBJ_COMMIT:
             return self.build_id(object_id)
         if type_num == OBJ_TAG:
