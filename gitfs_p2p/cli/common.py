@@ -99,6 +99,36 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 256M)") from None
 
 
+def at_least(convert, minimum, noun: str):
+    """An argparse type: convert(text), refused with a clear message below minimum."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def jobs_option() -> argparse.ArgumentParser:
+    """The --jobs option of the commands that build many packs."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "-j",
+        "--jobs",
+        type=at_least(int, 1, "a whole number"),
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="build packs in N processes at once (default: one per core, here %(default)s); "
+        "-j 1 builds in this process",
+    )
+    return parent
+
+
 def cache_option() -> argparse.ArgumentParser:
     """The --cache-bytes option every command that builds packs takes."""
     parent = argparse.ArgumentParser(add_help=False)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import GitfsError
-from .common import cache_option, open_source, progress_printer, write_output
+from .common import cache_option, jobs_option, open_source, progress_printer, write_output
 
 __all__ = ["register"]
 
@@ -16,7 +16,7 @@ def cmd_packs(args) -> int:
     try:
         commits = source.commits(args.revs)
         out = sys.stdout
-        for commit, size in source.sizes(commits, progress=progress_printer("building packs")):
+        for commit, size in source.sizes(commits, progress=progress_printer("building packs"), jobs=args.jobs):
             out.write(f"{commit.id.decode()} {size}\n")
     finally:
         source.close()
@@ -49,11 +49,11 @@ def register(sub) -> None:
     cache_opt = cache_option()
     p = sub.add_parser(
         "packs",
-        parents=[cache_opt],
+        parents=[cache_opt, jobs_option()],
         help="list commits and the sizes of their packs, oldest first",
         description="Print `COMMIT-ID SIZE` for every commit reachable from REVs (default: all\n"
         "refs), parents before children. Sizes come from the persistent cache in REPO's\n"
-        "git dir; missing ones are built once (with progress on stderr).",
+        "git dir; missing ones are built once, on every core (with progress on stderr).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("repo", metavar="REPO", help="path to a git repository (work tree or bare)")

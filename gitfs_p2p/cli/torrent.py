@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import GitfsError
-from .common import open_source, progress_printer, write_output, cache_option
+from .common import cache_option, jobs_option, open_source, progress_printer, write_output
 
 __all__ = ["register"]
 
@@ -26,6 +26,7 @@ def cmd_torrent(args) -> int:
             trackers=args.tracker,
             web_seeds=args.web_seed,
             progress=progress_printer("building packs"),
+            jobs=args.jobs,
         )
     finally:
         source.close()
@@ -74,7 +75,7 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "torrent",
-        parents=[cache_option()],
+        parents=[cache_option(), jobs_option()],
         help="write the torrent of a repository's refs and print its magnet link",
         description="Write a v1 torrent holding the commit pack of every commit reachable from\n"
         "REFs (default: the branch HEAD points at), oldest first, plus a ref manifest\n"

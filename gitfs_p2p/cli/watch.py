@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import ReceiveError
-from .common import parse_size
+from .common import at_least, parse_size
 
 __all__ = ["register", "cmd_watch", "NOT_FINISHED"]
 
@@ -43,15 +43,7 @@ in DIR is imported and every manifest ref set, 3 when something could not be
 (the last lines name what and why), 1 on an error. See docs/watcher.md.
 """
 
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+_SECONDS = at_least(float, 0, "a number of seconds")
 
 
 def register(subparsers) -> None:
@@ -73,14 +65,14 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="also move refs backwards or sideways (like `git fetch +ref`)")
     p.add_argument(
         "--settle",
-        type=_seconds,
+        type=_SECONDS,
         default=None,
         metavar="SECONDS",
         help="give up on (quarantine) a pack whose trailer does not match once it has not changed for "
         "SECONDS and does not look like a client's pre-allocated file (default: 10)",
     )
     p.add_argument(
-        "--poll", type=_seconds, default=1.0, metavar="SECONDS", help="rescan interval without inotify (default: 1)"
+        "--poll", type=_SECONDS, default=1.0, metavar="SECONDS", help="rescan interval without inotify (default: 1)"
     )
     p.add_argument(
         "--max-pack-size",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from ..pack.commitpack import CommitPacker
 from .cache import PackCache, build_locked
@@ -153,17 +153,30 @@ class Workers:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def build(self, ids: list[str], *, want_bytes: bool = False) -> dict[str, tuple[int, bytes | None]]:
-        """Build (or find in the cache) the packs of ids: id -> (size, bytes if wanted)."""
-        futures = [
+    def _submit_builds(self, ids: list[str], want_bytes: bool) -> list[concurrent.futures.Future]:
+        return [
             self._pool.submit(_job_build, self.repo_path, self.cache_bytes, ids[i : i + BUILD_CHUNK], want_bytes)
             for i in range(0, len(ids), BUILD_CHUNK)
         ]
+
+    def build(self, ids: list[str], *, want_bytes: bool = False) -> dict[str, tuple[int, bytes | None]]:
+        """Build (or find in the cache) the packs of ids: id -> (size, bytes if wanted)."""
         out: dict[str, tuple[int, bytes | None]] = {}
-        for f in futures:
+        for f in self._submit_builds(ids, want_bytes):
             for oid, size, data in f.result():
                 out[oid] = (size, data)
         return out
+
+    def build_chunks(self, ids: list[str]) -> Iterator[dict[str, int]]:
+        """Build (or find) the packs of ids on every worker at once; yields each chunk's
+        sizes as it ends (chunks of BUILD_CHUNK ids, in no particular order)."""
+        futures = self._submit_builds(ids, False)
+        try:
+            for f in concurrent.futures.as_completed(futures):
+                yield {oid: size for oid, size, _ in f.result()}
+        finally:
+            for f in futures:  # the caller stopped early (an error, Ctrl-C): drop the rest
+                f.cancel()
 
     def snapshot(self, previous: "RepoSnapshot | None") -> "RepoSnapshot":
         """The refs and every commit they reach (git/snapshot.py), read in a worker."""

@@ -26,6 +26,9 @@ __all__ = ["PackSource", "Progress"]
 
 log = logging.getLogger(__name__)
 
+#: Fewer packs than this to build are built in this process (worker start-up costs more).
+PARALLEL_MIN = 256
+
 #: progress(done, total) is called now and then during long work.
 Progress = Callable[[int, int], None]
 
@@ -77,6 +80,22 @@ class PackSource:
         self.repo.check_not_shallow()
         return self.repo.commits_oldest_first(self.tips(revs))
 
+    def _build_in_processes(self, ids: list[str], jobs: int, progress: Progress | None) -> dict[str, int]:
+        from .builders import Workers
+
+        pool = Workers(self.repo.path, cache_bytes=self._cache_bytes, workers=jobs)
+        out: dict[str, int] = {}
+        try:
+            last = time.monotonic()
+            for chunk in pool.build_chunks(ids):
+                out.update(chunk)
+                if progress is not None and (time.monotonic() - last > 0.5 or len(out) == len(ids)):
+                    progress(len(out), len(ids))
+                    last = time.monotonic()
+        finally:
+            pool.close()
+        return out
+
     # -- packs --------------------------------------------------------------------
     def _build(self, object_id: bytes) -> bytes:
         oid = object_id.decode()
@@ -107,14 +126,20 @@ class PackSource:
         return {oid: len(self.pack(oid.encode())) for oid in ids}
 
     def sizes(
-        self, commits: list[CommitInfo], *, progress: Progress | None = None
+        self, commits: list[CommitInfo], *, progress: Progress | None = None, jobs: int = 1
     ) -> Iterator[tuple[CommitInfo, int]]:
         """(commit, pack size) for each commit, building only what is not cached.
 
-        Yields in the given order; holds at most one pack's bytes at a time.
+        Yields in the given order; holds at most one pack's bytes at a time.  With
+        jobs > 1 and at least PARALLEL_MIN packs to build, they are built first by that
+        many worker processes (commits are independent once their parents' trees are
+        read: each worker reads them from the repository).
         """
         known = self.cache.sizes(self.format, [c.id.decode() for c in commits])
-        todo = sum(1 for c in commits if c.id.decode() not in known)
+        missing = [c.id.decode() for c in commits if c.id.decode() not in known]
+        todo = len(missing)
+        if jobs > 1 and self.workers is None and todo >= PARALLEL_MIN:
+            known.update(self._build_in_processes(missing, jobs, progress))
         done = 0
         last = time.monotonic()
         for c in commits:

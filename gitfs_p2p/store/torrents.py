@@ -130,8 +130,11 @@ def build_repo_torrent(
     trackers: Iterable[str] = (),
     web_seeds: Iterable[str] = (),
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> RepoTorrent:
-    """Build the torrent of every commit reachable from the manifest's refs."""
+    """Build the torrent of every commit reachable from the manifest's refs.
+
+    Packs the cache lacks are built first, by `jobs` processes (PackSource.sizes)."""
     if not _LABEL_OK.match(label) or label.startswith("."):
         raise PublishError(f"{label!r}: a torrent label may hold only letters, digits and . _ + -")
     manifest_bytes = manifest.to_bytes()
@@ -142,7 +145,7 @@ def build_repo_torrent(
             raise PublishError(f"{source.repo.path}: {name} names {oid}, which is missing or unreadable")
         targets.append(target)
     commits = source.commits(sorted({t.commit.decode() for t in targets if t.commit is not None}))
-    commit_sizes = dict((c.id, size) for c, size in source.sizes(commits, progress=progress))
+    commit_sizes = dict((c.id, size) for c, size in source.sizes(commits, progress=progress, jobs=jobs))
     ids = pack_order([c.id for c in commits], published_tags(targets))
     files = [(f"{oid.decode()}.pack", commit_sizes[oid] if oid in commit_sizes else source.size(oid)) for oid in ids]
     files.append((label + MANIFEST_SUFFIX, len(manifest_bytes)))
