@@ -33,3 +33,39 @@ def test_format_1_rows_move_over_but_old_receipts_are_not_trusted(tmp_path):
         assert row == (RECEIVED_CHECKED,)
     finally:
         cache.close()
+
+
+def test_building_in_worker_processes_gives_the_same_packs(fresh_history, tmp_path, monkeypatch):
+    """`gitp2p packs -j N`: packs built by a pool of worker processes (store/builders.Workers,
+    real spawned interpreters) are the bytes one process builds, oldest first or not."""
+    from gitfs_p2p.git.repo import GitRepo
+    from gitfs_p2p.store import source as source_mod
+    from gitfs_p2p.store import builders
+    from gitfs_p2p.store.builders import Workers
+    from gitfs_p2p.store.source import PackSource
+    from testutil import git
+
+    clone = str(tmp_path / "clone.git")
+    git("clone", "-q", "--mirror", fresh_history, clone)
+    monkeypatch.setattr(source_mod, "PARALLEL_MIN", 2)  # the history is small; the path is the same
+    monkeypatch.setattr(builders, "BUILD_CHUNK", 4)  # so both workers get chunks
+    chunks = []
+    real_build_chunks = Workers.build_chunks
+
+    def counting(self, ids):
+        for chunk in real_build_chunks(self, ids):
+            chunks.append(chunk)
+            yield chunk
+
+    monkeypatch.setattr(Workers, "build_chunks", counting)
+    results = {}
+    for path, jobs in ((fresh_history, 2), (clone, 1)):
+        source = PackSource(GitRepo(path))
+        commits = source.commits()
+        sizes = [(c.id, size) for c, size in source.sizes(commits, jobs=jobs)]
+        digests = [source.cache.get(source.format, c.id.decode(), with_data=False).sha256 for c in commits]
+        results[jobs] = (sizes, digests)
+        source.close()
+        source.repo.close()
+    assert len(chunks) == 8 and sum(len(c) for c in chunks) == len(results[1][0]) == 30, "all built by the workers"
+    assert results[2] == results[1]
