@@ -1,10 +1,14 @@
 """The persistent pack cache under a repository's git dir (gitp2p/cache.sqlite3).
 
-Rows are keyed by (format version, commit id).  Every row holds the pack's
+Pack rows are keyed by (format version, commit id).  Every row holds the pack's
 size and sha256; pack bytes are kept for the most recently stored rows up to
 a byte bound, except received packs (kept verbatim, never evicted, so a
 receiver re-seeds exactly what it downloaded).  SQLite makes every write
 atomic, so a crash or kill -9 leaves either the old or the new row.
+
+The `torrents` table keeps the last TORRENTS_KEPT repository torrents built here,
+keyed by everything that decides their bytes (store/torrents.py), so a new mount of
+unchanged refs, or `gitp2p torrent` run again, has its torrent at once.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ __all__ = ["PackCache", "CachedPack", "DEFAULT_CACHE_BYTES", "build_locked"]
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_BYTES = 256 << 20
+#: Repository torrents kept (the newest; one per label and set of refs).
+TORRENTS_KEPT = 32
 #: `received` column: 0 built here; 1 received by a format-1 watcher; 2 received and checked
 #: by today's watcher (only those count as complete histories).
 RECEIVED_CHECKED = 2
@@ -46,6 +52,12 @@ CREATE TABLE IF NOT EXISTS packs (
     PRIMARY KEY (format, commit_id)
 );
 CREATE INDEX IF NOT EXISTS packs_evictable ON packs (received, seq) WHERE data IS NOT NULL;
+CREATE TABLE IF NOT EXISTS torrents (
+    key       BLOB    PRIMARY KEY,
+    torrent   BLOB    NOT NULL,
+    tag_ids   TEXT    NOT NULL,
+    seq       INTEGER NOT NULL
+);
 """
 
 
@@ -160,6 +172,20 @@ class PackCache:
             if keep and not received:
                 self._evictable_bytes += len(data)
                 self._evict()
+
+    def get_torrent(self, key: bytes) -> tuple[bytes, str] | None:
+        """(torrent bytes, tag ids text) stored under key, if any."""
+        with self._lock:
+            return self._query("SELECT torrent, tag_ids FROM torrents WHERE key=?", (key,)).fetchone()
+
+    def put_torrent(self, key: bytes, torrent: bytes, tag_ids: str) -> None:
+        """Keep a torrent under key, and only the newest TORRENTS_KEPT."""
+        with self._lock:
+            self._seq += 1
+            self._query("INSERT OR REPLACE INTO torrents (key, torrent, tag_ids, seq) VALUES (?, ?, ?, ?)",
+                        (key, torrent, tag_ids, self._seq))
+            self._query("DELETE FROM torrents WHERE key NOT IN "
+                        "(SELECT key FROM torrents ORDER BY seq DESC LIMIT ?)", (TORRENTS_KEPT,))
 
     def put_size(self, fmt: int, commit_hex: str, size: int, sha256: bytes) -> None:
         """Record only a pack's size and digest (bytes not kept)."""

@@ -77,8 +77,12 @@ class PackSource:
         return sorted(set(self.repo.refs().values()))
 
     def commits(self, revs: Iterable[str] | None = None) -> list[CommitInfo]:
+        return self.commits_from(self.tips(revs))
+
+    def commits_from(self, tips: Iterable[bytes]) -> list[CommitInfo]:
+        """Every commit reachable from tips (hex commit ids), parents first."""
         self.repo.check_not_shallow()
-        return self.repo.commits_oldest_first(self.tips(revs))
+        return self.repo.commits_oldest_first(tips)
 
     def _build_in_processes(self, ids: list[str], jobs: int, progress: Progress | None) -> dict[str, int]:
         from .builders import Workers

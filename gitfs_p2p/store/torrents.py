@@ -12,13 +12,15 @@ builds the same info dictionary, hence the same info-hash.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Iterator
 
+from torrentcore import bencode
 from torrentcore.magnet import magnet_link
-from torrentcore.metainfo import build_info, build_torrent, info_hash
+from torrentcore.metainfo import MetainfoError, build_info, build_torrent, info_hash, parse_torrent
 
 from ..errors import PublishError
 from ..pack.objects import RefTarget
@@ -144,7 +146,11 @@ def build_repo_torrent(
         if target is None:
             raise PublishError(f"{source.repo.path}: {name} names {oid}, which is missing or unreadable")
         targets.append(target)
-    commits = source.commits(sorted({t.commit.decode() for t in targets if t.commit is not None}))
+    key = _cache_key(source.format, label, manifest_bytes, trackers, web_seeds)
+    cached = _cached(source, key, label, manifest, manifest_bytes)
+    if cached is not None:
+        return cached
+    commits = source.commits_from(sorted({t.commit for t in targets if t.commit is not None}))
     commit_sizes = dict((c.id, size) for c, size in source.sizes(commits, progress=progress, jobs=jobs))
     ids = pack_order([c.id for c in commits], published_tags(targets))
     files = [(f"{oid.decode()}.pack", commit_sizes[oid] if oid in commit_sizes else source.size(oid)) for oid in ids]
@@ -158,4 +164,26 @@ def build_repo_torrent(
     info = build_info([([name], size) for name, size in files], stream(), TORRENT_NAME, multi_file=True)
     torrent = build_torrent(info, announce=list(trackers), web_seeds=list(web_seeds))
     tag_ids = tuple(sorted(oid.decode() for oid in published_tags(targets)))
+    source.cache.put_torrent(key, torrent, " ".join(tag_ids))
     return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent, tag_ids)
+
+
+def _cache_key(fmt: int, label: str, manifest_bytes: bytes, trackers: Iterable[str], web_seeds: Iterable[str]) -> bytes:
+    """What decides a repository torrent's bytes: the pack format, label, refs (the manifest
+    names every ref's object, hence every commit and pack), trackers and web seeds."""
+    fields = [fmt, label.encode(), manifest_bytes, [t.encode() for t in trackers], [w.encode() for w in web_seeds]]
+    return hashlib.sha256(bencode.encode(fields)).digest()
+
+
+def _cached(source: PackSource, key: bytes, label: str, manifest: RefManifest, manifest_bytes: bytes) -> RepoTorrent | None:
+    """The torrent built before under key (cache.put_torrent), or None."""
+    hit = source.cache.get_torrent(key)
+    if hit is None:
+        return None
+    try:
+        t = parse_torrent(hit[0])
+    except MetainfoError as exc:  # a damaged row: build again (and replace it)
+        log.warning("a cached %s torrent does not parse (%s); building it again", label, exc)
+        return None
+    files = tuple(("/".join(f.path), f.length) for f in t.files)
+    return RepoTorrent(label, manifest, manifest_bytes, files, t.info, t.info_hash, hit[0], tuple(hit[1].split()))

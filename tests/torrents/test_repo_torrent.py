@@ -139,3 +139,24 @@ def test_cli_output_onto_a_device_or_fifo_writes_into_it(fresh_history, tmp_path
     assert link.is_symlink() and parse_torrent(out.read_bytes())  # written through the link
     proc = gitp2p("torrent", fresh_history, "-o", str(tmp_path))
     assert proc.returncode == 1 and b"is a directory" in proc.stderr
+
+
+def test_a_torrent_built_once_comes_from_the_cache(fresh_history, caplog):
+    """The pack cache keeps built torrents under everything that decides their bytes; a
+    damaged row is built again, never served."""
+    import sqlite3
+
+    first, _ = _torrent(fresh_history)
+    db_path = os.path.join(fresh_history, ".git", "gitp2p", "cache.sqlite3")
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT COUNT(*) FROM torrents").fetchone()[0] == 1
+    again, _ = _torrent(fresh_history)
+    assert again == first
+    other, _ = _torrent(fresh_history, all_refs=True)  # another label and refs: another row
+    assert other.info_hash != first.info_hash
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT COUNT(*) FROM torrents").fetchone()[0] == 2
+        db.execute("UPDATE torrents SET torrent = ?", (b"d4:infoi1ee",))
+    rebuilt, _ = _torrent(fresh_history)
+    assert rebuilt == first
+    assert "does not parse" in caplog.text
