@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import cache_option, parse_size, progress_printer
+from .common import cache_option, jobs_option, parse_size, progress_printer
 
 __all__ = ["register", "cmd_mount", "cmd_umount"]
 
@@ -31,7 +31,7 @@ SIGTERM to a foreground mount)."""
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "mount",
-        parents=[cache_option()],
+        parents=[cache_option(), jobs_option()],
         help="mount a repository's commit packs read-only (FUSE)",
         description=MOUNT_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -111,7 +111,8 @@ def _service(args, repo_path: str, mountpoint: str, git_dir: str, log_path: str 
     from ..store.source import PackSource
 
     source = PackSource(git_dir=git_dir, cache_bytes=args.cache_bytes,
-                        workers=Workers(repo_path, cache_bytes=args.cache_bytes, log_path=log_path))
+                        workers=Workers(repo_path, cache_bytes=args.cache_bytes, workers=args.jobs,
+                                        log_path=log_path))
     torrents = TorrentContributor(source, trackers=args.tracker, web_seeds=args.web_seed)
     return MountService(
         source,

@@ -47,6 +47,7 @@ class TorrentContributor:
         self._lock = threading.Lock()  # __call__ runs in a worker thread, run() in trio
         self._built: dict[tuple[str, bytes], RepoTorrent] = {}
         self._wanted: list[tuple[str, bytes, RefManifest]] = []
+        self._commit_ids: list[bytes] = []  # every commit of the snapshot wanted
         self._changed = False
         self._wake: trio.Event | None = None
         self._token: trio.lowlevel.TrioToken | None = None
@@ -63,8 +64,16 @@ class TorrentContributor:
         with self._lock:
             return not self._busy and all((label, key) in self._built for label, key, _ in self._wanted)
 
-    def _build(self, label: str, manifest: RefManifest) -> RepoTorrent:
+    def _build(self, label: str, manifest: RefManifest, commit_ids: list[bytes]) -> RepoTorrent:
         if self.source.workers is not None:
+            # Build the packs the cache lacks on every worker first: the torrent job hashes
+            # them in one process, and would otherwise build them there one after another.
+            ids = [c.decode() for c in commit_ids]
+            known = self.source.cache.sizes(self.source.format, ids)
+            missing = [c for c in ids if c not in known]
+            if missing:
+                log.info("%s torrent: building %d packs first", label, len(missing))
+                self.source.build_sizes(missing)
             return self.source.workers.torrent(manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
         return build_repo_torrent(self.source, manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
 
@@ -83,7 +92,7 @@ class TorrentContributor:
                 continue
             label, key, manifest = todo[0]
             try:
-                t = await trio.to_thread.run_sync(self._build, label, manifest)
+                t = await trio.to_thread.run_sync(self._build, label, manifest, self._commit_ids)
             except GitfsError as exc:
                 log.warning("no %s torrent: %s", label, exc)
                 self._drop(label, key)
@@ -126,6 +135,7 @@ class TorrentContributor:
                 mtime = manifest_file(snapshot, label).mtime
                 out.append((f"{TORRENTS_DIR}/{label}.torrent", File(StaticContent(t.torrent), mtime)))
             self._wanted = wanted
+            self._commit_ids = snapshot.commits.ids
         if wanted and self._token is not None:
             try:
                 trio.from_thread.run_sync(self._poke, trio_token=self._token)
