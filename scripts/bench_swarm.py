@@ -44,7 +44,7 @@ DOWNLOADERS = ("aria2", "libtorrent", "transmission")
 TIMEOUT = 900
 
 
-def _git_daemon_clone_seconds(repo: Path, workdir: Path, runs: int = 3) -> tuple[float, int]:
+def git_daemon_clone_seconds(repo: Path, workdir: Path, runs: int = 3) -> tuple[float, int]:
     """Median wall time of `git clone --mirror` over git daemon on 127.0.0.1; and its pack size."""
     port = free_port()
     base = workdir / "served"
@@ -91,7 +91,7 @@ def run(repo_path, workdir, out: dict, *, seeder_name: str = DEFAULT_SEEDER,
     expected = published_refs(repo)
     commits = len(all_commits(repo))
 
-    git_s, git_pack = _git_daemon_clone_seconds(repo, workdir)
+    git_s, git_pack = git_daemon_clone_seconds(repo, workdir)
     out["reference"] = (f"`git clone --mirror git://127.0.0.1/...` of {commits} commits "
                         f"({git_pack / 2**20:.2f} MiB pack): {git_s:.2f} s (median of 3)")
 

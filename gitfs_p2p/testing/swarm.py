@@ -172,7 +172,8 @@ class Mount:
             self.pid = None
         return self
 
-    def torrent(self, label: str = "all", *, timeout: float = 120, not_hash: str | None = None) -> Path:
+    def torrent(self, label: str = "all", *, timeout: float = 120, not_hash: str | None = None,
+                step: float = 0.25) -> Path:
         """Path of torrents/LABEL.torrent once the mount publishes it (and its manifest),
         optionally waiting until its info-hash differs from *not_hash*."""
         path = self.path / "torrents" / f"{label}.torrent"
@@ -187,7 +188,7 @@ class Mount:
                 return None
             return path if manifest.exists() else None
         what = f"the mount to publish torrents/{label}.torrent and packs/{label}.gitp2p-refs"
-        return wait_until(ready, timeout, what + (" for the new refs" if not_hash else ""),
+        return wait_until(ready, timeout, what + (" for the new refs" if not_hash else ""), step=step,
                           details=lambda: tail(self.log))
 
     def stop(self) -> None:
@@ -243,14 +244,14 @@ class Watcher:
                 stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
-    def wait_refs(self, expected: dict[str, str], timeout: float = 120) -> dict[str, str]:
+    def wait_refs(self, expected: dict[str, str], timeout: float = 120, *, step: float = 0.5) -> dict[str, str]:
         def matched():
             if self.proc is not None and self.proc.poll() is not None:
                 raise ClientError(f"gitp2p watch exited with code {self.proc.returncode}\n{tail(self.log)}")
             refs = published_refs(self.repo)
             return refs if refs == expected else None
         return wait_until(matched, timeout, f"the watcher to set {len(expected) - 1} refs in {self.repo}",
-                          step=0.5, details=lambda: f"have {published_refs(self.repo)}\n"
+                          step=step, details=lambda: f"have {published_refs(self.repo)}\n"
                           f"want {expected}\n--- watcher log\n{tail(self.log)}")
 
     def last_progress(self) -> str:
