@@ -81,7 +81,9 @@ class Watcher:
                 else:
                     # inotify wakes us on change; a short timeout still re-checks files in
                     # their quiet or settle period, a long one is a safety net.
-                    timeout = max(self.poll, self.importer.quiet) if busy else 30.0
+                    # A file still in its quiet period is looked at again as soon as it ends.
+                    timeout = (self.importer.quiet + 0.05 if result.changing
+                               else max(self.poll, self.importer.quiet) if busy else 30.0)
                 await self._wait_for_change(timeout)
         finally:
             if self._inotify is not None:
