@@ -3,8 +3,8 @@
  * each gives exactly what its Python reference gives, and the tests compare them.
  *
  * create_delta: the pinned delta encoder of delta.py (create_delta_py).
- * tree_entries: objects.py's tree_entries for a well-formed tree; None for any other,
- *               so that the careful Python reader says what is wrong with it.
+ * tree_entries: objects.py's tree_entries and parse_tree for a well-formed tree; None for
+ *               any other, so that the careful Python reader says what is wrong with it.
  *
  * The delta encoder follows create_delta_py step for step (common prefix and suffix,
  * 16-byte aligned blocks of the base's middle with the first 4 offsets each, leftmost
@@ -277,27 +277,31 @@ static PyObject *create_delta(PyObject *self, PyObject *args)
 
 static const char HEX[] = "0123456789abcdef";
 
-/* tree_entries(raw, entry_type, blob, tree, gitlink) -> list of entry_type(name, mode, hex id,
-   kind) or None.  Well formed: every entry is `[0-7]+ SP [^NUL]+ NUL <20 bytes>`, as
-   objects.py's _WELL_FORMED_TREE; the mode is read as objects._mode (octal, 32 bits) and
-   its kind as objects.mode_kind. */
+/* tree_entries(raw, entry_type, blob, tree, gitlink, raw_form) -> list, or None when the
+   tree is not well formed: every entry `[0-7]+ SP [^NUL]+ NUL <20 bytes>`, as objects.py's
+   _WELL_FORMED_TREE.  The mode is read as objects._mode (octal, 32 bits), its kind as
+   objects.mode_kind.  Entries are entry_type(name, mode, hex id, kind) (objects.TreeEntry),
+   or with raw_form entry_type(mode bytes, mode, name, binary id, kind) (RawTreeEntry). */
 static PyObject *tree_entries(PyObject *self, PyObject *args)
 {
     Py_buffer raw;
     PyTypeObject *entry_type;
     PyObject *kind_blob, *kind_tree, *kind_gitlink;
-    if (!PyArg_ParseTuple(args, "y*O!OOO:tree_entries", &raw, &PyType_Type, &entry_type, &kind_blob, &kind_tree,
-                          &kind_gitlink))
+    int raw_form;
+    if (!PyArg_ParseTuple(args, "y*O!OOOp:tree_entries", &raw, &PyType_Type, &entry_type, &kind_blob, &kind_tree,
+                          &kind_gitlink, &raw_form))
         return NULL;
     if (!PyType_IsSubtype(entry_type, &PyTuple_Type)) {
         PyBuffer_Release(&raw);
         PyErr_SetString(PyExc_TypeError, "entry_type must be a tuple type");
         return NULL;
     }
+    const Py_ssize_t width = raw_form ? 5 : 4;
     const unsigned char *p = raw.buf, *end = p + raw.len;
     PyObject *out = PyList_New(0);
-    PyObject *last_mode = NULL;
-    uint32_t last_mode_value = 0;
+    PyObject *last_mode = NULL, *last_mode_bytes = NULL;
+    const unsigned char *last_mode_at = NULL;
+    Py_ssize_t last_mode_len = 0;
     if (out == NULL)
         goto fail;
     while (p < end) {
@@ -309,6 +313,8 @@ static PyObject *tree_entries(PyObject *self, PyObject *args)
         }
         if (q == p || q >= end || *q != ' ')
             goto malformed;
+        const unsigned char *mode_at = p;
+        Py_ssize_t mode_len = q - p;
         const unsigned char *name = ++q;
         const unsigned char *nul = memchr(name, 0, (size_t)(end - name));
         if (nul == NULL || nul == name || end - nul - 1 < 20)
@@ -328,48 +334,69 @@ static PyObject *tree_entries(PyObject *self, PyObject *args)
         default:
             kind = kind_gitlink;
         }
-        if (last_mode == NULL || last_mode_value != mode) {
+        /* Trees repeat a handful of modes: keep the last one's objects. */
+        if (last_mode == NULL || mode_len != last_mode_len || memcmp(mode_at, last_mode_at, (size_t)mode_len) != 0) {
             Py_XDECREF(last_mode);
+            Py_XDECREF(last_mode_bytes);
+            last_mode_bytes = NULL;
             last_mode = PyLong_FromUnsignedLong(mode);
             if (last_mode == NULL)
                 goto fail;
-            last_mode_value = mode;
+            if (raw_form) {
+                last_mode_bytes = PyBytes_FromStringAndSize((const char *)mode_at, mode_len);
+                if (last_mode_bytes == NULL)
+                    goto fail;
+            }
+            last_mode_at = mode_at;
+            last_mode_len = mode_len;
         }
         PyObject *name_obj = PyBytes_FromStringAndSize((const char *)name, nul - name);
-        PyObject *hex = PyBytes_FromStringAndSize(NULL, 40);
-        PyObject *entry = entry_type->tp_alloc(entry_type, 4);
-        if (name_obj == NULL || hex == NULL || entry == NULL) {
+        PyObject *id_obj = PyBytes_FromStringAndSize(raw_form ? (const char *)id : NULL, raw_form ? 20 : 40);
+        PyObject *entry = entry_type->tp_alloc(entry_type, width);
+        if (name_obj == NULL || id_obj == NULL || entry == NULL) {
             Py_XDECREF(name_obj);
-            Py_XDECREF(hex);
+            Py_XDECREF(id_obj);
             Py_XDECREF(entry);
             goto fail;
         }
-        char *h = PyBytes_AS_STRING(hex);
-        for (int i = 0; i < 20; i++) {
-            h[2 * i] = HEX[id[i] >> 4];
-            h[2 * i + 1] = HEX[id[i] & 15];
-        }
         Py_INCREF(last_mode);
         Py_INCREF(kind);
-        PyTuple_SET_ITEM(entry, 0, name_obj);
-        PyTuple_SET_ITEM(entry, 1, last_mode);
-        PyTuple_SET_ITEM(entry, 2, hex);
-        PyTuple_SET_ITEM(entry, 3, kind);
+        if (raw_form) {
+            Py_INCREF(last_mode_bytes);
+            PyTuple_SET_ITEM(entry, 0, last_mode_bytes);
+            PyTuple_SET_ITEM(entry, 1, last_mode);
+            PyTuple_SET_ITEM(entry, 2, name_obj);
+            PyTuple_SET_ITEM(entry, 3, id_obj);
+            PyTuple_SET_ITEM(entry, 4, kind);
+        } else {
+            char *h = PyBytes_AS_STRING(id_obj);
+            for (int i = 0; i < 20; i++) {
+                h[2 * i] = HEX[id[i] >> 4];
+                h[2 * i + 1] = HEX[id[i] & 15];
+            }
+            PyTuple_SET_ITEM(entry, 0, name_obj);
+            PyTuple_SET_ITEM(entry, 1, last_mode);
+            PyTuple_SET_ITEM(entry, 2, id_obj);
+            PyTuple_SET_ITEM(entry, 3, kind);
+        }
         int rc = PyList_Append(out, entry);
         Py_DECREF(entry);
         if (rc < 0)
             goto fail;
     }
     Py_XDECREF(last_mode);
+    Py_XDECREF(last_mode_bytes);
     PyBuffer_Release(&raw);
     return out;
 malformed:
     Py_XDECREF(last_mode);
+    Py_XDECREF(last_mode_bytes);
     Py_DECREF(out);
     PyBuffer_Release(&raw);
     Py_RETURN_NONE;
 fail:
     Py_XDECREF(last_mode);
+    Py_XDECREF(last_mode_bytes);
     Py_XDECREF(out);
     PyBuffer_Release(&raw);
     return NULL;
@@ -379,7 +406,7 @@ static PyMethodDef methods[] = {
     {"create_delta", create_delta, METH_VARARGS,
      "create_delta(base, target) -> bytes: the pinned delta of gitfs_p2p.pack.delta, compiled."},
     {"tree_entries", tree_entries, METH_VARARGS,
-     "tree_entries(raw, entry_type, blob, tree, gitlink) -> list or None (not well formed)."},
+     "tree_entries(raw, entry_type, blob, tree, gitlink, raw_form) -> list, or None (not well formed)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -27,6 +27,7 @@ __all__ = [
     "RawTreeEntry",
     "iter_tree",
     "parse_tree",
+    "parse_tree_py",
     "tree_entries",
     "parse_object",
     "tree_entries_py",
@@ -104,7 +105,15 @@ _WELL_FORMED_TREE = re.compile(rb"(?:[0-7]+ [^\0]+\0.{20})*", re.DOTALL)
 
 
 def parse_tree(raw: bytes) -> list[RawTreeEntry]:
-    """All entries of a tree (see iter_tree); one pass in C for a well-formed tree."""
+    """All entries of a tree (see iter_tree): compiled when built (_speedups.c)."""
+    if _compiled_tree_entries is not None:
+        out = _compiled_tree_entries(raw, RawTreeEntry, KIND_BLOB, KIND_TREE, KIND_GITLINK, True)
+        return out if out is not None else list(iter_tree(raw))
+    return parse_tree_py(raw)
+
+
+def parse_tree_py(raw: bytes) -> list[RawTreeEntry]:
+    """The reference of parse_tree; one regular-expression pass for a well-formed tree."""
     if _WELL_FORMED_TREE.fullmatch(raw) is None:
         return list(iter_tree(raw))
     modes = _MODES
@@ -132,7 +141,7 @@ def parse_object(where: str, oid: bytes, found: tuple[int, bytes], want: tuple[i
 def tree_entries(raw: bytes) -> "list[TreeEntry]":
     """parse_tree's entries as TreeEntry (hex ids): compiled when built (_speedups.c)."""
     if _compiled_tree_entries is not None:
-        out = _compiled_tree_entries(raw, TreeEntry, KIND_BLOB, KIND_TREE, KIND_GITLINK)
+        out = _compiled_tree_entries(raw, TreeEntry, KIND_BLOB, KIND_TREE, KIND_GITLINK, False)
         if out is not None:
             return out
         return [TreeEntry(e.name, e.mode, e.id.hex().encode(), e.kind) for e in iter_tree(raw)]

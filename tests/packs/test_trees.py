@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitfs_p2p.pack import objects
-from gitfs_p2p.pack.objects import ObjectParseError, tree_entries, tree_entries_py
+from gitfs_p2p.pack.objects import ObjectParseError, parse_tree, parse_tree_py, tree_entries, tree_entries_py
 
 MODES = [b"100644", b"100755", b"120000", b"40000", b"040000", b"160000", b"100664", b"0", b"777777777777", b"10"]
 
@@ -41,6 +41,7 @@ def test_the_compiled_reader_is_built():
 @given(trees())
 def test_compiled_reader_reads_what_the_reference_reads(raw):
     assert _read(tree_entries, raw) == _read(tree_entries_py, raw)
+    assert _read(parse_tree, raw) == _read(parse_tree_py, raw)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +60,7 @@ def test_compiled_reader_reads_what_the_reference_reads(raw):
 )
 def test_compiled_reader_on_edges(raw):
     assert _read(tree_entries, raw) == _read(tree_entries_py, raw)
+    assert _read(parse_tree, raw) == _read(parse_tree_py, raw)
 
 
 def test_entries_are_tree_entries():
@@ -66,3 +68,6 @@ def test_entries_are_tree_entries():
     assert type(entry) is objects.TreeEntry
     assert entry == (b"dir", 0o40000, bytes(range(20)).hex().encode(), objects.KIND_TREE)
     assert entry.name == b"dir" and entry.kind == objects.KIND_TREE
+    (raw_entry,) = parse_tree(b"040000 dir\0" + bytes(range(20)))
+    assert type(raw_entry) is objects.RawTreeEntry
+    assert raw_entry == (b"040000", 0o40000, b"dir", bytes(range(20)), objects.KIND_TREE)
