@@ -53,6 +53,8 @@ __all__ = ["run"]
 READ_CHUNK = 1 << 20
 READ_LIMIT = 256 << 20
 LARGE_PACK_BYTES = 64 << 20
+#: Seconds a fresh mount is left alone after its torrent appears, before a client checks it.
+SETTLE_S = 3.0
 
 
 def _gitp2p(*args: str) -> subprocess.CompletedProcess:
@@ -261,6 +263,7 @@ def _run_checks(repo_path: str, work: str, out: dict) -> None:
     def measure(name: str, check) -> None:
         with _Mount(repo_path, os.path.join(work, f"mnt-check-{name}")) as m:
             _wait_file(os.path.join(m.path, "torrents", "all.torrent"))  # built: the pack cache is warm
+            time.sleep(SETTLE_S)  # the ref poll that publishes the torrent is over
             mount_cold = check(m.path)
             mount_warm = check(m.path)
             status = m.status()
