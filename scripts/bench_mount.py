@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the mount: read throughput against a plain file, `ls -l packs/`, peak RSS.
 
-    scripts/bench_mount.py REPO [--json]
+    scripts/bench_mount.py REPO [--json] [--checks-only]
 
 `run(repo_path, out)` is what `make bench` calls; it fills `out` with:
 
@@ -22,8 +22,19 @@
                           repository's own pack files that dulwich maps, which are page cache)
   large_*                 the same cold/warm comparison for one 64 MiB pack (one commit of
                           one incompressible file): per-byte throughput, not per-file cost
+  check_files, check_bytes
+                          files and bytes in the mount's torrents/all.torrent
+  check_CLIENT_mount_s / check_CLIENT_disk_s / check_CLIENT_ratio
+                          a stock client's full hash check of all.torrent against a fresh
+                          mount (warm pack cache, cold kernel cache) and against the same
+                          files copied to a regular directory whose page cache was dropped;
+                          ratio = mount / disk (the goal is at most 2).  CLIENT is libtorrent
+                          (python3-libtorrent 2.0, mmap reads) or transmission (3.00, pread)
+  check_CLIENT_warm_mount_s / ..._warm_disk_s / ..._warm_ratio
+                          the same check again, both page caches warm
 
-Ratios above 1 mean the mount is faster than the plain file.  Nothing here
+Read ratios above 1 mean the mount is faster than the plain file; check ratios are the
+other way round (time on the mount / time on disk), as the goal is stated.  Nothing here
 asserts on time; the numbers are for comparing runs on the same machine.
 """
 
@@ -42,6 +53,8 @@ __all__ = ["run"]
 READ_CHUNK = 1 << 20
 READ_LIMIT = 256 << 20
 LARGE_PACK_BYTES = 64 << 20
+#: Seconds a fresh mount is left alone after its torrent appears, before a client checks it.
+SETTLE_S = 3.0
 
 
 def _gitp2p(*args: str) -> subprocess.CompletedProcess:
@@ -168,6 +181,7 @@ def run(repo_path: str, out: dict) -> None:
         out["peak_rss_MB"] = round(status.get("VmHWM", 0) / 1024, 1)
         out["rss_anon_end_MB"] = round(status.get("RssAnon", 0) / 1024, 1)
         _run_large_pack(work, out)
+        _run_checks(repo_path, work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -197,6 +211,77 @@ def _run_large_pack(work: str, out: dict, size: int = LARGE_PACK_BYTES) -> None:
     _record_reads(out, "large_", nbytes, cold, warm, plain_cold, plain_warm)
 
 
+def _wait_file(path: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} did not appear within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def _check_libtorrent(torrent: str, save_path: str) -> float:
+    from gitfs_p2p.testing.lt import run_lt_script
+
+    proc = run_lt_script("check_time", torrent, save_path, timeout=330)
+    result = json.loads(proc.stdout or "{}")
+    if proc.returncode != 0 or result.get("seconds") is None or result["have"] != result["total"]:
+        raise RuntimeError(f"libtorrent check of {save_path}: {proc.stdout.strip()} {proc.stderr.strip()[-500:]}")
+    return result["seconds"]
+
+
+def _check_transmission(client, torrent: str, save_path: str, timeout: float = 300) -> float:
+    """From adding the torrent (the driver asks for a verify) until every byte is verified."""
+    t0 = time.perf_counter()
+    client.seed(torrent, save_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = client.status()
+        if st["checked"] and st["total"] and st["verified"] == st["total"]:
+            seconds = time.perf_counter() - t0
+            client.rpc("torrent-stop", ids=[client.torrent_id])  # closes its files (then unmount)
+            return seconds
+        if st["error"]:
+            raise RuntimeError(f"transmission check of {save_path}: {st['error']}")
+        time.sleep(0.02)
+    raise RuntimeError(f"transmission check of {save_path}: not verified within {timeout:.0f} s")
+
+
+def _run_checks(repo_path: str, work: str, out: dict) -> None:
+    """Each stock client's full check of all.torrent: a fresh mount against a regular directory."""
+    from gitfs_p2p.testing.clients.transmission import Transmission
+
+    torrent = os.path.join(work, "all.torrent")
+    disk = os.path.join(work, "check-disk")
+    with _Mount(repo_path, os.path.join(work, "mnt-check0")) as m:
+        _wait_file(os.path.join(m.path, "torrents", "all.torrent"))
+        shutil.copyfile(os.path.join(m.path, "torrents", "all.torrent"), torrent)
+        shutil.copytree(os.path.join(m.path, "packs"), os.path.join(disk, "packs"))  # listed and found names
+    copies = [os.path.join(root, f) for root, _, files in os.walk(disk) for f in files]
+    out["check_files"] = len(copies)
+    out["check_bytes"] = sum(os.path.getsize(p) for p in copies)
+
+    def measure(name: str, check) -> None:
+        with _Mount(repo_path, os.path.join(work, f"mnt-check-{name}")) as m:
+            _wait_file(os.path.join(m.path, "torrents", "all.torrent"))  # built: the pack cache is warm
+            time.sleep(SETTLE_S)  # the ref poll that publishes the torrent is over
+            mount_cold = check(m.path)
+            mount_warm = check(m.path)
+            status = m.status()
+        for path in copies:
+            _drop_cache(path)
+        disk_cold = check(disk)
+        disk_warm = check(disk)
+        for kind, mount_s, disk_s in (("", mount_cold, disk_cold), ("warm_", mount_warm, disk_warm)):
+            out[f"check_{name}_{kind}mount_s"] = round(mount_s, 3)
+            out[f"check_{name}_{kind}disk_s"] = round(disk_s, 3)
+            out[f"check_{name}_{kind}ratio"] = round(mount_s / disk_s, 2) if disk_s else None
+        out[f"check_{name}_peak_rss_MB"] = round(status.get("VmHWM", 0) / 1024, 1)
+
+    measure("libtorrent", lambda path: _check_libtorrent(torrent, path))
+    with Transmission(os.path.join(work, "transmission")) as client:
+        measure("transmission", lambda path: _check_transmission(client, torrent, path))
+
+
 def _record_reads(out: dict, prefix: str, nbytes: int, cold: float, warm: float,
                   plain_cold: float, plain_warm: float) -> None:
     """MB/s of the mount and of the plain files, cold and warm, and their ratios (file time / mount time)."""
@@ -212,9 +297,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("repo")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--checks-only", action="store_true", help="only the stock clients' checks")
     args = ap.parse_args(argv)
     out: dict = {}
-    run(args.repo, out)
+    if args.checks_only:
+        work = tempfile.mkdtemp(prefix="gitp2p-bench-mount-")
+        try:
+            _run_checks(os.path.abspath(args.repo), work, out)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    else:
+        run(args.repo, out)
     if args.json:
         print(json.dumps(out, indent=2))
     else:

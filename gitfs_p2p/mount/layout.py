@@ -201,6 +201,11 @@ class PackDir:
     def commit_at(self, i: int) -> bytes | None:
         return self.commits.ids[i] if i < len(self.commits) else None
 
+    def commits_after(self, oid: bytes, count: int) -> list[bytes]:
+        """The (at most count) commits listed right after oid's pack; [] for a tag or unknown id."""
+        i = self.commits.index.get(oid)
+        return [] if i is None else self.commits.ids[i + 1 : i + 1 + count]
+
     def get(self, name: str) -> Entry:
         m = PACK_NAME.match(name)
         if m is not None:

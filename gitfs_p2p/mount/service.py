@@ -20,7 +20,7 @@ from ..errors import GitfsError, MountError
 from ..store.source import PackSource, Progress
 from .fs import PackFS
 from ..git.snapshot import RepoSnapshot, read_snapshot, refs_signature
-from .layout import Contributor, Layout, build_layout, readme_text
+from .layout import PACKS_DIR, Contributor, Layout, build_layout, readme_text
 from .store import DEFAULT_READ_CACHE_BYTES, PackStore
 
 __all__ = ["MountService", "mount_options", "serve_until_signal", "POLL_INTERVAL"]
@@ -128,12 +128,16 @@ class MountService:
                 # Answered only once the kernel's INIT is done and the root works.
                 await trio.to_thread.run_sync(os.stat, self.mountpoint)
                 nursery.start_soon(self._watch_refs)
+                self.fs.on_walk = lambda: nursery.start_soon(self._list_packs)
+                # Every size the persistent cache knows, so lookups need no worker thread.
+                nursery.start_soon(self._learn_sizes, snapshot)
                 for contributor in self.contributors:
                     if hasattr(contributor, "run"):  # it works in the background (torrents)
                         nursery.start_soon(contributor.run)
                 log.info("mounted %s at %s", self.repo_name, self.mountpoint)
                 task_status.started()
         finally:
+            log.info("FUSE operations served: %s", " ".join(f"{k}={v}" for k, v in sorted(self.fs.ops.items())))
             # After an unmount from outside (gitp2p umount) the kernel side is gone already.
             pyfuse3.close(unmount=not self._unmounted_outside)
 
@@ -148,6 +152,31 @@ class MountService:
         while True:
             await trio.sleep(self.poll_interval)
             await self.refresh()
+
+    async def _list_packs(self) -> None:
+        """List packs/ through the mount, so the kernel caches every entry (READDIRPLUS).
+
+        Called when a client looks packs up one by one (a torrent check): the listing
+        runs ahead of it and its remaining lookups are answered by the kernel.
+        """
+
+        def list_packs() -> int:
+            with os.scandir(os.path.join(self.mountpoint, PACKS_DIR)) as it:
+                return sum(1 for _ in it)
+
+        try:
+            count = await trio.to_thread.run_sync(list_packs)
+        except OSError as exc:
+            log.warning("packs/ not listed ahead: %s", exc)
+            return
+        log.info("packs/ listed ahead of a client walking it (%d entries)", count)
+
+    async def _learn_sizes(self, snapshot: RepoSnapshot) -> None:
+        """Every pack size the persistent cache knows, so lookups need no worker thread."""
+        try:
+            await self.store.learn_cached_sizes(snapshot.commits.ids)
+        except GitfsError as exc:
+            log.warning("pack sizes not read ahead: %s", exc)
 
     async def refresh(self) -> bool:
         """Read the refs now; swap in a new layout if they moved.  True if they did."""
@@ -167,6 +196,7 @@ class MountService:
             log.exception("BUG: refs not refreshed")
             return False
         self.fs.layout = layout
+        await self._learn_sizes(snapshot)
         log.info("refs moved: %d refs, %d commits", len(snapshot.refs), len(snapshot.commits))
         return True
 

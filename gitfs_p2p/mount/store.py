@@ -17,7 +17,7 @@ import trio
 from ..store.source import PackSource, Progress
 from .layout import Content
 
-__all__ = ["PackStore", "PackContent", "DEFAULT_READ_CACHE_BYTES", "WORKER_THREADS"]
+__all__ = ["PackStore", "PackContent", "DEFAULT_READ_CACHE_BYTES", "WORKER_THREADS", "PREFETCH_PACKS"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,13 @@ DEFAULT_READ_CACHE_BYTES = 64 << 20
 WORKER_THREADS = 4
 #: Packs sized per question to the workers during a cold fill.
 SIZE_CHUNK = 256
+#: A read that has to go to the persistent cache also takes up to this many of the packs
+#: listed after it (clients check and seed a torrent's files in that order), in one
+#: worker-thread trip, so most opens find their bytes at hand: each trip to a worker
+#: thread costs the event loop more than reading a small pack from SQLite.
+PREFETCH_PACKS = 64
+#: ... and up to this many bytes of them.
+PREFETCH_BYTES = 1 << 20
 
 
 class PackContent:
@@ -119,6 +126,16 @@ class PackStore:
             for cid, size in source.cache.sizes(source.format, chunk).items():
                 self.sizes[cid.encode()] = size
 
+    def _cached_packs_sync(self, commit_ids: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+        """(id, bytes) of those packs whose bytes the persistent cache holds; builds nothing."""
+        source = self.source
+        found = []
+        for cid in commit_ids:
+            hit = source.cache.get(source.format, cid.decode())
+            if hit is not None and hit.data is not None:
+                found.append((cid, hit.data))
+        return found
+
     def _build_sizes_sync(self, commit_ids: Sequence[bytes]) -> None:
         for cid, size in self.source.build_sizes([c.decode() for c in commit_ids]).items():
             self.sizes[cid.encode()] = size
@@ -133,16 +150,22 @@ class PackStore:
             size = await trio.to_thread.run_sync(content.size, limiter=self._limiter)
         return size
 
+    async def learn_cached_sizes(self, commit_ids: Sequence[bytes]) -> None:
+        """Take the sizes of these packs that the persistent cache knows, in bulk; builds nothing.
+
+        Then a lookup of one of them is answered without a trip to a worker thread.
+        """
+        missing = [c for c in commit_ids if c not in self.sizes]
+        if missing:
+            await trio.to_thread.run_sync(self._load_cached_sizes_sync, missing, limiter=self._limiter)
+
     async def ensure_pack_sizes(self, commit_ids: Sequence[bytes]) -> None:
         """Know the size of each of these packs: from the cache, else built once, in this order.
 
         Long fills report progress(done, total), starting with done == 0.
         """
+        await self.learn_cached_sizes(commit_ids)
         missing = [c for c in commit_ids if c not in self.sizes]
-        if not missing:
-            return
-        await trio.to_thread.run_sync(self._load_cached_sizes_sync, missing, limiter=self._limiter)
-        missing = [c for c in missing if c not in self.sizes]
         if not missing:
             return
         total = len(missing)
@@ -156,8 +179,22 @@ class PackStore:
                 self.progress(min(done + SIZE_CHUNK, total), total)
 
     # -- bytes --------------------------------------------------------------------------------
-    async def read(self, content: Content) -> bytes:
-        """All of content's bytes: at hand, recently read, or loaded in a worker thread."""
+    def read_nowait(self, content: Content) -> bytes | None:
+        """content's bytes if at hand or recently read, else None."""
+        data = content.data_nowait()
+        if data is None:
+            data = self._recent.get(content.key)
+            if data is not None:
+                self._recent.move_to_end(content.key)
+        return data
+
+    async def read(self, content: Content, *, following: Sequence[bytes] = ()) -> bytes:
+        """All of content's bytes: at hand, recently read, or loaded in a worker thread.
+
+        `following` names packs (commit ids) likely read next: when content has to be
+        loaded, those of them the persistent cache holds come along in the same trip
+        (up to PREFETCH_PACKS and PREFETCH_BYTES) and wait in the read cache.
+        """
         data = content.data_nowait()
         if data is not None:
             return data
@@ -173,14 +210,38 @@ class PackStore:
             await loading.wait()
         loading = trio.Event()
         self._loading.setdefault(key, loading)
+        along = self._prefetch_ids(following, loading)
         try:
-            data = await trio.to_thread.run_sync(content.read, limiter=self._limiter)
+            data, found = await trio.to_thread.run_sync(self._load_sync, content, along, limiter=self._limiter)
         finally:
-            if self._loading.get(key) is loading:
-                del self._loading[key]
+            for k in [key, *(("pack", cid) for cid in along)]:
+                if self._loading.get(k) is loading:
+                    del self._loading[k]
             loading.set()
         self._remember(key, data)
+        for cid, pack in found:
+            self._remember(("pack", cid), pack)
         return data
+
+    def _prefetch_ids(self, following: Sequence[bytes], loading: trio.Event) -> list[bytes]:
+        """Which of `following` to load along (marked as loading); stops at the first one at hand."""
+        along: list[bytes] = []
+        nbytes = 0
+        for cid in following[:PREFETCH_PACKS]:
+            key = ("pack", cid)
+            size = self.sizes.get(cid)
+            if key in self._recent or key in self._loading or size is None:
+                break  # read already, or someone is loading it: so is what follows, likely
+            nbytes += size
+            if nbytes > PREFETCH_BYTES or nbytes > self._read_cache_bytes // 4:
+                break
+            along.append(cid)
+            self._loading[key] = loading
+        return along
+
+    def _load_sync(self, content: Content, along: Sequence[bytes]) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        data = content.read()
+        return data, (self._cached_packs_sync(along) if along else [])
 
     def _remember(self, key: object, data: bytes) -> None:
         if key in self._recent:
