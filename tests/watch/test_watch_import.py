@@ -372,10 +372,12 @@ def test_crossing_deltas_in_one_batch_make_no_delta_cycle(tmp_path):
 
     commit("".join(lines), "root")
     git("checkout", "-q", "-b", "x", cwd=src)
-    _p1, c1 = commit(text_b, "p1 has B"), commit(text_a, "c1 brings A")
+    commit(text_b, "p1 has B")
+    c1 = commit(text_a, "c1 brings A")
     git("checkout", "-q", "main", cwd=src)
     git("checkout", "-q", "-b", "y", cwd=src)
-    _p2, c2 = commit(text_a, "p2 has A"), commit(text_b, "c2 brings B")
+    commit(text_a, "p2 has A")
+    c2 = commit(text_b, "c2 brings B")
     repo = GitRepo(str(src))
     source = PackSource(repo)
     try:
