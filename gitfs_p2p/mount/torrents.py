@@ -64,21 +64,26 @@ class TorrentContributor:
         with self._lock:
             return not self._busy and all((label, key) in self._built for label, key, _ in self._wanted)
 
-    def _build(self, label: str, manifest: RefManifest, commit_ids: list[bytes]) -> RepoTorrent:
+    def _build_packs(self, commit_ids: list[bytes]) -> None:
+        """Build the packs the cache lacks on every worker: a torrent job hashes them in one
+        process, and would otherwise build them there one after another."""
+        if self.source.workers is None:
+            return
+        ids = [c.decode() for c in commit_ids]
+        known = self.source.cache.sizes(self.source.format, ids)
+        missing = [c for c in ids if c not in known]
+        if missing:
+            log.info("building %d packs for the torrents", len(missing))
+            self.source.build_sizes(missing)
+
+    def _build(self, label: str, manifest: RefManifest) -> RepoTorrent:
         if self.source.workers is not None:
-            # Build the packs the cache lacks on every worker first: the torrent job hashes
-            # them in one process, and would otherwise build them there one after another.
-            ids = [c.decode() for c in commit_ids]
-            known = self.source.cache.sizes(self.source.format, ids)
-            missing = [c for c in ids if c not in known]
-            if missing:
-                log.info("%s torrent: building %d packs first", label, len(missing))
-                self.source.build_sizes(missing)
             return self.source.workers.torrent(manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
         return build_repo_torrent(self.source, manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Build what laying out a snapshot asked for, one torrent at a time, until cancelled."""
+        """Build what laying out a snapshot asked for, until cancelled: the missing packs on
+        every worker first, then the torrents side by side (one worker each)."""
         self._token = trio.lowlevel.current_trio_token()
         self._wake = trio.Event()
         task_status.started()
@@ -86,27 +91,36 @@ class TorrentContributor:
             with self._lock:
                 todo = [w for w in self._wanted if (w[0], w[1]) not in self._built]
                 self._busy = bool(todo)
+                commit_ids = self._commit_ids
             if not todo:
                 await self._wake.wait()
                 self._wake = trio.Event()
                 continue
-            label, key, manifest = todo[0]
             try:
-                t = await trio.to_thread.run_sync(self._build, label, manifest, self._commit_ids)
-            except GitfsError as exc:
-                log.warning("no %s torrent: %s", label, exc)
-                self._drop(label, key)
-                continue
-            except KeyError as exc:  # the repository moved on (gc pruned a commit) mid-build
-                log.info("no %s torrent for these refs: object %s left the repository; "
-                         "the next snapshot asks again", label, exc)
-                self._drop(label, key)
-                continue
-            log.info("%s torrent ready: info-hash %s", label, t.info_hash.hex())
-            with self._lock:
-                self._built = {k: v for k, v in self._built.items() if k[0] != label}
-                self._built[(label, key)] = t
-                self._changed = True
+                await trio.to_thread.run_sync(self._build_packs, commit_ids)
+            except (GitfsError, KeyError) as exc:  # said again, per torrent, by _build_one
+                log.info("building packs for the torrents stopped: %s", exc)
+            async with trio.open_nursery() as nursery:
+                for label, key, manifest in todo:
+                    nursery.start_soon(self._build_one, label, key, manifest)
+
+    async def _build_one(self, label: str, key: bytes, manifest: RefManifest) -> None:
+        try:
+            t = await trio.to_thread.run_sync(self._build, label, manifest)
+        except GitfsError as exc:
+            log.warning("no %s torrent: %s", label, exc)
+            self._drop(label, key)
+            return
+        except KeyError as exc:  # the repository moved on (gc pruned a commit) mid-build
+            log.info("no %s torrent for these refs: object %s left the repository; "
+                     "the next snapshot asks again", label, exc)
+            self._drop(label, key)
+            return
+        log.info("%s torrent ready: info-hash %s", label, t.info_hash.hex())
+        with self._lock:
+            self._built = {k: v for k, v in self._built.items() if k[0] != label}
+            self._built[(label, key)] = t
+            self._changed = True
 
     def _drop(self, label: str, key: bytes) -> None:
         """Stop wanting a torrent that cannot be built (a newer snapshot may want it again)."""
