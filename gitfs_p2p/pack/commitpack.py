@@ -8,13 +8,13 @@ commit's pack is byte-identical to format 1; format 2 adds tag packs.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from typing import Protocol
 
 from ..errors import RepositoryError
 from .delta import create_delta
+from .lru import LRU
 from .objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitInfo, TagHeader, TreeEntry, parse_object, tree_entries
 from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_REF_DELTA, OBJ_TAG, OBJ_TREE, TYPE_NAMES, PackEntry, write_pack
 
@@ -60,32 +60,6 @@ class PackPlan:
         return [self.commit.id] + [o.id for o in self.objects]
 
 
-class _LRU(OrderedDict):
-    """An OrderedDict bounded by a total weight, evicting least recently used."""
-
-    def __init__(self, budget: int):
-        super().__init__()
-        self.budget = budget
-        self.weight = 0
-        self._weights: dict = {}
-
-    def get_hit(self, key):
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-    def put(self, key, value, weight: int) -> None:
-        if key in self:
-            return
-        self[key] = value
-        self._weights[key] = weight
-        self.weight += weight
-        while self.weight > self.budget and len(self) > 1:
-            old, _ = self.popitem(last=False)
-            self.weight -= self._weights.pop(old)
-
-
 class CommitPacker:
     """Builds commit packs from one repository.
 
@@ -96,14 +70,14 @@ class CommitPacker:
     def __init__(self, repo: ObjectSource, *, closure_budget: int = 300_000, tree_budget: int = 16 << 20,
                  raw_budget: int = 32 << 20):
         self.repo = repo
-        self._closures = _LRU(closure_budget)
-        self._trees = _LRU(tree_budget)
-        self._maps = _LRU(tree_budget // 2)
+        self._closures = LRU(closure_budget)
+        self._trees = LRU(tree_budget)
+        self._maps = LRU(tree_budget // 2)
         # Objects read lately: a pack's new objects are the next commit's delta bases, its
         # new trees were just parsed to plan it, and a commit is read again as a parent.
-        self._raws = _LRU(raw_budget)
+        self._raws = LRU(raw_budget)
         self._raw_max = raw_budget // 8
-        self._commits = _LRU(4096)
+        self._commits = LRU(4096)
 
     # -- reading -------------------------------------------------------------
     def raw(self, oid: bytes) -> tuple[int, bytes]:

@@ -357,6 +357,8 @@ class Importer:
         if batch.packs:
             name = self.repo.write_objects(batch.packs)
             log.info("wrote pack-%s with %d received packs", name, len(batch.packs))
+        if batch.packs:
+            self.presence.written(batch.objects)
         for vp in batch.packs:
             self.cache.put(FORMAT_VERSION, vp.object_id, vp.data, received=True)
             faults.reached("after-cache")

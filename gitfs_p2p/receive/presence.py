@@ -12,11 +12,16 @@ from typing import Callable
 
 from ..git.receiving import ReceivingRepo
 from ..pack.commitpack import FORMAT_VERSION
+from ..pack.lru import LRU
 from ..pack.packfile import OBJ_COMMIT, OBJ_TAG
 from ..pack.verify import RepoView, TreeCache
 from ..store.cache import PackCache
 
-__all__ = ["Presence"]
+__all__ = ["Presence", "RECENT_BYTES"]
+
+#: Objects of the packs written last kept for reading (a child's delta bases are mostly its
+#: parent's objects, written a moment before): REPO is asked only past this many bytes.
+RECENT_BYTES = 32 << 20
 
 
 class Presence:
@@ -32,6 +37,13 @@ class Presence:
         self.trees = TreeCache()
         self._received: set[str] | None = None  # ids of received packs in the cache (loaded once)
         self._types: dict[str, int | None] = {}  # REPO's answers, valid for one pass
+        self._recent = LRU(RECENT_BYTES)  # binary id -> (type, content) of objects written lately
+
+    def written(self, objects: dict) -> None:
+        """Objects now in REPO (a flushed batch, in pack order): kept a while for reading."""
+        for oid, value in objects.items():
+            if len(value[1]) <= RECENT_BYTES // 8:
+                self._recent.put(oid, value, 64 + len(value[1]))
 
     def ask_first(self, hex_ids: list[str]) -> None:
         """Ask REPO the types of these objects in one batch (answers kept until forget())."""
@@ -87,8 +99,10 @@ class Presence:
     def view(self) -> RepoView:
         objects = self.batch_objects()
 
+        recent = self._recent
+
         def read(oid: bytes):
-            hit = objects.get(oid)
+            hit = objects.get(oid) or recent.get_hit(oid)
             return hit if hit is not None else self.repo.read(oid)
 
         return RepoView(read, self.has_commit, self.has_tag, self.trees)

@@ -1,0 +1,33 @@
+"""A least-recently-used cache bounded by a total weight (bytes, entries, ...)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+__all__ = ["LRU"]
+
+
+class LRU(OrderedDict):
+    """An OrderedDict bounded by a total weight, evicting least recently used."""
+
+    def __init__(self, budget: int):
+        super().__init__()
+        self.budget = budget
+        self.weight = 0
+        self._weights: dict = {}
+
+    def get_hit(self, key):
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key, value, weight: int) -> None:
+        if key in self:
+            return
+        self[key] = value
+        self._weights[key] = weight
+        self.weight += weight
+        while self.weight > self.budget and len(self) > 1:
+            old, _ = self.popitem(last=False)
+            self.weight -= self._weights.pop(old)
