@@ -3,6 +3,8 @@
  * each gives exactly what its Python reference gives, and the tests compare them.
  *
  * create_delta: the pinned delta encoder of delta.py (create_delta_py).
+ * apply_delta:  delta.py's bounded decoder (apply_delta_py) for deltas it accepts; None for
+ *               any other, so that the reference says what is wrong.
  * tree_entries: objects.py's tree_entries and parse_tree for a well-formed tree; None for
  *               any other, so that the careful Python reader says what is wrong with it.
  *
@@ -402,9 +404,112 @@ fail:
     return NULL;
 }
 
+/* -- delta decoding ---------------------------------------------------------------------- */
+
+static int read_varint(const unsigned char *d, Py_ssize_t n, Py_ssize_t *pos, uint64_t *value)
+{
+    uint64_t v = 0;
+    int shift = 0;
+    for (;;) {
+        if (*pos >= n)
+            return -1;
+        unsigned char byte = d[(*pos)++];
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        shift += 7;
+        if (!(byte & 0x80)) {
+            *value = v;
+            return 0;
+        }
+        if (shift > 63)
+            return -1;
+    }
+}
+
+/* apply_delta(base, delta, max_size) -> bytes, or None for any delta delta.py's apply_delta
+   refuses (max_size < 0: no bound); the caller then runs the reference, which says why. */
+static PyObject *apply_delta(PyObject *self, PyObject *args)
+{
+    Py_buffer base, delta;
+    long long max_size;
+    if (!PyArg_ParseTuple(args, "y*y*L:apply_delta", &base, &delta, &max_size))
+        return NULL;
+    const unsigned char *d = delta.buf, *b = base.buf;
+    Py_ssize_t n = delta.len, pos = 0;
+    uint64_t base_size, result_size;
+    PyObject *out = NULL;
+    if (read_varint(d, n, &pos, &base_size) < 0 || read_varint(d, n, &pos, &result_size) < 0)
+        goto refused;
+    if (base_size != (uint64_t)base.len)
+        goto refused;
+    if (max_size >= 0 && result_size > (uint64_t)max_size)
+        goto refused;
+    /* No instruction byte yields more than 0x10000 bytes: a larger claim cannot be met. */
+    if (result_size > (uint64_t)n * 0x10000 || result_size > (uint64_t)PY_SSIZE_T_MAX)
+        goto refused;
+    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)result_size);
+    if (out == NULL)
+        goto fail;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    uint64_t len = 0;
+    while (pos < n) {
+        unsigned char op = d[pos++];
+        if (op & 0x80) {
+            uint64_t offset = 0, size = 0;
+            for (int i = 0; i < 4; i++) {
+                if (op & (1 << i)) {
+                    if (pos >= n)
+                        goto refused;
+                    offset |= (uint64_t)d[pos++] << (8 * i);
+                }
+            }
+            for (int i = 0; i < 3; i++) {
+                if (op & (0x10 << i)) {
+                    if (pos >= n)
+                        goto refused;
+                    size |= (uint64_t)d[pos++] << (8 * i);
+                }
+            }
+            if (size == 0)
+                size = 0x10000;
+            if (offset + size > (uint64_t)base.len)
+                goto refused;
+            if (len + size > result_size)
+                goto refused;
+            memcpy(o + len, b + offset, (size_t)size);
+            len += size;
+        } else if (op) {
+            if (pos + op > n)
+                goto refused;
+            if (len + op > result_size)
+                goto refused;
+            memcpy(o + len, d + pos, op);
+            pos += op;
+            len += op;
+        } else {
+            goto refused;
+        }
+    }
+    if (len != result_size)
+        goto refused;
+    PyBuffer_Release(&base);
+    PyBuffer_Release(&delta);
+    return out;
+refused:
+    Py_XDECREF(out);
+    PyBuffer_Release(&base);
+    PyBuffer_Release(&delta);
+    Py_RETURN_NONE;
+fail:
+    PyBuffer_Release(&base);
+    PyBuffer_Release(&delta);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"create_delta", create_delta, METH_VARARGS,
      "create_delta(base, target) -> bytes: the pinned delta of gitfs_p2p.pack.delta, compiled."},
+    {"apply_delta", apply_delta, METH_VARARGS,
+     "apply_delta(base, delta, max_size) -> bytes, or None where delta.apply_delta raises."},
     {"tree_entries", tree_entries, METH_VARARGS,
      "tree_entries(raw, entry_type, blob, tree, gitlink, raw_form) -> list, or None (not well formed)."},
     {NULL, NULL, 0, NULL},

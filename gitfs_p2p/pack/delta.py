@@ -21,6 +21,7 @@ __all__ = [
     "create_delta_py",
     "COMPILED",
     "apply_delta",
+    "apply_delta_py",
     "delta_sizes",
 ]
 
@@ -180,9 +181,10 @@ def create_delta_py(base: bytes, target: bytes) -> bytes:
 
 
 try:
+    from ._speedups import apply_delta as _compiled_apply
     from ._speedups import create_delta as _compiled
-except ImportError:  # not built (a source tree without `pip install`): the reference, slower
-    _compiled = None
+except ImportError:  # not built (a source tree without `pip install`): the references, slower
+    _compiled = _compiled_apply = None
 #: True when create_delta uses the compiled encoder.
 COMPILED = _compiled is not None
 #: Bases this long or longer are encoded by the reference (the compiled one keeps 32-bit offsets).
@@ -223,8 +225,19 @@ def apply_delta(base: bytes, delta: bytes, *, max_size: int | None = None) -> by
     """Apply a git delta to base; DeltaError on anything malformed.
 
     max_size bounds the declared result size before any byte is produced,
-    so a hostile delta cannot make us allocate more than that.
+    so a hostile delta cannot make us allocate more than that.  Compiled when
+    built; a delta the compiled decoder refuses goes through the reference,
+    which says why.
     """
+    if _compiled_apply is not None:
+        out = _compiled_apply(base, delta, -1 if max_size is None else max_size)
+        if out is not None:
+            return out
+    return apply_delta_py(base, delta, max_size=max_size)
+
+
+def apply_delta_py(base: bytes, delta: bytes, *, max_size: int | None = None) -> bytes:
+    """The reference of apply_delta."""
     base_size, result_size, pos = delta_sizes(delta)
     if base_size != len(base):
         raise DeltaError(f"delta expects a base of {base_size} bytes, base has {len(base)}")

@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitfs_p2p.pack import delta
-from gitfs_p2p.pack.delta import MAX_COPY, DeltaError, apply_delta, create_delta, create_delta_py, delta_sizes
+from gitfs_p2p.pack.delta import (
+    MAX_COPY,
+    DeltaError,
+    apply_delta,
+    apply_delta_py,
+    create_delta,
+    create_delta_py,
+    delta_sizes,
+)
 
 
 @st.composite
@@ -42,7 +50,26 @@ def test_round_trip_unrelated(base, target):
 def test_the_compiled_encoder_is_built():
     """setup builds gitfs_p2p/pack/_speedups.c; without it packs are the same, only slower,
     and every comparison below would compare the reference with itself."""
-    assert delta.COMPILED
+    assert delta.COMPILED and delta._compiled_apply is not None
+
+
+def _decoded(base, data, max_size):
+    try:
+        return apply_delta_py(base, data, max_size=max_size)
+    except DeltaError:
+        return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(base_and_target(), st.binary(max_size=12), st.integers(0, 40), st.sampled_from([None, 0, 100, 1 << 20]))
+def test_compiled_decoder_accepts_exactly_what_the_reference_accepts(pair, noise, at, max_size):
+    """The compiled decoder gives the reference's bytes, or None (then the reference runs and
+    says why) on every delta the reference refuses: valid ones, damaged ones, random bytes."""
+    base, target = pair
+    good = create_delta(base, target)
+    for data in (good, good[:at] + noise + good[at:], good[: len(good) - at], noise):
+        compiled = delta._compiled_apply(base, data, -1 if max_size is None else max_size)
+        assert compiled == _decoded(base, data, max_size)
 
 
 @settings(max_examples=500, deadline=None)
