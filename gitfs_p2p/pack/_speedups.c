@@ -3,6 +3,7 @@
  * each gives exactly what its Python reference gives, and the tests compare them.
  *
  * create_delta: the pinned delta encoder of delta.py (create_delta_py).
+ * tree_scan:    the per-entry part of fsck.py's fsck_tree (_tree_scan_py).
  * apply_delta:  delta.py's bounded decoder (apply_delta_py) for deltas it accepts; None for
  *               any other, so that the reference says what is wrong.
  * tree_entries: objects.py's tree_entries and parse_tree for a well-formed tree; None for
@@ -279,6 +280,38 @@ static PyObject *create_delta(PyObject *self, PyObject *args)
 
 static const char HEX[] = "0123456789abcdef";
 
+/* One entry of a tree, `[0-7]+ SP [^NUL]+ NUL <20 bytes>` (objects.py's _TREE_ENTRY). */
+typedef struct {
+    uint32_t mode; /* octal, 32 bits, as objects._mode */
+    const unsigned char *mode_at, *name, *id;
+    Py_ssize_t mode_len, name_len;
+} tree_entry_t;
+
+/* Reads the entry at *pos and moves past it; -1 when it is not well formed. */
+static int next_entry(const unsigned char **pos, const unsigned char *end, tree_entry_t *e)
+{
+    const unsigned char *p = *pos, *q = p;
+    uint32_t mode = 0;
+    while (q < end && *q >= '0' && *q <= '7') {
+        mode = (mode << 3) + (uint32_t)(*q - '0');
+        q++;
+    }
+    if (q == p || q >= end || *q != ' ')
+        return -1;
+    const unsigned char *name = q + 1;
+    const unsigned char *nul = memchr(name, 0, (size_t)(end - name));
+    if (nul == NULL || nul == name || end - nul - 1 < 20)
+        return -1;
+    e->mode = mode;
+    e->mode_at = p;
+    e->mode_len = q - p;
+    e->name = name;
+    e->name_len = nul - name;
+    e->id = nul + 1;
+    *pos = nul + 21;
+    return 0;
+}
+
 /* tree_entries(raw, entry_type, blob, tree, gitlink, raw_form) -> list, or None when the
    tree is not well formed: every entry `[0-7]+ SP [^NUL]+ NUL <20 bytes>`, as objects.py's
    _WELL_FORMED_TREE.  The mode is read as objects._mode (octal, 32 bits), its kind as
@@ -307,22 +340,13 @@ static PyObject *tree_entries(PyObject *self, PyObject *args)
     if (out == NULL)
         goto fail;
     while (p < end) {
-        const unsigned char *q = p;
-        uint32_t mode = 0;
-        while (q < end && *q >= '0' && *q <= '7') {
-            mode = (mode << 3) + (uint32_t)(*q - '0');
-            q++;
-        }
-        if (q == p || q >= end || *q != ' ')
+        tree_entry_t e;
+        if (next_entry(&p, end, &e) < 0)
             goto malformed;
-        const unsigned char *mode_at = p;
-        Py_ssize_t mode_len = q - p;
-        const unsigned char *name = ++q;
-        const unsigned char *nul = memchr(name, 0, (size_t)(end - name));
-        if (nul == NULL || nul == name || end - nul - 1 < 20)
-            goto malformed;
-        const unsigned char *id = nul + 1;
-        p = id + 20;
+        const uint32_t mode = e.mode;
+        const unsigned char *mode_at = e.mode_at, *name = e.name, *id = e.id;
+        const Py_ssize_t mode_len = e.mode_len;
+        const unsigned char *nul = name + e.name_len;
 
         PyObject *kind;
         switch (mode & S_IFMT_) {
@@ -505,11 +529,137 @@ fail:
     return NULL;
 }
 
+/* -- fsck's scan of a tree ---------------------------------------------------------------- */
+
+typedef struct {
+    const unsigned char *name;
+    Py_ssize_t len;
+    int dir;
+} tree_name_t;
+
+/* Byte order of name1 + ("/" if dir1) against name2 + ("/" if dir2), as Python compares bytes. */
+static int key_cmp(const tree_name_t *a, const tree_name_t *b)
+{
+    Py_ssize_t la = a->len + (a->dir ? 1 : 0), lb = b->len + (b->dir ? 1 : 0);
+    Py_ssize_t n = la < lb ? la : lb;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ca = i < a->len ? a->name[i] : '/';
+        unsigned char cb = i < b->len ? b->name[i] : '/';
+        if (ca != cb)
+            return ca < cb ? -1 : 1;
+    }
+    return la < lb ? -1 : la > lb ? 1 : 0;
+}
+
+static int name_cmp(const void *x, const void *y)
+{
+    const tree_name_t *a = x, *b = y;
+    Py_ssize_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->name, b->name, (size_t)n);
+    if (c)
+        return c;
+    return a->len < b->len ? -1 : a->len > b->len ? 1 : 0;
+}
+
+/* tree_scan(raw, special_first) -> (null_sha1, {mode bytes: mode & 0xffff}, special, orderly),
+   or None when the tree is not well formed (see tree_entries).  fsck.py's _tree_scan_py is
+   the reference: special lists the indices of entries whose name starts with a byte of
+   special_first or holds '/', '~', '\\' or a non-ASCII byte; orderly is true when the names
+   are unique and the keys (a directory's name + "/") never decrease. */
+static PyObject *tree_scan(PyObject *self, PyObject *args)
+{
+    Py_buffer raw, first;
+    if (!PyArg_ParseTuple(args, "y*y*:tree_scan", &raw, &first))
+        return NULL;
+    const unsigned char *p = raw.buf, *end = p + raw.len;
+    const unsigned char *first_set = first.buf;
+    Py_ssize_t first_len = first.len;
+    PyObject *modes = PyDict_New(), *special = PyList_New(0), *result = NULL;
+    tree_name_t *names = NULL;
+    Py_ssize_t count = 0, cap = 0;
+    int null_sha1 = 0, orderly = 1;
+    if (modes == NULL || special == NULL)
+        goto done;
+    while (p < end) {
+        tree_entry_t e;
+        if (next_entry(&p, end, &e) < 0)
+            goto malformed;
+        int zero = 1;
+        for (int i = 0; i < 20; i++) {
+            if (e.id[i]) {
+                zero = 0;
+                break;
+            }
+        }
+        null_sha1 |= zero;
+        PyObject *mode_key = PyBytes_FromStringAndSize((const char *)e.mode_at, e.mode_len);
+        if (mode_key == NULL)
+            goto done;
+        int present = PyDict_Contains(modes, mode_key);
+        if (present == 0) {
+            PyObject *value = PyLong_FromUnsignedLong(e.mode & 0xffff);
+            present = value == NULL ? -1 : PyDict_SetItem(modes, mode_key, value);
+            Py_XDECREF(value);
+        }
+        Py_DECREF(mode_key);
+        if (present < 0)
+            goto done;
+
+        int odd = memchr(first_set, e.name[0], (size_t)first_len) != NULL;
+        for (Py_ssize_t i = 0; !odd && i < e.name_len; i++) {
+            unsigned char c = e.name[i];
+            odd = c == '/' || c == '~' || c == '\\' || c >= 0x80;
+        }
+        if (odd) {
+            PyObject *index = PyLong_FromSsize_t(count);
+            int rc = index == NULL ? -1 : PyList_Append(special, index);
+            Py_XDECREF(index);
+            if (rc < 0)
+                goto done;
+        }
+        if (count == cap) {
+            cap = cap ? cap * 2 : 64;
+            tree_name_t *grown = PyMem_Realloc(names, (size_t)cap * sizeof(tree_name_t));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            names = grown;
+        }
+        names[count].name = e.name;
+        names[count].len = e.name_len;
+        names[count].dir = (e.mode & S_IFMT_) == S_IFDIR_;
+        if (count && key_cmp(&names[count - 1], &names[count]) > 0)
+            orderly = 0;
+        count++;
+    }
+    if (orderly && count > 1) {
+        qsort(names, (size_t)count, sizeof(tree_name_t), name_cmp);
+        for (Py_ssize_t i = 1; i < count && orderly; i++)
+            if (name_cmp(&names[i - 1], &names[i]) == 0)
+                orderly = 0;
+    }
+    result = Py_BuildValue("(OOOO)", null_sha1 ? Py_True : Py_False, modes, special, orderly ? Py_True : Py_False);
+    goto done;
+malformed:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(modes);
+    Py_XDECREF(special);
+    PyMem_Free(names);
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&first);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"create_delta", create_delta, METH_VARARGS,
      "create_delta(base, target) -> bytes: the pinned delta of gitfs_p2p.pack.delta, compiled."},
     {"apply_delta", apply_delta, METH_VARARGS,
      "apply_delta(base, delta, max_size) -> bytes, or None where delta.apply_delta raises."},
+    {"tree_scan", tree_scan, METH_VARARGS,
+     "tree_scan(raw, special_first) -> (null_sha1, modes, special, orderly), or None (not well formed)."},
     {"tree_entries", tree_entries, METH_VARARGS,
      "tree_entries(raw, entry_type, blob, tree, gitlink, raw_form) -> list, or None (not well formed)."},
     {NULL, NULL, 0, NULL},

@@ -345,6 +345,25 @@ def _is_less_than_slash(c: int) -> bool:
     return c != 0 and c < 0x2F
 
 
+_SPECIAL_FIRST_BYTES = b"".join(sorted(SPECIAL_FIRST))
+
+
+def _tree_scan_py(entries: list) -> tuple[bool, dict[bytes, int], list[int], bool]:
+    """The per-entry part of fsck_tree (compiled twin: _speedups.tree_scan): whether an id is
+    all zeros; {mode bytes: mode as fsck's unsigned short}; the indices of names worth a
+    closer look; whether names are unique and keys (a directory's name + "/") never decrease."""
+    null_sha1 = b"\0" * 20 in {e.id for e in entries}
+    modes = {e.mode_bytes: e.mode & 0xFFFF for e in entries}  # fsck keeps modes in an unsigned short
+    first = SPECIAL_FIRST
+    special = [
+        i for i, e in enumerate(entries)
+        if e.name[:1] in first or b"/" in e.name or b"~" in e.name or b"\\" in e.name or not e.name.isascii()
+    ]
+    names = [e.name for e in entries]
+    keys = [e.name + b"/" if e.mode & 0o170000 == _S_IFDIR else e.name for e in entries]
+    return null_sha1, modes, special, len(set(names)) == len(names) and keys == sorted(keys)
+
+
 def fsck_tree(oid: str, raw: bytes, *, strict: bool = False) -> TreeReport:
     """git fsck's tree checks (fsck.c fsck_tree), plus duplicate names in any order.
 
@@ -361,25 +380,22 @@ def fsck_tree(oid: str, raw: bytes, *, strict: bool = False) -> TreeReport:
         return report
     report.entries = entries
     flags: dict[str, bool] = {}
-    names = [e.name for e in entries]
-    modes = {e.mode_bytes: e.mode & 0xFFFF for e in entries}  # fsck keeps modes in an unsigned short
-    if b"\0" * 20 in {e.id for e in entries}:
+    scan = _compiled_scan(raw, _SPECIAL_FIRST_BYTES) if _compiled_scan is not None else None
+    null_sha1, modes, special, orderly = scan if scan is not None else _tree_scan_py(entries)
+    if null_sha1:
         flags["nullSha1"] = True
     for mode_bytes, mode16 in modes.items():
         if mode_bytes[:1] == b"0":
             flags["zeroPaddedFilemode"] = True
         if mode16 not in _STANDARD_MODES and not (mode16 == 0o100664 and not strict):
             flags["badFilemode"] = True
-    first = SPECIAL_FIRST
-    for e in entries:  # the rare names worth a closer look
-        name = e.name
-        if name[:1] in first or b"/" in name or b"~" in name or b"\\" in name or not name.isascii():
-            _special_name(oid, e, e.mode & 0xFFFF, flags, findings, report)
-    # Order and duplicates: names unique and keys (a directory's name + "/") strictly
-    # increasing is what git's verify_ordered accepts; anything else is judged entry by
+    for i in special:  # the rare names worth a closer look
+        e = entries[i]
+        _special_name(oid, e, e.mode & 0xFFFF, flags, findings, report)
+    # Order and duplicates: names unique and keys (a directory's name + "/") never
+    # decreasing is what git's verify_ordered accepts; anything else is judged entry by
     # entry exactly as git does (which of "not sorted" and "duplicate" it is).
-    keys = [e.name + b"/" if e.mode & 0o170000 == _S_IFDIR else e.name for e in entries]
-    if len(set(names)) != len(names) or keys != sorted(keys):
+    if not orderly:
         _order_flags(entries, flags)
     for msg_id, message in (
         ("nullSha1", "contains entries pointing to null sha1"),
@@ -429,3 +445,9 @@ def _verify_ordered(mode1: int, name1: bytes, mode2: int, name2: bytes, candidat
                 candidates.append(f_name)
                 break
     return None if c1 < c2 else "unordered"
+
+
+try:
+    from ._speedups import tree_scan as _compiled_scan
+except ImportError:  # not built (a source tree without `pip install`): the reference
+    _compiled_scan = None

@@ -71,3 +71,27 @@ def test_entries_are_tree_entries():
     (raw_entry,) = parse_tree(b"040000 dir\0" + bytes(range(20)))
     assert type(raw_entry) is objects.RawTreeEntry
     assert raw_entry == (b"040000", 0o40000, b"dir", bytes(range(20)), objects.KIND_TREE)
+
+
+@st.composite
+def nearly_sorted_trees(draw):
+    """Names from a small alphabet, sorted as git sorts them, with duplicates and dirs mixed in."""
+    names = draw(st.lists(st.text("ab-./~\\.gmé", min_size=1, max_size=4).map(lambda t: t.encode()), max_size=8))
+    entries = sorted((name, draw(st.sampled_from([b"100644", b"40000", b"040000", b"160000"]))) for name in names)
+    if draw(st.booleans()):
+        entries = sorted(entries, key=lambda e: e[0] + b"/" if e[1].lstrip(b"0") == b"40000" else e[0])
+    ids = [draw(st.sampled_from([bytes(20), b"\x01" * 20])) for _ in entries]
+    return b"".join(mode + b" " + name + b"\0" + oid for (name, mode), oid in zip(entries, ids))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(trees() | nearly_sorted_trees())
+def test_compiled_fsck_scan_agrees_with_the_reference(raw):
+    """fsck_tree's per-entry scan (null ids, modes, names worth a look, order and duplicates)."""
+    from gitfs_p2p.pack import fsck
+
+    try:
+        entries = parse_tree(raw)
+    except ObjectParseError:
+        return
+    assert fsck._compiled_scan(raw, fsck._SPECIAL_FIRST_BYTES) == fsck._tree_scan_py(entries)
