@@ -15,6 +15,8 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import threading
+import time
 from typing import TYPE_CHECKING, Iterator
 
 from ..pack.commitpack import CommitPacker
@@ -29,6 +31,8 @@ __all__ = ["Workers", "TASKS_PER_WORKER"]
 
 #: A worker process is replaced after this many jobs (what it cached goes with it).
 TASKS_PER_WORKER = 64
+#: How often a worker checks that the process owning its pool is alive (seconds).
+PARENT_CHECK_S = 1.0
 #: Ids per build job (a job builds them oldest first, sharing the packer's caches).
 BUILD_CHUNK = 64
 
@@ -109,8 +113,23 @@ def _noop() -> None:
     pass
 
 
+def _start_worker(log_path: str | None, parent: int) -> None:
+    """In a new worker: stdio detached, and an exit of its own when the parent is gone."""
+    _detach_stdio(log_path)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="gitp2p-parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A pool's workers hold both ends of its queues, so they never see EOF when the process
+    that owns the pool dies (kill -9, a crash): each checks once a second that its parent
+    is still the one that started it, and leaves when it is not."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
+
+
 def _detach_stdio(log_path: str | None) -> None:
-    """In a new worker: stdin and stdout from /dev/null, stderr to the log (or /dev/null)."""
+    """stdin and stdout from /dev/null, stderr to the log (or /dev/null)."""
     null = os.open(os.devnull, os.O_RDWR)
     err = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log_path else null
     os.dup2(null, 0)
@@ -136,8 +155,8 @@ class Workers:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             max_tasks_per_child=tasks_per_worker,
-            initializer=_detach_stdio,
-            initargs=(log_path,),
+            initializer=_start_worker,
+            initargs=(log_path, os.getpid()),
         )
 
     def start(self) -> None:

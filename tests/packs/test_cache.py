@@ -69,3 +69,33 @@ def test_building_in_worker_processes_gives_the_same_packs(fresh_history, tmp_pa
         source.repo.close()
     assert len(chunks) == 8 and sum(len(c) for c in chunks) == len(results[1][0]) == 30, "all built by the workers"
     assert results[2] == results[1]
+
+
+def test_workers_leave_when_the_process_owning_them_is_killed(fresh_history):
+    """kill -9 of a mount server (or any owner of a Workers pool) leaves no worker behind:
+    a worker never sees its queues close, so it watches its parent."""
+    import signal
+    import subprocess
+    import sys
+
+    from gitfs_p2p.testing.procs import wait_for
+    from gitfs_p2p.testing.swarm import pid_alive
+
+    script = (
+        "import sys, time\n"
+        "from gitfs_p2p.store.builders import Workers\n"
+        "w = Workers(sys.argv[1], cache_bytes=1 << 20, workers=2)\n"
+        "w.build([])\n"
+        "w.start()\n"
+        "w.snapshot(None)\n"  # a job, so a worker has really run
+        "print(' '.join(str(p) for p in w._pool._processes), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script, fresh_history], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in owner.stdout.readline().split()]
+        assert workers and all(pid_alive(p) for p in workers)
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    assert wait_for(lambda: not any(pid_alive(p) for p in workers), timeout=15, step=0.2), "workers outlived their owner"
