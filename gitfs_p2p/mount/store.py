@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from typing import Sequence
 
 import trio
 
+from ..pack.lru import LRU
 from ..store.source import PackSource, Progress
 from .layout import Content
 
@@ -78,8 +78,7 @@ class PackStore:
         self.progress = progress
         self._lock = threading.Lock()
         self._sizing: dict[bytes, threading.Event] = {}
-        self._recent: OrderedDict[object, bytes] = OrderedDict()
-        self._recent_bytes = 0
+        self._recent = LRU(read_cache_bytes)  # key -> bytes read lately, weighed by their length
         self._read_cache_bytes = read_cache_bytes
         self._loading: dict[object, trio.Event] = {}
         self._limiter_obj: trio.CapacityLimiter | None = None
@@ -183,9 +182,7 @@ class PackStore:
         """content's bytes if at hand or recently read, else None."""
         data = content.data_nowait()
         if data is None:
-            data = self._recent.get(content.key)
-            if data is not None:
-                self._recent.move_to_end(content.key)
+            data = self._recent.get_hit(content.key)
         return data
 
     async def read(self, content: Content, *, following: Sequence[bytes] = ()) -> bytes:
@@ -200,9 +197,8 @@ class PackStore:
             return data
         key = content.key
         for _ in range(4):
-            data = self._recent.get(key)
+            data = self._recent.get_hit(key)
             if data is not None:
-                self._recent.move_to_end(key)
                 return data
             loading = self._loading.get(key)
             if loading is None:
@@ -244,12 +240,6 @@ class PackStore:
         return data, (self._cached_packs_sync(along) if along else [])
 
     def _remember(self, key: object, data: bytes) -> None:
-        if key in self._recent:
-            return
-        self._recent[key] = data
-        self._recent_bytes += len(data)
-        while self._recent_bytes > self._read_cache_bytes and len(self._recent) > 1:
-            _, old = self._recent.popitem(last=False)
-            self._recent_bytes -= len(old)
+        self._recent.put(key, data, len(data))
 
 

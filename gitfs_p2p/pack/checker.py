@@ -6,11 +6,11 @@ keeps parsed trees between packs.  See docs/watcher.md, "Completeness".
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
 from .fsck import ALWAYS_REFUSED, WHY_ALWAYS, Finding, FsckPolicy, fsck_commit, fsck_gitattributes, fsck_gitmodules, fsck_tag, fsck_tree
+from .lru import LRU
 from .objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitHeader, ObjectParseError, TagHeader, iter_tree, parse_commit, parse_tag
 from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE, TYPE_NAMES
 
@@ -44,24 +44,13 @@ class TreeCache:
     """
 
     def __init__(self, max_entries: int = 200_000):
-        self._trees: "OrderedDict[bytes, dict[bytes, tuple[str, bytes]]]" = OrderedDict()
-        self._entries = 0
-        self.max_entries = max_entries
+        self._trees = LRU(max_entries)  # weighed by entries
 
     def get(self, tree_id: bytes) -> dict[bytes, tuple[str, bytes]] | None:
-        hit = self._trees.get(tree_id)
-        if hit is not None:
-            self._trees.move_to_end(tree_id)
-        return hit
+        return self._trees.get_hit(tree_id)
 
     def put(self, tree_id: bytes, names: dict[bytes, tuple[str, bytes]]) -> None:
-        if tree_id in self._trees:
-            return
-        self._trees[tree_id] = names
-        self._entries += len(names)
-        while self._entries > self.max_entries and len(self._trees) > 1:
-            _, old = self._trees.popitem(last=False)
-            self._entries -= len(old)
+        self._trees.put(tree_id, names, len(names))
 
 
 @dataclass(frozen=True)
