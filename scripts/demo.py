@@ -32,6 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+from gitfs_p2p.cli.common import human_size
 from gitfs_p2p.testing.clients import CLIENTS
 from gitfs_p2p.testing.procs import ClientError, client_available, torrent_info_hash
 from gitfs_p2p.testing.trackers import EmbeddedTracker
@@ -60,14 +61,6 @@ def info(text: str) -> None:
     print(f"      {text}", flush=True)
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 class Progress:
     """One line that redraws itself on a terminal; every 10% otherwise."""
 
@@ -82,7 +75,7 @@ class Progress:
         fraction = status["verified"] / status["total"] if status.get("total") else 0.0
         bar = "#" * int(fraction * 30)
         line = (f"      {self.label} [{bar:<30}] {fraction * 100:5.1f}%  "
-                f"{human(status['verified'])}/{human(status.get('total', 0))}  "
+                f"{human_size(status['verified'])}/{human_size(status.get('total', 0))}  "
                 f"peers {status.get('peers', 0)}  {time.monotonic() - self.start:5.1f} s  {extra}")
         if TTY:
             print("\r" + line[:150].ljust(150), end="", flush=True)
@@ -169,8 +162,8 @@ class Demo:
         shutil.copyfile(published, torrent)
         meta = parse_torrent(torrent.read_bytes())
         info_hash = meta.info_hash.hex()
-        info(f"{len(meta.files) - 1} packs + ref manifest, {human(meta.total_length)}, "
-             f"{len(meta.pieces)} pieces of {human(meta.piece_length)}")
+        info(f"{len(meta.files) - 1} packs + ref manifest, {human_size(meta.total_length)}, "
+             f"{len(meta.pieces)} pieces of {human_size(meta.piece_length)}")
         info(f"info-hash {info_hash} (copy in {torrent})")
 
         # 4. seed from the mount
@@ -203,8 +196,8 @@ class Demo:
         progress.done()
         elapsed = time.monotonic() - started
         fetched = downloader.downloaded_bytes()
-        info(f"{args.downloader} fetched {human(fetched)} in {elapsed:.1f} s; "
-             f"{args.seeder} uploaded {human(seeder.uploaded_bytes())}")
+        info(f"{args.downloader} fetched {human_size(fetched)} in {elapsed:.1f} s; "
+             f"{args.seeder} uploaded {human_size(seeder.uploaded_bytes())}")
         self.summary.update(download_seconds=round(elapsed, 2), downloaded_bytes=fetched,
                             torrent_bytes=meta.total_length, info_hash=info_hash)
 

@@ -99,6 +99,15 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 256M)") from None
 
 
+def human_size(n: float) -> str:
+    """A byte count for people: `512 bytes`, `10.8 MiB`."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
 def at_least(convert, minimum, noun: str):
     """An argparse type: convert(text), refused with a clear message below minimum."""
 

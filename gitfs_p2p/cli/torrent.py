@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import GitfsError
-from .common import cache_option, jobs_option, open_source, progress_printer, write_output
+from .common import cache_option, human_size, jobs_option, open_source, progress_printer, write_output
 
 __all__ = ["register"]
 
@@ -50,7 +50,7 @@ def cmd_torrent(args) -> int:
     print(
         f"{_count(len(result.files) - 1 - tags, 'commit pack', 'commit packs')}, "
         f"{_count(tags, 'tag pack', 'tag packs')} and {result.manifest_name}: "
-        f"{_human(total)}; {_count(heads, 'branch', 'branches')}, "
+        f"{human_size(total)}; {_count(heads, 'branch', 'branches')}, "
         f"{_count(len(result.manifest.refs) - heads, 'tag', 'tags')}{head}",
         file=out,
     )
@@ -61,14 +61,6 @@ def cmd_torrent(args) -> int:
 
 def _count(n: int, one: str, many: str) -> str:
     return f"{n:,} {one if n == 1 else many}"
-
-
-def _human(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def register(sub) -> None:
