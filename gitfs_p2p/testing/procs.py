@@ -22,11 +22,27 @@ from torrentcore.metainfo import parse_torrent
 __all__ = [
     "SYSTEM_PYTHON", "LOOPBACK", "ClientError", "free_port", "kill_group", "wait_for", "wait_until", "tail",
     "torrent_info_hash", "start", "post_json", "libtorrent_available", "client_available",
-    "tracker_available",
+    "tracker_available", "Background",
 ]
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 LOOPBACK = "127.0.0.1"
+
+
+class Background:
+    """A process a test starts and stops: `with X(...) as x` runs start(), then stop()."""
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 class ClientError(RuntimeError):

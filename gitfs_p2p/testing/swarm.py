@@ -17,7 +17,7 @@ from pathlib import Path
 from torrentcore.metainfo import parse_torrent
 
 from ..mount.daemon import find_mount
-from .procs import ClientError, kill_group, tail, wait_until
+from .procs import Background, ClientError, kill_group, tail, wait_until
 
 __all__ = [
     "GITP2P", "git", "make_sample_repo", "advance", "published_refs", "all_commits", "fsck_full",
@@ -146,7 +146,7 @@ def unmount(path) -> None:
         subprocess.run(["fusermount3", "-u", "-z", str(path)], capture_output=True, timeout=30)
 
 
-class Mount:
+class Mount(Background):
     """`gitp2p mount REPO MOUNTPOINT --tracker URL` in the background; stop() unmounts."""
 
     def __init__(self, repo, mountpoint, *, tracker: str | None = None, log=None):
@@ -205,12 +205,6 @@ class Mount:
                     pass
             self.pid = None
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
 
 def pid_alive(pid: int) -> bool:
     """True while pid runs (a zombie left for its parent to reap counts as gone)."""
@@ -226,7 +220,7 @@ def pid_alive(pid: int) -> bool:
 
 # ------------------------------------------------------------------ watcher
 
-class Watcher:
+class Watcher(Background):
     """`gitp2p watch DIR --into REPO` running in the background while a client downloads."""
 
     def __init__(self, directory, repo, *, log):
@@ -269,9 +263,3 @@ class Watcher:
                 pass
         kill_group(self.proc)
         self.proc = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

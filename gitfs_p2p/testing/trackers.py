@@ -15,10 +15,10 @@ from pathlib import Path
 
 from torrentcore import bencode
 
-from .procs import ClientError, LOOPBACK, free_port, kill_group, start, tail, wait_until
+from .procs import Background, ClientError, LOOPBACK, free_port, kill_group, start, tail, wait_until
 
 
-class Tracker:
+class Tracker(Background):
     """A tracker process on 127.0.0.1; announce URLs are HTTP (aria2 cannot use UDP
     trackers with its DHT off)."""
 
@@ -69,12 +69,6 @@ class Tracker:
     def stop(self) -> None:
         kill_group(self.proc)
         self.proc = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 class EmbeddedTracker(Tracker):
