@@ -179,6 +179,11 @@ def _span_not(data: bytes, pos: int, stop: bytes) -> int:
     return pos
 
 
+def _sha1_line(raw: bytes, pos: int) -> bool:
+    """40 hex digits at pos, then the end of the line (git's parse_oid_hex + '\\n')."""
+    return bool(_HEX40.match(raw, pos)) and raw[pos + 40 : pos + 41] == b"\n"
+
+
 def fsck_commit(oid: str, raw: bytes) -> list[Finding]:
     """git fsck's commit checks (fsck.c fsck_commit); stops where git stops."""
     k = "commit"
@@ -189,12 +194,12 @@ def fsck_commit(oid: str, raw: bytes) -> list[Finding]:
     if not raw.startswith(b"tree "):
         return [finding(oid, k, "missingTree", "invalid format - expected 'tree' line")]
     pos = 5
-    if not _HEX40.match(raw, pos) or raw[pos + 40 : pos + 41] != b"\n":
+    if not _sha1_line(raw, pos):
         return [finding(oid, k, "badTreeSha1", "invalid 'tree' line format - bad sha1")]
     pos += 41
     while raw.startswith(b"parent ", pos):
         pos += 7
-        if not _HEX40.match(raw, pos) or raw[pos + 40 : pos + 41] != b"\n":
+        if not _sha1_line(raw, pos):
             return out + [finding(oid, k, "badParentSha1", "invalid 'parent' line format - bad sha1")]
         pos += 41
     authors = 0
@@ -234,7 +239,7 @@ def fsck_tag(oid: str, raw: bytes) -> list[Finding]:
     if not raw.startswith(b"object "):
         return [finding(oid, k, "missingObject", "invalid format - expected 'object' line")]
     pos = 7
-    if not _HEX40.match(raw, pos) or raw[pos + 40 : pos + 41] != b"\n":
+    if not _sha1_line(raw, pos):
         return [finding(oid, k, "badObjectSha1", "invalid 'object' line format - bad sha1")]
     pos += 41
     if not raw.startswith(b"type ", pos):
