@@ -58,3 +58,7 @@ class MountError(GitfsError):
 class ReceiveError(GitfsError):
     """The receiving side cannot work: DIR is no directory, another watcher holds REPO."""
 
+
+
+class FetchError(GitfsError):
+    """`git-remote-gitp2p` cannot fetch: no peers, a bad address or torrent, a refused pack."""

@@ -219,6 +219,16 @@ class Torrent:
     def prioritize_files(self, priorities: Iterable[int]) -> None:
         self.handle.prioritize_files([int(p) for p in priorities])
 
+    async def set_file_priorities(self, priorities: Iterable[int], timeout: float = 30.0) -> None:
+        """Set file priorities and wait until libtorrent applied them (its file_prio alert):
+        only then are pieces of files that had priority 0 moved out of its part file."""
+        self.handle.prioritize_files([int(p) for p in priorities])
+        with trio.move_on_after(timeout):
+            while (await self.events.receive()).kind != "file_prio":
+                pass
+            return
+        raise EngineError(f"{self.info_hash}: file priorities not applied after {timeout:g}s")
+
     def set_sequential(self, on: bool = True) -> None:
         if on:
             self.handle.set_flags(lt.torrent_flags.sequential_download)
@@ -374,8 +384,10 @@ class Engine:
             ti.add_tracker(url)
         return self._add(params)
 
-    async def add_magnet(self, uri: str, save_path: str, *, paused: bool = False, sequential: bool = False) -> Torrent:
-        """Add a magnet link; its metadata comes from peers (BEP 9)."""
+    async def add_magnet(self, uri: str, save_path: str, *, paused: bool = False, sequential: bool = False,
+                         dont_download: bool = False) -> Torrent:
+        """Add a magnet link; its metadata comes from peers (BEP 9).  dont_download: every file
+        starts at priority 0 when the metadata arrives (the caller picks files then)."""
         try:
             params = lt.parse_magnet_uri(uri)
         except RuntimeError as exc:
@@ -383,6 +395,8 @@ class Engine:
         base = self._params(save_path, paused=paused, seed_mode=False, sequential=sequential,
                             file_priorities=None, renamed=None)
         params.save_path, params.flags = base.save_path, base.flags
+        if dont_download:
+            params.flags |= lt.torrent_flags.default_dont_download
         return self._add(params)
 
     def _add(self, params) -> Torrent:

@@ -1,0 +1,117 @@
+"""What a gitp2p:: address names, and the torrent behind it.
+
+    gitp2p::magnet:?xt=urn:btih:<info-hash>&tr=<tracker>   metadata from peers (BEP 9)
+    gitp2p::/path/to/all.torrent                           read now (a mount's torrent: the newest)
+    gitp2p::https://host/all.torrent                       fetched now
+
+A torrent is checked before anything is downloaded: a v1 torrent named `packs`
+whose files are `<object-id>.pack` and one ref manifest, last (docs/torrents.md).
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from torrentcore.magnet import MagnetError, parse_magnet
+from torrentcore.metainfo import MetainfoError, parse_torrent
+
+from ..errors import FetchError
+from ..pack.manifest import MANIFEST_SUFFIX
+from ..pack.verify import commit_from_name
+from ..store.torrents import TORRENT_NAME
+
+__all__ = ["Address", "Layout", "parse_address", "load_torrent", "check_layout", "MAX_TORRENT_BYTES"]
+
+#: The largest .torrent read from a file or URL (a 100,000-commit history gives about 7 MB).
+MAX_TORRENT_BYTES = 64 << 20
+HTTP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Address:
+    kind: str  # "magnet" | "file" | "url"
+    text: str  # as given (the magnet link, the absolute path, the URL)
+    info_hash: str | None = None  # known before any download: a magnet's
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the packs and the manifest are in a gitp2p torrent."""
+
+    packs: tuple[tuple[int, str, int], ...]  # (file index, object id, size), torrent order
+    manifest: int  # file index of the ref manifest
+    manifest_name: str
+
+
+def parse_address(text: str, cwd: str | None = None) -> Address:
+    """The address after `gitp2p::`; FetchError if it is none of the three forms."""
+    if not text:
+        raise FetchError("empty gitp2p address: give a magnet link, a .torrent path or an http(s) URL")
+    if text.lower().startswith("magnet:"):
+        try:
+            magnet = parse_magnet(text)
+        except MagnetError as exc:
+            raise FetchError(f"bad magnet link: {exc}") from None
+        return Address("magnet", text, magnet.info_hash.hex())
+    if text.startswith(("http://", "https://")):
+        return Address("url", text)
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    if "://" in text:
+        raise FetchError(f"unsupported gitp2p address {text[:80]!r}: give a magnet link, a .torrent path or an http(s) URL")
+    return Address("file", os.path.abspath(os.path.join(cwd or os.getcwd(), os.path.expanduser(text))))
+
+
+def load_torrent(address: Address) -> bytes:
+    """The .torrent's bytes for a file or URL address, checked (check_layout)."""
+    if address.kind == "file":
+        try:
+            with open(address.text, "rb") as fh:
+                data = fh.read(MAX_TORRENT_BYTES + 1)
+        except OSError as exc:
+            raise FetchError(f"cannot read {address.text}: {exc.strerror}") from None
+    elif address.kind == "url":
+        try:
+            with urllib.request.urlopen(address.text, timeout=HTTP_TIMEOUT) as resp:
+                data = resp.read(MAX_TORRENT_BYTES + 1)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise FetchError(f"cannot fetch {address.text}: {getattr(exc, 'reason', exc)}") from None
+    else:
+        raise FetchError("a magnet link has no .torrent to read")
+    if len(data) > MAX_TORRENT_BYTES:
+        raise FetchError(f"{address.text}: more than {MAX_TORRENT_BYTES >> 20} MiB, not a gitp2p torrent")
+    check_layout(data, address.text)
+    return data
+
+
+def check_layout(torrent: bytes, where: str, *, info_only: bool = False) -> Layout:
+    """Where the packs and manifest are; FetchError unless it is a gitp2p repository torrent.
+
+    info_only: `torrent` is a bare info dictionary (metadata received from peers)."""
+    try:
+        if info_only:
+            torrent = b"d4:info" + torrent + b"e"
+        parsed = parse_torrent(torrent, max_size=MAX_TORRENT_BYTES)
+    except MetainfoError as exc:
+        raise FetchError(f"{where}: not a usable torrent: {exc}") from None
+    if parsed.name != TORRENT_NAME or not parsed.multi_file:
+        raise FetchError(f"{where}: not a gitp2p repository torrent (its name is {parsed.name!r}, not {TORRENT_NAME!r})")
+    packs: list[tuple[int, str, int]] = []
+    manifest = None
+    for index, entry in enumerate(parsed.files):
+        name = entry.path[-1]
+        if len(entry.path) != 1:
+            raise FetchError(f"{where}: file {'/'.join(entry.path)[:80]!r} is in a subdirectory; not a gitp2p torrent")
+        oid = commit_from_name(name)
+        if oid is not None:
+            packs.append((index, oid, entry.length))
+        elif name.endswith(MANIFEST_SUFFIX) and index == len(parsed.files) - 1:
+            manifest = index
+        else:
+            raise FetchError(f"{where}: file {name[:80]!r} is neither a pack nor the last file's ref manifest")
+    if manifest is None:
+        raise FetchError(f"{where}: no ref manifest (`*{MANIFEST_SUFFIX}`, the last file); not a gitp2p torrent")
+    return Layout(tuple(packs), manifest, parsed.files[manifest].path[-1])

@@ -1,0 +1,483 @@
+"""Fetching a gitp2p torrent into a repository with our own engine (torrentcore.session).
+
+`Fetcher.open()` gets the torrent (or its metadata, for a magnet link) and then only
+the ref manifest, the last file, so git can be told the refs (`list`).  `fetch()` asks
+for the packs of the objects the repository lacks (file priorities), in torrent
+order, which is parents first (sequential download), and hands each pack to the
+watcher's importer as soon as its last piece is verified: by hard-linking it into a
+directory that holds only complete files, so the importer never sees a file being
+written.  When the last piece lands, little is left to import.
+
+Nothing here moves a ref: git does, after `fetch` returns, and only after checking
+that the new tips are connected.  Objects are imported through every check of the
+watcher (docs/watcher.md), and what was received stays in the pack cache, so the
+repository can seed the same torrent at once (`gitp2p seed`).
+
+Where things are, under GIT_DIR/gitp2p/:
+  fetch/<info-hash>/packs/...   the engine's download (kept if interrupted: resumed)
+  fetch/<info-hash>.ready/      complete packs, hard links, for the importer
+  received/<info-hash>.torrent and .gitp2p-refs: the torrent fetched last per remote
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import trio
+
+from torrentcore.magnet import parse_magnet
+from torrentcore.session import Engine, EngineConfig, EngineError, Torrent, make_torrent_file
+
+from ..errors import FetchError
+from ..git.runner import run_git
+from ..pack.manifest import ManifestError, RefManifest
+from ..receive.importer import Importer
+from .address import Address, Layout, check_layout, load_torrent
+
+__all__ = ["Options", "options_from_config", "Progress", "Fetcher", "engine_config"]
+
+log = logging.getLogger(__name__)
+
+#: No new byte, no metadata and no manifest for this long: give up (gitp2p.timeout).
+DEFAULT_TIMEOUT = 60.0
+#: The largest metadata (info dictionary) accepted from peers for a magnet link.
+MAX_METADATA = 64 << 20
+TICK = 0.25
+
+
+@dataclass
+class Options:
+    """How the helper reaches peers; read from git config (`gitp2p.*`), see docs/remote-helper.md."""
+
+    listen: tuple[str, ...] = ("0.0.0.0:0", "[::]:0")
+    lan: bool = False
+    dht: bool = False
+    dht_nodes: tuple[str, ...] = ()
+    peers: tuple[tuple[str, int], ...] = ()
+    utp: bool = True
+    timeout: float = DEFAULT_TIMEOUT
+    progress: bool = True
+    verbosity: int = 1
+
+
+def _host_port(text: str, what: str, *, any_port: bool = False) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not (0 if any_port else 1) <= int(port) < 65536:
+        raise FetchError(f"{what} {text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def _config(git_dir: str, key: str, *, all_values: bool = False, kind: str | None = None) -> list[str]:
+    args = ["config", "--get-all" if all_values else "--get"]
+    if kind:
+        args.insert(1, f"--type={kind}")
+    out = run_git(*args, key, git_dir=git_dir, check=False)
+    return [line for line in out.splitlines() if line]
+
+
+def options_from_config(git_dir: str) -> Options:
+    """Options from `git config` (repository, global, and `git -c`): gitp2p.listen, lan, dht,
+    dhtNode, peer, utp, timeout."""
+    opts = Options()
+    listen = _config(git_dir, "gitp2p.listen", all_values=True)
+    if listen:
+        for item in listen:
+            _host_port(item, "gitp2p.listen", any_port=True)
+        opts.listen = tuple(listen)
+    for key, attr in (("gitp2p.lan", "lan"), ("gitp2p.dht", "dht"), ("gitp2p.utp", "utp")):
+        value = _config(git_dir, key, kind="bool")
+        if value:
+            setattr(opts, attr, value[-1] == "true")
+    nodes = _config(git_dir, "gitp2p.dhtNode", all_values=True)
+    for node in nodes:
+        _host_port(node, "gitp2p.dhtNode")
+    if nodes:
+        opts.dht = True
+        opts.dht_nodes = tuple(nodes)
+    opts.peers = tuple(_host_port(p, "gitp2p.peer") for p in _config(git_dir, "gitp2p.peer", all_values=True))
+    timeout = _config(git_dir, "gitp2p.timeout")
+    if timeout:
+        try:
+            opts.timeout = float(timeout[-1])
+        except ValueError:
+            raise FetchError(f"gitp2p.timeout {timeout[-1]!r} is not a number of seconds") from None
+        if not opts.timeout > 0:
+            raise FetchError("gitp2p.timeout must be more than 0 seconds")
+    return opts
+
+
+def engine_config(opts: Options) -> EngineConfig:
+    hosts = [h.rpartition(":")[0].strip("[]") for h in opts.listen]
+    loopback = all(h.startswith("127.") or h == "::1" for h in hosts)
+    return EngineConfig(listen=opts.listen, lsd=opts.lan, dht=opts.dht, dht_nodes=opts.dht_nodes,
+                        utp=opts.utp, loopback=loopback, extra={"max_metadata_size": MAX_METADATA})
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{int(n)} bytes" if unit == "bytes" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GiB"  # pragma: no cover
+
+
+class Progress:
+    """Progress lines on stderr the way git prints them (`Receiving objects:  45% (3/7), ...`)."""
+
+    def __init__(self, enabled: bool, stream=None, *, every: float = 0.5):
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.every = every
+        self._last = 0.0
+        self._open = False
+
+    def line(self, text: str) -> None:
+        """A line of its own (a phase, a note)."""
+        if self.enabled:
+            self._end()
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def update(self, title: str, done: int, total: int, nbytes: int | None = None, rate: float | None = None,
+               *, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not final and now - self._last < self.every:
+            return
+        self._last = now
+        pct = 100 * done // total if total else 100
+        text = f"{title}: {pct:3d}% ({done}/{total})"
+        if nbytes is not None:
+            text += f", {_size(nbytes)}"
+            if rate is not None:
+                text += f" | {_size(rate)}/s"
+        if final:
+            text += ", done."
+        self.stream.write(text + ("\n" if final else "\r"))
+        self.stream.flush()
+        self._open = not final
+
+    def _end(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self._open = False
+
+
+def _no_peers(info_hash: str, what: str, timeout: float) -> FetchError:
+    return FetchError(
+        f"no peers sent {what} of {info_hash} within {timeout:g}s; try a tracker (tr= in the magnet "
+        "link, or a .torrent that names one), `git config gitp2p.lan true` (peers on this network), "
+        "a web seed (ws=), or `git config gitp2p.peer HOST:PORT`"
+    )
+
+
+@dataclass
+class _Wanted:
+    index: int
+    oid: str
+    size: int
+    linked: bool = False
+
+
+@dataclass
+class FetchResult:
+    packs: int = 0  # packs downloaded and imported
+    skipped: int = 0  # packs of objects the repository had
+    bytes: int = 0
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Fetcher:
+    """One gitp2p address, fetched into one repository (see the module docstring)."""
+
+    def __init__(self, engine: Engine, git_dir: str, address: Address, opts: Options, progress: Progress,
+                 *, remote: str | None = None, report: Callable[[str], None] | None = None):
+        self.engine = engine
+        self.git_dir = os.path.realpath(git_dir)
+        self.address = address
+        self.opts = opts
+        self.progress = progress
+        self.remote = remote
+        self.report = report or (lambda text: None)
+        self.torrent: Torrent | None = None
+        self.torrent_bytes: bytes | None = None  # file or URL: as read; magnet: None
+        self.layout: Layout | None = None
+        self.manifest: RefManifest | None = None
+        self.manifest_bytes = b""
+        self.trackers: tuple[str, ...] = ()
+        self.web_seeds: tuple[str, ...] = ()
+
+    # -- paths ------------------------------------------------------------------------
+    @property
+    def base(self) -> str:
+        return os.path.join(self.git_dir, "gitp2p", "fetch")
+
+    def _save_path(self) -> str:
+        return os.path.join(self.base, self.torrent.info_hash)
+
+    def _ready_dir(self) -> str:
+        return os.path.join(self.base, self.torrent.info_hash + ".ready")
+
+    def _file_path(self, index: int) -> str:
+        rel = self.torrent.files()[index][0]
+        return os.path.join(self._save_path(), rel)
+
+    # -- open: the torrent and its manifest -------------------------------------------
+    async def open(self) -> RefManifest:
+        """Load the torrent (metadata from peers for a magnet link), then download only the
+        manifest; the refs it names."""
+        os.makedirs(self.base, exist_ok=True)
+        if self.address.kind == "magnet":
+            await self._open_magnet()
+        else:
+            self.torrent_bytes = await trio.to_thread.run_sync(load_torrent, self.address)
+            self.layout = check_layout(self.torrent_bytes, self.address.text)
+            from torrentcore.metainfo import parse_torrent
+
+            parsed = parse_torrent(self.torrent_bytes)
+            self.trackers, self.web_seeds = parsed.trackers, parsed.web_seeds
+            ih = parsed.info_hash.hex()
+            priorities = [0] * (self.layout.manifest + 1)
+            priorities[self.layout.manifest] = 7
+            self.torrent = await self.engine.add_torrent(
+                self.torrent_bytes, os.path.join(self.base, ih), file_priorities=priorities)
+            self._dial()
+        self.report(f"gitp2p: torrent {self.torrent.info_hash}: {len(self.layout.packs)} packs")
+        await self._wait_manifest()
+        return self.manifest
+
+    async def _open_magnet(self) -> None:
+        magnet = parse_magnet(self.address.text)
+        self.trackers, self.web_seeds = magnet.trackers, magnet.web_seeds
+        ih = magnet.info_hash.hex()
+        self.torrent = await self.engine.add_magnet(self.address.text, os.path.join(self.base, ih),
+                                                    dont_download=True)
+        self._dial()
+        self.progress.line(f"gitp2p: looking for peers of {ih}")
+        try:
+            await self.torrent.wait_for(lambda: self.torrent.has_metadata, self.opts.timeout, "metadata")
+        except EngineError:
+            raise _no_peers(ih, "the torrent's metadata", self.opts.timeout) from None
+        self.layout = check_layout(self.torrent.info_section(), f"metadata of {ih}", info_only=True)
+        priorities = [0] * (self.layout.manifest + 1)
+        priorities[self.layout.manifest] = 7
+        self.torrent.prioritize_files(priorities)
+
+    def _dial(self) -> None:
+        for host, port in self.opts.peers:
+            self.torrent.connect_peer(host, port)
+
+    async def _wait_manifest(self) -> None:
+        t = self.torrent
+        index = self.layout.manifest
+        size = t.files()[index][1]
+        await self._stalling(lambda: t.file_progress()[index] >= size, "the ref manifest")
+        path = self._file_path(index)
+        with open(path, "rb") as fh:
+            self.manifest_bytes = fh.read()
+        try:
+            self.manifest = RefManifest.from_bytes(self.manifest_bytes)
+        except ManifestError as exc:
+            raise FetchError(f"torrent {t.info_hash}: bad ref manifest: {exc}") from None
+
+    async def _stalling(self, done: Callable[[], bool], what: str, on_tick: Callable[[], None] | None = None) -> None:
+        """Wait for done(), failing after opts.timeout seconds in which no byte arrived."""
+        t = self.torrent
+        last_bytes, last_change = -1, time.monotonic()
+        while not done():
+            st = t.status()
+            if st.error:
+                raise FetchError(f"torrent {t.info_hash}: {st.error}")
+            got = st.wanted_done + st.downloaded
+            if got != last_bytes or st.checking:
+                last_bytes, last_change = got, time.monotonic()
+            elif time.monotonic() - last_change > self.opts.timeout:
+                raise _no_peers(t.info_hash, what if st.peers == 0 else f"{what} (peers connected, but no data)",
+                                self.opts.timeout)
+            if on_tick is not None:
+                on_tick()
+            with trio.move_on_after(TICK):
+                await t.events.receive()
+
+    # -- fetch: the packs ---------------------------------------------------------------
+    def _present(self, importer: Importer, ids: list[str]) -> set[str]:
+        """Objects whose packs need not be downloaded: imported by gitp2p before (their history
+        was checked), or reachable from a ref (complete, as git fetch trusts them)."""
+        importer.presence.ask_first(ids)
+        have = {oid for oid in ids if importer.is_imported(oid)}
+        rest = [oid for oid in ids if oid not in have and importer.presence.type_of(oid) is not None]
+        if rest:
+            reachable = set(run_git("rev-list", "--all", git_dir=self.git_dir, check=False).split())
+            reachable |= set(run_git("for-each-ref", "--format=%(objectname)", git_dir=self.git_dir,
+                                     check=False).split())
+            have |= {oid for oid in rest if oid in reachable}
+        return have
+
+    async def fetch(self) -> FetchResult:
+        """Download the packs the repository lacks and import them as they complete."""
+        t = self.torrent
+        ready = self._ready_dir()
+        os.makedirs(ready, exist_ok=True)
+        result = FetchResult()
+        importer = await trio.to_thread.run_sync(
+            lambda: Importer(ready, self.git_dir, report=lambda line: log.info("%s", line)))
+        try:
+            ids = [oid for _, oid, _ in self.layout.packs]
+            have = await trio.to_thread.run_sync(self._present, importer, ids)
+            wanted = [_Wanted(i, oid, size) for i, oid, size in self.layout.packs if oid not in have]
+            result.skipped = len(ids) - len(wanted)
+            priorities = [0] * (self.layout.manifest + 1)
+            for w in wanted:
+                priorities[w.index] = 4
+            priorities[self.layout.manifest] = 4
+            await self._prioritize(priorities)
+            t.set_sequential(True)
+            if wanted:
+                await self._download(importer, wanted, result)
+            result.packs = len(wanted)
+        finally:
+            await trio.to_thread.run_sync(importer.close)
+        return result
+
+    async def _prioritize(self, priorities: list[int]) -> None:
+        try:
+            await self.torrent.set_file_priorities(priorities)
+        except EngineError as exc:
+            raise FetchError(str(exc)) from None
+
+    async def _download(self, importer: Importer, wanted: list[_Wanted], result: FetchResult) -> None:
+        t = self.torrent
+        total = len(wanted)
+        want_bytes = sum(w.size for w in wanted)
+        state = {"dirty": False, "running": False, "linked": 0}
+        ready = self._ready_dir()
+        save = self._save_path()
+        files = t.files()
+        started = time.monotonic()
+
+        def link_complete() -> None:
+            progress = t.file_progress()
+            for w in wanted:
+                if not w.linked and progress[w.index] >= w.size:
+                    source = os.path.join(save, files[w.index][0])
+                    target = os.path.join(ready, os.path.basename(files[w.index][0]))
+                    try:
+                        if os.stat(source).st_size != w.size:
+                            continue  # its pieces are still being moved out of the part file
+                        os.link(source, target)
+                    except FileNotFoundError:
+                        continue  # likewise: next tick
+                    except FileExistsError:
+                        pass
+                    w.linked = True
+                    state["linked"] += 1
+                    state["dirty"] = True
+
+        def show(final: bool = False) -> None:
+            st = t.status()
+            done = min(st.wanted_done, want_bytes)
+            elapsed = max(time.monotonic() - started, 1e-3)
+            self.progress.update("Receiving packs", state["linked"], total, done,
+                                 st.download_rate if not final else done / elapsed, final=final)
+
+        async def importing(task_status=trio.TASK_STATUS_IGNORED) -> None:
+            task_status.started()
+            while True:
+                if state["dirty"]:
+                    state["dirty"], state["running"] = False, True
+                    res = await trio.to_thread.run_sync(lambda: importer.run_pass(final=True))
+                    result.refused.extend(res.quarantined)
+                    state["running"] = False
+                    if res.quarantined:
+                        return
+                else:
+                    await trio.sleep(TICK / 2)
+
+        def tick() -> None:
+            link_complete()
+            show()
+            if result.refused:
+                rel, why = result.refused[0]
+                raise FetchError(f"refused {rel} from torrent {t.info_hash}: {why}")
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(importing)
+            await self._stalling(lambda: state["linked"] == total, f"{total} packs", tick)
+            show(final=True)
+            # the last packs' pass: wait for it, then one more for whatever it unblocked
+            while state["dirty"] or state["running"]:
+                if result.refused:
+                    break
+                await trio.sleep(TICK / 5)
+            nursery.cancel_scope.cancel()
+        if result.refused:
+            rel, why = result.refused[0]
+            raise FetchError(f"refused {rel} from torrent {t.info_hash}: {why}")
+        final = await trio.to_thread.run_sync(lambda: importer.run_pass(final=True))
+        missing = [w.oid for w in wanted if not importer.is_imported(w.oid)]
+        if final.quarantined or missing:
+            reasons = [f"{rel}: {why}" for rel, why in final.quarantined]
+            for oid, why, _n in final.causes[:3]:
+                reasons.append(f"{oid}: {why}")
+            raise FetchError(
+                f"torrent {t.info_hash}: {len(missing)} of {total} packs could not be imported"
+                + (f" ({'; '.join(reasons[:3])})" if reasons else ""))
+        result.bytes = want_bytes
+
+    # -- after a successful fetch --------------------------------------------------------
+    def keep_for_seeding(self) -> str:
+        """Store the torrent and its manifest (gitp2p seed seeds them), drop the previous one of
+        this remote and the download directories; the received bytes live in the pack cache."""
+        ih = self.torrent.info_hash
+        received = os.path.join(self.git_dir, "gitp2p", "received")
+        os.makedirs(received, exist_ok=True)
+        data = self.torrent_bytes
+        if data is None:
+            data = make_torrent_file(self.torrent.info_section(), self.trackers, self.web_seeds)
+        _write_atomic(os.path.join(received, ih + ".gitp2p-refs"), self.manifest_bytes)
+        _write_atomic(os.path.join(received, ih + ".torrent"), data)
+        if self.remote:
+            key = f"remote.{self.remote}.gitp2pTorrent"
+            old = (_config(self.git_dir, key) or [None])[-1]
+            if self._remote_exists():
+                run_git("config", key, ih, git_dir=self.git_dir)
+            if old and old != ih and len(old) == 40 and all(c in "0123456789abcdef" for c in old):
+                for suffix in (".torrent", ".gitp2p-refs"):
+                    try:
+                        os.unlink(os.path.join(received, old + suffix))
+                    except FileNotFoundError:
+                        pass
+        return ih
+
+    def _remote_exists(self) -> bool:
+        return bool(_config(self.git_dir, f"remote.{self.remote}.url"))
+
+    def clean_if_empty(self) -> None:
+        """After a failure: remove the download directories unless they hold data worth resuming."""
+        if self.torrent is not None and self.torrent.status().wanted_done == 0:
+            self.clean()
+
+    def clean(self) -> None:
+        """Remove the download directories of this torrent (after its packs are imported)."""
+        if self.torrent is None:
+            return
+        self.engine.remove(self.torrent)
+        for path in (self._save_path(), self._ready_dir()):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

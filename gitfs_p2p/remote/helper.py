@@ -1,0 +1,216 @@
+"""git-remote-gitp2p: git's remote helper for `gitp2p::` addresses (gitremote-helpers(7)).
+
+git runs it as `git-remote-gitp2p REMOTE ADDRESS` with GIT_DIR set, and talks to it
+on stdin/stdout: `capabilities`, `option NAME VALUE`, `list`, a batch of
+`fetch SHA NAME` lines.  Everything for people goes to stderr.  The engine
+(torrentcore.session) starts at the first `list` and lives until git hangs up, so
+the metadata and manifest fetched for `list` serve the `fetch` that follows.
+See docs/remote-helper.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import trio
+
+from torrentcore.session import Engine, EngineError
+
+from ..errors import FetchError, GitfsError
+from ..git.runner import run_git
+from .address import parse_address
+from .fetch import Fetcher, Progress, engine_config, options_from_config
+
+__all__ = ["main", "Helper"]
+
+log = logging.getLogger(__name__)
+
+USAGE = """\
+usage: git-remote-gitp2p REMOTE ADDRESS
+
+git runs this for addresses that start with gitp2p::, for example
+  git clone gitp2p::magnet:?xt=urn:btih:<info-hash>&tr=<tracker> DIR
+  git clone gitp2p::/path/to/all.torrent DIR        (or an http(s):// URL of a .torrent)
+  git -C DIR fetch
+It downloads the packs of the commits DIR lacks with its own BitTorrent engine,
+checks and imports them, and lets git set the refs. Settings (git config):
+  gitp2p.timeout SECONDS   give up after this long without data (default 60)
+  gitp2p.lan true          find peers on the local network (BEP 14)
+  gitp2p.dht true          use the DHT; gitp2p.dhtNode HOST:PORT bootstraps it
+  gitp2p.peer HOST:PORT    also connect to this peer (repeatable)
+  gitp2p.listen HOST:PORT  where the engine listens (default 0.0.0.0:0 and [::]:0)
+  gitp2p.utp false         TCP only
+"""
+
+
+class Helper:
+    """One conversation with git."""
+
+    def __init__(self, remote: str, url: str, git_dir: str, *, stdin=None, stdout=None):
+        self.remote = remote
+        self.url = url
+        self.git_dir = git_dir
+        self.stdin = stdin or sys.stdin.buffer
+        self.stdout = stdout or sys.stdout.buffer
+        self.opts = options_from_config(git_dir)
+        self.address = parse_address(url)
+        self.engine: Engine | None = None
+        self.fetcher: Fetcher | None = None
+        self._nursery = None
+
+    # -- talking to git -----------------------------------------------------------------
+    async def _readline(self) -> str | None:
+        line = await trio.to_thread.run_sync(self.stdin.readline, abandon_on_cancel=True)
+        if not line:
+            return None
+        return line.decode("utf-8", "surrogateescape").rstrip("\n")
+
+    def _write(self, text: str) -> None:
+        self.stdout.write(text.encode("utf-8", "surrogateescape"))
+        self.stdout.flush()
+
+    def _report(self, text: str) -> None:
+        if self.opts.verbosity > 1:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                await self._converse()
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _converse(self) -> None:
+        while True:
+            line = await self._readline()
+            if not line:  # EOF, or the blank line that ends the conversation
+                break
+            command, _, rest = line.partition(" ")
+            if command == "capabilities":
+                self._write("option\nfetch\n\n")
+            elif command == "option":
+                self._write(self._option(rest) + "\n")
+            elif command == "list":
+                await self._list()
+            elif command == "fetch":
+                batch = [rest]
+                while True:
+                    more = await self._readline()
+                    if not more:
+                        break
+                    if not more.startswith("fetch "):
+                        raise FetchError(f"git sent {more!r} inside a fetch batch")
+                    batch.append(more[len("fetch "):])
+                await self._fetch(batch)
+                self._write("\n")
+            else:
+                raise FetchError(f"git sent an unknown command {line[:80]!r}")
+        if self.fetcher is not None:
+            self.fetcher.clean()
+
+    def _option(self, rest: str) -> str:
+        name, _, value = rest.partition(" ")
+        if name == "progress":
+            self.opts.progress = value == "true"
+            return "ok"
+        if name == "verbosity":
+            try:
+                self.opts.verbosity = int(value)
+            except ValueError:
+                return "error verbosity must be a number"
+            return "ok"
+        return "unsupported"
+
+    # -- the commands ---------------------------------------------------------------------
+    async def _open(self) -> Fetcher:
+        if self.fetcher is None:
+            if self.engine is None:
+                self.engine = await self._nursery.start(Engine(engine_config(self.opts)).run)
+            progress = Progress(self.opts.progress and self.opts.verbosity > 0)
+            fetcher = Fetcher(self.engine, self.git_dir, self.address, self.opts, progress,
+                              remote=self.remote, report=self._report)
+            try:
+                await fetcher.open()
+            except BaseException:
+                fetcher.clean_if_empty()
+                raise
+            self.fetcher = fetcher
+        return self.fetcher
+
+    async def _list(self) -> None:
+        fetcher = await self._open()
+        manifest = fetcher.manifest
+        lines = []
+        if manifest.head is not None and manifest.head in manifest.refs:
+            lines.append(f"@{manifest.head} HEAD\n")
+        for name in sorted(manifest.refs):
+            lines.append(f"{manifest.refs[name]} {name}\n")
+        self._write("".join(lines) + "\n")
+
+    async def _fetch(self, batch: list[str]) -> None:
+        fetcher = await self._open()
+        wanted = {item.partition(" ")[0] for item in batch}
+        named = set(fetcher.manifest.refs.values())
+        strangers = sorted(wanted - named)
+        if strangers:
+            raise FetchError(f"git asked for {strangers[0]}, which torrent {fetcher.torrent.info_hash} does not publish")
+        result = await fetcher.fetch()
+        fetcher.keep_for_seeding()
+        if result.packs == 0 and self.opts.verbosity > 1:
+            sys.stderr.write("gitp2p: every pack was here already\n")
+
+
+def _git_dir() -> str:
+    git_dir = os.environ.get("GIT_DIR")
+    if git_dir:
+        return os.path.abspath(git_dir)
+    out = run_git("rev-parse", "--git-dir", check=False).strip()
+    if not out:
+        raise FetchError("not in a git repository (git runs this helper with GIT_DIR set)")
+    return os.path.abspath(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"]) or len(argv) not in (1, 2):
+        sys.stdout.write(USAGE) if argv[:1] in (["-h"], ["--help"]) else sys.stderr.write(USAGE)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    remote = argv[0]
+    url = argv[1] if len(argv) == 2 else argv[0]
+    if url.startswith("gitp2p::"):
+        url = url[len("gitp2p::"):]
+    level = logging.DEBUG if os.environ.get("GITP2P_DEBUG") else logging.WARNING
+    logging.basicConfig(level=level, stream=sys.stderr, format="gitp2p: %(message)s")
+    try:
+        helper = Helper(remote, url, _git_dir())
+        trio.run(helper.run)
+    except BaseException as exc:  # noqa: B036 - sorted below; anything else is re-raised
+        known = _known(exc)
+        if isinstance(known, KeyboardInterrupt):
+            sys.stderr.write("gitp2p: interrupted\n")
+            return 130
+        if known is None:
+            raise
+        sys.stderr.write(f"gitp2p: error: {known}\n")
+        return 1
+    return 0
+
+
+def _known(exc: BaseException) -> BaseException | None:
+    """The error to tell the user about: ours or an interrupt, found inside exception groups."""
+    if isinstance(exc, (GitfsError, EngineError, KeyboardInterrupt)):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _known(inner)
+            if found is not None:
+                return found
+    return None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
