@@ -38,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Each command module registers its own subcommands (imports stay light)."""
-    from . import mount, packs, torrent, tracker, watch
+    from . import mount, packs, seed, torrent, tracker, watch
 
-    return (packs.register, mount.register, watch.register, torrent.register, tracker.register)
+    return (packs.register, mount.register, watch.register, torrent.register, tracker.register, seed.register)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,211 @@
+"""`gitp2p seed`: mount a repository (or use its mount) and seed its torrents with our engine.
+
+The command only checks options and the repository, then hands over to gitfs_p2p/seed/
+(the mount child, the catalog of torrents, the engine service).  libtorrent, trio and
+pyfuse3 are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import ipaddress
+import os
+import socket
+import sys
+
+from ..errors import GitfsError, UsageError
+from .common import at_least
+
+__all__ = ["register", "cmd_seed"]
+
+SEED_DESCRIPTION = """\
+Seed REPO's torrents with gitp2p's own BitTorrent engine (libtorrent), so that
+others can `git clone gitp2p::...` it or download it with any BitTorrent client.
+
+REPO is mounted read-only (under its git dir, gitp2p/seed-mount, or at
+--mountpoint; an existing gitp2p mount of REPO there is used and left mounted),
+and every torrent of the mount's torrents/ (HEAD and all) is seeded from it.
+When refs move, the new torrents are seeded and the old ones dropped.  Torrents
+REPO received (`git clone gitp2p::...` keeps them under its git dir,
+gitp2p/received/) are seeded too, with the same info-hashes.
+
+For each torrent the command prints its magnet link and the `git clone` lines to
+give others, then seeds until Ctrl-C (or SIGTERM), which stops the engine and
+unmounts what it mounted.  --daemon runs it in the background."""
+
+
+_SECONDS = at_least(float, 0.1, "a number of seconds")
+
+
+def _port(text: str) -> int:
+    value = at_least(int, 0, "a port number")(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError("a port is from 0 to 65535")
+    return value
+
+
+def _host_port(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"{text!r}: give HOST:PORT")
+    _port(port)
+    return text
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "seed",
+        help="seed a repository's torrents with the built-in engine (mounts it)",
+        description=SEED_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("repo", metavar="REPO", help="path to a git repository (work tree or bare)")
+    p.add_argument("--tracker", metavar="URL", action="append", default=[],
+                   help="tracker announce URL, written into the mount's torrents and the magnet links (repeatable)")
+    p.add_argument("--lan", action="store_true", help="find peers on the local network (BEP 14 local service discovery)")
+    p.add_argument("--dht", action="store_true", help="find peers through the DHT (BEP 5)")
+    p.add_argument("--dht-node", metavar="HOST:PORT", action="append", default=[], type=_host_port,
+                   help="a DHT node to bootstrap from (repeatable; implies --dht)")
+    p.add_argument("--port", type=_port, default=6881, metavar="N",
+                   help="port to listen on for peers, TCP and uTP (default: 6881; 0: any free port)")
+    p.add_argument("--listen", default="0.0.0.0", metavar="ADDR",
+                   help="address to listen on (default: 0.0.0.0, every IPv4 and IPv6 address)")
+    p.add_argument("--no-utp", action="store_true", help="TCP only (no uTP)")
+    p.add_argument("--mountpoint", metavar="DIR",
+                   help="mount here (an empty directory, or REPO's gitp2p mount, which is used and left "
+                        "mounted); default: REPO's git dir, gitp2p/seed-mount")
+    p.add_argument("--wait", type=_SECONDS, default=900.0, metavar="SECONDS",
+                   help="how long to wait for the mount to build its torrents (default: 900)")
+    p.add_argument("--poll", type=_SECONDS, default=2.0, metavar="SECONDS",
+                   help="how often to look for moved refs and new torrents (default: 2)")
+    p.add_argument("--daemon", action="store_true", help="seed in the background (stop it with kill PID)")
+    p.add_argument("--pid-file", metavar="FILE", help="write the seeding process's id here while it seeds")
+    p.add_argument("--log", metavar="FILE",
+                   help="where --daemon logs (default: REPO's git dir, gitp2p/seed.log)")
+    # Tests on loopback: transmission never dials 127.0.0.0/8, so the seed must announce
+    # often to learn of leechers and dial them.  Not for the real network (trackers).
+    p.add_argument("--announce-every", type=_SECONDS, metavar="SECONDS", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_seed)
+
+
+def _listen_interfaces(addr: str, port: int) -> tuple[str, ...]:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        raise UsageError(f"--listen {addr}: not an IP address") from None
+    if addr == "0.0.0.0":
+        return (f"0.0.0.0:{port}", f"[::]:{port}")
+    return (f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}",)
+
+
+def _check_port(addr: str, port: int) -> None:
+    """A port taken by another program is a usage error, said before anything is mounted."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as libtorrent binds
+        try:
+            sock.bind((addr, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} is in use on {addr} (choose another with --port, 0 for any)") from None
+            raise UsageError(f"cannot listen on {addr}:{port}: {exc.strerror}") from None
+
+
+def _git_dir(path: str) -> str:
+    from ..git.repo import GitRepo
+
+    with GitRepo(path) as repo:
+        repo.check_not_shallow()
+        return os.path.realpath(repo.git_dir)
+
+
+def _clone_dir(repo_path: str) -> str:
+    name = os.path.basename(os.path.normpath(repo_path))
+    if name == ".git":
+        name = os.path.basename(os.path.dirname(os.path.normpath(repo_path)))
+    return name[:-4] if name.endswith(".git") and len(name) > 4 else (name or "DIR")
+
+
+def cmd_seed(args) -> int:
+    from torrentcore.session import EngineConfig
+
+    from ..mount.daemon import check_fuse
+
+    repo_path = os.path.abspath(args.repo)
+    git_dir = _git_dir(repo_path)
+    listen = _listen_interfaces(args.listen, args.port)
+    check_fuse()
+    _check_port(args.listen, args.port)
+    if args.mountpoint:
+        mountpoint = os.path.abspath(args.mountpoint)
+    else:
+        mountpoint = os.path.join(git_dir, "gitp2p", "seed-mount")
+        os.makedirs(mountpoint, exist_ok=True)
+    loopback = ipaddress.ip_address(args.listen).is_loopback
+    config = EngineConfig(
+        listen=listen, lsd=args.lan, dht=args.dht or bool(args.dht_node), dht_nodes=tuple(args.dht_node),
+        utp=not args.no_utp, loopback=loopback,
+        # a port given is that port or an error, never the next free one
+        extra={"max_retry_port_bind": 0, "listen_system_port_fallback": False} if args.port else {},
+    )
+    pid_file = os.path.abspath(args.pid_file) if args.pid_file else None
+
+    def work(say, ready) -> int:
+        return _seed(args, repo_path, git_dir, mountpoint, config, say, ready)
+
+    if not args.daemon:
+        def say(line: str) -> None:
+            print(line, flush=True)
+
+        def ready() -> None:
+            if pid_file:
+                with open(pid_file, "w") as fh:
+                    fh.write(f"{os.getpid()}\n")
+            print("gitp2p: seeding; Ctrl-C stops", file=sys.stderr, flush=True)
+
+        try:
+            return work(say, ready)
+        finally:
+            if pid_file and os.path.exists(pid_file):
+                os.unlink(pid_file)
+
+    from ..seed.background import run_in_background
+
+    log_path = os.path.abspath(args.log) if args.log else os.path.join(git_dir, "gitp2p", "seed.log")
+    pid, said = run_in_background(work, log_path=log_path, pid_file=pid_file)
+    for line in said:
+        print(line)
+    print(f"gitp2p: seeding in the background (pid {pid}, log {log_path}); `kill {pid}` stops it")
+    return 0
+
+
+def _seed(args, repo_path: str, git_dir: str, mountpoint: str, config, say, ready) -> int:
+    from ..seed.mounting import SeedMount, wait_for_torrents
+    from ..seed.service import SeedService, run_until_signal
+
+    def same_repo(served: str) -> bool:
+        try:
+            return _git_dir(served) == git_dir
+        except GitfsError:
+            return False
+
+    def progress(line: str) -> None:
+        print(f"gitp2p: {line}", file=sys.stderr, flush=True)
+
+    mount = SeedMount.adopt_or_start(
+        repo_path, git_dir, mountpoint, trackers=args.tracker, poll=args.poll,
+        log_path=os.path.join(git_dir, "gitp2p", "seed-mount.log"), same_repo=same_repo)
+    try:
+        if not mount.owned:
+            say(f"seeding from the existing mount at {mountpoint} (left mounted)")
+        wait_for_torrents(mountpoint, args.wait, progress, mount.alive)
+        service = SeedService(
+            mountpoint, git_dir, config, say=say, trackers=tuple(args.tracker), poll=args.poll,
+            announce_every=args.announce_every, clone_dir=_clone_dir(repo_path), mount_alive=mount.alive)
+        run_until_signal(service, ready)
+    finally:
+        mount.stop()
+    return 0

@@ -1,0 +1,220 @@
+"""Seeding a mount with our engine: `SeedService.run` starts the libtorrent session, seeds
+every torrent the catalog offers, and follows the mount as refs move.
+
+Every `poll` seconds the mount's torrents/ and the received torrents are read again
+(catalog.py, in a worker thread: the mount is another process's FUSE file system); a
+torrent whose info-hash changed is added before the old one is dropped.  Torrents are
+added in libtorrent's seed mode: no check up front (the mount serves the exact bytes),
+each piece is still verified the first time a peer asks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import signal
+from typing import Callable
+
+import trio
+
+from torrentcore.session import Engine, EngineConfig, EngineError, Torrent
+
+from ..errors import GitfsError, MountError, UsageError
+from .catalog import MountTorrents, Offer, ReceivedTorrents, plan
+
+__all__ = ["SeedService", "SeedError", "serve_until_signal", "run_until_signal"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two looks at the mount's torrents.
+POLL_INTERVAL = 2.0
+#: Seconds between two status lines per torrent (logged: `gitp2p -v seed`).
+STATUS_INTERVAL = 60.0
+
+
+class SeedError(GitfsError):
+    """The engine cannot start or cannot seed (not a usage problem: see UsageError)."""
+
+
+def engine_error(exc: EngineError) -> GitfsError:
+    text = str(exc)
+    if "already in use" in text.lower():
+        return UsageError(f"{text} (another program has that port: choose one with --port, 0 for any)")
+    return SeedError(text)
+
+
+class SeedService:
+    """Seeds the torrents of the mount at `mountpoint` (and those git_dir received)."""
+
+    def __init__(self, mountpoint: str, git_dir: str, config: EngineConfig, *,
+                 say: Callable[[str], None], trackers: tuple[str, ...] = (), poll: float = POLL_INTERVAL,
+                 announce_every: float | None = None, clone_dir: str = "DIR",
+                 mount_alive: Callable[[], bool] = lambda: True):
+        self.mountpoint = mountpoint
+        self.config = config
+        self.say = say
+        self.trackers = tuple(trackers)
+        self.poll = poll
+        self.announce_every = announce_every
+        self.clone_dir = clone_dir
+        self.mount_alive = mount_alive
+        self.mount_torrents = MountTorrents(mountpoint)
+        self.received = ReceivedTorrents(git_dir, mountpoint)
+        self.engine: Engine | None = None
+        self.seeding: dict[str, tuple[Offer, Torrent]] = {}
+        self.refused: set[str] = set()  # info-hashes the engine would not take
+        self._mount_hashes: list[str] = []
+        self._replaced: dict[tuple[str, str], str] = {}  # key -> info-hash dropped, no successor yet
+
+    # -- the service --------------------------------------------------------------------
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            try:
+                self.engine = await nursery.start(Engine(self.config).run)
+            except EngineError as exc:
+                raise engine_error(exc) from None
+            log.info("the engine listens on port %d", self.engine.listen_port)
+            events = self.engine.listen()
+            nursery.start_soon(self._log_events, events)
+            try:
+                await self.sync()
+                if not self.seeding:
+                    raise SeedError("nothing to seed: the mount has no torrent (no branch or tag) "
+                                    "and no received torrent can be seeded")
+                task_status.started(self)
+                if self.announce_every:
+                    nursery.start_soon(self._announce, self.announce_every)
+                nursery.start_soon(self._status, STATUS_INTERVAL)
+                while True:
+                    await trio.sleep(self.poll)
+                    await self.sync()
+            finally:
+                self._remove_all()
+                events.close()
+                nursery.cancel_scope.cancel()  # the engine closes its session
+
+    def _remove_all(self) -> None:
+        if self.engine is not None and self.engine.session is not None:
+            for _, torrent in self.seeding.values():
+                self.engine.remove(torrent)
+        self.seeding.clear()
+
+    async def sync(self) -> None:
+        """Seed what the mount and the received directory offer now; drop what they no longer do."""
+        if not await trio.to_thread.run_sync(self.mount_alive):
+            raise MountError(f"{self.mountpoint}: the mount went away; stopping")
+        try:
+            mount_offers = await trio.to_thread.run_sync(self.mount_torrents.scan)
+            moved = [o.info_hash for o in mount_offers] != self._mount_hashes
+            self._mount_hashes = [o.info_hash for o in mount_offers]
+            received, notes = await trio.to_thread.run_sync(lambda: self.received.scan(recheck=moved))
+        except OSError as exc:
+            log.warning("%s: torrents not read (%s)", self.mountpoint, exc)
+            return
+        for note in notes:
+            self.say(note)
+        offers = [o for o in (*mount_offers, *received) if o.info_hash not in self.refused]
+        current = {ih: offer for ih, (offer, _) in self.seeding.items()}
+        p = plan(current, offers)
+        # A moved ref: the mount drops its old torrent at once and publishes the new one
+        # when built, a poll or more later; the old one is remembered to say what replaced it.
+        replaces = {offer.info_hash: old for old, offer in p.moved}
+        replaces.update({o.info_hash: self._replaced.pop(o.key) for o in p.add if o.key in self._replaced})
+        assert self.engine is not None
+        for offer in p.add:  # the new torrent first, then the old one goes
+            try:
+                torrent = await self.engine.add_torrent(
+                    offer.torrent, self.mountpoint, trackers=self.trackers, seed_mode=True,
+                    renamed=dict(offer.renamed) or None)
+            except EngineError as exc:
+                self.refused.add(offer.info_hash)
+                self.say(f"not seeding {offer.label} {offer.info_hash}: {exc}")
+                continue
+            self.seeding[offer.info_hash] = (offer, torrent)
+            old = replaces.get(offer.info_hash)
+            if old is not None:
+                self.say(f"{offer.label}: refs moved, seeding {offer.info_hash} instead of {old}")
+            self.say(self.describe(offer))
+        renewed = set(replaces.values())
+        for ih in p.drop:
+            offer, torrent = self.seeding.pop(ih)
+            self.engine.remove(torrent)
+            if ih in renewed:
+                continue
+            if offer.origin == "mount":
+                self._replaced[offer.key] = ih
+                self.say(f"{offer.label}: refs moved, stopped seeding {ih}; the mount builds the new torrent")
+            else:
+                self.say(f"stopped seeding {offer.label} {ih} (no longer offered)")
+
+    def describe(self, offer: Offer) -> str:
+        """What to hand to others: the magnet link and the clone commands."""
+        magnet = offer.magnet(self.trackers)
+        where = "from the mount" if offer.origin == "mount" else "received"
+        return "\n".join([
+            f"seeding {offer.label} ({where}): info-hash {offer.info_hash}",
+            f"  {magnet}",
+            f"  git clone {shlex.quote('gitp2p::' + magnet)} {shlex.quote(self.clone_dir)}",
+            f"  git clone {shlex.quote('gitp2p::' + offer.torrent_path)} {shlex.quote(self.clone_dir)}",
+        ])
+
+    # -- background tasks -----------------------------------------------------------------
+    async def _announce(self, every: float) -> None:
+        """Announce every `every` seconds: on loopback a peer that never dials 127.0.0.0/8
+        (transmission) is only reached when the seed learns its address and dials it."""
+        while True:
+            await trio.sleep(every)
+            for _, torrent in list(self.seeding.values()):
+                torrent.reannounce()
+
+    async def _status(self, every: float) -> None:
+        while True:
+            await trio.sleep(every)
+            for offer, torrent in list(self.seeding.values()):
+                st = torrent.status()
+                log.info("%s %s: %s, %d peers, %d bytes uploaded%s", offer.label, offer.info_hash[:12],
+                         st.state, st.peers, st.uploaded, f", error: {st.error}" if st.error else "")
+
+    async def _log_events(self, events: trio.MemoryReceiveChannel) -> None:
+        async with events:
+            async for event in events:
+                if event.kind in ("file_error", "torrent_error", "metadata_failed"):
+                    log.warning("%s: %s", event.kind.replace("_", " "), event.message)
+                elif event.kind in ("tracker_error", "hash_failed", "listen_failed"):
+                    log.info("%s", event.message)
+
+
+async def serve_until_signal(service: SeedService, on_ready: Callable[[], None]) -> None:
+    """Run the service; SIGINT, SIGTERM or SIGHUP end it (the engine closes first)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def run_service(task_status=trio.TASK_STATUS_IGNORED):
+                await service.run(task_status=task_status)
+
+            await nursery.start(run_service)
+            on_ready()
+            async for signum in signals:
+                log.info("%s: stopping", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def _leaves(exc: BaseException):
+    """The exceptions inside (nested) exception groups, or exc itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def run_until_signal(service: SeedService, on_ready: Callable[[], None]) -> None:
+    """trio.run(serve_until_signal): a GitfsError inside comes out as itself (not in an
+    exception group), for the command line's one error boundary."""
+    try:
+        trio.run(serve_until_signal, service, on_ready)
+    except BaseExceptionGroup as group:
+        if group.split(GitfsError)[1] is None:  # nothing but our own errors: say the first
+            raise next(_leaves(group)) from None
+        raise
