@@ -1,0 +1,124 @@
+"""`gitp2p seed` end to end: a real FUSE mount, our engine, a tracker on 127.0.0.1, stock clients.
+
+One seed for the module (a generated history of 40 commits, `gitp2p tracker` on
+127.0.0.1, TCP only): each stock client downloads torrents/all.torrent from it into a
+plain directory and gets the mount's bytes; the seed follows a commit (new all.torrent
+seeded, the old one dropped at the tracker); SIGINT unmounts and exits 0.  The last test
+stops the shared seed, so it stays last in this file.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from torrentcore.metainfo import parse_torrent
+
+from gitfs_p2p.testing.clients import CLIENTS
+from gitfs_p2p.testing.procs import client_available, torrent_info_hash, wait_until
+from gitfs_p2p.testing.seeding import Seed
+from gitfs_p2p.testing.swarm import advance, is_mounted, make_sample_repo, pid_alive
+from gitfs_p2p.testing.trackers import EmbeddedTracker
+
+pytestmark = pytest.mark.timeout(300)
+
+COMMITS = 40
+DOWNLOAD_TIMEOUT = 90  # seconds for ~100 KB on loopback (takes 1-10 s)
+
+
+@pytest.fixture(scope="module")
+def swarm(tmp_path_factory):
+    """(repo, tracker, seed): `gitp2p seed` of a fresh history, announcing to a local tracker."""
+    if not Path("/dev/fuse").exists():
+        pytest.skip("no /dev/fuse")
+    root = tmp_path_factory.mktemp("seed-swarm")
+    started = []
+    try:
+        tracker = EmbeddedTracker(root / "tracker")
+        started.append(tracker)
+        tracker.start()
+        repo = make_sample_repo(root / "A", COMMITS, seed=11)
+        seed = Seed(repo, root / "seed", tracker=tracker.announce_url)
+        started.append(seed)
+        seed.start()
+        yield repo, tracker, seed
+    finally:
+        for thing in reversed(started):
+            thing.stop()
+
+
+def _same_files(torrent: Path, downloaded: Path, mount: Path) -> list[str]:
+    names = ["/".join(f.path) for f in parse_torrent(torrent.read_bytes()).files]
+    return [n for n in names if (downloaded / n).read_bytes() != (mount / "packs" / n).read_bytes()]
+
+
+@pytest.mark.parametrize("client_name", ["transmission", "aria2", "rtorrent", "qbittorrent"])
+def test_stock_client_downloads_from_seed(swarm, tmp_path, client_name):
+    reason = client_available(client_name)
+    if reason:
+        pytest.skip(reason)
+    repo, tracker, seed = swarm
+    torrent = tmp_path / "all.torrent"
+    shutil.copyfile(seed.mountpoint / "torrents" / "all.torrent", torrent)
+    info_hash = torrent_info_hash(torrent)
+    seed.wait_seeding(info_hash)
+    tracker.wait_peers(info_hash, seeders=1, timeout=30)
+    client = CLIENTS[client_name](tmp_path / "client", label=f"leech-{client_name}")
+    try:
+        dest = tmp_path / "download"
+        client.download(torrent, dest)
+        status = client.wait_complete(DOWNLOAD_TIMEOUT)
+        assert status["info_hash"].lower() == info_hash
+        assert client.downloaded_bytes() >= status["total"], client.details()
+        assert _same_files(torrent, dest / "packs", seed.mountpoint) == []
+    finally:
+        client.stop()
+
+
+def test_seed_follows_a_commit(swarm, tmp_path):
+    repo, tracker, seed = swarm
+    old = torrent_info_hash(seed.mountpoint / "torrents" / "all.torrent")
+    seed.wait_seeding(old)
+    advance(repo, 2, stamp=7)
+
+    def new_all():
+        try:
+            ih = torrent_info_hash(seed.mountpoint / "torrents" / "all.torrent")
+        except (OSError, ValueError):
+            return None
+        return ih if ih != old else None
+    new = wait_until(new_all, 60, "the mount to publish the new all.torrent", details=seed.details)
+    seed.wait_seeding(new)
+    assert f"all: refs moved, seeding {new} instead of {old}" in seed.output()
+    tracker.wait_peers(new, seeders=1, timeout=30)
+    # the old torrent is dropped: libtorrent tells the tracker it stopped
+    wait_until(lambda: tracker.scrape(old)[0] == 0, 30, f"the tracker to drop the seed of {old}",
+               details=seed.details)
+
+
+def test_sigint_unmounts_and_exits_0(swarm):
+    repo, tracker, seed = swarm
+    mountpoint = seed.mountpoint
+    assert is_mounted(mountpoint)
+    mount_pid = _mount_server_pid(mountpoint)
+    assert mount_pid is not None
+    assert seed.interrupt() == 0, seed.details()
+    assert not is_mounted(mountpoint)
+    wait_until(lambda: not pid_alive(mount_pid), 10, "the mount server to exit")
+    assert "Traceback" not in seed.err_path.read_text()
+
+
+def _mount_server_pid(mountpoint: Path) -> int | None:
+    """The `gitp2p mount --foreground` child serving mountpoint (from /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--foreground" in cmdline and str(mountpoint).encode() in cmdline:
+            return int(entry.name)
+    return None
