@@ -229,6 +229,16 @@ class Torrent:
             return
         raise EngineError(f"{self.info_hash}: file priorities not applied after {timeout:g}s")
 
+    async def flush(self, timeout: float = 30.0) -> None:
+        """Wait until what libtorrent verified is written to the files: a piece counts as had
+        as soon as its hash checks out, while its bytes may still be queued for writing."""
+        self.handle.flush_cache()
+        with trio.move_on_after(timeout):
+            while (await self.events.receive()).kind != "cache_flushed":
+                pass
+            return
+        raise EngineError(f"{self.info_hash}: its files were not written after {timeout:g}s")
+
     def set_sequential(self, on: bool = True) -> None:
         if on:
             self.handle.set_flags(lt.torrent_flags.sequential_download)

@@ -117,7 +117,10 @@ def engine_config(opts: Options) -> EngineConfig:
     hosts = [h.rpartition(":")[0].strip("[]") for h in opts.listen]
     loopback = all(h.startswith("127.") or h == "::1" for h in hosts)
     return EngineConfig(listen=opts.listen, lsd=opts.lan, dht=opts.dht, dht_nodes=opts.dht_nodes,
-                        utp=opts.utp, loopback=loopback, extra={"max_metadata_size": MAX_METADATA})
+                        utp=opts.utp, loopback=loopback,
+                        # the torrent is "finished" once the manifest is in (list), before fetch
+                        # asks for packs: keep the seeds connected meanwhile
+                        extra={"max_metadata_size": MAX_METADATA, "close_redundant_connections": False})
 
 
 def _size(n: float) -> str:
@@ -191,7 +194,8 @@ class _Wanted:
 class FetchResult:
     packs: int = 0  # packs downloaded and imported
     skipped: int = 0  # packs of objects the repository had
-    bytes: int = 0
+    bytes: int = 0  # of the packs downloaded
+    received: int = 0  # payload bytes received, from the manifest on (pieces span files)
     refused: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -280,6 +284,7 @@ class Fetcher:
         index = self.layout.manifest
         size = t.files()[index][1]
         await self._stalling(lambda: t.file_progress()[index] >= size, "the ref manifest")
+        await self._flush()
         path = self._file_path(index)
         with open(path, "rb") as fh:
             self.manifest_bytes = fh.read()
@@ -288,7 +293,7 @@ class Fetcher:
         except ManifestError as exc:
             raise FetchError(f"torrent {t.info_hash}: bad ref manifest: {exc}") from None
 
-    async def _stalling(self, done: Callable[[], bool], what: str, on_tick: Callable[[], None] | None = None) -> None:
+    async def _stalling(self, done: Callable[[], bool], what: str, on_tick=None) -> None:
         """Wait for done(), failing after opts.timeout seconds in which no byte arrived."""
         t = self.torrent
         last_bytes, last_change = -1, time.monotonic()
@@ -303,7 +308,7 @@ class Fetcher:
                 raise _no_peers(t.info_hash, what if st.peers == 0 else f"{what} (peers connected, but no data)",
                                 self.opts.timeout)
             if on_tick is not None:
-                on_tick()
+                await on_tick()
             with trio.move_on_after(TICK):
                 await t.events.receive()
 
@@ -340,12 +345,21 @@ class Fetcher:
             priorities[self.layout.manifest] = 4
             await self._prioritize(priorities)
             t.set_sequential(True)
+            if wanted:  # peers that left while only the manifest was wanted: find them again
+                t.reannounce()
+                self._dial()
             if wanted:
                 await self._download(importer, wanted, result)
             result.packs = len(wanted)
         finally:
             await trio.to_thread.run_sync(importer.close)
         return result
+
+    async def _flush(self) -> None:
+        try:
+            await self.torrent.flush()
+        except EngineError as exc:
+            raise FetchError(str(exc)) from None
 
     async def _prioritize(self, priorities: list[int]) -> None:
         try:
@@ -363,10 +377,13 @@ class Fetcher:
         files = t.files()
         started = time.monotonic()
 
-        def link_complete() -> None:
+        def complete() -> list[_Wanted]:
             progress = t.file_progress()
-            for w in wanted:
-                if not w.linked and progress[w.index] >= w.size:
+            return [w for w in wanted if not w.linked and progress[w.index] >= w.size]
+
+        def link(done: list[_Wanted]) -> None:
+            for w in done:
+                if not w.linked:
                     source = os.path.join(save, files[w.index][0])
                     target = os.path.join(ready, os.path.basename(files[w.index][0]))
                     try:
@@ -401,8 +418,11 @@ class Fetcher:
                 else:
                     await trio.sleep(TICK / 2)
 
-        def tick() -> None:
-            link_complete()
+        async def tick() -> None:
+            done = complete()
+            if done:
+                await self._flush()  # their bytes are on disk before the importer reads them
+                link(done)
             show()
             if result.refused:
                 rel, why = result.refused[0]
@@ -431,6 +451,7 @@ class Fetcher:
                 f"torrent {t.info_hash}: {len(missing)} of {total} packs could not be imported"
                 + (f" ({'; '.join(reasons[:3])})" if reasons else ""))
         result.bytes = want_bytes
+        result.received = t.status().downloaded
 
     # -- after a successful fetch --------------------------------------------------------
     def keep_for_seeding(self) -> str:

@@ -160,8 +160,8 @@ class Helper:
             raise FetchError(f"git asked for {strangers[0]}, which torrent {fetcher.torrent.info_hash} does not publish")
         result = await fetcher.fetch()
         fetcher.keep_for_seeding()
-        if result.packs == 0 and self.opts.verbosity > 1:
-            sys.stderr.write("gitp2p: every pack was here already\n")
+        self._report(f"gitp2p: {result.packs} packs ({result.bytes} bytes) fetched, {result.skipped} were "
+                     f"here already; {result.received} bytes received from peers")
 
 
 def _git_dir() -> str:

@@ -1,0 +1,196 @@
+"""`git clone gitp2p::...` and `git fetch` through git-remote-gitp2p, against real seeders.
+
+A generated history is mounted (a real FUSE mount) with a tracker on 127.0.0.1 in its
+torrents; stock clients (transmission, aria2, rtorrent, qBittorrent, python3-libtorrent)
+seed the mount, and real git runs the helper.  Our engine listens on 127.0.0.1 over TCP
+(uTP on loopback is slow, ../shared/DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from gitfs_p2p.testing.clients import CLIENTS
+from gitfs_p2p.testing.history import generate
+from gitfs_p2p.testing.procs import client_available, torrent_info_hash
+from gitfs_p2p.testing.swarm import Mount
+from gitfs_p2p.testing.trackers import EmbeddedTracker
+
+NO_FUSE = not os.path.exists("/dev/fuse")
+#: The helper is a console script beside this Python; git finds it on PATH.
+ENV = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+       "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0"}
+#: Loopback, TCP only; no data for 30 s fails the test instead of hanging it.
+LOOPBACK = ["-c", "gitp2p.listen=127.0.0.1:0", "-c", "gitp2p.utp=false", "-c", "gitp2p.timeout=30"]
+
+
+def git(*args: str, cwd=None, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["git", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def refs(repo: str, pattern: str = "") -> dict[str, str]:
+    out = git("for-each-ref", "--format=%(objectname) %(refname)", *([pattern] if pattern else []), cwd=repo).stdout
+    return {name: oid for oid, name in (line.split(" ", 1) for line in out.splitlines())}
+
+
+def assert_clone_of(clone: str, source: str) -> None:
+    """Branches as origin/*, tags as themselves, HEAD's branch checked out, fsck clean."""
+    src = refs(source)
+    got = refs(clone)
+    for name, oid in src.items():
+        if name.startswith("refs/heads/"):
+            assert got.get("refs/remotes/origin/" + name[len("refs/heads/"):]) == oid, name
+        else:
+            assert got.get(name) == oid, name
+    head = git("symbolic-ref", "HEAD", cwd=source).stdout.strip()
+    assert git("symbolic-ref", "HEAD", cwd=clone).stdout.strip() == head
+    assert got[head] == src[head]
+    fsck = git("fsck", "--strict", "--no-dangling", cwd=clone, check=False)
+    assert fsck.returncode == 0, fsck.stderr
+    assert git("rev-list", "--count", "--all", cwd=clone).stdout == git("rev-list", "--count", "--all", cwd=source).stdout
+    assert git("log", "--oneline", "-3", cwd=clone).stdout
+    assert git("status", "--porcelain", cwd=clone).stdout == ""
+    assert git("config", "remote.origin.url", cwd=clone).stdout.startswith("gitp2p::")
+
+
+@pytest.fixture(scope="module")
+def swarm(tmp_path_factory):
+    """(source repo, its mount, tracker): 80 commits, branches, an annotated (signed-like) and a light tag."""
+    if NO_FUSE:
+        pytest.skip("/dev/fuse is absent")
+    base = tmp_path_factory.mktemp("remote")
+    source = str(base / "source")
+    generate(source, 80, seed=14)
+    git("tag", "-a", "v1.0", "-m", "release 1.0", "HEAD~3", cwd=source)
+    git("tag", "-a", "v1.0-note", "-m", "a tag of a tag", "v1.0", cwd=source)
+    git("tag", "light", "HEAD~7", cwd=source)
+    tracker = EmbeddedTracker(base / "tracker").start()
+    mount = Mount(source, base / "mnt", tracker=tracker.announce_url).start()
+    try:
+        yield source, mount, tracker
+    finally:
+        mount.stop()
+        tracker.stop()
+
+
+def seeding(name: str, workdir, torrent, mount: Mount, tracker):
+    """A stock client seeding the mount, checked, known to the tracker."""
+    reason = client_available(name)
+    if reason is not None:
+        pytest.skip(reason)
+    client = CLIENTS[name](workdir)
+    client.seed(torrent, mount.path)
+    st = client.wait_checked(timeout=120)
+    assert client.verified_fraction() == 1.0, (name, st, client.details())
+    tracker.wait_peers(torrent_info_hash(torrent), seeders=1, timeout=60)
+    return client
+
+
+@pytest.mark.parametrize("seeder", ["transmission", "aria2", "rtorrent", "qbittorrent", "libtorrent"])
+def test_clone_from_a_stock_seeder(seeder, swarm, tmp_path):
+    source, mount, tracker = swarm
+    torrent = mount.torrent("all")
+    with seeding(seeder, tmp_path / "client", torrent, mount, tracker):
+        clone = str(tmp_path / "clone")
+        proc = git(*LOOPBACK, "clone", "--progress", f"gitp2p::{torrent}", clone)
+    assert re.search(r"Receiving packs: 100% \(\d+/\d+\), .*, done\.", proc.stderr), proc.stderr
+    assert_clone_of(clone, source)
+    ih = torrent_info_hash(torrent)
+    # kept for `gitp2p seed`: the same torrent, and its manifest
+    received = os.path.join(clone, ".git", "gitp2p", "received")
+    with open(os.path.join(received, ih + ".torrent"), "rb") as fh, open(torrent, "rb") as want:
+        assert fh.read() == want.read()
+    assert not os.listdir(os.path.join(clone, ".git", "gitp2p", "fetch")), "download directories left behind"
+
+
+def test_clone_by_magnet_then_fetch_new_commits(swarm, tmp_path):
+    """Metadata from a peer (BEP 9), quiet with -q; then the source moves on, and `git fetch`
+    of the torrent path brings only the new packs."""
+    source, mount, tracker = swarm
+    torrent = mount.torrent("all")
+    ih = torrent_info_hash(torrent)
+    clone = str(tmp_path / "clone")
+    with seeding("transmission", tmp_path / "client", torrent, mount, tracker) as client:
+        magnet = f"magnet:?xt=urn:btih:{ih}&tr={tracker.announce_url}"
+        proc = git(*LOOPBACK, "clone", "-q", f"gitp2p::{magnet}", clone)
+        assert proc.stderr == "", proc.stderr
+        assert_clone_of(clone, source)
+
+        # the publisher moves on: 20 new commits on main
+        work = str(tmp_path / "work")
+        git("clone", "-q", source, work)
+        for i in range(20):
+            with open(os.path.join(work, f"new-{i}.txt"), "w") as fh:
+                fh.write(f"change {i}\n" * (i + 1))
+            git("add", ".", cwd=work)
+            git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", f"new {i}", cwd=work)
+        # (the source's main moves; the tests before this one cloned the unmoved source)
+        git("config", "receive.denyCurrentBranch", "updateInstead", cwd=source)
+        git("push", "-q", "origin", "main", cwd=work)
+        new_torrent = mount.torrent("all", not_hash=ih)
+        new_ih = torrent_info_hash(new_torrent)
+        client.seed(new_torrent, mount.path)
+        client.wait_checked(timeout=120)
+        tracker.wait_peers(new_ih, seeders=1, timeout=60)
+
+        git("config", "remote.origin.url", f"gitp2p::{new_torrent}", cwd=clone)
+        proc = git(*LOOPBACK, "fetch", "-v", "origin", cwd=clone)
+    assert_clone_of_fetch = refs(clone, "refs/remotes/origin/main")
+    assert assert_clone_of_fetch == {"refs/remotes/origin/main": refs(source, "refs/heads/main")["refs/heads/main"]}
+    m = re.search(r"gitp2p: (\d+) packs \((\d+) bytes\) fetched, (\d+) were here already; (\d+) bytes received",
+                  proc.stderr)
+    assert m, proc.stderr
+    packs, pack_bytes, skipped, received = map(int, m.groups())
+    assert packs == 20 and skipped > 0, proc.stderr
+    manifest = os.path.getsize(mount.path / "packs" / "all.gitp2p-refs")
+    assert received <= 1.2 * (pack_bytes + manifest) + 2 * 16384, (received, pack_bytes, manifest)
+    git("fsck", "--strict", "--no-dangling", cwd=clone)
+
+
+def test_no_peers_is_one_clear_line_and_nothing_is_left(tmp_path):
+    ih = "c4ae68bd" * 5
+    clone = str(tmp_path / "clone")
+    proc = git("-c", "gitp2p.listen=127.0.0.1:0", "-c", "gitp2p.utp=false", "-c", "gitp2p.timeout=1",
+               "clone", f"gitp2p::magnet:?xt=urn:btih:{ih}", clone, check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("gitp2p: error:")]
+    assert len(errors) == 1 and ih in errors[0] and "gitp2p.lan" in errors[0] and "tracker" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not os.path.exists(clone)
+
+
+def test_bad_addresses_are_refused_clearly(tmp_path):
+    not_ours = tmp_path / "other.torrent"
+    from torrentcore.metainfo import build_info, build_torrent
+
+    not_ours.write_bytes(build_torrent(build_info([(("a.txt",), 100)], [b"x" * 100], name="data")))
+    cases = {
+        str(tmp_path / "missing.torrent"): "cannot read",
+        str(not_ours): "not a gitp2p repository torrent",
+        "magnet:?xt=urn:btih:nothex": "bad magnet link",
+        "ftp://example.org/x.torrent": "unsupported gitp2p address",
+    }
+    for address, why in cases.items():
+        clone = str(tmp_path / "clone")
+        proc = git(*LOOPBACK, "clone", f"gitp2p::{address}", clone, check=False)
+        assert proc.returncode != 0, address
+        assert why in proc.stderr and "Traceback" not in proc.stderr, (address, proc.stderr)
+        assert not os.path.exists(clone)
+        shutil.rmtree(clone, ignore_errors=True)
+
+
+def test_helper_help_and_usage():
+    helper = os.path.join(os.path.dirname(sys.executable), "git-remote-gitp2p")
+    out = subprocess.run([helper, "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "gitp2p.timeout" in out.stdout and "git clone gitp2p::" in out.stdout
+    bad = subprocess.run([helper], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "usage:" in bad.stderr
