@@ -1,6 +1,6 @@
 """`python -m gitfs_p2p.testing.crashing POINT[:N] ARGS...`: the command line, killed at a moment.
 
-Runs `gitp2p ARGS...` with a hook (gitfs_p2p.faults) that SIGKILLs the process the N-th time
+Runs `gitp2p ARGS...` (or, when ARGS start with `git-remote-gitp2p`, the remote helper) with a hook (gitfs_p2p.faults) that SIGKILLs the process the N-th time
 (default: the first) it reaches the named moment, so a test can check that a kill -9 there
 loses nothing.  The named moments are listed in docs/watcher.md.
 """
@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     faults.install(hook)
+    if args[:1] == ["git-remote-gitp2p"]:
+        from ..remote.helper import main as helper_main
+
+        return helper_main(args[1:])
     return cli_main(args)
 
 

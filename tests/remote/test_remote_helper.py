@@ -194,3 +194,34 @@ def test_helper_help_and_usage():
     assert out.returncode == 0 and "gitp2p.timeout" in out.stdout and "git clone gitp2p::" in out.stdout
     bad = subprocess.run([helper], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "usage:" in bad.stderr
+
+
+def test_kill_9_during_a_fetch_loses_nothing(swarm, tmp_path):
+    """The helper is SIGKILLed right after it imported its first batch of packs: no ref
+    moves, the repository stays fsck-clean, and the next fetch completes it."""
+    source, mount, tracker = swarm
+    torrent = mount.torrent("all")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    wrapper = bindir / "git-remote-gitp2p"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m gitfs_p2p.testing.crashing after-cache:1 "
+                       f"git-remote-gitp2p \"$@\"\n")
+    wrapper.chmod(0o755)
+    repo = str(tmp_path / "repo")
+    git("init", "-q", repo)
+    git("remote", "add", "origin", f"gitp2p::{torrent}", cwd=repo)
+    with seeding("libtorrent", tmp_path / "client", torrent, mount, tracker):
+        env = {**ENV, "PATH": f"{bindir}{os.pathsep}{ENV['PATH']}"}
+        killed = subprocess.run(["git", *LOOPBACK, "fetch", "origin"], cwd=repo, env=env,
+                                capture_output=True, text=True, timeout=180)
+        assert killed.returncode != 0, killed.stderr
+        assert refs(repo) == {}, "a ref moved although the fetch was killed"
+        fsck = git("fsck", "--no-dangling", cwd=repo, check=False)
+        assert fsck.returncode == 0, fsck.stderr
+        assert git("count-objects", "-v", cwd=repo).stdout.count("packs: 0") == 0, "nothing was imported before the kill"
+        git(*LOOPBACK, "fetch", "origin", cwd=repo)
+    got = refs(repo, "refs/remotes/origin/")
+    want = {"refs/remotes/origin/" + n[len("refs/heads/"):]: o for n, o in refs(source, "refs/heads/").items()}
+    assert got == want
+    assert refs(repo, "refs/tags/") == refs(source, "refs/tags/")
+    git("fsck", "--strict", "--no-dangling", cwd=repo)
