@@ -11,6 +11,8 @@ lacks is left out with a one-line note.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,26 @@ def test_received_torrent_lacking_packs_is_left_out(clone_seed):
     notes = [line for line in seed.output().splitlines() if line.startswith(f"not seeding received {lacking_ih}")]
     assert len(notes) == 1, seed.output()
     assert "1 of 1 packs are not in the mount" in notes[0]
+
+
+def test_clone_through_remote_helper_seeds_same_info_hash(tmp_path):
+    """The whole path: `git clone gitp2p::A's all.torrent` from `gitp2p seed A`, then
+    `gitp2p seed` of the clone seeds A's info-hash (and HEAD's, whose refs are the same)."""
+    helper = Path(sys.executable).parent / "git-remote-gitp2p"
+    if not helper.exists():
+        pytest.skip(f"{helper} is not installed (pip install -e .)")
+    if not Path("/dev/fuse").exists():
+        pytest.skip("no /dev/fuse")
+    repo_a = make_sample_repo(tmp_path / "A", 12, seed=31)
+    with Seed(repo_a, tmp_path / "seed-A", announce_every=0) as seed_a:
+        torrent = tmp_path / "A-all.torrent"
+        torrent.write_bytes((seed_a.mountpoint / "torrents" / "all.torrent").read_bytes())
+        sent = {label: ih for label, _, ih in seed_a.seeded()}
+        env = {"PATH": f"{helper.parent}{os.pathsep}{os.environ['PATH']}"}
+        git("-c", f"gitp2p.peer={LOOPBACK}:{seed_a.port}", "-c", f"gitp2p.listen={LOOPBACK}:0",
+            "-c", "gitp2p.utp=false", "-c", "gitp2p.timeout=60",
+            "clone", "-q", f"gitp2p::{torrent}", str(tmp_path / "C"), cwd=tmp_path, env=env)
+    with Seed(tmp_path / "C", tmp_path / "seed-C", announce_every=0) as seed_c:
+        seeded = seed_c.seeded()
+    assert ("all", "received", sent["all"]) in seeded, seed_c.output()
+    assert ("HEAD", "mount", sent["HEAD"]) in seeded, seed_c.output()
