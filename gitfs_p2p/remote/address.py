@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from torrentcore.magnet import MagnetError, parse_magnet
-from torrentcore.metainfo import MetainfoError, parse_torrent
+from torrentcore.metainfo import MetainfoError, Torrent, parse_torrent
 
 from ..errors import FetchError
 from ..pack.manifest import MANIFEST_SUFFIX
@@ -44,6 +44,7 @@ class Layout:
     packs: tuple[tuple[int, str, int], ...]  # (file index, object id, size), torrent order
     manifest: int  # file index of the ref manifest
     manifest_name: str
+    torrent: Torrent  # the parsed torrent (trackers, web seeds, info-hash)
 
 
 def parse_address(text: str, cwd: str | None = None) -> Address:
@@ -65,8 +66,8 @@ def parse_address(text: str, cwd: str | None = None) -> Address:
     return Address("file", os.path.abspath(os.path.join(cwd or os.getcwd(), os.path.expanduser(text))))
 
 
-def load_torrent(address: Address) -> bytes:
-    """The .torrent's bytes for a file or URL address, checked (check_layout)."""
+def load_torrent(address: Address) -> tuple[bytes, Layout]:
+    """The .torrent's bytes for a file or URL address, and its layout (check_layout)."""
     if address.kind == "file":
         try:
             with open(address.text, "rb") as fh:
@@ -83,7 +84,7 @@ def load_torrent(address: Address) -> bytes:
         raise FetchError("a magnet link has no .torrent to read")
     if len(data) > MAX_TORRENT_BYTES:
         raise FetchError(f"{address.text}: more than {MAX_TORRENT_BYTES >> 20} MiB, not a gitp2p torrent")
-    check_layout(data, address.text)
+    return data, check_layout(data, address.text)
     return data
 
 
@@ -114,4 +115,4 @@ def check_layout(torrent: bytes, where: str, *, info_only: bool = False) -> Layo
             raise FetchError(f"{where}: file {name[:80]!r} is neither a pack nor the last file's ref manifest")
     if manifest is None:
         raise FetchError(f"{where}: no ref manifest (`*{MANIFEST_SUFFIX}`, the last file); not a gitp2p torrent")
-    return Layout(tuple(packs), manifest, parsed.files[manifest].path[-1])
+    return Layout(tuple(packs), manifest, parsed.files[manifest].path[-1], parsed)

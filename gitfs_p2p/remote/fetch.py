@@ -34,6 +34,7 @@ import trio
 from torrentcore.magnet import parse_magnet
 from torrentcore.session import Engine, EngineConfig, EngineError, Torrent, make_torrent_file
 
+from ..cli.common import human_size
 from ..errors import FetchError
 from ..git.runner import run_git
 from ..pack.manifest import ManifestError, RefManifest
@@ -123,14 +124,6 @@ def engine_config(opts: Options) -> EngineConfig:
                         extra={"max_metadata_size": MAX_METADATA, "close_redundant_connections": False})
 
 
-def _size(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{int(n)} bytes" if unit == "bytes" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} GiB"  # pragma: no cover
-
-
 class Progress:
     """Progress lines on stderr the way git prints them (`Receiving objects:  45% (3/7), ...`)."""
 
@@ -159,9 +152,9 @@ class Progress:
         pct = 100 * done // total if total else 100
         text = f"{title}: {pct:3d}% ({done}/{total})"
         if nbytes is not None:
-            text += f", {_size(nbytes)}"
+            text += f", {human_size(nbytes)}"
             if rate is not None:
-                text += f" | {_size(rate)}/s"
+                text += f" | {human_size(rate)}/s"
         if final:
             text += ", done."
         self.stream.write(text + ("\n" if final else "\r"))
@@ -242,11 +235,8 @@ class Fetcher:
         if self.address.kind == "magnet":
             await self._open_magnet()
         else:
-            self.torrent_bytes = await trio.to_thread.run_sync(load_torrent, self.address)
-            self.layout = check_layout(self.torrent_bytes, self.address.text)
-            from torrentcore.metainfo import parse_torrent
-
-            parsed = parse_torrent(self.torrent_bytes)
+            self.torrent_bytes, self.layout = await trio.to_thread.run_sync(load_torrent, self.address)
+            parsed = self.layout.torrent
             self.trackers, self.web_seeds = parsed.trackers, parsed.web_seeds
             ih = parsed.info_hash.hex()
             priorities = [0] * (self.layout.manifest + 1)
