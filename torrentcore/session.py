@@ -80,6 +80,19 @@ class EngineConfig:
             # a rarest-first end game of the whole torrent
             "close_file_interval": 0,
         }
+        hosts = [entry.rpartition(":")[0].strip("[]") for entry in self.listen]
+        if hosts and not any(h in ("", "0.0.0.0", "::") for h in hosts):
+            # listening on given addresses: connect out from them too.  With several
+            # addresses on one interface (a test's namespace, a multi-homed host) the
+            # kernel would otherwise pick the subnet's first address for every connection,
+            # and peers would see one address for all of us.
+            s["outgoing_interfaces"] = ",".join(hosts)
+        if self.lsd or self.dht:
+            # LSD and the DHT make two peers dial each other at once; libtorrent's
+            # duplicate-connection check may then close both, and its default 60 s wait
+            # before redialling stalled a room-sized swarm about one run in ten
+            # (docs/remote-helper.md)
+            s["min_reconnect_time"] = 2
         if self.loopback:
             s.update({
                 "allow_multiple_connections_per_ip": True,
@@ -250,9 +263,6 @@ class Torrent:
 
     def reannounce(self) -> None:
         self.handle.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
-
-    def force_lsd_announce(self) -> None:
-        self.handle.force_lsd_announce() if hasattr(self.handle, "force_lsd_announce") else None
 
     def resume(self) -> None:
         self.handle.resume()
