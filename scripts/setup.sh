@@ -12,6 +12,7 @@ APT_PACKAGES=(
     python3-libtorrent opentracker                         # libtorrent peer, Debian's tracker
     iproute2                                               # `ip`: the interop test's private network namespace
     gnupg                                                  # gpg: signed tags must verify after a transfer
+    busybox                                                # its httpd (Range requests): a plain web seed in a test
 )
 PYTHON=${PYTHON:-python3}
 

@@ -22,14 +22,17 @@ class Seed(Background):
     """`gitp2p -v seed REPO --listen 127.0.0.1 --port P --no-utp` in its own session.
 
     On loopback it announces every `announce_every` seconds (transmission never dials a
-    loopback peer: the seed must learn of it from the tracker and dial it)."""
+    loopback peer: the seed must learn of it from the tracker and dial it).  `listen`
+    gives another address (in a test's own network namespace)."""
 
     def __init__(self, repo, workdir, *, tracker: str | None = None, port: int | None = None,
-                 announce_every: float = 2.0, poll: float = 0.5, args: tuple[str, ...] = ()):
+                 announce_every: float = 2.0, poll: float = 0.5, args: tuple[str, ...] = (),
+                 listen: str = LOOPBACK):
         self.repo = Path(repo)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.tracker = tracker
+        self.listen = listen
         self.port = port or free_port()
         self.announce_every = announce_every
         self.poll = poll
@@ -45,7 +48,7 @@ class Seed(Background):
         return git_dir / "gitp2p" / "seed-mount"
 
     def command(self) -> list[str]:
-        cmd = [*GITP2P, "-v", "seed", str(self.repo), "--listen", LOOPBACK, "--port", str(self.port),
+        cmd = [*GITP2P, "-v", "seed", str(self.repo), "--listen", self.listen, "--port", str(self.port),
                "--no-utp", "--poll", str(self.poll), "--wait", "120"]
         if self.announce_every:
             cmd += ["--announce-every", str(self.announce_every)]
@@ -85,6 +88,21 @@ class Seed(Background):
             self._check_alive()
             return any(ih == info_hash for _, _, ih in self.seeded())
         wait_until(seen, timeout, f"gitp2p seed to seed {info_hash}", details=self.details)
+
+    def magnet(self, info_hash: str) -> str:
+        """The magnet link the seed printed for `info_hash`."""
+        prefix = f"magnet:?xt=urn:btih:{info_hash}"
+        for line in self.output().splitlines():
+            if line.strip().startswith(prefix):
+                return line.strip()
+        raise ClientError(f"gitp2p seed printed no magnet link for {info_hash}\n{self.details()}")
+
+    def wait_seeding_new(self, label: str, not_hash: str, timeout: float = 60) -> str:
+        """The info-hash of the first torrent `label` seeded that is not `not_hash` (after refs moved)."""
+        def new() -> str | None:
+            self._check_alive()
+            return next((ih for lab, _, ih in self.seeded() if lab == label and ih != not_hash), None)
+        return wait_until(new, timeout, f"gitp2p seed to seed a new {label} torrent", details=self.details)
 
     def interrupt(self, timeout: float = 60) -> int:
         """SIGINT (Ctrl-C) to the seed process alone; its exit status."""

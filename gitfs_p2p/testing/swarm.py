@@ -147,12 +147,13 @@ def unmount(path) -> None:
 
 
 class Mount(Background):
-    """`gitp2p mount REPO MOUNTPOINT --tracker URL` in the background; stop() unmounts."""
+    """`gitp2p mount REPO MOUNTPOINT --tracker URL [ARGS]` in the background; stop() unmounts."""
 
-    def __init__(self, repo, mountpoint, *, tracker: str | None = None, log=None):
+    def __init__(self, repo, mountpoint, *, tracker: str | None = None, log=None, args: tuple[str, ...] = ()):
         self.repo = Path(repo)
         self.path = Path(mountpoint)
         self.tracker = tracker
+        self.args = tuple(args)
         self.pid_file = self.path.parent / (self.path.name + ".pid")
         self.log = Path(log) if log else self.path.parent / (self.path.name + ".log")
         self.pid: int | None = None
@@ -163,6 +164,7 @@ class Mount(Background):
                "--poll", "0.5", "--log", str(self.log)]
         if self.tracker:
             cmd += ["--tracker", self.tracker]
+        cmd += self.args
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0 or not is_mounted(self.path):
             raise ClientError(f"gitp2p mount failed ({proc.returncode}): {proc.stderr.strip()}")

@@ -13,12 +13,15 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
 from gitfs_p2p.testing.clients import CLIENTS
 from gitfs_p2p.testing.history import generate
-from gitfs_p2p.testing.procs import client_available, torrent_info_hash
+from gitfs_p2p.testing.netns import own_network_namespace, why_no_namespace
+from gitfs_p2p.testing.procs import client_available, free_port, kill_group, torrent_info_hash, wait_until
+from gitfs_p2p.testing.seeding import Seed
 from gitfs_p2p.testing.swarm import Mount
 from gitfs_p2p.testing.trackers import EmbeddedTracker
 
@@ -225,3 +228,112 @@ def test_kill_9_during_a_fetch_loses_nothing(swarm, tmp_path):
     assert got == want
     assert refs(repo, "refs/tags/") == refs(source, "refs/tags/")
     git("fsck", "--strict", "--no-dangling", cwd=repo)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def test_clone_from_a_web_seed_alone(tmp_path):
+    """BEP 19: no peer and no tracker, only a plain web server (busybox httpd, which answers
+    Range requests) serving the mount's files at the URL the mount wrote into its torrents."""
+    if NO_FUSE:
+        pytest.skip("/dev/fuse is absent")
+    if shutil.which("busybox") is None:
+        pytest.skip("busybox (its httpd is the web seed) is not installed: scripts/setup.sh installs it")
+    source = str(tmp_path / "source")
+    generate(source, 30, seed=19)
+    git("tag", "-a", "v2", "-m", "over HTTP", "HEAD~1", cwd=source)
+    port = free_port()
+    mount = Mount(source, tmp_path / "mnt", args=("--web-seed", f"http://127.0.0.1:{port}/")).start()
+    httpd = None
+    try:
+        torrent = mount.torrent("all")
+        httpd = subprocess.Popen(["busybox", "httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", str(mount.path)],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}/packs/all.gitp2p-refs"), 30, "busybox httpd to answer")
+        clone = str(tmp_path / "clone")
+        proc = git(*LOOPBACK, "clone", "--progress", f"gitp2p::{torrent}", clone)
+        assert re.search(r"Receiving packs: 100% \(\d+/\d+\), .*, done\.", proc.stderr), proc.stderr
+    finally:
+        kill_group(httpd)
+        mount.stop()
+    assert_clone_of(clone, source)
+
+
+# ------------------------------------------------------------------ a room without a tracker
+
+#: Three laptops on one LAN: one /24 on the namespace's lo (LSD ignores announces from
+#: outside its own network), each peer listening on its own address.
+ROOM = ("10.77.0.1", "10.77.0.2", "10.77.0.3")
+ROOM_PORT = 6881
+
+
+def in_the_room(address: str) -> list[str]:
+    """git -c options for the helper on `address`: local service discovery only."""
+    return ["-c", "gitp2p.lan=true", "-c", f"gitp2p.listen={address}:{ROOM_PORT}", "-c", "gitp2p.utp=false",
+            "-c", "gitp2p.timeout=30"]
+
+
+def test_a_room_without_a_tracker_clones_and_fetches_by_lsd(tmp_path):
+    """A seeds with --lan, no tracker anywhere; B clones A's magnet (discovery by BEP 14
+    local service discovery only) and seeds its clone; C clones from the room; A moves on
+    and C fetches the new commits from A's new magnet.  All in a network namespace this
+    test creates (10.77.0.1-3/24 on its lo)."""
+    if NO_FUSE:
+        pytest.skip("/dev/fuse is absent")
+    reason = why_no_namespace()
+    if reason is not None:
+        pytest.skip(reason)
+    source = str(tmp_path / "A")
+    generate(source, 40, seed=41)
+    git("tag", "-a", "v0.1", "-m", "first", "HEAD~2", cwd=source)
+    clone_b, clone_c = str(tmp_path / "B"), str(tmp_path / "C")
+    with own_network_namespace(ROOM, prefix=24):
+        seed_a = Seed(source, tmp_path / "seed-a", listen=ROOM[0], port=ROOM_PORT, announce_every=0,
+                      args=("--lan",))
+        seed_b = Seed(clone_b, tmp_path / "seed-b", listen=ROOM[1], port=ROOM_PORT, announce_every=0,
+                      args=("--lan",))
+        try:
+            seed_a.start()
+            ih = next(ih for label, origin, ih in seed_a.seeded() if label == "all")
+            # the magnet A prints, to hand over; no tr=: nobody in the room runs a tracker
+            magnet = seed_a.magnet(ih)
+            assert "tr=" not in magnet, magnet
+
+            git(*in_the_room(ROOM[1]), "clone", "-q", f"gitp2p::{magnet}", clone_b)
+            assert_clone_of(clone_b, source)
+            seed_b.start()
+            seed_b.wait_seeding(ih)
+
+            proc = git(*in_the_room(ROOM[2]), "clone", "--progress", f"gitp2p::{magnet}", clone_c)
+            assert re.search(r"Receiving packs: 100% \(\d+/\d+\), .*, done\.", proc.stderr), proc.stderr
+            assert_clone_of(clone_c, source)
+
+            # A moves on: 5 new commits on main; its seed follows the ref and says the new magnet
+            work = str(tmp_path / "work")
+            git("clone", "-q", source, work)
+            for i in range(5):
+                with open(os.path.join(work, f"room-{i}.txt"), "w") as fh:
+                    fh.write(f"said in the room {i}\n")
+                git("add", ".", cwd=work)
+                git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", f"room {i}", cwd=work)
+            git("config", "receive.denyCurrentBranch", "updateInstead", cwd=source)
+            git("push", "-q", "origin", "main", cwd=work)
+            new_ih = seed_a.wait_seeding_new("all", not_hash=ih, timeout=120)
+
+            git("remote", "set-url", "origin", f"gitp2p::{seed_a.magnet(new_ih)}", cwd=clone_c)
+            git(*in_the_room(ROOM[2]), "pull", "-q", "--ff-only", cwd=clone_c)
+        finally:
+            seed_b.stop()
+            seed_a.stop()
+    main = refs(source, "refs/heads/main")["refs/heads/main"]
+    assert refs(clone_c, "refs/remotes/origin/main") == {"refs/remotes/origin/main": main}
+    assert git("rev-parse", "HEAD", cwd=clone_c).stdout.strip() == main
+    assert refs(clone_c, "refs/tags/") == refs(source, "refs/tags/")
+    git("fsck", "--strict", "--no-dangling", cwd=clone_c)
