@@ -3,22 +3,27 @@
 
 The command line (cli/mount.py) only turns options into a MountService factory and
 calls these.  Problems the user can fix raise MountError; a bug in the background
-process is reported to the caller as a RuntimeError that names the log.
+process is reported to the caller as a RuntimeError that names the log.  The forking and
+the child's report to its caller are gitfs_p2p/detach.py's, shared with `gitp2p seed
+--daemon`, so that the two cannot drift; what is the mount's own stays here: its stderr
+is the caller's until the mount is ready (libfuse prints there), it leaves the caller's
+directory, and its errors' wording.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import shutil
 import stat
 import subprocess
-import sys
 import importlib
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from ..errors import GitfsError, MountError
+from ..detach import ChildEnded, ChildError, run_detached
+from ..errors import MountError
 
 if TYPE_CHECKING:
     from .service import MountService
@@ -166,121 +171,64 @@ def serve_background(make_service: ServiceFactory, *, log_path: str, pid_file: s
     Until then the process's stderr is the caller's (libfuse's own complaints reach the
     user); after, it is the log at log_path.  A problem the user can fix comes back as
     a MountError with the child's message; a bug as a RuntimeError naming the log.
+    Ctrl-C while waiting stops the serving process.  The forking and the reporting are
+    gitfs_p2p/detach.py's (shared with `gitp2p seed --daemon`); the mount's own part is
+    _serve_in_child, the work it runs there.
     """
+
+    def work(say, ready) -> int:
+        return _serve_in_child(make_service, log_path, ready)
+
     try:
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError as exc:
-        raise MountError(f"{log_path}: cannot write the log ({exc.strerror})") from None
-    read_end, write_end = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the serving process
-        os.close(read_end)
-        code = 1
-        try:
-            code = _serve_in_child(make_service, log_fd, log_path, pid_file, write_end)
-        except BaseException:  # noqa: BLE001 - the process ends here either way
-            _send(write_end, "bug")
-            logging.getLogger("gitp2p").exception("mount process failed")
-        finally:
-            logging.shutdown()
-            os._exit(code)
-    os.close(write_end)
-    os.close(log_fd)
-    try:
-        answer = _read_answer(read_end)
-    except KeyboardInterrupt:
-        os.kill(pid, 15)  # the mount we started and no longer wait for
-        raise
-    if answer.startswith("ok "):
-        return int(answer[3:].strip())
-    if answer.startswith("error "):
-        raise MountError(answer[6:].strip())
-    if answer.startswith("bug"):
-        os.waitpid(pid, 0)
-        raise RuntimeError(f"the mount process failed; its traceback is in {log_path}")
-    _, status = os.waitpid(pid, 0)
-    how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {os.waitstatus_to_exitcode(status)}"
-    raise MountError(f"the mount process ended before the mount was ready ({how}); see {log_path}")
+        pid, _ = run_detached(work, log_path=log_path, pid_file=pid_file, name="mount", stderr_until_ready="caller")
+    except ChildError as exc:
+        raise MountError(str(exc).strip()) from None
+    except ChildEnded as exc:
+        if exc.bug:
+            raise RuntimeError(f"the mount process failed; its traceback is in {log_path}") from None
+        raise MountError(f"the mount process ended before the mount was ready ({exc.how}); see {log_path}") from None
+    return pid
 
 
-def _read_answer(fd: int) -> str:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks).decode("utf-8", errors="replace")
-
-
-def _send(fd: int, text: str) -> None:
-    try:
-        os.write(fd, text.encode("utf-8", errors="replace") + b"\n")
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def _serve_in_child(
-    make_service: ServiceFactory, log_fd: int, log_path: str, pid_file: str | None, ready_fd: int
-) -> int:
+def _serve_in_child(make_service: ServiceFactory, log_path: str, ready: Callable[..., None]) -> int:
+    """In the detached process (stderr still the caller's): start the workers, mount, call
+    ready once mounted, serve until a signal or an outside unmount.  0 once unmounted; a
+    GitfsError goes up to detach.py, which reports or logs it."""
     import trio
 
     from .service import serve_until_signal
 
-    os.setsid()  # no terminal: Ctrl-C in the shell that started us does not reach us
-    os.chdir("/")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    root = logging.getLogger()
-    for handler in root.handlers:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s gitp2p[{os.getpid()}]: %(message)s"))
-    ready = False
-
+    os.chdir("/")  # hold no directory of the caller's busy
     # The worker processes start now, with the log as their stderr: they (and
     # multiprocessing's resource tracker, started with the pool) must not keep the
     # caller's stderr open, or the caller would wait for its end as long as we run.
-    caller_stderr = os.dup(2)
-    os.dup2(log_fd, 2)
-    try:
+    with _stderr_to(log_path):
         service = make_service(log_path)
         service.start_workers()
-    except GitfsError as exc:
-        _send(ready_fd, f"error {exc}")
-        return 1
-    finally:
-        os.dup2(caller_stderr, 2)
-        os.close(caller_stderr)
 
     def on_ready() -> None:
-        nonlocal ready
-        os.dup2(log_fd, 2)
-        os.close(log_fd)
-        logging.getLogger("gitfs_p2p").setLevel(logging.INFO)  # the log file gets the details
-        log.setLevel(logging.INFO)
-        _write_pid_file(pid_file)
-        log.info("mounted %s at %s", service.repo_path, service.mountpoint)
-        ready = True
-        _send(ready_fd, f"ok {os.getpid()}")
+        ready(f"mounted {service.repo_path} at {service.mountpoint}")
 
     try:
         trio.run(serve_until_signal, service, on_ready)
-    except GitfsError as exc:
-        if not ready:
-            _send(ready_fd, f"error {exc}")
-        else:
-            log.error("error: %s", exc)
-        return 1
     finally:
-        _remove_pid_file(pid_file)
         service.close()
     log.info("unmounted %s", service.mountpoint)
     return 0
+
+
+@contextlib.contextmanager
+def _stderr_to(path: str) -> Iterator[None]:
+    """stderr (fd 2) is the file at path (appended to) inside the block."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 # -- unmounting --------------------------------------------------------------------------------
