@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         ("bench_torrent", "Torrents (issue 4)", lambda m, out: m.run(gen, os.path.join(args.out, "torrent"), out)),
         ("bench_swarm", "Swarm transfer (issue 6)", lambda m, out: m.run(gen, os.path.join(args.out, "swarm"), out)),
         ("bench_e2e", "End to end (issue 13)", lambda m, out: m.run(gen, os.path.join(args.out, "e2e"), out)),
+        ("bench_clone", "git clone gitp2p:: (issue 14)", lambda m, out: m.run(gen, os.path.join(args.out, "clone"), out)),
     ):
         try:
             mod = importlib.import_module(module)

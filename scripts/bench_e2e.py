@@ -32,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-from bench_swarm import git_daemon_clone_seconds
+from bench_swarm import git_daemon_clone_seconds, print_results
 from gitfs_p2p.testing.clients import CLIENTS
 from gitfs_p2p.testing.procs import client_available
 from gitfs_p2p.testing.swarm import Mount, Watcher, all_commits, published_refs
@@ -129,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out: dict = {}
     run(args.repo, args.workdir, out, downloader=args.downloader)
-    for key, value in out.items():
-        print(f"- {key}: {value}")
-    return 0
+    return print_results(out)
 
 
 if __name__ == "__main__":

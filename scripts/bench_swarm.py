@@ -44,8 +44,9 @@ DOWNLOADERS = ("aria2", "libtorrent", "transmission")
 TIMEOUT = 900
 
 
-def git_daemon_clone_seconds(repo: Path, workdir: Path, runs: int = 3) -> tuple[float, int]:
-    """Median wall time of `git clone --mirror` over git daemon on 127.0.0.1; and its pack size."""
+def git_daemon_clone_seconds(repo: Path, workdir: Path, runs: int = 3, *, mirror: bool = True) -> tuple[float, int]:
+    """Median wall time of `git clone --mirror` (or, mirror=False, a plain `git clone` with its
+    checkout) over git daemon on 127.0.0.1; and its pack size."""
     port = free_port()
     base = workdir / "served"
     served = base / "served.git"
@@ -66,10 +67,11 @@ def git_daemon_clone_seconds(repo: Path, workdir: Path, runs: int = 3) -> tuple[
             dest = workdir / f"git-clone-{i}.git"
             shutil.rmtree(dest, ignore_errors=True)
             start = time.monotonic()
-            subprocess.run(["git", "clone", "--mirror", "-q", url, str(dest)], check=True,
+            subprocess.run(["git", "clone", *(["--mirror"] if mirror else []), "-q", url, str(dest)], check=True,
                            capture_output=True)
             times.append(time.monotonic() - start)
-            size = sum(p.stat().st_size for p in (dest / "objects" / "pack").glob("*.pack"))
+            packs = (dest / "objects" / "pack") if mirror else (dest / ".git" / "objects" / "pack")
+            size = sum(p.stat().st_size for p in packs.glob("*.pack"))
             shutil.rmtree(dest, ignore_errors=True)
         return statistics.median(times), size
     finally:
@@ -150,6 +152,13 @@ def run(repo_path, workdir, out: dict, *, seeder_name: str = DEFAULT_SEEDER,
             thing.stop()
 
 
+def print_results(out: dict) -> int:
+    """A bench script's results as `- key: value` lines (its command line's output)."""
+    for key, value in out.items():
+        print(f"- {key}: {value}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("repo")
@@ -160,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {}
     run(args.repo, args.workdir, out, seeder_name=args.seeder,
         downloaders=[d for d in args.downloaders.split(",") if d])
-    for key, value in out.items():
-        print(f"- {key}: {value}")
-    return 0
+    return print_results(out)
 
 
 if __name__ == "__main__":
