@@ -37,7 +37,7 @@ ROOT = HERE.parent
 
 from bench_swarm import git_daemon_clone_seconds, print_results
 from gitfs_p2p.testing.seeding import Seed
-from gitfs_p2p.testing.swarm import all_commits, published_refs
+from gitfs_p2p.testing.swarm import all_commits, fsck_findings, published_refs
 from gitfs_p2p.testing.trackers import EmbeddedTracker
 
 __all__ = ["run"]
@@ -62,15 +62,24 @@ def _git(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return proc
 
 
-def _clone_seconds(address: str, dest: Path, expected: dict[str, str]) -> float:
+def _clone_seconds(address: str, dest: Path, expected: dict[str, str], findings: set[str]) -> float:
+    """Time one clone; then check it is faithful (outside the timing): every branch as
+    origin/*, every tag, and `git fsck` finding what it finds in the source, no more (real
+    histories hold objects git accepts but fsck frowns on)."""
     shutil.rmtree(dest, ignore_errors=True)
     start = time.monotonic()
     _git(*HELPER, "clone", "-q", f"gitp2p::{address}", str(dest))
     elapsed = time.monotonic() - start
-    got = {name: oid for name, oid in published_refs(dest).items() if name.startswith("refs/tags/")}
-    want = {name: oid for name, oid in expected.items() if name.startswith("refs/tags/")}
-    if got != want:
-        raise RuntimeError("the clone's tags differ from the source's")
+    listed = _git("for-each-ref", "--format=%(refname) %(objectname)", cwd=dest).stdout.split("\n")
+    got = dict(line.split(" ") for line in listed if line)
+    got["HEAD ->"] = _git("symbolic-ref", "HEAD", cwd=dest).stdout.strip()
+    for name, oid in expected.items():
+        mine = "refs/remotes/origin/" + name[len("refs/heads/"):] if name.startswith("refs/heads/") else name
+        if got.get(mine) != oid:
+            raise RuntimeError(f"the clone's {mine} is {got.get(mine)}, the source's {name} is {oid}")
+    found = fsck_findings(dest)
+    if found != findings:
+        raise RuntimeError(f"git fsck of the clone differs from the source's: {sorted(found ^ findings)[:5]}")
     return elapsed
 
 
@@ -120,7 +129,8 @@ def run(repo_path, workdir, out: dict, *, runs: int = 3) -> None:
         tracker.wait_peers(ih, seeders=1, timeout=120)
         out["seed start"] = f"{time.monotonic() - start:.2f} s from `gitp2p seed` to seeding (mount built its torrents)"
         magnet = seed.magnet(ih)
-        times = [_clone_seconds(magnet, workdir / f"clone-{i}", expected) for i in range(runs)]
+        findings = fsck_findings(repo)
+        times = [_clone_seconds(magnet, workdir / f"clone-{i}", expected, findings) for i in range(runs)]
         clone_s = statistics.median(times)
         out["clone"] = (f"`git clone gitp2p::MAGNET` from the warm seed: {clone_s:.2f} s (median of {runs}: "
                         f"{', '.join(f'{t:.2f}' for t in times)}), **{clone_s / git_s:.2f}x** git clone")
