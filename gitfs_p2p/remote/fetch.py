@@ -239,10 +239,9 @@ class Fetcher:
             parsed = self.layout.torrent
             self.trackers, self.web_seeds = parsed.trackers, parsed.web_seeds
             ih = parsed.info_hash.hex()
-            priorities = [0] * (self.layout.manifest + 1)
-            priorities[self.layout.manifest] = 7
+            priorities, prefetch = await self._first_priorities()
             self.torrent = await self.engine.add_torrent(
-                self.torrent_bytes, os.path.join(self.base, ih), file_priorities=priorities)
+                self.torrent_bytes, os.path.join(self.base, ih), file_priorities=priorities, sequential=prefetch)
             self._dial()
         self.report(f"gitp2p: torrent {self.torrent.info_hash}: {len(self.layout.packs)} packs")
         await self._wait_manifest()
@@ -261,9 +260,22 @@ class Fetcher:
         except EngineError:
             raise _no_peers(ih, "the torrent's metadata", self.opts.timeout) from None
         self.layout = check_layout(self.torrent.info_section(), f"metadata of {ih}", info_only=True)
-        priorities = [0] * (self.layout.manifest + 1)
-        priorities[self.layout.manifest] = 7
+        priorities, prefetch = await self._first_priorities()
         self.torrent.prioritize_files(priorities)
+        self.torrent.set_sequential(prefetch)
+
+    async def _first_priorities(self) -> tuple[list[int], bool]:
+        """The manifest first.  Into a repository with no ref yet (a clone), the packs too,
+        at the lowest priority and parents first: git asks for every ref after `list`
+        (but for --single-branch; fetch() then drops what is not wanted), and the
+        import can start with the packs that came during `list`.  Elsewhere only the
+        manifest: fetch() asks for the packs the repository lacks."""
+        refs = await trio.to_thread.run_sync(
+            lambda: run_git("for-each-ref", "--count=1", "--format=%(refname)", git_dir=self.git_dir, check=False))
+        prefetch = not refs.strip()
+        priorities = [1 if prefetch else 0] * (self.layout.manifest + 1)
+        priorities[self.layout.manifest] = 7
+        return priorities, prefetch
 
     def _dial(self) -> None:
         for host, port in self.opts.peers:
