@@ -15,6 +15,7 @@ listeners.  Every wait here takes a timeout.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ LT_VERSION = lt.__version__
 EVENT_BUFFER = 4096
 #: How long the pump thread blocks in wait_for_alert (it also checks for shutdown then).
 PUMP_WAIT_MS = 200
+_UDP_SOCKETS = {getattr(lt.socket_type_t, name) for name in ("udp", "utp") if hasattr(lt.socket_type_t, name)}
+#: Seconds between DHT announces in a room's private DHT (libtorrent's default: 15 minutes).
+PRIVATE_DHT_ANNOUNCE = 5
 
 
 class EngineError(RuntimeError):
@@ -44,8 +48,10 @@ class EngineConfig:
 
     listen: "host:port" entries (port 0: any free port).  lsd: BEP 14 local service
     discovery (peers on the same network find each other without a tracker).  dht:
-    BEP 5, bootstrapping from dht_nodes ("host:port").  utp: also uTP (slow on loopback,
-    so tests turn it off).  loopback: settings for peers sharing one address (tests).
+    BEP 5, bootstrapping from dht_nodes ("host:port"; none: libtorrent's public
+    routers); nodes all on private networks make a room's own DHT (private_dht).
+    utp: also uTP (slow on loopback, so tests turn it off).  loopback: settings for
+    peers sharing one address (tests).
     """
 
     listen: tuple[str, ...] = ("0.0.0.0:6881", "[::]:6881")
@@ -57,13 +63,26 @@ class EngineConfig:
     upload_slots: int = 8
     extra: dict = field(default_factory=dict)  # raw libtorrent settings, last word
 
+    @property
+    def private_dht(self) -> bool:
+        """The DHT bootstraps only from nodes on private networks or loopback (a room)."""
+        if not self.dht_nodes:
+            return False
+        for node in self.dht_nodes:
+            try:
+                ip = ipaddress.ip_address(node.rpartition(":")[0].strip("[]"))
+            except ValueError:
+                return False  # a host name: the internet's DHT, presumably
+            if not (ip.is_private or ip.is_loopback or ip.is_link_local):
+                return False
+        return True
+
     def settings(self) -> dict:
         cat = lt.alert.category_t
         s = {
             "listen_interfaces": ",".join(self.listen),
             "enable_lsd": self.lsd,
             "enable_dht": self.dht,
-            "dht_bootstrap_nodes": ",".join(self.dht_nodes),
             "enable_upnp": False,
             "enable_natpmp": False,
             "enable_incoming_utp": self.utp,
@@ -80,6 +99,23 @@ class EngineConfig:
             # a rarest-first end game of the whole torrent
             "close_file_interval": 0,
         }
+        if self.dht_nodes:
+            # given nodes replace libtorrent's public bootstrap routers
+            s["dht_bootstrap_nodes"] = ",".join(self.dht_nodes)
+            if self.private_dht:
+                # A room's own DHT (every node on a private network or loopback): its nodes
+                # share a /24, which the internet rules (one node per /24 in a routing table,
+                # node ids derived from public addresses) would cut down to one; a handful
+                # of nodes can afford to announce often, so a peer that joins later is
+                # found in seconds rather than at the next 15-minute announce.
+                s.update({
+                    "dht_restrict_routing_ips": False,
+                    "dht_restrict_search_ips": False,
+                    "dht_prefer_verified_node_ids": False,
+                    "dht_ignore_dark_internet": False,
+                    "dht_enforce_node_id": False,
+                    "dht_announce_interval": PRIVATE_DHT_ANNOUNCE,
+                })
         hosts = [entry.rpartition(":")[0].strip("[]") for entry in self.listen]
         if hosts and not any(h in ("", "0.0.0.0", "::") for h in hosts):
             # listening on given addresses: connect out from them too.  With several
@@ -309,6 +345,7 @@ class Engine:
         self._listeners: list[trio.MemorySendChannel] = []
         self._stop = threading.Event()
         self.errors: list[Event] = []
+        self._udp_listening = False  # a UDP socket is open (the DHT's)
 
     @property
     def listen_port(self) -> int:
@@ -324,6 +361,8 @@ class Engine:
                 log.debug("libtorrent: %s", event.message)
             if event.kind == "listen_failed":
                 self.errors.append(event)
+            elif event.kind == "listen_succeeded" and getattr(alert, "socket_type", None) in _UDP_SOCKETS:
+                self._udp_listening = True
             if event.info_hash is not None and event.info_hash in self.torrents:
                 self.torrents[event.info_hash]._post(event)
             for send in list(self._listeners):
@@ -362,6 +401,7 @@ class Engine:
         pump.start()
         try:
             await self._wait_listening()
+            await self._bootstrap_dht()
             task_status.started(self)
             await trio.sleep_forever()
         finally:
@@ -388,6 +428,19 @@ class Engine:
         if not self.session.is_listening():
             why = "; ".join(e.message for e in self.errors) or "no listen socket"
             raise EngineError(f"the BitTorrent engine cannot listen on {','.join(self.config.listen)}: {why}")
+
+    async def _bootstrap_dht(self, timeout: float = 5.0) -> None:
+        """Ping the given DHT nodes once our UDP socket is open.  The bootstrap libtorrent
+        starts by itself may go out before it is, and is then lost until a retry minutes
+        later: a room's DHT started that way stayed empty (measured, docs/remote-helper.md)."""
+        if not (self.config.dht and self.config.dht_nodes):
+            return
+        with trio.move_on_after(timeout):
+            while not self._udp_listening:
+                await trio.sleep(0.02)
+        for node in self.config.dht_nodes:
+            host, _, port = node.rpartition(":")
+            self.add_dht_node(host.strip("[]"), int(port))
 
     # -- torrents -----------------------------------------------------------------------
     def _params(self, save_path: str, *, paused: bool, seed_mode: bool, sequential: bool,

@@ -64,9 +64,10 @@ def register(subparsers) -> None:
     p.add_argument("--tracker", metavar="URL", action="append", default=[],
                    help="tracker announce URL, written into the mount's torrents and the magnet links (repeatable)")
     p.add_argument("--lan", action="store_true", help="find peers on the local network (BEP 14 local service discovery)")
-    p.add_argument("--dht", action="store_true", help="find peers through the DHT (BEP 5)")
+    p.add_argument("--dht", action="store_true", help="find peers through the DHT (BEP 5; bootstrapped from libtorrent's public routers)")
     p.add_argument("--dht-node", metavar="HOST:PORT", action="append", default=[], type=_host_port,
-                   help="a DHT node to bootstrap from (repeatable; implies --dht)")
+                   help="a DHT node to bootstrap from instead (repeatable; implies --dht); nodes all on "
+                        "private addresses make a room's own DHT")
     p.add_argument("--port", type=_port, default=6881, metavar="N",
                    help="port to listen on for peers, TCP and uTP (default: 6881; 0: any free port)")
     p.add_argument("--listen", default="0.0.0.0", metavar="ADDR",

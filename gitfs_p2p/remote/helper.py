@@ -38,7 +38,7 @@ It downloads the packs of the commits DIR lacks with its own BitTorrent engine,
 checks and imports them, and lets git set the refs. Settings (git config):
   gitp2p.timeout SECONDS   give up after this long without data (default 60)
   gitp2p.lan true          find peers on the local network (BEP 14)
-  gitp2p.dht true          use the DHT; gitp2p.dhtNode HOST:PORT bootstraps it
+  gitp2p.dht true          use the DHT (public routers; gitp2p.dhtNode HOST:PORT instead)
   gitp2p.peer HOST:PORT    also connect to this peer (repeatable)
   gitp2p.listen HOST:PORT  where the engine listens (default 0.0.0.0:0 and [::]:0)
   gitp2p.utp false         TCP only

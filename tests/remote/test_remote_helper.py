@@ -284,7 +284,13 @@ def test_a_room_without_a_tracker_clones_and_fetches_by_lsd(tmp_path):
     """A seeds with --lan, no tracker anywhere; B clones A's magnet (discovery by BEP 14
     local service discovery only) and seeds its clone; C clones from the room; A moves on
     and C fetches the new commits from A's new magnet.  All in a network namespace this
-    test creates (10.77.0.1-3/24 on its lo)."""
+    test creates (10.77.0.1-3/24 on its lo).
+
+    Not by DHT: a node's announce is stored by the other nodes, never by itself, so with
+    A and B up, B's lookup asks A's node, which holds B's announce and not A's: B found
+    itself (tried).  B and C cloning at once (three nodes) passed 1 run in 7: whoever
+    finishes first leaves, and the room is two nodes again.  A DHT needs three nodes
+    that stay; LSD needs none (docs/remote-helper.md)."""
     if NO_FUSE:
         pytest.skip("/dev/fuse is absent")
     reason = why_no_namespace()
