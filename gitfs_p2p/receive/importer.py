@@ -110,7 +110,9 @@ class Importer:
         max_pack_bytes: int = DEFAULT_MAX_PACK_BYTES,
         limits=WATCH_LIMITS,
         report: Callable[[str], None] | None = None,
+        on_written: Callable[[int], None] | None = None,
     ):
+        """on_written(n): n more packs are imported (written durably), for progress."""
         if not os.path.isdir(directory):
             raise ReceiveError(f"{directory}: not a directory")
         self.dir = os.path.realpath(directory)
@@ -132,6 +134,7 @@ class Importer:
         self.max_pack_bytes = max_pack_bytes
         self.limits = limits
         self._verdicts: dict[str, _Verdict] = {}
+        self.on_written = on_written
 
     @property
     def dirs(self) -> list[str]:
@@ -364,6 +367,8 @@ class Importer:
             faults.reached("after-cache")
             self.presence.imported.add(vp.object_id)
             result.new += 1
+        if batch.packs and self.on_written is not None:
+            self.on_written(len(batch.packs))
         self._batch = _Batch()
         if batch.packs and self.repo.pack_count() > CONSOLIDATE_AT:
             self.repo.consolidate()

@@ -211,6 +211,7 @@ class Fetcher:
         self.manifest_bytes = b""
         self.trackers: tuple[str, ...] = ()
         self.web_seeds: tuple[str, ...] = ()
+        self._imported = 0  # packs the importer wrote in this fetch (progress)
 
     # -- paths ------------------------------------------------------------------------
     @property
@@ -334,8 +335,13 @@ class Fetcher:
         ready = self._ready_dir()
         os.makedirs(ready, exist_ok=True)
         result = FetchResult()
+        self._imported = 0
+
+        def written(n: int) -> None:  # in the importer's thread; read by the progress line
+            self._imported += n
+
         importer = await trio.to_thread.run_sync(
-            lambda: Importer(ready, self.git_dir, report=lambda line: log.info("%s", line)))
+            lambda: Importer(ready, self.git_dir, report=lambda line: log.info("%s", line), on_written=written))
         try:
             ids = [oid for _, oid, _ in self.layout.packs]
             have = await trio.to_thread.run_sync(self._present, importer, ids)
@@ -373,7 +379,8 @@ class Fetcher:
         t = self.torrent
         total = len(wanted)
         want_bytes = sum(w.size for w in wanted)
-        state = {"dirty": False, "running": False, "linked": 0}
+        state = {"dirty": False, "running": False, "linked": 0,
+                 "done0": min(t.status().wanted_done, want_bytes)}  # came before (during list)
         ready = self._ready_dir()
         save = self._save_path()
         files = t.files()
@@ -404,8 +411,9 @@ class Fetcher:
             st = t.status()
             done = min(st.wanted_done, want_bytes)
             elapsed = max(time.monotonic() - started, 1e-3)
-            self.progress.update("Receiving packs", state["linked"], total, done,
-                                 st.download_rate if not final else done / elapsed, final=final)
+            # libtorrent's rate is per second, and 0 until its first second is over
+            rate = st.download_rate if st.download_rate and not final else (done - state["done0"]) / elapsed
+            self.progress.update("Receiving packs", state["linked"], total, done, rate, final=final)
 
         async def importing(task_status=trio.TASK_STATUS_IGNORED) -> None:
             task_status.started()
@@ -438,6 +446,7 @@ class Fetcher:
             while state["dirty"] or state["running"]:
                 if result.refused:
                     break
+                self.progress.update("Importing packs", min(self._imported, total), total)
                 await trio.sleep(TICK / 5)
             nursery.cancel_scope.cancel()
         if result.refused:
@@ -452,6 +461,7 @@ class Fetcher:
             raise FetchError(
                 f"torrent {t.info_hash}: {len(missing)} of {total} packs could not be imported"
                 + (f" ({'; '.join(reasons[:3])})" if reasons else ""))
+        self.progress.update("Importing packs", total, total, final=True)
         result.bytes = want_bytes
         result.received = t.status().downloaded
 

@@ -106,6 +106,7 @@ def test_clone_from_a_stock_seeder(seeder, swarm, tmp_path):
         clone = str(tmp_path / "clone")
         proc = git(*LOOPBACK, "clone", "--progress", f"gitp2p::{torrent}", clone)
     assert re.search(r"Receiving packs: 100% \(\d+/\d+\), .*, done\.", proc.stderr), proc.stderr
+    assert re.search(r"Importing packs: 100% \((\d+)/\1\), done\.", proc.stderr), proc.stderr
     assert_clone_of(clone, source)
     ih = torrent_info_hash(torrent)
     # kept for `gitp2p seed`: the same torrent, and its manifest
