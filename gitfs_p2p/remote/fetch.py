@@ -267,10 +267,10 @@ class Fetcher:
 
     async def _first_priorities(self) -> tuple[list[int], bool]:
         """The manifest first.  Into a repository with no ref yet (a clone), the packs too,
-        at the lowest priority and parents first: git asks for every ref after `list`
-        (but for --single-branch; fetch() then drops what is not wanted), and the
-        import can start with the packs that came during `list`.  Elsewhere only the
-        manifest: fetch() asks for the packs the repository lacks."""
+        at the lowest priority and parents first: fetch() takes every pack of the torrent
+        the repository lacks, there nearly all (those a killed earlier fetch imported go
+        back to priority 0 then), and the import can start with the packs that came
+        during `list`.  Elsewhere only the manifest: fetch() asks for what is lacking."""
         refs = await trio.to_thread.run_sync(
             lambda: run_git("for-each-ref", "--count=1", "--format=%(refname)", git_dir=self.git_dir, check=False))
         prefetch = not refs.strip()
