@@ -15,6 +15,8 @@ __all__ = [
     "PublishError",
     "MountError",
     "ReceiveError",
+    "FetchError",
+    "find_in_group",
 ]
 
 
@@ -59,6 +61,18 @@ class ReceiveError(GitfsError):
     """The receiving side cannot work: DIR is no directory, another watcher holds REPO."""
 
 
-
 class FetchError(GitfsError):
     """`git-remote-gitp2p` cannot fetch: no peers, a bad address or torrent, a refused pack."""
+
+
+def find_in_group(exc: BaseException, kinds) -> BaseException | None:
+    """*exc* itself, or the first exception of type *kinds* (a type or a tuple) inside
+    (nested) exception groups, as trio's nurseries raise them; None if there is none."""
+    if isinstance(exc, kinds):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_in_group(inner, kinds)
+            if found is not None:
+                return found
+    return None

@@ -11,24 +11,12 @@ import argparse
 import logging
 import sys
 
-from ..errors import UsageError
+from ..errors import UsageError, find_in_group
 
 __all__ = ["register", "cmd_tracker"]
 
 _POSITIVE = ("interval", "peer_ttl", "max_swarms", "max_peers", "max_peers_per_source",
              "source_rate", "source_burst", "max_connections", "max_connections_per_source")
-
-
-def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """*exc* itself or the first exception of type *kind* inside exception groups."""
-    if isinstance(exc, kind):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _find(inner, kind)
-            if found is not None:
-                return found
-    return None
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -87,9 +75,9 @@ def cmd_tracker(args) -> int:
     try:
         trio.run(serve)
     except BaseException as exc:  # only Ctrl-C and OSErrors are expected; others re-raise
-        if _find(exc, KeyboardInterrupt) is not None:
+        if find_in_group(exc, KeyboardInterrupt) is not None:
             return 0  # the way a tracker is stopped
-        oserror = _find(exc, OSError)
+        oserror = find_in_group(exc, OSError)
         if oserror is None:
             raise
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {oserror.strerror or oserror}") from None

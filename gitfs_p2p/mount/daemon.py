@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import logging
 import os
 import shutil
 import stat
 import subprocess
-import importlib
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..detach import ChildEnded, ChildError, run_detached
@@ -148,7 +149,7 @@ def serve_foreground(make_service: ServiceFactory, *, pid_file: str | None = Non
     """Mount and serve in this process until Ctrl-C, SIGTERM, SIGHUP or an outside unmount."""
     import trio
 
-    from .service import serve_until_signal
+    from ..serving import serve_until_signal
 
     logging.getLogger("gitfs_p2p").setLevel(logging.INFO)
     log.setLevel(logging.INFO)
@@ -159,7 +160,7 @@ def serve_foreground(make_service: ServiceFactory, *, pid_file: str | None = Non
         log.info("mounted %s at %s (Ctrl-C unmounts)", service.repo_path, service.mountpoint)
 
     try:
-        trio.run(serve_until_signal, service, on_ready)
+        trio.run(partial(serve_until_signal, stopping="unmounting"), service, on_ready)
     finally:
         _remove_pid_file(pid_file)
         service.close()
@@ -196,7 +197,7 @@ def _serve_in_child(make_service: ServiceFactory, log_path: str, ready: Callable
     GitfsError goes up to detach.py, which reports or logs it."""
     import trio
 
-    from .service import serve_until_signal
+    from ..serving import serve_until_signal
 
     os.chdir("/")  # hold no directory of the caller's busy
     # The worker processes start now, with the log as their stderr: they (and
@@ -210,7 +211,7 @@ def _serve_in_child(make_service: ServiceFactory, log_path: str, ready: Callable
         ready(f"mounted {service.repo_path} at {service.mountpoint}")
 
     try:
-        trio.run(serve_until_signal, service, on_ready)
+        trio.run(partial(serve_until_signal, stopping="unmounting"), service, on_ready)
     finally:
         service.close()
     log.info("unmounted %s", service.mountpoint)

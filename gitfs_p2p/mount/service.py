@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import pyfuse3
 import trio
@@ -23,7 +23,7 @@ from ..git.snapshot import RepoSnapshot, read_snapshot, refs_signature
 from .layout import PACKS_DIR, Contributor, Layout, build_layout, readme_text
 from .store import DEFAULT_READ_CACHE_BYTES, PackStore
 
-__all__ = ["MountService", "mount_options", "serve_until_signal", "POLL_INTERVAL"]
+__all__ = ["MountService", "mount_options", "POLL_INTERVAL"]
 
 log = logging.getLogger(__name__)
 
@@ -201,20 +201,3 @@ class MountService:
         return True
 
 
-async def serve_until_signal(service: MountService, on_ready: Callable[[], None]) -> None:
-    """Run the service; SIGINT, SIGTERM or SIGHUP (or an outside unmount) end it cleanly."""
-    import signal
-
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def run_service(task_status=trio.TASK_STATUS_IGNORED):
-                await service.run(task_status=task_status)
-                nursery.cancel_scope.cancel()  # unmounted from outside
-
-            await nursery.start(run_service)
-            on_ready()
-            async for signum in signals:
-                log.info("%s: unmounting", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break

@@ -18,7 +18,7 @@ import trio
 
 from torrentcore.session import Engine, EngineError
 
-from ..errors import FetchError, GitfsError
+from ..errors import FetchError, GitfsError, find_in_group
 from ..git.runner import run_git
 from .address import parse_address
 from .fetch import Fetcher, Progress, engine_config, options_from_config
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         helper = Helper(remote, url, _git_dir())
         trio.run(helper.run)
     except BaseException as exc:  # noqa: B036 - sorted below; anything else is re-raised
-        known = _known(exc)
+        known = find_in_group(exc, (GitfsError, EngineError, KeyboardInterrupt))
         if isinstance(known, KeyboardInterrupt):
             sys.stderr.write("gitp2p: interrupted\n")
             return 130
@@ -198,18 +198,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"gitp2p: error: {known}\n")
         return 1
     return 0
-
-
-def _known(exc: BaseException) -> BaseException | None:
-    """The error to tell the user about: ours or an interrupt, found inside exception groups."""
-    if isinstance(exc, (GitfsError, EngineError, KeyboardInterrupt)):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _known(inner)
-            if found is not None:
-                return found
-    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

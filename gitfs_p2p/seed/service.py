@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import logging
 import shlex
-import signal
 from typing import Callable
 
 import trio
 
 from torrentcore.session import Engine, EngineConfig, EngineError, Torrent
 
-from ..errors import GitfsError, MountError, UsageError
+from ..errors import GitfsError, MountError, UsageError, find_in_group
+from ..serving import serve_until_signal
 from .catalog import MountTorrents, Offer, ReceivedTorrents, plan
 
-__all__ = ["SeedService", "SeedError", "serve_until_signal", "run_until_signal"]
+__all__ = ["SeedService", "SeedError", "run_until_signal"]
 
 log = logging.getLogger(__name__)
 
@@ -184,37 +184,12 @@ class SeedService:
                     log.info("%s", event.message)
 
 
-async def serve_until_signal(service: SeedService, on_ready: Callable[[], None]) -> None:
-    """Run the service; SIGINT, SIGTERM or SIGHUP end it (the engine closes first)."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def run_service(task_status=trio.TASK_STATUS_IGNORED):
-                await service.run(task_status=task_status)
-
-            await nursery.start(run_service)
-            on_ready()
-            async for signum in signals:
-                log.info("%s: stopping", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
-
-
-def _leaves(exc: BaseException):
-    """The exceptions inside (nested) exception groups, or exc itself."""
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield exc
-
-
 def run_until_signal(service: SeedService, on_ready: Callable[[], None]) -> None:
     """trio.run(serve_until_signal): a GitfsError inside comes out as itself (not in an
     exception group), for the command line's one error boundary."""
     try:
-        trio.run(serve_until_signal, service, on_ready)
+        trio.run(serve_until_signal, service, on_ready)  # "SIGTERM: stopping"
     except BaseExceptionGroup as group:
         if group.split(GitfsError)[1] is None:  # nothing but our own errors: say the first
-            raise next(_leaves(group)) from None
+            raise find_in_group(group, GitfsError) from None
         raise
