@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .objects import RefTarget
+from .rollup import HistoryPlan, Rollup
 
-__all__ = ["TagInfo", "published_tags", "pack_order"]
+__all__ = ["TagInfo", "published_tags", "pack_order", "torrent_order"]
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,26 @@ def pack_order(commits: list[bytes], tags: dict[bytes, TagInfo]) -> list[bytes]:
     the tags that peel to it, inner tags before the tags of tags, ties by id.  A
     release tag on the newest commit so lands at the end, where it shifts nothing.
     """
+    return torrent_order(HistoryPlan((), tuple(commits)), tags)
+
+
+def torrent_order(plan: HistoryPlan, tags: dict[bytes, TagInfo]) -> list[bytes | Rollup]:
+    """The files of a torrent, in order: pack ids (commits and tags) and roll-ups.
+
+    Tags of trees and blobs first; then each roll-up followed by the tags that peel to
+    its members (member order); then each tail commit followed by its tags.  Inner tags
+    come before the tags of tags, ties by id.
+    """
     by_commit: dict[bytes, list[tuple[int, bytes]]] = {}
     loose: list[tuple[int, bytes]] = []
     for tag, info in tags.items():
         (loose if info.commit is None else by_commit.setdefault(info.commit, [])).append((info.depth, tag))
-    order = [tag for _, tag in sorted(loose)]
-    for c in commits:
-        order.append(c)
-        order.extend(tag for _, tag in sorted(by_commit.get(c, ())))
-    return order
+    out: list[bytes | Rollup] = [tag for _, tag in sorted(loose)]
+    for r in plan.rollups:
+        out.append(r)
+        for c in r.members:
+            out.extend(tag for _, tag in sorted(by_commit.get(c, ())))
+    for c in plan.tail:
+        out.append(c)
+        out.extend(tag for _, tag in sorted(by_commit.get(c, ())))
+    return out

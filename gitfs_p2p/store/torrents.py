@@ -1,12 +1,14 @@
 """Repository torrents: commit packs plus a ref manifest as one reproducible v1 torrent.
 
 Layout (docs/torrents.md): the info name is `packs`; the files are
-`<commit-id>.pack` for every commit reachable from the published refs,
-parents before children (the order of `gitp2p packs`), each followed by the
-packs of the annotated tags on it (`<tag-id>.pack`), then the manifest
-`<label>.gitp2p-refs` last.  A newer tip on the same refs therefore only
-appends packs, and the manifest, which changes with every update, sits at
-the end where it shifts nothing.  Anyone holding the same commits and refs
+`rollups/<boundary-id>.rollup` for the sealed history (pack/rollup.py), then
+`<commit-id>.pack` for every other commit reachable from the published refs,
+parents before children (the order of `gitp2p packs`), each roll-up or commit
+followed by the packs of the annotated tags on its commits (`<tag-id>.pack`),
+then the manifest `<label>.gitp2p-refs` last.  A newer tip on the same refs
+therefore only appends packs (or, every ROLLUP_SPAN first-parent commits,
+seals a run of them into one roll-up), and the manifest, which changes with
+every update, sits at the end where it shifts nothing.  Anyone holding the same commits and refs
 builds the same info dictionary, hence the same info-hash.
 """
 
@@ -25,7 +27,8 @@ from torrentcore.metainfo import MetainfoError, build_info, build_torrent, info_
 from ..errors import PublishError
 from ..pack.objects import RefTarget
 from ..pack.manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
-from ..pack.order import pack_order, published_tags
+from ..pack.order import pack_order, published_tags, torrent_order
+from ..pack.rollup import ROLLUP_SPAN, Rollup, header_size, plan_history, rollup_header
 
 if TYPE_CHECKING:  # torrents are built from any PackSource; only the type is named here
     from .source import PackSource, Progress
@@ -37,6 +40,7 @@ __all__ = [
     "select_refs",
     "build_repo_torrent",
     "label_for",
+    "chain_tip",
     "pack_order",
     "published_tags",
 ]
@@ -52,11 +56,12 @@ class RepoTorrent:
     label: str
     manifest: RefManifest
     manifest_bytes: bytes
-    files: tuple[tuple[str, int], ...]  # (file name inside `packs/`, size), torrent order
+    files: tuple[tuple[str, int], ...]  # (path inside `packs/`, size), torrent order
     info: dict
     info_hash: bytes
     torrent: bytes  # the .torrent file's bytes
     tag_ids: tuple[str, ...] = ()  # the annotated tags among the packs (hex)
+    rollups: tuple[Rollup, ...] | None = None  # None: read back from the cache (not known here)
 
     @property
     def manifest_name(self) -> str:
@@ -152,26 +157,54 @@ def build_repo_torrent(
         return cached
     commits = source.commits_from(sorted({t.commit for t in targets if t.commit is not None}))
     commit_sizes = dict((c.id, size) for c, size in source.sizes(commits, progress=progress, jobs=jobs))
-    ids = pack_order([c.id for c in commits], published_tags(targets))
-    files = [(f"{oid.decode()}.pack", commit_sizes[oid] if oid in commit_sizes else source.size(oid)) for oid in ids]
+    plan = plan_history(commits, chain_tip(manifest, dict(zip(sorted(manifest.refs), targets))))
+    del commits
+    entries = torrent_order(plan, published_tags(targets))
+
+    def size_of(oid: bytes) -> int:
+        return commit_sizes[oid] if oid in commit_sizes else source.size(oid)
+
+    files = []
+    for e in entries:
+        if isinstance(e, Rollup):
+            files.append((e.path, header_size(len(e.members)) + sum(commit_sizes[c] for c in e.members)))
+        else:
+            files.append((f"{e.decode()}.pack", size_of(e)))
     files.append((label + MANIFEST_SUFFIX, len(manifest_bytes)))
 
     def stream() -> Iterator[bytes]:
-        for oid in ids:
-            yield source.pack(oid)
+        for e in entries:
+            if isinstance(e, Rollup):
+                yield rollup_header([(c, commit_sizes[c]) for c in e.members])
+                for c in e.members:
+                    yield source.pack(c)
+            else:
+                yield source.pack(e)
         yield manifest_bytes
 
-    info = build_info([([name], size) for name, size in files], stream(), TORRENT_NAME, multi_file=True)
+    info = build_info([(name.split("/"), size) for name, size in files], stream(), TORRENT_NAME, multi_file=True)
     torrent = build_torrent(info, announce=list(trackers), web_seeds=list(web_seeds))
     tag_ids = tuple(sorted(oid.decode() for oid in published_tags(targets)))
     source.cache.put_torrent(key, torrent, " ".join(tag_ids))
-    return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent, tag_ids)
+    return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent, tag_ids, plan.rollups)
+
+
+def chain_tip(manifest: RefManifest, targets: dict[str, RefTarget]) -> bytes | None:
+    """The commit whose first-parent chain cuts the roll-ups (pack/rollup.py): HEAD's
+    branch when the manifest names one, else the first ref (by name) naming a commit."""
+    names = ([manifest.head] if manifest.head is not None else []) + sorted(manifest.refs)
+    for name in names:
+        target = targets.get(name)
+        if target is not None and target.commit is not None:
+            return target.commit
+    return None
 
 
 def _cache_key(fmt: int, label: str, manifest_bytes: bytes, trackers: Iterable[str], web_seeds: Iterable[str]) -> bytes:
-    """What decides a repository torrent's bytes: the pack format, label, refs (the manifest
-    names every ref's object, hence every commit and pack), trackers and web seeds."""
-    fields = [fmt, label.encode(), manifest_bytes, [t.encode() for t in trackers], [w.encode() for w in web_seeds]]
+    """What decides a repository torrent's bytes: the pack format and roll-up span, label,
+    refs (the manifest names every ref's object, hence every commit and pack), trackers
+    and web seeds."""
+    fields = [fmt, b"rollups", ROLLUP_SPAN, label.encode(), manifest_bytes, [t.encode() for t in trackers], [w.encode() for w in web_seeds]]
     return hashlib.sha256(bencode.encode(fields)).digest()
 
 

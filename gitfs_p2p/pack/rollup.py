@@ -1,0 +1,186 @@
+"""Roll-ups: one file for a sealed run of old history (docs/pack-format.md, "Roll-ups").  Pure.
+
+The rule, which every peer applies the same way:
+
+* The *chain* is the first-parent chain of one published commit (the manifest's HEAD
+  branch, else its first ref naming a commit).  A commit's first-parent depth is the
+  length of its own first-parent chain (a root has depth 1): a pure function of it.
+* The boundaries are the chain commits at depths SPAN, 2*SPAN, ...  As the ref moves
+  forward along its first parents, old boundaries stay the same commits; a new branch
+  or tag changes nothing, since only the chain decides.
+* Roll-up k holds the commit packs of the commits boundary k reaches and boundary k-1
+  does not (`git rev-list B_k --not B_k-1`), ordered as `gitp2p packs` orders any
+  commits (parents first, then date, then id).  So it is a pure function of B_k.
+* The file: a header naming every member and its size, then the members' commit packs
+  (format 2, unchanged) back to back.  A receiver splits it and checks every member
+  exactly as a commit pack; anyone holding the commit packs rebuilds the same bytes.
+
+Commits the last boundary does not reach form the *tail*, published one pack per commit
+as before; a new commit appends to it.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from ..git.walk import order
+from .objects import CommitInfo
+
+__all__ = [
+    "ROLLUP_SPAN",
+    "ROLLUP_DIR",
+    "ROLLUP_SUFFIX",
+    "ROLLUP_NAME",
+    "ROLLUP_MAGIC",
+    "Rollup",
+    "HistoryPlan",
+    "RollupError",
+    "chain_of",
+    "plan_history",
+    "rollup_name",
+    "rollup_from_name",
+    "rollup_header",
+    "header_size",
+    "parse_rollup",
+]
+
+#: First-parent depths between boundaries (pinned: changing it changes every torrent).
+ROLLUP_SPAN = 256
+#: Roll-ups lie in this subdirectory of a torrent's `packs/`.
+ROLLUP_DIR = "rollups"
+ROLLUP_SUFFIX = ".rollup"
+#: A roll-up's file name: its upper boundary's id in lower-case hex, then `.rollup`.
+ROLLUP_NAME = re.compile(r"([0-9a-f]{40})\.rollup\Z")
+ROLLUP_MAGIC = b"gitp2p rollup 1\n"
+_COUNT = struct.Struct(">I")
+_MEMBER = struct.Struct(">20sQ")
+#: At most this many members (far above any SPAN's worth of merged history we have seen).
+MAX_MEMBERS = 1_000_000
+
+
+class RollupError(ValueError):
+    """The bytes are not (or not yet) a well-formed roll-up."""
+
+    def __init__(self, reason: str, partial: bool = False):
+        super().__init__(reason)
+        self.partial = partial
+
+
+@dataclass(frozen=True)
+class Rollup:
+    boundary: bytes  # hex id of the upper boundary commit (the file is named for it)
+    depth: int  # its first-parent depth (a multiple of the span)
+    members: tuple[bytes, ...]  # hex commit ids, in file order
+
+    @property
+    def path(self) -> str:
+        """The file's path inside the torrent's `packs/`."""
+        return f"{ROLLUP_DIR}/{rollup_name(self.boundary)}"
+
+
+@dataclass(frozen=True)
+class HistoryPlan:
+    rollups: tuple[Rollup, ...]
+    tail: tuple[bytes, ...]  # hex ids of the commits no roll-up holds, in order
+
+    @property
+    def sealed(self) -> frozenset[bytes]:
+        return frozenset(c for r in self.rollups for c in r.members)
+
+
+def rollup_name(boundary: bytes) -> str:
+    return boundary.decode("ascii") + ROLLUP_SUFFIX
+
+
+def rollup_from_name(name: str) -> str | None:
+    """The boundary commit a roll-up's file name announces, or None."""
+    m = ROLLUP_NAME.match(name)
+    return m.group(1) if m else None
+
+
+def chain_of(infos: dict[bytes, CommitInfo], tip: bytes) -> list[bytes]:
+    """The first-parent chain of tip, root first (index i holds depth i + 1)."""
+    chain = []
+    c: bytes | None = tip
+    while c is not None and len(chain) <= len(infos):
+        chain.append(c)
+        parents = infos[c].parents
+        c = parents[0] if parents else None
+    chain.reverse()
+    return chain
+
+
+def plan_history(commits: Iterable[CommitInfo], chain_tip: bytes | None, span: int = ROLLUP_SPAN) -> HistoryPlan:
+    """Cut the commits (closed under parents) into roll-ups along chain_tip's chain, and a tail."""
+    infos = {c.id: c for c in commits}
+    if chain_tip is None or chain_tip not in infos:
+        return HistoryPlan((), tuple(c.id for c in order(infos)))
+    chain = chain_of(infos, chain_tip)
+    sealed: set[bytes] = set()
+    rollups = []
+    for depth in range(span, len(chain) + 1, span):
+        boundary = chain[depth - 1]
+        members: dict[bytes, CommitInfo] = {}
+        stack = [boundary]
+        while stack:
+            c = stack.pop()
+            if c in members or c in sealed:
+                continue
+            members[c] = infos[c]
+            stack.extend(p for p in infos[c].parents if p not in members and p not in sealed)
+        rollups.append(Rollup(boundary, depth, tuple(c.id for c in order(members))))
+        sealed.update(members)
+    tail = order({oid: info for oid, info in infos.items() if oid not in sealed})
+    return HistoryPlan(tuple(rollups), tuple(c.id for c in tail))
+
+
+def header_size(count: int) -> int:
+    return len(ROLLUP_MAGIC) + _COUNT.size + count * _MEMBER.size
+
+
+def rollup_header(members: Sequence[tuple[bytes, int]]) -> bytes:
+    """The header before the member packs: magic, count, then (binary id, size) of each."""
+    out = [ROLLUP_MAGIC, _COUNT.pack(len(members))]
+    out.extend(_MEMBER.pack(bytes.fromhex(oid.decode("ascii")), size) for oid, size in members)
+    return b"".join(out)
+
+
+def parse_rollup(data: bytes | memoryview, max_member: int = 1 << 30) -> list[tuple[str, int, int]]:
+    """[(hex commit id, start, end)] of each member pack; RollupError if the header is bad.
+
+    Checks only the header and that the members exactly fill the file; the members'
+    own bytes are checked as commit packs.  partial=True where a client may still be
+    writing the file (zeros where the header should be).
+    """
+    data = memoryview(data)
+    head = bytes(data[: len(ROLLUP_MAGIC)])
+    if head != ROLLUP_MAGIC:
+        raise RollupError("not a gitp2p roll-up (bad magic)", partial=head.count(0) > 0 or not head)
+    if len(data) < header_size(0):
+        raise RollupError("too short to be a roll-up", partial=True)
+    (count,) = _COUNT.unpack_from(data, len(ROLLUP_MAGIC))
+    if count == 0 or count > MAX_MEMBERS:
+        raise RollupError(f"a roll-up of {count} members", partial=count == 0)
+    pos = header_size(count)
+    if pos > len(data):
+        raise RollupError(f"the header of {count} members is longer than the file", partial=False)
+    out = []
+    seen = set()
+    for i in range(count):
+        raw, size = _MEMBER.unpack_from(data, len(ROLLUP_MAGIC) + _COUNT.size + i * _MEMBER.size)
+        oid = raw.hex()
+        if size == 0 or raw == bytes(20):
+            raise RollupError(f"member {i} is empty", partial=True)
+        if size > max_member:
+            raise RollupError(f"member {oid} declares {size} bytes, more than the bound of {max_member}")
+        if oid in seen:
+            raise RollupError(f"member {oid} is listed twice")
+        seen.add(oid)
+        out.append((oid, pos, pos + size))
+        pos += size
+    if pos != len(data):
+        raise RollupError(f"the members fill {pos} bytes, the file has {len(data)}")
+    return out
