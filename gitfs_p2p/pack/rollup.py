@@ -148,14 +148,18 @@ def rollup_header(members: Sequence[tuple[bytes, int]]) -> bytes:
     return b"".join(out)
 
 
-def parse_rollup(data: bytes | memoryview, max_member: int = 1 << 30) -> list[tuple[str, int, int]]:
+def parse_rollup(
+    data: bytes | memoryview, max_member: int = 1 << 30, *, file_size: int | None = None
+) -> list[tuple[str, int, int]]:
     """[(hex commit id, start, end)] of each member pack; RollupError if the header is bad.
 
+    data: the file, or at least its header (then file_size is the file's length).
     Checks only the header and that the members exactly fill the file; the members'
     own bytes are checked as commit packs.  partial=True where a client may still be
     writing the file (zeros where the header should be).
     """
     data = memoryview(data)
+    file_size = len(data) if file_size is None else file_size
     head = bytes(data[: len(ROLLUP_MAGIC)])
     if head != ROLLUP_MAGIC:
         raise RollupError("not a gitp2p roll-up (bad magic)", partial=head.count(0) > 0 or not head)
@@ -166,7 +170,7 @@ def parse_rollup(data: bytes | memoryview, max_member: int = 1 << 30) -> list[tu
         raise RollupError(f"a roll-up of {count} members", partial=count == 0)
     pos = header_size(count)
     if pos > len(data):
-        raise RollupError(f"the header of {count} members is longer than the file", partial=False)
+        raise RollupError(f"the header of {count} members is longer than the file")
     out = []
     seen = set()
     for i in range(count):
@@ -181,6 +185,6 @@ def parse_rollup(data: bytes | memoryview, max_member: int = 1 << 30) -> list[tu
         seen.add(oid)
         out.append((oid, pos, pos + size))
         pos += size
-    if pos != len(data):
-        raise RollupError(f"the members fill {pos} bytes, the file has {len(data)}")
+    if pos != file_size:
+        raise RollupError(f"the members fill {pos} bytes, the file has {file_size}")
     return out

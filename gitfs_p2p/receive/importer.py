@@ -23,6 +23,7 @@ from ..git.receiving import ReceivingRepo
 from ..pack.commitpack import FORMAT_VERSION
 from ..pack.manifest import ManifestError, RefManifest
 from ..pack.manifest import checksum_ok as manifest_checksum_ok
+from ..pack.rollup import RollupError, header_size, parse_rollup, rollup_from_name
 from ..pack.verify import (
     WATCH_LIMITS,
     PackIncomplete,
@@ -57,6 +58,8 @@ BATCH_INFLATED = 256 << 20
 #: Merge the repository's packs when there are more than this many.
 CONSOLIDATE_AT = 64
 DEFAULT_MAX_PACK_BYTES = 1 << 30
+#: A roll-up's member is known by this path: `<roll-up's path>#<member commit>`.
+MEMBER_MARK = "#"
 
 
 @dataclass
@@ -69,6 +72,7 @@ class _Verdict:
     partial: bool = True
     mtime: float = 0.0
     manifest: RefManifest | None = None
+    members: tuple[str, ...] = ()  # a roll-up's members' paths (MEMBER_MARK)
 
 
 class _Batch:
@@ -134,6 +138,7 @@ class Importer:
         self.max_pack_bytes = max_pack_bytes
         self.limits = limits
         self._verdicts: dict[str, _Verdict] = {}
+        self._members: dict[str, tuple[str, int, int]] = {}  # member path -> (roll-up path, start, end)
         self.on_written = on_written
 
     @property
@@ -173,18 +178,32 @@ class Importer:
 
     # -- quarantine -----------------------------------------------------------------
     def quarantine(self, path: str, reason: str, result: PassResult) -> None:
-        """Refuse the file for good (watch_quarantine: moved, or left in place, never copied)."""
+        """Refuse the file for good (watch_quarantine: moved, or left in place, never copied).
+
+        A roll-up's member is refused with its whole roll-up."""
+        if path in self._members:
+            member = path
+            path = self._members[member][0]
+            reason = f"member {_named(member)}: {reason}"
+            self._verdicts.pop(member, None)
         rel = self.scanner.rel(path)
         try:
             key = file_key(os.lstat(path))
         except OSError:
             return  # it went away meanwhile
         name = os.path.basename(path)
-        record = self.quarantined.put(path, rel, commit_from_name(name), reason, key)
+        record = self.quarantined.put(path, rel, _named(name), reason, key)
         where = "" if record.key is None else " (left where it is: DIR is on another file system)"
         self.report(f"quarantined {rel}: {reason}{where}")
         result.quarantined.append((rel, reason))
         self._verdicts.pop(path, None)
+
+    def _read(self, path: str, st: os.stat_result) -> bytes | None:
+        """A pack file's bytes, or a roll-up member's (its range of the roll-up)."""
+        where = self._members.get(path)
+        if where is None:
+            return self.scanner.read(path, st)
+        return self.scanner.read(where[0], st, where[1], where[2])
 
     # -- one pass -------------------------------------------------------------------
     def run_pass(self, *, final: bool = False) -> PassResult:
@@ -194,20 +213,27 @@ class Importer:
         packs, manifests, links = self.scanner.scan()
         for path, reason in links:
             self.quarantine(path, reason, result)
-        seen = {path for path, _ in packs + manifests}
+        refused_here = {path for path, st in packs + manifests if self.quarantined.known(file_key(st))}
+        rollups = [(p, st) for p, st in packs if rollup_from_name(os.path.basename(p)) is not None]
+        packs = [(p, st) for p, st in packs if commit_from_name(os.path.basename(p)) is not None]
+        self.presence.ask_first(sorted({rollup_from_name(os.path.basename(p)) for p, _ in rollups}))
+        for path, st in rollups:
+            if path not in refused_here:
+                packs.extend((member, st) for member in self._expand(path, st, now, final, result))
+        seen = {path for path, _ in packs + manifests + rollups}
         for path in list(self._verdicts):
             if path not in seen:
                 del self._verdicts[path]
+        self._members = {m: w for m, w in self._members.items() if m in seen}
 
         # One batched question to REPO for every pack named in DIR, instead of one per pack.
-        self.presence.ask_first(sorted({commit_from_name(os.path.basename(p)) for p, _ in packs}))
+        self.presence.ask_first(sorted({_named(p) for p, _ in packs}))
         ready: dict[str, tuple[str, os.stat_result]] = {}
         waiting: dict[str, tuple[str, os.stat_result, frozenset[str]]] = {}
         self._live: dict[str, int] = {}  # commit -> its files not rejected
-        refused_here = {path for path, st in packs + manifests if self.quarantined.known(file_key(st))}
         manifests = [(path, st) for path, st in manifests if path not in refused_here]
         for path, st in packs:
-            commit = commit_from_name(os.path.basename(path))
+            commit = _named(path)
             if path in refused_here:
                 continue  # refused earlier and left in place: not read again until it changes
             result.files_present.add(commit)
@@ -258,10 +284,11 @@ class Importer:
                 return self._maybe_give_up(path, old, now, result)
         if not final and now - st.st_mtime < self.quiet:
             return _Verdict(key, "changing", commit)
-        if st.st_size > self.max_pack_bytes:
-            self._reject(path, key, f"{st.st_size} bytes, more than the bound of {self.max_pack_bytes}", result)
+        size = st.st_size if path not in self._members else self._members[path][2] - self._members[path][1]
+        if size > self.max_pack_bytes:
+            self._reject(path, key, f"{size} bytes, more than the bound of {self.max_pack_bytes}", result)
             return None
-        data = self.scanner.read(path, st)
+        data = self._read(path, st)
         if data is None:
             return _Verdict(key, "changing", commit)
         try:
@@ -283,6 +310,60 @@ class Importer:
         verdict = _Verdict(key, "ready", commit)
         self._verdicts[path] = verdict
         return verdict
+
+    def _expand(self, path, st, now, final, result: PassResult) -> tuple[str, ...]:
+        """The member paths of a complete roll-up (each then checked as a commit pack); none
+        while it is incomplete, refused, or imported already (its boundary commit is)."""
+        key = file_key(st)
+        boundary = rollup_from_name(os.path.basename(path))
+        old = self._verdicts.get(path)
+        if old is not None and old.key == key:
+            if old.kind == "expanded":
+                return old.members
+            if old.kind in ("rejected", "done"):
+                return ()
+            if old.kind == "incomplete":
+                if self._maybe_give_up(path, old, now, result) is not None:
+                    result.incomplete.append(self.scanner.rel(path))
+                return ()
+        if self.is_imported(boundary):
+            self._verdicts[path] = _Verdict(key, "done", boundary)
+            return ()
+        if not final and now - st.st_mtime < self.quiet:
+            result.changing += 1
+            return ()
+        try:
+            head = self.scanner.read(path, st, 0, header_size(0))
+            if head is None:
+                result.changing += 1
+                return ()
+            count = int.from_bytes(head[-4:], "big") if len(head) == header_size(0) else 0
+            head = self.scanner.read(path, st, 0, header_size(count)) if count else head
+            if head is None:
+                result.changing += 1
+                return ()
+            members = parse_rollup(head, self.max_pack_bytes, file_size=st.st_size)
+            if boundary not in {m[0] for m in members}:
+                raise RollupError(f"the file is named for {boundary}, which it does not hold")
+            for oid, start, end in members:
+                data = self.scanner.read(path, st, start, end)
+                if data is None:
+                    result.changing += 1
+                    return ()
+                check_complete(data)
+        except (RollupError, PackIncomplete) as exc:
+            if isinstance(exc, RollupError) and not exc.partial:
+                self._reject(path, key, f"bad roll-up: {exc}", result)
+                return ()
+            verdict = _Verdict(key, "incomplete", boundary, reason=str(exc), partial=exc.partial, mtime=st.st_mtime)
+            self._verdicts[path] = verdict
+            if self._maybe_give_up(path, verdict, now, result) is not None:
+                result.incomplete.append(self.scanner.rel(path))
+            return ()
+        paths = {f"{path}{MEMBER_MARK}{oid}": (path, start, end) for oid, start, end in members}
+        self._members.update(paths)
+        self._verdicts[path] = _Verdict(key, "expanded", boundary, members=tuple(paths))
+        return tuple(paths)
 
     def _maybe_give_up(self, path, verdict: _Verdict, now: float, result: PassResult) -> _Verdict | None:
         """Quarantine an incomplete file only if it cannot be a download in progress."""
@@ -312,7 +393,7 @@ class Importer:
             if commit in self._batch.commits or self.is_imported(commit):
                 continue
             path, st = ready[commit]
-            data = self.scanner.read(path, st)
+            data = self._read(path, st)
             if data is None:
                 result.changing += 1
                 continue
@@ -403,3 +484,12 @@ class Importer:
             return None
         self._verdicts[path] = _Verdict(key, "done", manifest=manifest)
         return manifest
+
+
+def _named(path: str) -> str | None:
+    """The commit (or tag) a pack file or roll-up member is named for; a roll-up's boundary."""
+    name = os.path.basename(path)
+    if MEMBER_MARK in name:
+        return name.rsplit(MEMBER_MARK, 1)[1]
+    return commit_from_name(name) or rollup_from_name(name)
+

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import os
 
+from ..pack.rollup import rollup_from_name
 from ..pack.verify import commit_from_name
 
 __all__ = ["PassResult", "root_causes", "causes"]
@@ -127,7 +128,7 @@ def causes(result: PassResult, quarantined: dict, quarantine_dir: str) -> list[t
         if target not in result.waiting:
             roots.setdefault(target, set())
     out = []
-    just_now = {commit_from_name(os.path.basename(rel)) for rel, _ in result.quarantined}
+    just_now = {commit_from_name(os.path.basename(rel)) or rollup_from_name(os.path.basename(rel)) for rel, _ in result.quarantined}
     for oid, waiters in roots.items():
         record = quarantined.get(oid)
         if oid in result.files_present and oid not in just_now:

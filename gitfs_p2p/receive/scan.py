@@ -11,6 +11,7 @@ import stat
 from typing import Callable
 
 from ..pack.manifest import MANIFEST_SUFFIX
+from ..pack.rollup import rollup_from_name
 from ..pack.verify import commit_from_name
 
 __all__ = ["DirScanner", "SIDECAR_SUFFIXES", "file_key"]
@@ -46,7 +47,8 @@ class DirScanner:
             self.report(f"ignoring {self.rel(path)}: {what}")
 
     def scan(self) -> tuple[list[tuple[str, os.stat_result]], list[tuple[str, os.stat_result]], list[tuple[str, str]]]:
-        """(pack files, manifest files, symlinks named like ours) under DIR; never follows a link."""
+        """(pack and roll-up files, manifest files, symlinks named like ours) under DIR; never
+        follows a link."""
         packs, manifests, links = [], [], []
         dirs = [self.dir]
         stack = [(self.dir, 0)]
@@ -61,7 +63,11 @@ class DirScanner:
                 continue
             for entry in entries:
                 name = entry.name
-                ours = commit_from_name(name) is not None or name.endswith(MANIFEST_SUFFIX)
+                ours = (
+                    commit_from_name(name) is not None
+                    or rollup_from_name(name) is not None
+                    or name.endswith(MANIFEST_SUFFIX)
+                )
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
@@ -93,8 +99,9 @@ class DirScanner:
         parent = os.path.dirname(path)
         return any(os.path.exists(p) for p in (path + ".aria2", parent + ".aria2", path + ".part", path + ".!qB"))
 
-    def read(self, path: str, st: os.stat_result) -> bytes | None:
-        """The file's bytes, or None if it changed while read or vanished."""
+    def read(self, path: str, st: os.stat_result, start: int = 0, end: int | None = None) -> bytes | None:
+        """The file's bytes (or bytes start:end of it), or None if it changed while read or
+        vanished."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
@@ -103,14 +110,15 @@ class DirScanner:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode) or file_key(before) != file_key(st):
                 return None
+            end = before.st_size if end is None else min(end, before.st_size)
             chunks = []
-            left = before.st_size
-            while left > 0:
-                chunk = os.read(fd, min(left, 16 << 20))
+            pos = start
+            while pos < end:
+                chunk = os.pread(fd, min(end - pos, 16 << 20), pos)
                 if not chunk:
                     break
                 chunks.append(chunk)
-                left -= len(chunk)
+                pos += len(chunk)
             if file_key(os.fstat(fd)) != file_key(before):
                 return None
             return b"".join(chunks)

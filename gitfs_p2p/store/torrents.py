@@ -41,6 +41,7 @@ __all__ = [
     "build_repo_torrent",
     "label_for",
     "chain_tip",
+    "rollup_chunks",
     "pack_order",
     "published_tags",
 ]
@@ -175,9 +176,7 @@ def build_repo_torrent(
     def stream() -> Iterator[bytes]:
         for e in entries:
             if isinstance(e, Rollup):
-                yield rollup_header([(c, commit_sizes[c]) for c in e.members])
-                for c in e.members:
-                    yield source.pack(c)
+                yield from rollup_chunks(source, e, commit_sizes)
             else:
                 yield source.pack(e)
         yield manifest_bytes
@@ -187,6 +186,14 @@ def build_repo_torrent(
     tag_ids = tuple(sorted(oid.decode() for oid in published_tags(targets)))
     source.cache.put_torrent(key, torrent, " ".join(tag_ids))
     return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent, tag_ids, plan.rollups)
+
+
+def rollup_chunks(source: PackSource, rollup: Rollup, sizes: dict[bytes, int] | None = None) -> Iterator[bytes]:
+    """A roll-up's bytes (pack/rollup.py), in pieces: its header, then each member's pack."""
+    sizes = sizes or {}
+    yield rollup_header([(c, sizes[c] if c in sizes else source.size(c)) for c in rollup.members])
+    for c in rollup.members:
+        yield source.pack(c)
 
 
 def chain_tip(manifest: RefManifest, targets: dict[str, RefTarget]) -> bytes | None:
