@@ -114,9 +114,10 @@ class Importer:
         max_pack_bytes: int = DEFAULT_MAX_PACK_BYTES,
         limits=WATCH_LIMITS,
         report: Callable[[str], None] | None = None,
-        on_written: Callable[[int], None] | None = None,
+        on_written: Callable[[list[str]], None] | None = None,
     ):
-        """on_written(n): n more packs are imported (written durably), for progress."""
+        """on_written(ids): the packs named for these commits or tags are imported (written
+        durably), for progress; a roll-up's members come one by one."""
         if not os.path.isdir(directory):
             raise ReceiveError(f"{directory}: not a directory")
         self.dir = os.path.realpath(directory)
@@ -449,7 +450,7 @@ class Importer:
             self.presence.imported.add(vp.object_id)
             result.new += 1
         if batch.packs and self.on_written is not None:
-            self.on_written(len(batch.packs))
+            self.on_written([vp.object_id for vp in batch.packs])
         self._batch = _Batch()
         if batch.packs and self.repo.pack_count() > CONSOLIDATE_AT:
             self.repo.consolidate()

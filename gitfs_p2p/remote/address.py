@@ -20,6 +20,7 @@ from torrentcore.metainfo import MetainfoError, Torrent, parse_torrent
 
 from ..errors import FetchError
 from ..pack.manifest import MANIFEST_SUFFIX
+from ..pack.rollup import ROLLUP_DIR, rollup_from_name
 from ..pack.verify import commit_from_name
 from ..store.torrents import TORRENT_NAME
 
@@ -41,7 +42,8 @@ class Address:
 class Layout:
     """Where the packs and the manifest are in a gitp2p torrent."""
 
-    packs: tuple[tuple[int, str, int], ...]  # (file index, object id, size), torrent order
+    packs: tuple[tuple[int, str, int], ...]  # (file index, object id, size), torrent order; a
+    # roll-up's object id is its boundary commit's
     manifest: int  # file index of the ref manifest
     manifest_name: str
     torrent: Torrent  # the parsed torrent (trackers, web seeds, info-hash)
@@ -104,9 +106,14 @@ def check_layout(torrent: bytes, where: str, *, info_only: bool = False) -> Layo
     manifest = None
     for index, entry in enumerate(parsed.files):
         name = entry.path[-1]
-        if len(entry.path) != 1:
+        if len(entry.path) == 2 and entry.path[0] == ROLLUP_DIR:
+            oid = rollup_from_name(name)
+            if oid is None:
+                raise FetchError(f"{where}: file {'/'.join(entry.path)[:80]!r} is not a roll-up; not a gitp2p torrent")
+        elif len(entry.path) != 1:
             raise FetchError(f"{where}: file {'/'.join(entry.path)[:80]!r} is in a subdirectory; not a gitp2p torrent")
-        oid = commit_from_name(name)
+        else:
+            oid = commit_from_name(name)
         if oid is not None:
             packs.append((index, oid, entry.length))
         elif name.endswith(MANIFEST_SUFFIX) and index == len(parsed.files) - 1:

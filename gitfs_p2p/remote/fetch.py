@@ -337,8 +337,10 @@ class Fetcher:
         result = FetchResult()
         self._imported = 0
 
-        def written(n: int) -> None:  # in the importer's thread; read by the progress line
-            self._imported += n
+        files: set[str] = set()  # the ids the wanted files are named for (a roll-up: its boundary)
+
+        def written(ids: list[str]) -> None:  # in the importer's thread; read by the progress line
+            self._imported += sum(1 for oid in ids if oid in files)
 
         importer = await trio.to_thread.run_sync(
             lambda: Importer(ready, self.git_dir, report=lambda line: log.info("%s", line), on_written=written))
@@ -346,6 +348,7 @@ class Fetcher:
             ids = [oid for _, oid, _ in self.layout.packs]
             have = await trio.to_thread.run_sync(self._present, importer, ids)
             wanted = [_Wanted(i, oid, size) for i, oid, size in self.layout.packs if oid not in have]
+            files.update(w.oid for w in wanted)
             result.skipped = len(ids) - len(wanted)
             priorities = [0] * (self.layout.manifest + 1)
             for w in wanted:

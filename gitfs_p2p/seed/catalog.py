@@ -27,6 +27,7 @@ from torrentcore.magnet import magnet_link
 from torrentcore.metainfo import MetainfoError, parse_torrent
 
 from ..pack.manifest import MANIFEST_SUFFIX
+from ..pack.rollup import ROLLUP_DIR, rollup_from_name
 
 __all__ = [
     "Offer", "Plan", "plan", "MountTorrents", "ReceivedTorrents", "RECEIVED_DIR", "TORRENT_SUFFIX",
@@ -190,8 +191,8 @@ class ReceivedTorrents:
             return None, f"its info-hash is {t.info_hash.hex()}, not its name"
         files = ["/".join(f.path) for f in t.files]
         if t.name != "packs" or not t.multi_file or not files[-1].endswith(MANIFEST_SUFFIX) \
-                or not all(f.endswith(".pack") and "/" not in f for f in files[:-1]):
-            return None, "not a repository torrent (packs/*.pack, then packs/<label>.gitp2p-refs)"
+                or not all(_pack_or_rollup(f) for f in files[:-1]):
+            return None, "not a repository torrent (packs/rollups/*.rollup, packs/*.pack, then packs/<label>.gitp2p-refs)"
         size = os.path.getsize(manifest)
         if size != t.files[-1].length:
             return None, f"its manifest is {size} bytes, the torrent says {t.files[-1].length}"
@@ -202,3 +203,11 @@ class ReceivedTorrents:
         label = files[-1][: -len(MANIFEST_SUFFIX)]
         renamed = ((len(files) - 1, os.path.abspath(manifest)),)
         return Offer(label, "received", t.info_hash.hex(), data, os.path.abspath(path), t.trackers, renamed), ""
+
+
+def _pack_or_rollup(path: str) -> bool:
+    """A repository torrent's file before its manifest: `<id>.pack` or `rollups/<id>.rollup`."""
+    if "/" not in path:
+        return path.endswith(".pack")
+    top, _, name = path.partition("/")
+    return top == ROLLUP_DIR and rollup_from_name(name) is not None
