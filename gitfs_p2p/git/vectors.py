@@ -25,8 +25,12 @@ from ..pack.commitpack import FORMAT_VERSION, CommitPacker
 from ..errors import FormatError
 from .repo import GitRepo
 from ..pack.order import pack_order, published_tags
+from ..pack.rollup import plan_history, rollup_header
 
-__all__ = ["build_vector_repo", "compute_vectors", "selfcheck", "VECTORS_PATH"]
+__all__ = ["build_vector_repo", "compute_vectors", "compute_rollup_vectors", "selfcheck", "VECTORS_PATH"]
+
+#: The span the roll-up vectors cut the small history with (the rule is the same at any span).
+VECTOR_SPAN = 3
 
 VECTORS_PATH = os.path.join(os.path.dirname(__file__), "testvectors.json")
 
@@ -159,15 +163,31 @@ def _tag(repo: MemoryRepo, name: bytes, target: bytes, kind, *, signed: bool = F
 
 def compute_vectors() -> list[tuple[str, str]]:
     """[(commit or tag id, sha256 of its pack)] in torrent order."""
+    return _compute(VECTOR_SPAN)[0]
+
+
+def compute_rollup_vectors(span: int = VECTOR_SPAN) -> list[dict]:
+    """The roll-ups of the vector history along main at `span`: boundary, first-parent
+    depth, member count and the sha256 of the file (pack/rollup.py)."""
+    return _compute(span)[1]
+
+
+def _compute(span: int) -> tuple[list[tuple[str, str]], list[dict]]:
+    """Both kinds of vector from one build of the history's packs."""
     dulwich_repo, _ = build_vector_repo()
     repo = GitRepo.wrap(dulwich_repo)
     packer = CommitPacker(repo)
     targets = repo.published_refs().values()
-    commits = [c.id for c in repo.commits_oldest_first(sorted({t.commit for t in targets if t.commit}))]
-    return [
-        (oid.decode(), hashlib.sha256(packer.build_object(oid)).hexdigest())
-        for oid in pack_order(commits, published_tags(targets))
-    ]
+    commits = repo.commits_oldest_first(sorted({t.commit for t in targets if t.commit}))
+    ids = pack_order([c.id for c in commits], published_tags(targets))
+    packs = {oid: packer.build_object(oid) for oid in ids}
+    rollups = []
+    for r in plan_history(commits, repo.published_refs()["refs/heads/main"].commit, span).rollups:
+        members = [packs[c] for c in r.members]
+        data = rollup_header([(c, len(p)) for c, p in zip(r.members, members)]) + b"".join(members)
+        rollups.append({"boundary": r.boundary.decode(), "depth": r.depth, "members": len(r.members),
+                        "sha256": hashlib.sha256(data).hexdigest()})
+    return [(oid.decode(), hashlib.sha256(packs[oid]).hexdigest()) for oid in ids], rollups
 
 
 def _describe_machine() -> str:
@@ -183,8 +203,13 @@ def selfcheck() -> None:
         raise FormatError(
             f"test vectors are for pack format {expected['format']}, this build writes {FORMAT_VERSION}"
         )
-    got = compute_vectors()
+    got, rollups = _compute(expected["rollup_span"])
     want = [(v["object"], v["sha256"]) for v in expected["packs"]]
+    if got == want and rollups != expected["rollups"]:
+        raise FormatError(
+            f"this machine ({_describe_machine()}) reproduces the commit packs of format {FORMAT_VERSION} "
+            "but not its roll-ups (docs/pack-format.md); nothing is served"
+        )
     if got != want:
         bad = next((g for g, w in zip(got, want) if g != w), got[len(want):][:1] or want[len(got):][:1])
         raise FormatError(
@@ -199,6 +224,8 @@ def _main(argv: list[str]) -> int:
         "format": FORMAT_VERSION,
         "generated_with": _describe_machine(),
         "packs": [{"object": c, "sha256": h} for c, h in vectors],
+        "rollup_span": VECTOR_SPAN,
+        "rollups": compute_rollup_vectors(),
     }
     text = json.dumps(doc, indent=2) + "\n"
     if argv[:1] == ["--write"]:

@@ -162,7 +162,7 @@ def parse_rollup(
     file_size = len(data) if file_size is None else file_size
     head = bytes(data[: len(ROLLUP_MAGIC)])
     if head != ROLLUP_MAGIC:
-        raise RollupError("not a gitp2p roll-up (bad magic)", partial=head.count(0) > 0 or not head)
+        raise RollupError("not a gitp2p roll-up (bad magic)", partial=not head.strip(b"\0"))
     if len(data) < header_size(0):
         raise RollupError("too short to be a roll-up", partial=True)
     (count,) = _COUNT.unpack_from(data, len(ROLLUP_MAGIC))

@@ -55,3 +55,17 @@ def test_a_machine_with_different_zlib_output_is_refused(monkeypatch):
     monkeypatch.setattr(packfile, "_ZLIB_ARGS", (1, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY))
     with pytest.raises(FormatError, match="does not reproduce pack format 2"):
         vectors.selfcheck.__wrapped__()
+
+
+def test_the_rollup_vectors_cover_a_merge_and_are_checked(monkeypatch):
+    with open(vectors.VECTORS_PATH) as fh:
+        shipped = json.load(fh)
+    assert shipped["rollups"] == vectors.compute_rollup_vectors(shipped["rollup_span"])
+    assert len(shipped["rollups"]) >= 2
+    assert any(r["members"] > shipped["rollup_span"] for r in shipped["rollups"]), "a roll-up holding a merged branch"
+    # A machine that builds the same commit packs but other roll-up bytes is refused too.
+    from gitfs_p2p.pack import rollup
+
+    monkeypatch.setattr(rollup, "ROLLUP_MAGIC", b"gitp2p rollup 9\n")
+    with pytest.raises(FormatError, match="not its roll-ups"):
+        vectors.selfcheck.__wrapped__()
