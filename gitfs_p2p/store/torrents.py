@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from torrentcore import bencode
@@ -62,7 +62,8 @@ class RepoTorrent:
     info_hash: bytes
     torrent: bytes  # the .torrent file's bytes
     tag_ids: tuple[str, ...] = ()  # the annotated tags among the packs (hex)
-    rollups: tuple[Rollup, ...] | None = None  # None: read back from the cache (not known here)
+    # None: read back from the cache (not known here); derived from the rest, so not compared
+    rollups: tuple[Rollup, ...] | None = field(default=None, compare=False)
 
     @property
     def manifest_name(self) -> str:
