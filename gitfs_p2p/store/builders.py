@@ -101,12 +101,13 @@ def _job_snapshot(repo_path: str, previous: "RepoSnapshot | None") -> "RepoSnaps
 
 def _job_torrent(repo_path: str, cache_bytes: int, manifest: "RefManifest", label: str,
                  trackers: list[str], web_seeds: list[str]) -> "RepoTorrent":
+    from .rollups import with_rollups
     from .source import PackSource
     from .torrents import build_repo_torrent
 
     held = _opened(repo_path, cache_bytes)
     source = PackSource(held.repo, cache_bytes=cache_bytes, packer=held.packer, cache=held.cache)
-    return build_repo_torrent(source, manifest, label, trackers=trackers, web_seeds=web_seeds)
+    return with_rollups(source, build_repo_torrent(source, manifest, label, trackers=trackers, web_seeds=web_seeds))
 
 
 def _noop() -> None:
@@ -203,7 +204,8 @@ class Workers:
         return previous if snapshot is None else snapshot
 
     def torrent(self, manifest: "RefManifest", label: str, *, trackers=(), web_seeds=()) -> "RepoTorrent":
-        """The repository torrent of these refs (store/torrents.py), built in a worker."""
+        """The repository torrent of these refs (store/torrents.py), built in a worker;
+        its `rollups` are always known (store/rollups.py), even when it was cached."""
         return self._pool.submit(
             _job_torrent, self.repo_path, self.cache_bytes, manifest, label, list(trackers), list(web_seeds)
         ).result()

@@ -8,7 +8,11 @@ atomic, so a crash or kill -9 leaves either the old or the new row.
 
 The `torrents` table keeps the last TORRENTS_KEPT repository torrents built here,
 keyed by everything that decides their bytes (store/torrents.py), so a new mount of
-unchanged refs, or `gitp2p torrent` run again, has its torrent at once.
+unchanged refs, or `gitp2p torrent` run again, has its torrent at once.  The `rollups`
+table keeps which commits each roll-up holds (pack/rollup.py), keyed by the span and
+its boundary commit, of which it is a pure function: a torrent read back from the
+`torrents` table names its roll-ups, and the mount serves them without walking the
+history again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import CacheError
 from ..pack.commitpack import FORMAT_VERSION
+from ..pack.rollup import Rollup
 
 if TYPE_CHECKING:
     from ..pack.commitpack import CommitPacker
@@ -57,6 +62,13 @@ CREATE TABLE IF NOT EXISTS torrents (
     torrent   BLOB    NOT NULL,
     tag_ids   TEXT    NOT NULL,
     seq       INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rollups (
+    span      INTEGER NOT NULL,
+    boundary  TEXT    NOT NULL,
+    depth     INTEGER NOT NULL,
+    members   BLOB    NOT NULL,
+    PRIMARY KEY (span, boundary)
 );
 """
 
@@ -186,6 +198,30 @@ class PackCache:
                         (key, torrent, tag_ids, self._seq))
             self._query("DELETE FROM torrents WHERE key NOT IN "
                         "(SELECT key FROM torrents ORDER BY seq DESC LIMIT ?)", (TORRENTS_KEPT,))
+
+    def rollups(self, span: int, boundaries: list[bytes]) -> dict[bytes, Rollup]:
+        """The roll-ups of these boundary commits (hex) that are recorded, by boundary."""
+        out: dict[bytes, Rollup] = {}
+        with self._lock:
+            for i in range(0, len(boundaries), 500):
+                chunk = [b.decode("ascii") for b in boundaries[i : i + 500]]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT boundary, depth, members FROM rollups WHERE span=? AND boundary IN ({marks})"
+                for boundary, depth, members in self._query(query, (span, *chunk)):
+                    ids = tuple(members[j : j + 20].hex().encode("ascii") for j in range(0, len(members), 20))
+                    out[boundary.encode("ascii")] = Rollup(boundary.encode("ascii"), depth, ids)
+        return out
+
+    def put_rollups(self, span: int, rollups: list[Rollup]) -> None:
+        """Record which commits these roll-ups hold (a pure function of span and boundary)."""
+        rows = [(span, r.boundary.decode("ascii"), r.depth, bytes.fromhex(b"".join(r.members).decode("ascii")))
+                for r in rollups]
+        with self._lock:
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO rollups (span, boundary, depth, members) VALUES (?, ?, ?, ?)", rows)
+            except sqlite3.DatabaseError as exc:
+                raise _cache_error(self.path, exc) from None
 
     def put_size(self, fmt: int, commit_hex: str, size: int, sha256: bytes) -> None:
         """Record only a pack's size and digest (bytes not kept)."""
