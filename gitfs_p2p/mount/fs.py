@@ -19,7 +19,7 @@ import pyfuse3
 
 from ..errors import GitfsError
 from .layout import Content, Dir, Directory, File, Inodes, Layout, Link, PackDir
-from .store import PREFETCH_PACKS, PackContent, PackStore
+from .store import PREFETCH_PACKS, PackContent, PackStore, RollupContent
 
 __all__ = ["PackFS", "LONG_TIMEOUT", "SHORT_TIMEOUT", "BLOCK_SIZE"]
 
@@ -94,7 +94,7 @@ class PackFS(pyfuse3.Operations):
         self.started = started
         self._uid = os.getuid()
         self._gid = os.getgid()
-        self._files: dict[int, tuple[Content, bytes]] = {}  # open file -> (content, its bytes)
+        self._files: dict[int, tuple[Content, bytes | None]] = {}  # open file -> (content, its bytes; None: by range)
         self._pushed: set[int] = set()  # inodes whose bytes went to the page cache (PUSH_BYTES)
         #: called (from the trio thread) when a client walks packs/ by name; see WALK_LOOKUPS
         self.on_walk: Callable[[], None] | None = None
@@ -130,8 +130,8 @@ class PackFS(pyfuse3.Operations):
             a.st_nlink = 1
             a.st_size = size
             mtime = entry.mtime
-            # A pack's name never changes meaning; other files may be replaced (new inode).
-            a.entry_timeout = LONG_TIMEOUT if isinstance(entry.content, PackContent) else SHORT_TIMEOUT
+            # A pack's (or roll-up's) name never changes meaning; other files may be replaced (new inode).
+            a.entry_timeout = LONG_TIMEOUT if isinstance(entry.content, (PackContent, RollupContent)) else SHORT_TIMEOUT
             a.attr_timeout = LONG_TIMEOUT
         elif isinstance(entry, Link):
             a.st_mode = stat.S_IFLNK | 0o777
@@ -245,6 +245,10 @@ class PackFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR)
         if not isinstance(entry, File):
             raise pyfuse3.FUSEError(errno.ELOOP)
+        if isinstance(entry.content, RollupContent):  # read by range, never held whole
+            fh = self._new_fh()
+            self._files[fh] = (entry.content, None)
+            return pyfuse3.FileInfo(fh=fh, keep_cache=True, direct_io=False)
         # The bytes are taken now and held until release: an open file reads the same bytes
         # until it is closed, even if its commit is pruned from the repository meanwhile.
         data = self.store.read_nowait(entry.content)
@@ -272,6 +276,8 @@ class PackFS(pyfuse3.Operations):
         if opened is None:
             raise pyfuse3.FUSEError(errno.EBADF)
         content, data = opened
+        if data is None:
+            return await self.store.read_range(content, off, size)
         expected = content.size_nowait()
         if expected is not None and expected != len(data):
             log.error(

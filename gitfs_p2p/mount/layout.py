@@ -12,6 +12,8 @@ Layout (docs/mount.md)::
     HEAD                       symlink -> packs/<commit>.pack
     packs/<commit>.pack        one per commit reachable from any ref
     packs/<tag>.pack           one per annotated tag a branch or tag names
+    packs/rollups/<boundary>.rollup
+                               the roll-ups the torrents list (torrents.py)
     refs/heads/<name>          symlink -> ../../packs/<commit>.pack
     refs/tags/<name>           (annotated tags peeled to their commit)
     packs/<label>.gitp2p-refs  ref manifests: HEAD and all listed, any other label on lookup
@@ -227,7 +229,7 @@ class PackDir:
         return entry
 
     def subdir_count(self) -> int:
-        return 0
+        return sum(1 for e in self.extra.values() if isinstance(e, Dir))
 
 
 # -- the layout ------------------------------------------------------------------------
@@ -351,12 +353,13 @@ def build_layout(
         for part in parts[:-1]:
             here = f"{parent}/{part}" if parent else part
             d = dirs.get(parent)
-            existing = d.entries.get(part) if isinstance(d, StaticDir) else None
             if here not in dirs:
-                if not isinstance(d, StaticDir) or existing is not None:
+                # packs/ takes subdirectories (packs/rollups/) among its contributed entries.
+                entries = d.entries if isinstance(d, StaticDir) else d.extra if isinstance(d, PackDir) else None
+                if entries is None or part in entries or PACK_NAME.match(part):
                     log.warning("%s: %s conflicts with an existing entry; skipped", who, path)
                     return
-                d.entries[part] = Dir(here)
+                entries[part] = Dir(here)
                 dirs[here] = StaticDir()
             parent = here
         d = dirs[parent]

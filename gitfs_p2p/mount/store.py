@@ -2,22 +2,27 @@
 
 Blocking work runs in worker threads (a pack being sized or loaded is never asked for
 twice at once), and the PackSource beneath builds nothing in this process: it asks the
-worker processes (store/builders.py), so this long-lived process stays small.
+worker processes (store/builders.py), so this long-lived process stays small.  A roll-up
+(pack/rollup.py) is never held whole: a read of a range is answered from its header and
+the member packs that range covers, through the same read cache.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
+from array import array
 from typing import Sequence
 
 import trio
 
 from ..pack.lru import LRU
+from ..pack.rollup import Rollup, header_size, rollup_header
 from ..store.source import PackSource, Progress
 from .layout import Content
 
-__all__ = ["PackStore", "PackContent", "DEFAULT_READ_CACHE_BYTES", "WORKER_THREADS", "PREFETCH_PACKS"]
+__all__ = ["PackStore", "PackContent", "RollupContent", "DEFAULT_READ_CACHE_BYTES", "WORKER_THREADS", "PREFETCH_PACKS"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,29 @@ class PackContent:
 
     def read(self) -> bytes:
         return self._store.read_pack_sync(self.commit_id)
+
+
+class RollupContent:
+    """The content of packs/rollups/<boundary>.rollup: its header, then its members' packs.
+
+    Read by range only (PackStore.read_range), never whole.  `size` is the size the
+    torrent lists, so the attributes need no work; the members' offsets are learned on
+    the first read.
+    """
+
+    __slots__ = ("rollup", "size", "key", "offsets")
+
+    def __init__(self, rollup: Rollup, size: int):
+        self.rollup = rollup
+        self.size = size
+        self.key = ("rollup", rollup.boundary)
+        self.offsets: array | None = None  # where each member starts, and the end (PackStore)
+
+    def size_nowait(self) -> int:
+        return self.size
+
+    def data_nowait(self) -> None:
+        return None
 
 
 class PackStore:
@@ -241,5 +269,68 @@ class PackStore:
 
     def _remember(self, key: object, data: bytes) -> None:
         self._recent.put(key, data, len(data))
+
+    # -- roll-ups -----------------------------------------------------------------------------
+    async def read_range(self, content: RollupContent, off: int, size: int) -> bytes:
+        """Exactly the bytes of [off, off + size) of a roll-up, cut at its end.
+
+        Only the member packs the range covers are read (through the read cache, the packs
+        after them coming along as for any pack); the header is made from the members'
+        sizes.  If the members do not add up to the listed size (a bug, logged once), the
+        range is still served whole, so a reader never sees a short read.
+        """
+        end = min(off + size, content.size)
+        if off >= end:
+            return b""
+        offsets = content.offsets
+        if offsets is None:
+            offsets = await trio.to_thread.run_sync(self._rollup_offsets_sync, content, limiter=self._limiter)
+        members = content.rollup.members
+        parts = []
+        pos = off
+        if pos < offsets[0]:
+            header = await self._rollup_header(content, offsets)
+            parts.append(header[pos:end])
+            pos = min(end, offsets[0])
+        i = bisect.bisect_right(offsets, pos) - 1
+        while pos < end and i < len(members):
+            start, stop = offsets[i], offsets[i + 1]
+            pack = self.content(members[i])
+            data = self.read_nowait(pack)
+            if data is None:
+                data = await self.read(pack, following=members[i + 1 : i + 1 + PREFETCH_PACKS])
+            if len(data) != stop - start:
+                log.error("BUG: roll-up %s: member %s has %d bytes, its header says %d",
+                          content.rollup.boundary.decode(), members[i].decode(), len(data), stop - start)
+            parts.append(data[pos - start : min(end, stop) - start].ljust(min(end, stop) - pos, b"\0"))
+            pos = min(end, stop)
+            i += 1
+        out = b"".join(parts)
+        return out.ljust(end - off, b"\0")  # past the members' end: only if they fall short of the listed size
+
+    async def _rollup_header(self, content: RollupContent, offsets: array) -> bytes:
+        key = ("rollup header", content.rollup.boundary)
+        header = self._recent.get_hit(key)
+        if header is None:
+            members = content.rollup.members
+            sizes = [(c, offsets[i + 1] - offsets[i]) for i, c in enumerate(members)]
+            header = await trio.to_thread.run_sync(rollup_header, sizes, limiter=self._limiter)
+            self._remember(key, header)
+        return header
+
+    def _rollup_offsets_sync(self, content: RollupContent) -> array:
+        """Where each member of the roll-up starts (after the header), and where the last ends."""
+        members = content.rollup.members
+        missing = [c for c in members if c not in self.sizes]
+        if missing:
+            self._load_cached_sizes_sync(missing)
+        offsets = array("q", [header_size(len(members))])
+        for c in members:
+            offsets.append(offsets[-1] + self.size_sync(c))
+        if offsets[-1] != content.size:
+            log.error("BUG: roll-up %s: its members add up to %d bytes, the torrent lists %d",
+                      content.rollup.boundary.decode(), offsets[-1], content.size)
+        content.offsets = offsets
+        return offsets
 
 

@@ -1,15 +1,18 @@
-"""Torrents in the mount: `torrents/<label>.torrent`.
+"""Torrents in the mount: `torrents/<label>.torrent`, and the roll-ups they list.
 
 A layout contributor (see layout.Contributor): for each new snapshot
 of the refs it builds the `HEAD` and `all` repository torrents, so a stock
 client given `torrents/HEAD.torrent` and the mount point as its save path
 finds every file of the torrent in `packs/` and seeds without copying.
 The manifests (`packs/<label>.gitp2p-refs`) depend on the refs alone and are
-laid out by layout.py at once; a torrent appears when its build ends.
+laid out by layout.py at once; a torrent appears when its build ends, together
+with `packs/rollups/<boundary>.rollup` for each roll-up it lists (the union
+over the torrents: HEAD's and all's usually share them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 
@@ -17,7 +20,9 @@ import trio
 
 from ..errors import GitfsError
 from ..git.snapshot import RepoSnapshot
-from .layout import PUBLISHED_LABELS, TORRENTS_DIR, File, StaticContent, manifest_file, manifest_for_snapshot
+from .layout import PACKS_DIR, PUBLISHED_LABELS, TORRENTS_DIR, File, StaticContent, manifest_file, manifest_for_snapshot
+from .store import RollupContent
+from ..store.rollups import with_rollups
 from ..store.source import PackSource
 from ..pack.manifest import RefManifest
 from ..store.torrents import RepoTorrent, build_repo_torrent
@@ -48,6 +53,7 @@ class TorrentContributor:
         self._built: dict[tuple[str, bytes], RepoTorrent] = {}
         self._wanted: list[tuple[str, bytes, RefManifest]] = []
         self._commit_ids: list[bytes] = []  # every commit of the snapshot wanted
+        self._rollups: dict[bytes, RollupContent] = {}  # by boundary: the roll-ups published now
         self._changed = False
         self._wake: trio.Event | None = None
         self._token: trio.lowlevel.TrioToken | None = None
@@ -77,9 +83,11 @@ class TorrentContributor:
             self.source.build_sizes(missing)
 
     def _build(self, label: str, manifest: RefManifest) -> RepoTorrent:
+        """The torrent, with its roll-ups' members known (store/rollups.py)."""
         if self.source.workers is not None:
             return self.source.workers.torrent(manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
-        return build_repo_torrent(self.source, manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
+        t = build_repo_torrent(self.source, manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
+        return with_rollups(self.source, t)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Build what laying out a snapshot asked for, until cancelled: the missing packs on
@@ -118,9 +126,36 @@ class TorrentContributor:
             return
         log.info("%s torrent ready: info-hash %s", label, t.info_hash.hex())
         with self._lock:
+            # One copy of a roll-up's members for all torrents listing it (a pure function of
+            # its boundary): at 100,000 commits, each copy is some 8 MB of commit ids.
+            held = {r.boundary: r for other in self._built.values() for r in other.rollups or ()}
+            t = dataclasses.replace(t, rollups=tuple(held.get(r.boundary, r) for r in t.rollups or ()))
             self._built = {k: v for k, v in self._built.items() if k[0] != label}
             self._built[(label, key)] = t
             self._changed = True
+
+    def _rollup_files(self, snapshot: RepoSnapshot, published: list[RepoTorrent]) -> list[tuple[str, File]]:
+        """packs/rollups/<boundary>.rollup for each roll-up of the published torrents, once.
+
+        Its size is the one the torrents list; its mtime, as a pack's, the date of its
+        (boundary) commit.  A roll-up keeps its content object (and so the offsets of its
+        members, learned on the first read) for as long as a published torrent lists it.
+        """
+        rollups: dict[bytes, RollupContent] = {}
+        for t in published:
+            sizes = dict(t.files)
+            for r in t.rollups or ():
+                if r.boundary not in rollups:
+                    held = self._rollups.get(r.boundary)
+                    rollups[r.boundary] = held if held is not None else RollupContent(r, sizes[r.path])
+        self._rollups = rollups
+        out = []
+        for boundary, content in rollups.items():
+            if boundary not in snapshot.commits:  # cannot be: a torrent lists only what its refs reach
+                log.warning("roll-up %s: its commit is not among the refs' commits; left out", boundary.decode())
+                continue
+            out.append((f"{PACKS_DIR}/{content.rollup.path}", File(content, snapshot.commits.time_of(boundary))))
+        return out
 
     def _drop(self, label: str, key: bytes) -> None:
         """Stop wanting a torrent that cannot be built (a newer snapshot may want it again)."""
@@ -134,6 +169,7 @@ class TorrentContributor:
     def __call__(self, snapshot: RepoSnapshot):
         out = []
         wanted = []
+        published = []
         with self._lock:
             for label in LABELS:
                 manifest = manifest_for_snapshot(snapshot, label)
@@ -148,8 +184,10 @@ class TorrentContributor:
                 # The same mtime as the manifest's (stable while the refs stand still).
                 mtime = manifest_file(snapshot, label).mtime
                 out.append((f"{TORRENTS_DIR}/{label}.torrent", File(StaticContent(t.torrent), mtime)))
+                published.append(t)
             self._wanted = wanted
             self._commit_ids = snapshot.commits.ids
+            out.extend(self._rollup_files(snapshot, published))
         if wanted and self._token is not None:
             try:
                 trio.from_thread.run_sync(self._poke, trio_token=self._token)
