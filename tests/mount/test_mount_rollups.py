@@ -1,0 +1,246 @@
+"""Roll-ups in the mount: packs/rollups/<boundary>.rollup for every roll-up the published
+torrents list, exact bytes for any range, and a stock client checks such a torrent at 100%."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mmap
+import os
+import random
+import sqlite3
+
+import pytest
+import trio
+
+from gitfs_p2p.git.repo import GitRepo
+from gitfs_p2p.git.snapshot import read_snapshot
+from gitfs_p2p.mount.layout import Dir, File, PackDir, StaticContent, build_layout
+from gitfs_p2p.mount.store import PackStore, RollupContent
+from gitfs_p2p.pack.rollup import ROLLUP_SPAN, header_size, parse_rollup, plan_history
+from gitfs_p2p.store.rollups import rollup_boundaries, with_rollups
+from gitfs_p2p.store.source import PackSource
+from gitfs_p2p.store.torrents import build_repo_torrent, rollup_chunks, select_refs
+from mounthelp import NO_FUSE, Mount, needs_fuse, wait_for
+from tc_support import require_libtorrent, run_libtorrent
+from testutil import generate, git
+from torrentcore.metainfo import parse_torrent
+
+pytestmark = pytest.mark.timeout(300)
+
+#: 536 first-parent commits (seed 17): two roll-ups and a tail.
+COMMITS = 650
+
+
+@pytest.fixture(scope="module")
+def repo650(tmp_path_factory) -> str:
+    """A history of two roll-ups and a tail, an annotated tag in sealed history and one in the tail."""
+    path = str(tmp_path_factory.mktemp("repo650") / "repo")
+    generate(path, COMMITS, seed=17)
+    git("tag", "-a", "sealed", "-m", "a tag on sealed history", "HEAD~300", cwd=path)
+    git("tag", "-a", "recent", "-m", "a tag on the tail", "HEAD~3", cwd=path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sent(repo650):
+    """({label: RepoTorrent} as `gitp2p torrent` builds them, no trackers as the mounts here,
+    roll-ups included; a PackSource on the repository for the expected bytes).  Their roll-ups
+    are checked against the rule applied here (main's first-parent chain)."""
+    source = PackSource(GitRepo(repo650))
+    try:
+        main = source.repo.resolve("main")
+        plan = plan_history(source.commits_from([main]), main)
+        assert len(plan.rollups) == 2 == 536 // ROLLUP_SPAN
+        out = {}
+        for label, all_refs in (("HEAD", False), ("all", True)):
+            manifest, _ = select_refs(source, [], all_refs=all_refs)
+            out[label] = with_rollups(source, build_repo_torrent(source, manifest, label))
+            assert out[label].rollups == plan.rollups
+        yield out, source
+    finally:
+        source.close()
+        source.repo.close()
+
+
+@pytest.fixture(scope="module")
+def mounted650(repo650, tmp_path_factory):
+    """repo650 mounted for the whole module, its torrents built (by the mount itself, on a
+    cold cache, when it comes first in a test's arguments)."""
+    if NO_FUSE:
+        pytest.skip("/dev/fuse is absent")
+    m = Mount(repo650, str(tmp_path_factory.mktemp("mnt650") / "mnt"))
+    try:
+        m.start()
+        for label in ("HEAD", "all"):
+            path = m.p("torrents", f"{label}.torrent")
+            assert wait_for(lambda: os.path.exists(path), timeout=120), f"{label}.torrent did not appear"
+        yield m
+    finally:
+        m.stop()
+
+
+def verify_against_torrent(torrent: bytes, root: str) -> int:
+    """Every file the torrent lists is under root with the listed size, and the files read
+    back to back match every piece hash.  Returns the number of pieces."""
+    t = parse_torrent(torrent)
+    pending = bytearray()
+    index = 0
+    for f in t.files:
+        path = os.path.join(root, t.name, *f.path)
+        assert os.stat(path).st_size == f.length, path
+        with open(path, "rb") as fh:
+            data = fh.read()
+        assert len(data) == f.length, path
+        pending += data
+        while len(pending) >= t.piece_length:
+            assert hashlib.sha1(pending[: t.piece_length]).digest() == t.pieces[index], f"piece {index}"
+            del pending[: t.piece_length]
+            index += 1
+    if pending:
+        assert hashlib.sha1(pending).digest() == t.pieces[index], f"piece {index}"
+        index += 1
+    assert index == len(t.pieces)
+    return index
+
+
+# -- through the mount -----------------------------------------------------------------------------
+@needs_fuse
+def test_the_torrents_files_are_all_in_the_mount_and_match_every_piece(mounted650, sent, repo650):
+    torrents, _ = sent
+    listed = set()
+    for label, t in torrents.items():
+        with open(mounted650.p("torrents", f"{label}.torrent"), "rb") as fh:
+            assert fh.read() == t.torrent, f"{label}.torrent is the torrent `gitp2p torrent` makes"
+        assert verify_against_torrent(t.torrent, mounted650.path) > 1
+        listed |= {r.boundary.decode() + ".rollup" for r in t.rollups}
+    # packs/rollups/ lists the union of the torrents' roll-ups, each dated as its boundary commit.
+    assert sorted(os.listdir(mounted650.p("packs", "rollups"))) == sorted(listed)
+    for name in listed:
+        boundary = name.split(".")[0]
+        when = int(git("log", "-1", "--format=%ct", boundary, cwd=repo650))
+        assert os.stat(mounted650.p("packs", "rollups", name)).st_mtime == when
+    assert "rollups" in os.listdir(mounted650.p("packs"))
+    assert os.stat(mounted650.p("packs")).st_nlink == 3
+
+
+@needs_fuse
+def test_rollup_ranges_read_exactly_through_read_and_mmap(mounted650, sent):
+    torrents, source = sent
+    rng = random.Random(3)
+    for r in torrents["all"].rollups:
+        expected = b"".join(rollup_chunks(source, r))
+        members = parse_rollup(expected)
+        path = mounted650.p("packs", r.path)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            # Ranges that start in the header, cross member boundaries, end at and past the end.
+            starts = [0, header_size(len(r.members)) - 3, *(start - 5 for _, start, _ in members[1:6]),
+                      len(expected) - 10, *(rng.randrange(len(expected)) for _ in range(40))]
+            for start in starts:
+                length = rng.choice([1, 7, 4096, 70_000, 300_000])
+                assert os.pread(fd, length, start) == expected[start : start + length]
+            assert os.pread(fd, 100, len(expected)) == b""
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+                assert mm[:] == expected
+        finally:
+            os.close(fd)
+
+
+@needs_fuse
+def test_a_stock_client_checks_a_mount_with_rollups_at_100_percent(mounted650, sent):
+    require_libtorrent()
+    found = json.loads(run_libtorrent("check_seed", mounted650.p("torrents", "all.torrent"), mounted650.path))
+    assert found["state"] in ("seeding", "finished")
+    assert found["have"] == found["total"] and found["downloaded"] == 0, found
+
+
+@needs_fuse
+def test_a_cached_torrent_whose_rollups_were_never_recorded_is_served_whole(mounted650, sent, repo650, mount_of):
+    """A second mount finds the torrents in the pack cache (their roll-ups' members are not
+    there: the table is emptied, as for a torrent `gitp2p torrent` made): it walks the history
+    again, records them, and serves every file."""
+    cache = sqlite3.connect(os.path.join(repo650, ".git", "gitp2p", "cache.sqlite3"), isolation_level=None)
+    try:
+        assert cache.execute("SELECT COUNT(*) FROM rollups").fetchone()[0] == 2
+        cache.execute("DELETE FROM rollups")
+        m = mount_of(repo650)
+        path = m.p("torrents", "all.torrent")
+        assert wait_for(lambda: os.path.exists(path), timeout=120)
+        verify_against_torrent(sent[0]["all"].torrent, m.path)
+        assert cache.execute("SELECT COUNT(*) FROM rollups").fetchone()[0] == 2
+    finally:
+        cache.close()
+
+
+# -- without mounting ------------------------------------------------------------------------------
+def test_a_cached_torrent_gets_its_rollups_from_the_record_or_the_history(repo650, sent):
+    torrents, _ = sent
+    source = PackSource(GitRepo(repo650))
+    try:
+        manifest, _ = select_refs(source, [], all_refs=True)
+        cached = build_repo_torrent(source, manifest, "all")
+        assert cached.rollups is None and cached.torrent == torrents["all"].torrent  # from the cache
+        assert rollup_boundaries(cached) == [r.boundary for r in torrents["all"].rollups]
+        source.cache._query("DELETE FROM rollups")
+        assert with_rollups(source, cached).rollups == torrents["all"].rollups  # planned again
+        assert with_rollups(source, cached).rollups == torrents["all"].rollups  # as recorded then
+        assert source.cache.rollups(ROLLUP_SPAN, rollup_boundaries(cached)) == {
+            r.boundary: r for r in torrents["all"].rollups}
+    finally:
+        source.close()
+        source.repo.close()
+
+
+def test_read_range_serves_any_range_from_a_small_read_cache(repo650, sent, caplog):
+    torrents, source = sent
+    store = PackStore(source, read_cache_bytes=64 << 10)  # far less than a roll-up
+    rollups = torrents["all"].rollups
+    sizes = dict(torrents["all"].files)
+    expected = {r.boundary: b"".join(rollup_chunks(source, r)) for r in rollups}
+    rng = random.Random(5)
+
+    async def main():
+        contents = [RollupContent(r, sizes[r.path]) for r in rollups]
+        ranges = [(c, rng.randrange(c.size + 10), rng.choice([1, 100, 131072])) for c in contents for _ in range(60)]
+        found = {}
+
+        async def read(i, content, off, size):
+            found[i] = await store.read_range(content, off, size)
+
+        async with trio.open_nursery() as nursery:  # at once, as the kernel's readahead asks
+            for i, (content, off, size) in enumerate(ranges):
+                nursery.start_soon(read, i, content, off, size)
+        for i, (content, off, size) in enumerate(ranges):
+            assert found[i] == expected[content.rollup.boundary][off : off + size], (off, size)
+        largest = max(max(len(source.pack(c)) for r in rollups for c in r.members), header_size(len(rollups[0].members)))
+        assert store._recent.weight <= (64 << 10) + largest
+
+        # Members that fall short of the listed size (a bug) still give whole ranges, and say so.
+        wrong = RollupContent(rollups[0], sizes[rollups[0].path] + 10)
+        with caplog.at_level(logging.ERROR):
+            tail = await store.read_range(wrong, wrong.size - 20, 4096)
+        assert tail == expected[rollups[0].boundary][-10:] + bytes(10)
+        assert "the torrent lists" in caplog.text
+
+    trio.run(main)
+
+
+def test_contributed_rollups_make_a_directory_inside_packs(repo650):
+    with GitRepo(repo650) as repo:
+        snap = read_snapshot(repo, None)
+
+    def rollups(snapshot):
+        yield "packs/rollups/a.rollup", File(StaticContent(b"a"), 1)
+        yield "packs/rollups/b.rollup", File(StaticContent(b"b"), 2)
+        yield "packs/0123456789012345678901234567890123456789.pack/x", File(StaticContent(b"x"), 1)  # skipped
+
+    layout = build_layout(snap, pack_content=lambda cid: StaticContent(b"pack " + cid, key=("pack", cid)),
+                          readme=b"readme\n", started=1, contributors=[rollups])
+    packs = layout.directory("packs")
+    assert isinstance(packs, PackDir) and packs.get("rollups") == Dir("packs/rollups")
+    assert packs.subdir_count() == 1
+    inside = layout.directory("packs/rollups")
+    assert [inside.name_at(i) for i in range(len(inside))] == ["a.rollup", "b.rollup"]
+    assert "packs/0123456789012345678901234567890123456789.pack" not in layout.dirs
