@@ -256,6 +256,10 @@ Every file here is immutable: a commit's pack is a pure function of the commit.
                            plus every tree and blob its parents do not have.
                            One for every commit reachable from any ref, and
                            one for every annotated tag (the tag object itself).
+  packs/rollups/<commit-id>.rollup
+                           a roll-up: the packs of a run of old history in one
+                           file (a header, then the packs), named for its newest
+                           first-parent commit; one for each the torrents list.
   refs/heads/<branch>      symbolic links to the pack of the commit each ref
   refs/tags/<tag>          points at (annotated tags peeled), so
   HEAD                     `cp MOUNT/refs/heads/main .` copies that pack.
@@ -263,8 +267,8 @@ Every file here is immutable: a commit's pack is a pure function of the commit.
   torrents/all.torrent     built in the background, they appear once ready.
                            Seed one by giving a BitTorrent client the .torrent
                            and this directory as its download directory: the
-                           files it names are packs/*.pack and
-                           packs/<label>.gitp2p-refs (the ref manifest).
+                           files it names are packs/*.pack, packs/rollups/
+                           and packs/<label>.gitp2p-refs (the ref manifest).
 
 Import a pack into a repository that has the commit's parents with
     git index-pack --fix-thin --stdin < PACK
