@@ -1,5 +1,5 @@
 /*
- * Compiled twins of two pure-Python functions of gitfs_p2p/pack/, for speed only:
+ * Compiled twins of pure-Python functions of gitfs_p2p/pack/, for speed only:
  * each gives exactly what its Python reference gives, and the tests compare them.
  *
  * create_delta: the pinned delta encoder of delta.py (create_delta_py).
@@ -8,12 +8,15 @@
  *               any other, so that the reference says what is wrong.
  * tree_entries: objects.py's tree_entries and parse_tree for a well-formed tree; None for
  *               any other, so that the careful Python reader says what is wrong with it.
+ * tree_changes: commitpack.py's tree_changes_py (the entries two trees do not share) for
+ *               two well-formed trees in git's order with unique names; None for any other.
  *
  * The delta encoder follows create_delta_py step for step (common prefix and suffix,
  * 16-byte aligned blocks of the base's middle with the first 4 offsets each, leftmost
  * longest forward match, backward extension into the pending literal, copies split at
- * 0x10000, inserts at 0x7f).  tests/packs/test_speedups.py compares both functions with
- * their references on generated input; the pack-format test vectors compare whole packs.
+ * 0x10000, inserts at 0x7f).  tests/packs/ (test_delta.py, test_trees.py, test_selection.py)
+ * compare each function with its reference on generated input; the pack-format test vectors
+ * compare whole packs.
  * Decoding stays in Python, where it is bounded and checked (apply_delta).
  */
 #define PY_SSIZE_T_CLEAN
@@ -287,6 +290,29 @@ typedef struct {
     Py_ssize_t mode_len, name_len;
 } tree_entry_t;
 
+/* What objects.mode_kind says of a mode: kind_blob, kind_tree or kind_gitlink (borrowed). */
+static PyObject *entry_kind(uint32_t mode, PyObject *kind_blob, PyObject *kind_tree, PyObject *kind_gitlink)
+{
+    switch (mode & S_IFMT_) {
+    case S_IFREG_:
+    case S_IFLNK_:
+        return kind_blob;
+    case S_IFDIR_:
+        return kind_tree;
+    default:
+        return kind_gitlink;
+    }
+}
+
+/* The 40 lower-case hex digits of a 20-byte id. */
+static void write_hex(char *out, const unsigned char *id)
+{
+    for (int i = 0; i < 20; i++) {
+        out[2 * i] = HEX[id[i] >> 4];
+        out[2 * i + 1] = HEX[id[i] & 15];
+    }
+}
+
 /* Reads the entry at *pos and moves past it; -1 when it is not well formed. */
 static int next_entry(const unsigned char **pos, const unsigned char *end, tree_entry_t *e)
 {
@@ -348,18 +374,7 @@ static PyObject *tree_entries(PyObject *self, PyObject *args)
         const Py_ssize_t mode_len = e.mode_len;
         const unsigned char *nul = name + e.name_len;
 
-        PyObject *kind;
-        switch (mode & S_IFMT_) {
-        case S_IFREG_:
-        case S_IFLNK_:
-            kind = kind_blob;
-            break;
-        case S_IFDIR_:
-            kind = kind_tree;
-            break;
-        default:
-            kind = kind_gitlink;
-        }
+        PyObject *kind = entry_kind(mode, kind_blob, kind_tree, kind_gitlink);
         /* Trees repeat a handful of modes: keep the last one's objects. */
         if (last_mode == NULL || mode_len != last_mode_len || memcmp(mode_at, last_mode_at, (size_t)mode_len) != 0) {
             Py_XDECREF(last_mode);
@@ -395,11 +410,7 @@ static PyObject *tree_entries(PyObject *self, PyObject *args)
             PyTuple_SET_ITEM(entry, 3, id_obj);
             PyTuple_SET_ITEM(entry, 4, kind);
         } else {
-            char *h = PyBytes_AS_STRING(id_obj);
-            for (int i = 0; i < 20; i++) {
-                h[2 * i] = HEX[id[i] >> 4];
-                h[2 * i + 1] = HEX[id[i] & 15];
-            }
+            write_hex(PyBytes_AS_STRING(id_obj), id);
             PyTuple_SET_ITEM(entry, 0, name_obj);
             PyTuple_SET_ITEM(entry, 1, last_mode);
             PyTuple_SET_ITEM(entry, 2, id_obj);
@@ -542,7 +553,12 @@ static int key_cmp(const tree_name_t *a, const tree_name_t *b)
 {
     Py_ssize_t la = a->len + (a->dir ? 1 : 0), lb = b->len + (b->dir ? 1 : 0);
     Py_ssize_t n = la < lb ? la : lb;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    /* the names' common length first, at memcmp's speed; then at most the key's last byte */
+    Py_ssize_t names = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->name, b->name, (size_t)names);
+    if (c)
+        return c < 0 ? -1 : 1;
+    for (Py_ssize_t i = names; i < n; i++) {
         unsigned char ca = i < a->len ? a->name[i] : '/';
         unsigned char cb = i < b->len ? b->name[i] : '/';
         if (ca != cb)
@@ -653,6 +669,161 @@ done:
     return result;
 }
 
+/* -- the entries two trees do not share ------------------------------------------------- */
+
+/* How far back a directory's entry looks for a file of the same name (past names that extend
+   it with a byte below '/', which sort between the two); a tree needing more is not simple. */
+#define SAME_NAME_SCAN 64
+
+typedef struct {
+    tree_entry_t e;
+    tree_name_t key;
+} sorted_entry_t;
+
+/* The entries of raw into *out (PyMem_Free it), and 1, when raw is well formed (see
+   tree_entries), its keys (a directory's name + "/") strictly increase and no name is both a
+   file's and a directory's; 0 (nothing to free) otherwise; -1 with an exception set. */
+static int read_sorted(const Py_buffer *raw, sorted_entry_t **out, Py_ssize_t *count)
+{
+    const unsigned char *p = raw->buf, *end = p + raw->len;
+    sorted_entry_t *v = NULL;
+    Py_ssize_t n = 0, cap = 0;
+    while (p < end) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            sorted_entry_t *grown = PyMem_Realloc(v, (size_t)cap * sizeof(sorted_entry_t));
+            if (grown == NULL) {
+                PyMem_Free(v);
+                PyErr_NoMemory();
+                return -1;
+            }
+            v = grown;
+        }
+        sorted_entry_t *s = &v[n];
+        if (next_entry(&p, end, &s->e) < 0)
+            goto not_simple;
+        s->key.name = s->e.name;
+        s->key.len = s->e.name_len;
+        s->key.dir = (s->e.mode & S_IFMT_) == S_IFDIR_;
+        if (n && key_cmp(&v[n - 1].key, &s->key) >= 0)
+            goto not_simple;
+        if (s->key.dir) {
+            /* A file named like this directory sorts before it, past names that extend the
+               name with a byte below '/'. */
+            const Py_ssize_t len = s->key.len;
+            for (Py_ssize_t j = n - 1, steps = 0; j >= 0; j--, steps++) {
+                const tree_name_t *k = &v[j].key;
+                if (k->len < len || memcmp(k->name, s->key.name, (size_t)len) != 0)
+                    break;
+                if (k->len == len || steps == SAME_NAME_SCAN)
+                    goto not_simple;
+                if (k->name[len] >= '/')
+                    break;
+            }
+        }
+        n++;
+    }
+    *out = v;
+    *count = n;
+    return 1;
+not_simple:
+    PyMem_Free(v);
+    return 0;
+}
+
+/* entry_type(name, mode, hex id, kind) of one entry (objects.TreeEntry). */
+static PyObject *new_tree_entry(PyTypeObject *entry_type, const tree_entry_t *e, PyObject *kind_blob,
+                                PyObject *kind_tree, PyObject *kind_gitlink)
+{
+    PyObject *kind = entry_kind(e->mode, kind_blob, kind_tree, kind_gitlink);
+    PyObject *name = PyBytes_FromStringAndSize((const char *)e->name, e->name_len);
+    PyObject *mode = PyLong_FromUnsignedLong(e->mode);
+    PyObject *id = PyBytes_FromStringAndSize(NULL, 40);
+    PyObject *entry = entry_type->tp_alloc(entry_type, 4);
+    if (name == NULL || mode == NULL || id == NULL || entry == NULL) {
+        Py_XDECREF(name);
+        Py_XDECREF(mode);
+        Py_XDECREF(id);
+        Py_XDECREF(entry);
+        return NULL;
+    }
+    write_hex(PyBytes_AS_STRING(id), e->id);
+    Py_INCREF(kind);
+    PyTuple_SET_ITEM(entry, 0, name);
+    PyTuple_SET_ITEM(entry, 1, mode);
+    PyTuple_SET_ITEM(entry, 2, id);
+    PyTuple_SET_ITEM(entry, 3, kind);
+    return entry;
+}
+
+static int append_tree_entry(PyObject *list, PyTypeObject *entry_type, const tree_entry_t *e, PyObject *kind_blob,
+                             PyObject *kind_tree, PyObject *kind_gitlink)
+{
+    PyObject *entry = new_tree_entry(entry_type, e, kind_blob, kind_tree, kind_gitlink);
+    if (entry == NULL)
+        return -1;
+    int rc = PyList_Append(list, entry);
+    Py_DECREF(entry);
+    return rc;
+}
+
+/* tree_changes(raw_a, raw_b, entry_type, blob, tree, gitlink) -> (only_a, only_b), or None
+   when either tree is not simple (see read_sorted).  only_a lists, in a's order, a's entries
+   that b does not hold with the same name, mode and id; only_b the same of b's.  Entries are
+   entry_type(name, mode, hex id, kind), as tree_entries makes them. */
+static PyObject *tree_changes(PyObject *self, PyObject *args)
+{
+    Py_buffer raw_a, raw_b;
+    PyTypeObject *entry_type;
+    PyObject *kind_blob, *kind_tree, *kind_gitlink;
+    if (!PyArg_ParseTuple(args, "y*y*O!OOO:tree_changes", &raw_a, &raw_b, &PyType_Type, &entry_type, &kind_blob,
+                          &kind_tree, &kind_gitlink))
+        return NULL;
+    sorted_entry_t *a = NULL, *b = NULL;
+    Py_ssize_t na = 0, nb = 0;
+    PyObject *only_a = NULL, *only_b = NULL, *result = NULL;
+    if (!PyType_IsSubtype(entry_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "entry_type must be a tuple type");
+        goto done;
+    }
+    int rc = read_sorted(&raw_a, &a, &na);
+    if (rc > 0)
+        rc = read_sorted(&raw_b, &b, &nb);
+    if (rc < 0)
+        goto done;
+    if (rc == 0) {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    only_a = PyList_New(0);
+    only_b = PyList_New(0);
+    if (only_a == NULL || only_b == NULL)
+        goto done;
+    Py_ssize_t i = 0, j = 0;
+    while (i < na || j < nb) {
+        int c = i == na ? 1 : j == nb ? -1 : key_cmp(&a[i].key, &b[j].key);
+        if (c == 0 && a[i].e.mode == b[j].e.mode && memcmp(a[i].e.id, b[j].e.id, 20) == 0) {
+            i++;
+            j++;
+            continue;
+        }
+        if (c <= 0 && append_tree_entry(only_a, entry_type, &a[i++].e, kind_blob, kind_tree, kind_gitlink) < 0)
+            goto done;
+        if (c >= 0 && append_tree_entry(only_b, entry_type, &b[j++].e, kind_blob, kind_tree, kind_gitlink) < 0)
+            goto done;
+    }
+    result = PyTuple_Pack(2, only_a, only_b);
+done:
+    Py_XDECREF(only_a);
+    Py_XDECREF(only_b);
+    PyMem_Free(a);
+    PyMem_Free(b);
+    PyBuffer_Release(&raw_a);
+    PyBuffer_Release(&raw_b);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"create_delta", create_delta, METH_VARARGS,
      "create_delta(base, target) -> bytes: the pinned delta of gitfs_p2p.pack.delta, compiled."},
@@ -662,6 +833,8 @@ static PyMethodDef methods[] = {
      "tree_scan(raw, special_first) -> (null_sha1, modes, special, orderly), or None (not well formed)."},
     {"tree_entries", tree_entries, METH_VARARGS,
      "tree_entries(raw, entry_type, blob, tree, gitlink, raw_form) -> list, or None (not well formed)."},
+    {"tree_changes", tree_changes, METH_VARARGS,
+     "tree_changes(raw_a, raw_b, entry_type, blob, tree, gitlink) -> (only_a, only_b), or None (not simple)."},
     {NULL, NULL, 0, NULL},
 };
 
