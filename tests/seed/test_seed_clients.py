@@ -1,8 +1,9 @@
 """`gitp2p seed` end to end: a real FUSE mount, our engine, a tracker on 127.0.0.1, stock clients.
 
-One seed for the module (a generated history of 40 commits, `gitp2p tracker` on
-127.0.0.1, TCP only): each stock client downloads torrents/all.torrent from it into a
-plain directory and gets the mount's bytes; the seed follows a commit (new all.torrent
+One seed for the module (a generated history long enough for two roll-ups,
+`gitp2p tracker` on 127.0.0.1, TCP only): each stock client downloads
+torrents/all.torrent from it into a plain directory, gets the mount's bytes, and the
+watcher imports them into the sender's refs; the seed follows a commit (new all.torrent
 seeded, the old one dropped at the tracker); SIGINT unmounts and exits 0.  The last test
 stops the shared seed, so it stays last in this file.
 """
@@ -20,16 +21,18 @@ import pytest
 from torrentcore import bencode
 from torrentcore.metainfo import parse_torrent
 
+from gitfs_p2p.pack.rollup import ROLLUP_SPAN
+from gitfs_p2p.receive.importer import Importer
 from gitfs_p2p.testing.clients import CLIENTS
 from gitfs_p2p.testing.procs import client_available, torrent_info_hash, wait_until
 from gitfs_p2p.testing.seeding import Seed
-from gitfs_p2p.testing.swarm import advance, is_mounted, make_sample_repo, pid_alive
+from gitfs_p2p.testing.swarm import advance, git, is_mounted, make_sample_repo, pid_alive
 from gitfs_p2p.testing.trackers import EmbeddedTracker
 
 pytestmark = pytest.mark.timeout(300)
 
-COMMITS = 40
-DOWNLOAD_TIMEOUT = 90  # seconds for ~100 KB on loopback (takes 1-10 s)
+COMMITS = 2 * ROLLUP_SPAN + 250  # about 2 MB: two roll-ups, then a tail of commit packs
+DOWNLOAD_TIMEOUT = 90  # seconds for ~2 MB on loopback (takes 1-10 s)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +80,12 @@ def test_stock_client_downloads_from_seed(swarm, tmp_path, client_name):
         assert status["info_hash"].lower() == info_hash
         assert client.downloaded_bytes() >= status["total"], client.details()
         assert _same_files(torrent, dest / "packs", seed.mountpoint) == []
+        names = ["/".join(f.path) for f in parse_torrent(torrent.read_bytes()).files]
+        assert sum(n.startswith("rollups/") for n in names) == 2
+        with Importer(str(dest), str(tmp_path / "received"), bare=True, settle=0.0) as imp:
+            result = imp.run_pass(final=True)
+        assert result.finished, result.progress_line()
+        assert _refs(tmp_path / "received") == _refs(repo, heads_and_tags=True)
     finally:
         client.stop()
 
@@ -115,6 +124,12 @@ def test_sigint_unmounts_and_exits_0(swarm):
     assert not is_mounted(mountpoint)
     wait_until(lambda: not pid_alive(mount_pid), 10, "the mount server to exit")
     assert "Traceback" not in seed.err_path.read_text()
+
+
+def _refs(repo: Path, *, heads_and_tags: bool = False) -> dict[str, str]:
+    out = git("for-each-ref", "--format=%(objectname) %(refname)", cwd=repo)
+    refs = dict(reversed(line.split(" ", 1)) for line in out.splitlines())
+    return {k: v for k, v in refs.items() if not heads_and_tags or k.startswith(("refs/heads/", "refs/tags/"))}
 
 
 def _tracker_peers(tracker, info_hash: str) -> set[tuple[str, int]]:

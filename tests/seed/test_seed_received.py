@@ -22,6 +22,7 @@ from torrentcore.metainfo import build_info, build_torrent, parse_torrent
 from torrentcore.session import Engine, EngineConfig
 
 from gitfs_p2p.git.repo import GitRepo
+from gitfs_p2p.pack.rollup import ROLLUP_SPAN
 from gitfs_p2p.store.source import PackSource
 from gitfs_p2p.store.torrents import build_repo_torrent, select_refs
 from gitfs_p2p.testing.procs import LOOPBACK, free_port
@@ -115,19 +116,23 @@ def test_received_torrent_lacking_packs_is_left_out(clone_seed):
     assert "1 of 1 packs are not in the mount" in notes[0]
 
 
-def test_clone_through_remote_helper_seeds_same_info_hash(tmp_path):
+@pytest.mark.parametrize("commits", [12, ROLLUP_SPAN + 150], ids=["short", "with-a-rollup"])
+def test_clone_through_remote_helper_seeds_same_info_hash(tmp_path, commits):
     """The whole path: `git clone gitp2p::A's all.torrent` from `gitp2p seed A`, then
-    `gitp2p seed` of the clone seeds A's info-hash (and HEAD's, whose refs are the same)."""
+    `gitp2p seed` of the clone seeds A's info-hash (and HEAD's, whose refs are the same),
+    also when the torrent carries a roll-up (the clone rebuilds it from what it received)."""
     helper = Path(sys.executable).parent / "git-remote-gitp2p"
     if not helper.exists():
         pytest.skip(f"{helper} is not installed (pip install -e .)")
     if not Path("/dev/fuse").exists():
         pytest.skip("no /dev/fuse")
-    repo_a = make_sample_repo(tmp_path / "A", 12, seed=31)
+    repo_a = make_sample_repo(tmp_path / "A", commits, seed=31)
     with Seed(repo_a, tmp_path / "seed-A", announce_every=0) as seed_a:
         torrent = tmp_path / "A-all.torrent"
         torrent.write_bytes((seed_a.mountpoint / "torrents" / "all.torrent").read_bytes())
         sent = {label: ih for label, _, ih in seed_a.seeded()}
+        files = ["/".join(f.path) for f in parse_torrent(torrent.read_bytes()).files]
+        assert any(f.startswith("rollups/") for f in files) == (commits > ROLLUP_SPAN)
         env = {"PATH": f"{helper.parent}{os.pathsep}{os.environ['PATH']}"}
         git("-c", f"gitp2p.peer={LOOPBACK}:{seed_a.port}", "-c", f"gitp2p.listen={LOOPBACK}:0",
             "-c", "gitp2p.utp=false", "-c", "gitp2p.timeout=60",
