@@ -44,6 +44,9 @@ class ObjectSource(Protocol):
 
 #: How far back tree_changes_py looks, from a directory, for a file of the same name.
 SAME_NAME_SCAN = 64
+#: Moving the counts to another root may touch a quarter of them plus this many entries;
+#: past that, counting afresh is cheaper.
+MOVE_SLACK = 64
 
 _NOTHING: frozenset[bytes] = frozenset()
 
@@ -244,7 +247,7 @@ class CommitPacker:
         try:
             if self._counted_root is not None:
                 try:
-                    self._count_change(self._counted_root, root, self._counts, budget=len(self._counts) // 4 + 64)
+                    self._count_change(self._counted_root, root, self._counts, budget=len(self._counts) // 4 + MOVE_SLACK)
                     self._counted_root = root
                     return
                 except _TooFar:
@@ -292,14 +295,17 @@ class CommitPacker:
             a, b = stack.pop()
             if a == b:
                 continue
+            changes = self.changes(a, b)
+            if budget is not None and changes is not None:
+                work += len(changes[0]) + len(changes[1])
+                if work > budget:
+                    raise _TooFar  # before counting what it would cost
             _bump(counts, a, -1)
             counts[b] += 1
-            changes = self.changes(a, b)
             if changes is None:
                 work += self._uncount_subtrees(a, counts) + self._count_subtrees(b, counts)
             else:
                 only_a, only_b = changes
-                work += len(only_a) + len(only_b)
                 in_b = {e.name: e for e in only_b}
                 for e in only_a:
                     f = in_b.pop(e.name, None)

@@ -144,7 +144,9 @@ def _check_every_commit(path: str, *, shuffle: bool) -> int:
 
 
 @pytest.mark.parametrize("shuffle", [False, True], ids=["oldest-first", "shuffled"])
-def test_generated_history_is_planned_as_the_reference_plans_it(history, tree_diff, shuffle):
+def test_generated_history_is_planned_as_the_reference_plans_it(history, tree_diff, shuffle, monkeypatch):
+    if shuffle:  # and count afresh whenever a move is not small
+        monkeypatch.setattr(commitpack, "MOVE_SLACK", 0)
     assert _check_every_commit(history, shuffle=shuffle) >= 120
 
 
@@ -247,6 +249,8 @@ def test_edge_cases_are_planned_as_the_reference_plans_them(edge_history, tree_d
         return read_whole(self, tree_id, parent_dirs, gone)
 
     monkeypatch.setattr(CommitPacker, "_all_entries", spy)
+    if shuffle:  # and count afresh whenever a move is not small
+        monkeypatch.setattr(commitpack, "MOVE_SLACK", 0)
     assert _check_every_commit(edge_history, shuffle=shuffle) == 15
     assert whole, "no tree of the edge history was read whole (not simple)"
 
@@ -264,20 +268,35 @@ def test_edge_history_packs_hold_what_git_says(edge_history):
         repo.close()
 
 
-def test_counts_move_between_unrelated_roots_and_back(edge_history, history):
-    """A failed move leaves no half-moved counts behind."""
+def test_counts_move_between_far_roots_and_back(history, monkeypatch):
+    """Far moves count afresh; near ones move; a failed move leaves no half-moved counts."""
+    monkeypatch.setattr(commitpack, "MOVE_SLACK", 16)  # the history is small: about 40 ids
+    counted = []  # trees whose subtrees were counted whole: roots counted afresh, added subtrees
+    count_subtrees = CommitPacker._count_subtrees
+
+    def spy(self, tree_id, counts):
+        counted.append(tree_id)
+        return count_subtrees(self, tree_id, counts)
+
+    monkeypatch.setattr(CommitPacker, "_count_subtrees", spy)
     repo = GitRepo(history)
     try:
         packer = CommitPacker(repo)
-        roots = [c.tree for c in repo.commits_oldest_first(set(repo.refs().values()))]
-        for root in [roots[-1], roots[0], roots[len(roots) // 2], roots[-1]]:
+        commits = repo.commits_oldest_first(set(repo.refs().values()))
+        last, first = commits[-1], commits[1]
+        near_last, near_first = packer.commit(last.parents[0]).tree, packer.commit(first.parents[0]).tree
+        roots = [last.tree, near_last, first.tree, near_first, last.tree]
+        for root in roots:
             packer._count_root(root)
             assert dict(packer._counts) == dict(_fresh_counts(packer, root))
+        # the first counts afresh, from the last commit to the first and back is too far,
+        # from a commit to its parent is not
+        assert [t for t in counted if t in roots] == [last.tree, first.tree, last.tree]
         with pytest.raises(KeyError):
             packer._count_root(b"0" * 40)
         assert packer._counted_root is None
-        packer._count_root(roots[3])
-        assert dict(packer._counts) == dict(_fresh_counts(packer, roots[3]))
+        packer._count_root(near_first)
+        assert dict(packer._counts) == dict(_fresh_counts(packer, near_first))
     finally:
         repo.close()
 
