@@ -17,6 +17,8 @@ MOUNT_DESCRIPTION = """\
 Mount REPO's commit packs read-only at MOUNTPOINT (an empty directory):
 
   MOUNTPOINT/packs/<commit-id>.pack   one pack per commit reachable from any ref
+  MOUNTPOINT/packs/rollups/           roll-ups the torrents list: the packs of old
+                                      history back to back (docs/pack-format.md)
   MOUNTPOINT/refs/heads/..., refs/tags/..., HEAD
                                       symbolic links to the pack of their commit
   MOUNTPOINT/torrents/                room for .torrent files

@@ -16,7 +16,8 @@ NOT_FINISHED = 3
 
 DESCRIPTION = """\
 Watch DIR (recursively, with inotify) and import every completed pack
-(<commit-id>.pack, <tag-id>.pack) into REPO; set the refs listed in the
+(<commit-id>.pack, <tag-id>.pack) and roll-up (<commit-id>.rollup, each of its
+packs checked on its own) into REPO; set the refs listed in the
 torrent's ref manifest (*.gitp2p-refs) once the whole history of their target
 is present. A bare REPO mirrors the sender's branches and tags; in a REPO with
 a work tree, branches arrive under refs/remotes/gitp2p/ (never moving a branch
