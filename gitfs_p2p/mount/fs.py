@@ -21,7 +21,7 @@ from ..errors import GitfsError
 from .layout import Content, Dir, Directory, File, Inodes, Layout, Link, PackDir
 from .store import PREFETCH_PACKS, PackContent, PackStore, RollupContent
 
-__all__ = ["PackFS", "LONG_TIMEOUT", "SHORT_TIMEOUT", "BLOCK_SIZE"]
+__all__ = ["PackFS", "LONG_TIMEOUT", "SHORT_TIMEOUT", "BLOCK_SIZE", "WALK_LOOKUPS", "WALK_SHARE"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,11 @@ PUSH_BYTES = 256 << 10
 #: kernel learns every name and attribute in a few READDIRPLUS round trips instead of
 #: one LOOKUP per file.
 WALK_LOOKUPS = 32
+#: ... and only once the client has looked up at least 1/WALK_SHARE of the directory's
+#: names: listing costs the server an inode per entry (about 1 KB each), and a torrent
+#: with roll-ups names few of them (its tail and tags), not the 100,000 packs of a long
+#: history that its roll-ups hold.
+WALK_SHARE = 64
 
 
 def _fuse_boundary(handler):
@@ -185,7 +190,7 @@ class PackFS(pyfuse3.Operations):
 
     def _count_walk(self, directory: PackDir) -> None:
         self._walk_lookups += 1
-        if self._walk_lookups >= WALK_LOOKUPS and self.on_walk is not None:
+        if self._walk_lookups >= max(WALK_LOOKUPS, len(directory) // WALK_SHARE) and self.on_walk is not None:
             self._walked, self._walk_lookups = directory, 0
             self.on_walk()
 

@@ -15,7 +15,8 @@ import pytest
 import trio
 
 from gitfs_p2p.git.repo import GitRepo
-from gitfs_p2p.git.snapshot import read_snapshot
+from gitfs_p2p.git.snapshot import CommitList, RepoSnapshot, read_snapshot
+from gitfs_p2p.mount.fs import WALK_LOOKUPS, WALK_SHARE, PackFS
 from gitfs_p2p.mount.layout import Dir, File, PackDir, StaticContent, build_layout
 from gitfs_p2p.mount.store import PackStore, RollupContent
 from gitfs_p2p.pack.rollup import ROLLUP_SPAN, header_size, parse_rollup, plan_history
@@ -244,3 +245,30 @@ def test_contributed_rollups_make_a_directory_inside_packs(repo650):
     inside = layout.directory("packs/rollups")
     assert [inside.name_at(i) for i in range(len(inside))] == ["a.rollup", "b.rollup"]
     assert "packs/0123456789012345678901234567890123456789.pack" not in layout.dirs
+
+
+def test_a_walk_of_few_names_in_a_long_packs_dir_lists_nothing():
+    """A torrent with roll-ups names few files in packs/ (its tail and tags): looking those up
+    does not make the server list 100,000 entries (an inode each); looking up a share does."""
+    ids = [b"%040x" % i for i in range(WALK_SHARE * WALK_LOOKUPS * 4)]
+    snap = RepoSnapshot({}, None, CommitList(ids, [1] * len(ids)))
+    layout = build_layout(snap, pack_content=lambda cid: StaticContent(b"pack " + cid, key=("pack", cid)),
+                          readme=b"readme\n", started=1)
+
+    class Sizes:
+        async def size(self, content):
+            return content.size_nowait()
+
+    fs = PackFS(layout, Sizes(), started=1)
+    walks = []
+    fs.on_walk = lambda: walks.append(len(walks))
+
+    async def look_up(names):
+        packs = await fs.lookup(1, b"packs", None)
+        for name in names:
+            await fs.lookup(packs.st_ino, name, None)
+
+    trio.run(look_up, [cid + b".pack" for cid in ids[: WALK_LOOKUPS * 2]])
+    assert walks == []
+    trio.run(look_up, [cid + b".pack" for cid in ids[: len(ids) // WALK_SHARE]])
+    assert walks == [0]
