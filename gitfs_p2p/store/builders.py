@@ -1,9 +1,8 @@
 """Building packs: in this process, or in worker processes that own dulwich.
 
 A long-lived process (the mount) never builds: it asks `Workers`, a pool of spawned
-interpreters, each recycled after TASKS_PER_WORKER jobs, so whatever dulwich and the
-packer keep (pack file maps, delta bases, tree caches) is bounded by construction and
-never lands in the server.  A worker opens the repository once (again when its packs or
+interpreters, so whatever dulwich and the packer keep (pack file maps, delta bases,
+tree caches, all bounded) never lands in the server.  A worker opens the repository once (again when its packs or
 refs changed), builds what the cache lacks, stores it, and answers.  Short-lived
 commands (`gitp2p packs`, `gitp2p torrent`) build in their own process, through the
 same `cache.build_locked`, which keeps one build of a given pack at a time on this
@@ -29,8 +28,12 @@ if TYPE_CHECKING:  # the server never imports the git layer (dulwich); workers d
 
 __all__ = ["Workers", "TASKS_PER_WORKER"]
 
-#: A worker process is replaced after this many jobs (what it cached goes with it).
-TASKS_PER_WORKER = 64
+#: A worker process is replaced after this many jobs (what it cached goes with it); None:
+#: never.  Not used by default: on Python 3.11, ProcessPoolExecutor's max_tasks_per_child
+#: stops spawning replacements while jobs are queued (CPython gh-115634), and every caller
+#: then waits forever (seen: a cold `ls packs/` of 5,000 commits stuck after 256 packs, no
+#: worker left).
+TASKS_PER_WORKER = None
 #: How often a worker checks that the process owning its pool is alive (seconds).
 PARENT_CHECK_S = 1.0
 #: Ids per build job (a job builds them oldest first, sharing the packer's caches).
@@ -146,7 +149,7 @@ def _detach_stdio(log_path: str | None) -> None:
 class Workers:
     """Worker processes for one repository; thread-safe (each call waits for its job)."""
 
-    def __init__(self, repo_path: str, *, cache_bytes: int, workers: int = 1, tasks_per_worker: int = TASKS_PER_WORKER,
+    def __init__(self, repo_path: str, *, cache_bytes: int, workers: int = 1, tasks_per_worker: int | None = TASKS_PER_WORKER,
                  log_path: str | None = None):
         """log_path: where the workers' stderr goes (default /dev/null): a worker must never
         hold the terminal or a caller's pipe open (a background mount's caller waits for EOF)."""
