@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-large clean
 setup:
 	@scripts/setup.sh
 
@@ -15,6 +15,12 @@ test: setup
 
 bench: setup
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+# Issue 15: a generated 200,000-commit history (kept in bench-out/large/; about 4 min to
+# generate the first time, then 20-30 min a run).  BENCH_LARGE_ARGS='/path/to/repo' measures
+# a repository of yours instead (its pack cache is rebuilt); see BENCHMARKS.md.
+bench-large: setup
+	$(PY) scripts/bench_large.py $(BENCH_LARGE_ARGS)
 
 clean:
 	rm -rf bench-out demo-out .pytest_cache
