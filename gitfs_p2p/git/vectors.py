@@ -25,7 +25,7 @@ from ..pack.commitpack import FORMAT_VERSION, CommitPacker
 from ..errors import FormatError
 from .repo import GitRepo
 from ..pack.order import pack_order, published_tags
-from ..pack.rollup import plan_history, rollup_header
+from ..pack.rollup import chain_candidates, plan_history, rollup_header
 
 __all__ = ["build_vector_repo", "compute_vectors", "compute_rollup_vectors", "selfcheck", "VECTORS_PATH"]
 
@@ -167,7 +167,7 @@ def compute_vectors() -> list[tuple[str, str]]:
 
 
 def compute_rollup_vectors(span: int = VECTOR_SPAN) -> list[dict]:
-    """The roll-ups of the vector history along main at `span`: boundary, first-parent
+    """The roll-ups of the vector history (main is HEAD) at `span`: boundary, first-parent
     depth, member count and the sha256 of the file (pack/rollup.py)."""
     return _compute(span)[1]
 
@@ -182,7 +182,7 @@ def _compute(span: int) -> tuple[list[tuple[str, str]], list[dict]]:
     ids = pack_order([c.id for c in commits], published_tags(targets))
     packs = {oid: packer.build_object(oid) for oid in ids}
     rollups = []
-    for r in plan_history(commits, repo.published_refs()["refs/heads/main"].commit, span).rollups:
+    for r in plan_history(commits, chain_candidates(repo.published_refs(), "refs/heads/main"), span).rollups:
         members = [packs[c] for c in r.members]
         data = rollup_header([(c, len(p)) for c, p in zip(r.members, members)]) + b"".join(members)
         rollups.append({"boundary": r.boundary.decode(), "depth": r.depth, "members": len(r.members),

@@ -46,8 +46,9 @@ def torrent_order(plan: HistoryPlan, tags: dict[bytes, TagInfo]) -> list[bytes |
     """The files of a torrent, in order: pack ids (commits and tags) and roll-ups.
 
     Tags of trees and blobs first; then each roll-up followed by the tags that peel to
-    its members (member order); then each tail commit followed by its tags.  Inner tags
-    come before the tags of tags, ties by id.
+    its members (member order; a commit in two roll-ups has its tags after the first);
+    then each tail commit followed by its tags.  Inner tags come before the tags of
+    tags, ties by id.
     """
     by_commit: dict[bytes, list[tuple[int, bytes]]] = {}
     loose: list[tuple[int, bytes]] = []
@@ -57,8 +58,8 @@ def torrent_order(plan: HistoryPlan, tags: dict[bytes, TagInfo]) -> list[bytes |
     for r in plan.rollups:
         out.append(r)
         for c in r.members:
-            out.extend(tag for _, tag in sorted(by_commit.get(c, ())))
+            out.extend(tag for _, tag in sorted(by_commit.pop(c, ())))
     for c in plan.tail:
         out.append(c)
-        out.extend(tag for _, tag in sorted(by_commit.get(c, ())))
+        out.extend(tag for _, tag in sorted(by_commit.pop(c, ())))
     return out

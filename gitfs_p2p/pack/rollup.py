@@ -2,12 +2,16 @@
 
 The rule, which every peer applies the same way:
 
-* The *chain* is the first-parent chain of one published commit (the manifest's HEAD
-  branch, else its first ref naming a commit).  A commit's first-parent depth is the
-  length of its own first-parent chain (a root has depth 1): a pure function of it.
-* The boundaries are the chain commits at depths SPAN, 2*SPAN, ...  As the ref moves
+* A commit's first-parent depth is the length of its own first-parent chain (a root has
+  depth 1): a pure function of the commit.
+* The *chains*: the published refs are taken in order (the manifest's HEAD branch,
+  the other branches by name, then the tags by name), and a ref's commit starts a chain
+  unless its history shares a commit with that of a chain taken before.  So each
+  separate history (a project's branches, an unrelated `todo` or `gh-pages` branch) has
+  one chain, and no two chains ever cut the same commits.
+* The boundaries are the chain commits at depths SPAN, 2*SPAN, ...  As a ref moves
   forward along its first parents, old boundaries stay the same commits; a new branch
-  or tag changes nothing, since only the chain decides.
+  or tag that shares history with HEAD's branch changes nothing.
 * Roll-up k holds the commit packs of the commits boundary k reaches and boundary k-1
   does not (`git rev-list B_k --not B_k-1`), ordered as `gitp2p packs` orders any
   commits (parents first, then date, then id).  So it is a pure function of B_k.
@@ -15,8 +19,8 @@ The rule, which every peer applies the same way:
   (format 2, unchanged) back to back.  A receiver splits it and checks every member
   exactly as a commit pack; anyone holding the commit packs rebuilds the same bytes.
 
-Commits the last boundary does not reach form the *tail*, published one pack per commit
-as before; a new commit appends to it.
+Commits no roll-up holds form the *tail*, published one pack per commit as before; a
+new commit appends to it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from ..git.walk import order
-from .objects import CommitInfo
+from .objects import CommitInfo, RefTarget
 
 __all__ = [
     "ROLLUP_SPAN",
@@ -38,6 +42,7 @@ __all__ = [
     "Rollup",
     "HistoryPlan",
     "RollupError",
+    "chain_candidates",
     "chain_of",
     "plan_history",
     "rollup_name",
@@ -113,26 +118,64 @@ def chain_of(infos: dict[bytes, CommitInfo], tip: bytes) -> list[bytes]:
     return chain
 
 
-def plan_history(commits: Iterable[CommitInfo], chain_tip: bytes | None, span: int = ROLLUP_SPAN) -> HistoryPlan:
-    """Cut the commits (closed under parents) into roll-ups along chain_tip's chain, and a tail."""
-    infos = {c.id: c for c in commits}
-    if chain_tip is None or chain_tip not in infos:
-        return HistoryPlan((), tuple(c.id for c in order(infos)))
-    chain = chain_of(infos, chain_tip)
-    sealed: set[bytes] = set()
-    rollups = []
-    for depth in range(span, len(chain) + 1, span):
-        boundary = chain[depth - 1]
-        members: dict[bytes, CommitInfo] = {}
-        stack = [boundary]
+def chain_candidates(targets: dict[str, RefTarget], head: str | None) -> list[bytes]:
+    """The published refs' commits in the rule's order: HEAD's branch (head: the ref name
+    HEAD points at), the other branches by name, then the tags by name."""
+    names = sorted(targets, key=lambda n: (n != head, not n.startswith("refs/heads/"), n))
+    return [c for c in (targets[n].commit for n in names) if c is not None]
+
+
+def _chain_tips(infos: dict[bytes, CommitInfo], candidates: Iterable[bytes]) -> list[bytes]:
+    """The candidates, in order, whose history shares no commit with the history of one
+    taken before: one chain for each separate history, never two cutting the same
+    commits.  Every commit is visited at most twice."""
+    taken: set[bytes] = set()  # the histories of the chains taken
+    joined: set[bytes] = set()  # commits seen to lead into them
+    out = []
+    for tip in candidates:
+        if tip not in infos or tip in taken or tip in joined:
+            continue
+        seen: set[bytes] = set()
+        stack = [tip]
+        meets = False
         while stack:
             c = stack.pop()
-            if c in members or c in sealed:
+            if c in taken or c in joined:
+                meets = True
                 continue
-            members[c] = infos[c]
-            stack.extend(p for p in infos[c].parents if p not in members and p not in sealed)
-        rollups.append(Rollup(boundary, depth, tuple(c.id for c in order(members))))
-        sealed.update(members)
+            if c not in seen:
+                seen.add(c)
+                stack.extend(infos[c].parents)
+        (joined if meets else taken).update(seen)
+        if not meets:
+            out.append(tip)
+    return out
+
+
+def plan_history(commits: Iterable[CommitInfo], candidates: Sequence[bytes], span: int = ROLLUP_SPAN) -> HistoryPlan:
+    """Cut the commits (closed under parents) into roll-ups and a tail.
+
+    candidates: the published refs' commits in the rule's order (HEAD's branch, the other
+    branches by name, then the tags by name); the chains are those of _chain_tips.
+    Roll-ups come ordered by (depth, boundary id)."""
+    infos = {c.id: c for c in commits}
+    sealed: set[bytes] = set()
+    rollups = []
+    for tip in _chain_tips(infos, candidates):
+        chain = chain_of(infos, tip)
+        for depth in range(span, len(chain) + 1, span):
+            boundary = chain[depth - 1]
+            members: dict[bytes, CommitInfo] = {}
+            stack = [boundary]
+            while stack:
+                c = stack.pop()
+                if c in members or c in sealed:
+                    continue
+                members[c] = infos[c]
+                stack.extend(p for p in infos[c].parents if p not in members and p not in sealed)
+            rollups.append(Rollup(boundary, depth, tuple(c.id for c in order(members))))
+            sealed.update(members)
+    rollups.sort(key=lambda r: (r.depth, r.boundary))
     tail = order({oid: info for oid, info in infos.items() if oid not in sealed})
     return HistoryPlan(tuple(rollups), tuple(c.id for c in tail))
 

@@ -15,8 +15,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import PublishError
-from ..pack.rollup import ROLLUP_DIR, ROLLUP_SPAN, Rollup, plan_history, rollup_from_name
-from .torrents import RepoTorrent, chain_tip
+from ..pack.rollup import ROLLUP_DIR, ROLLUP_SPAN, Rollup, chain_candidates, plan_history, rollup_from_name
+from .torrents import RepoTorrent
 
 if TYPE_CHECKING:
     from .source import PackSource
@@ -55,7 +55,7 @@ def with_rollups(source: PackSource, t: RepoTorrent) -> RepoTorrent:
                 raise PublishError(f"{source.repo.path}: {name} names {oid}, which is missing or unreadable")
             targets[name] = target
         commits = source.commits_from(sorted({x.commit for x in targets.values() if x.commit is not None}))
-        planned = {r.boundary: r for r in plan_history(commits, chain_tip(t.manifest, targets)).rollups}
+        planned = {r.boundary: r for r in plan_history(commits, chain_candidates(targets, t.manifest.head)).rollups}
         source.cache.put_rollups(ROLLUP_SPAN, list(planned.values()))
         known.update(planned)
     missing = [b.decode() for b in boundaries if b not in known]

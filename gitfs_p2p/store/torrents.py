@@ -28,7 +28,7 @@ from ..errors import PublishError
 from ..pack.objects import RefTarget
 from ..pack.manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
 from ..pack.order import pack_order, published_tags, torrent_order
-from ..pack.rollup import ROLLUP_SPAN, Rollup, header_size, plan_history, rollup_header
+from ..pack.rollup import ROLLUP_SPAN, Rollup, chain_candidates, header_size, plan_history, rollup_header
 
 if TYPE_CHECKING:  # torrents are built from any PackSource; only the type is named here
     from .source import PackSource, Progress
@@ -40,7 +40,6 @@ __all__ = [
     "select_refs",
     "build_repo_torrent",
     "label_for",
-    "chain_tip",
     "rollup_chunks",
     "pack_order",
     "published_tags",
@@ -159,7 +158,7 @@ def build_repo_torrent(
         return cached
     commits = source.commits_from(sorted({t.commit for t in targets if t.commit is not None}))
     commit_sizes = dict((c.id, size) for c, size in source.sizes(commits, progress=progress, jobs=jobs))
-    plan = plan_history(commits, chain_tip(manifest, dict(zip(sorted(manifest.refs), targets))))
+    plan = plan_history(commits, chain_candidates(dict(zip(sorted(manifest.refs), targets)), manifest.head))
     del commits
     entries = torrent_order(plan, published_tags(targets))
 
@@ -197,22 +196,11 @@ def rollup_chunks(source: PackSource, rollup: Rollup, sizes: dict[bytes, int] | 
         yield source.pack(c)
 
 
-def chain_tip(manifest: RefManifest, targets: dict[str, RefTarget]) -> bytes | None:
-    """The commit whose first-parent chain cuts the roll-ups (pack/rollup.py): HEAD's
-    branch when the manifest names one, else the first ref (by name) naming a commit."""
-    names = ([manifest.head] if manifest.head is not None else []) + sorted(manifest.refs)
-    for name in names:
-        target = targets.get(name)
-        if target is not None and target.commit is not None:
-            return target.commit
-    return None
-
-
 def _cache_key(fmt: int, label: str, manifest_bytes: bytes, trackers: Iterable[str], web_seeds: Iterable[str]) -> bytes:
     """What decides a repository torrent's bytes: the pack format and roll-up span, label,
     refs (the manifest names every ref's object, hence every commit and pack), trackers
     and web seeds."""
-    fields = [fmt, b"rollups", ROLLUP_SPAN, label.encode(), manifest_bytes, [t.encode() for t in trackers], [w.encode() for w in web_seeds]]
+    fields = [fmt, b"rollups of every branch", ROLLUP_SPAN, label.encode(), manifest_bytes, [t.encode() for t in trackers], [w.encode() for w in web_seeds]]
     return hashlib.sha256(bencode.encode(fields)).digest()
 
 

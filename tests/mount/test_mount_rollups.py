@@ -52,7 +52,7 @@ def sent(repo650):
     source = PackSource(GitRepo(repo650))
     try:
         main = source.repo.resolve("main")
-        plan = plan_history(source.commits_from([main]), main)
+        plan = plan_history(source.commits_from([main]), [main])
         assert len(plan.rollups) == 2 == 536 // ROLLUP_SPAN
         out = {}
         for label, all_refs in (("HEAD", False), ("all", True)):

@@ -12,9 +12,11 @@ from testutil import generate, git
 
 from gitfs_p2p.git.repo import GitRepo
 from gitfs_p2p.git.walk import order
+from gitfs_p2p.pack.order import published_tags, torrent_order
 from gitfs_p2p.pack.rollup import (
     ROLLUP_MAGIC,
     ROLLUP_SPAN,
+    Rollup,
     RollupError,
     chain_of,
     header_size,
@@ -34,8 +36,10 @@ def history(tmp_path_factory):
     """200 commits with side branches merged back (a first-parent chain shorter than that)."""
     path = str(tmp_path_factory.mktemp("rollup") / "repo")
     generate(path, 200, seed=23)
-    # a branch published later, off old history: it must not move any roll-up
-    side = git("commit-tree", "main~150^{tree}", "-p", "main~150", "-m", "late side branch", cwd=path).strip()
+    # a branch published later, off old history: it must not move any roll-up of main's
+    side = git("rev-parse", "main~150", cwd=path).strip()
+    for i in range(2 * SPAN + 3):  # long enough to cross boundaries of its own
+        side = git("commit-tree", "main~150^{tree}", "-p", side, "-m", f"late side branch {i}", cwd=path).strip()
     git("update-ref", "refs/heads/late-side", side, cwd=path)
     repo = GitRepo(path)
     commits = PackSource(repo).commits()
@@ -50,7 +54,7 @@ def _revlist(path, *args) -> set[bytes]:
 def test_rollups_hold_what_each_boundary_adds_and_the_tail_the_rest(history):
     path, repo, commits = history
     tip = git("rev-parse", "main", cwd=path).strip().encode()
-    plan = plan_history(commits, tip, SPAN)
+    plan = plan_history(commits, [tip], SPAN)
     fp_count = int(git("rev-list", "--first-parent", "--count", "main", cwd=path))
     assert len(plan.rollups) == fp_count // SPAN >= 5
     assert len(commits) > fp_count  # merges: some roll-ups hold commits off the chain
@@ -74,28 +78,122 @@ def test_old_rollups_survive_a_moving_ref_and_new_branches(history):
     path, repo, commits = history
     infos = {c.id: c for c in commits}
     main = git("rev-parse", "main", cwd=path).strip().encode()
-    full = plan_history(commits, main, SPAN)
+    side = git("rev-parse", "late-side", cwd=path).strip().encode()
+    reach_main = _revlist(path, "main")
+    assert side not in reach_main
+    only_main = plan_history([c for c in commits if c.id in reach_main], [main], SPAN)
     # the same ref earlier: an ancestor on its first-parent chain, with only its history
     chain = chain_of(infos, main)
     for back in (1, SPAN // 2, SPAN + 3):
         old_tip = chain[-1 - back]
         reach = _revlist(path, old_tip.decode())
-        earlier = plan_history([c for c in commits if c.id in reach], old_tip, SPAN)
-        assert earlier.rollups == full.rollups[: len(earlier.rollups)]
-        assert len(earlier.rollups) >= len(full.rollups) - 1 - back // SPAN
-    # main alone, against main with every side branch published: the same roll-ups
-    only_main = plan_history([c for c in commits if c.id in _revlist(path, "main")], main, SPAN)
-    assert only_main.rollups == full.rollups
-    side = git("rev-parse", "late-side", cwd=path).strip().encode()
-    assert side in full.tail and side not in only_main.tail
+        earlier = plan_history([c for c in commits if c.id in reach], [old_tip], SPAN)
+        assert earlier.rollups == only_main.rollups[: len(earlier.rollups)]
+        assert len(earlier.rollups) >= len(only_main.rollups) - 1 - back // SPAN
+    # main with the late branch published too: it shares main's history, so it adds no
+    # chain and changes nothing; published alone, it cuts its own chain, which shares
+    # main's boundaries below the fork
+    both = plan_history(commits, [main, side], SPAN)
+    assert both == only_main_all(commits, main) and side in both.tail
+    merged = [p for c in commits if c.id in reach_main for p in c.parents[1:]]
+    assert merged and plan_history(commits, [main, *merged, side, chain[-SPAN - 2]], SPAN) == both
+    alone = plan_history(commits, [side, main], SPAN)
+    side_chain = chain_of(infos, side)
+    assert [r.boundary for r in alone.rollups] == side_chain[SPAN - 1 :: SPAN]
+    fork = len(set(side_chain) & set(chain))
+    assert alone.rollups[: fork // SPAN] == only_main.rollups[: fork // SPAN]
+    for r in alone.rollups[fork // SPAN :]:
+        oracle = _revlist(path, r.boundary.decode(), f"^{side_chain[r.depth - 1 - SPAN].decode()}")
+        assert set(r.members) == oracle and len(r.members) == len(oracle)
+
+
+def only_main_all(commits, main):
+    """main's roll-ups with every commit of the repository (the others in the tail)."""
+    return plan_history(commits, [main], SPAN)
+
+
+def test_a_separate_history_has_a_chain_of_its_own(history, tmp_path):
+    """A branch with a history of its own (like git.git's `todo`) is cut too, and no two
+    chains share a commit, whatever the order of the candidates after HEAD's."""
+    path, repo, commits = history
+    main = git("rev-parse", "main", cwd=path).strip().encode()
+    other = str(tmp_path / "other")
+    generate(other, 3 * SPAN + 5, seed=31)
+    git("fetch", "-q", other, "main:refs/heads/todo", cwd=path)
+    try:
+        todo = git("rev-parse", "todo", cwd=path).strip().encode()
+        late = git("rev-parse", "late-side", cwd=path).strip().encode()
+        with_todo = PackSource(GitRepo(path)).commits()
+        plan = plan_history(with_todo, [main, late, todo], SPAN)
+        infos = {c.id: c for c in with_todo}
+        todo_chain = chain_of(infos, todo)
+        assert {r.boundary for r in plan.rollups} == set(chain_of(infos, main)[SPAN - 1 :: SPAN]) | set(todo_chain[SPAN - 1 :: SPAN])
+        members = [c for r in plan.rollups for c in r.members]
+        assert len(members) == len(set(members))
+        assert set(plan.tail) == set(infos) - set(members)
+        assert plan_history(with_todo, [main, todo, late, todo], SPAN) == plan
+        assert [(r.depth, r.boundary) for r in plan.rollups] == sorted((r.depth, r.boundary) for r in plan.rollups)
+    finally:
+        git("update-ref", "-d", "refs/heads/todo", cwd=path)
+
+
+def test_branches_that_share_a_chain_share_its_rollups(history):
+    """Many branches at commits of main's history, after main: the same roll-ups as main
+    alone (they add no chain), and each commit is walked at most twice."""
+    path, repo, commits = history
+    infos = {c.id: c for c in commits}
+    main = git("rev-parse", "main", cwd=path).strip().encode()
+    chain = chain_of(infos, main)
+    reach = _revlist(path, "main")
+    only_main = plan_history([c for c in commits if c.id in reach], [main], SPAN)
+    many = plan_history([c for c in commits if c.id in reach], [main, *reversed(chain), *sorted(reach)], SPAN)
+    assert many.rollups == only_main.rollups and many.tail == only_main.tail
+
+
+def test_a_maintenance_branch_adds_no_chain_and_tags_follow_their_rollup(tmp_path):
+    """A maintenance branch merged into main now and then: only main's chain is cut (the
+    branches share history), so no commit is in two roll-ups; a tag comes right after the
+    roll-up holding its commit, once."""
+    path = str(tmp_path / "repo")
+    git("init", "-q", "-b", "main", path)
+    env_commit = lambda *args: git("commit-tree", "4b825dc642cb6eb9a060e54bf8d69288fbee4904", *args, cwd=path).strip()  # noqa: E731
+    git("hash-object", "-w", "-t", "tree", "/dev/null", cwd=path)
+    base = env_commit("-m", "root")
+    main = maint = base
+    for i in range(3 * SPAN):
+        maint = env_commit("-p", maint, "-m", f"fix {i}")
+        main = env_commit("-p", main, "-m", f"feature {i}")
+        if i % 5 == 4:
+            main = env_commit("-p", main, "-p", maint, "-m", f"merge maint {i}")
+    git("update-ref", "refs/heads/main", main, cwd=path)
+    git("update-ref", "refs/heads/maint", maint, cwd=path)
+    fix = git("rev-parse", "maint~20", cwd=path).strip()  # merged into main, below both tips' last boundary
+    git("tag", "-a", "-m", "a fix release", "v1", fix, cwd=path)
+    repo = GitRepo(path)
+    try:
+        source = PackSource(repo)
+        commits = source.commits()
+        plan = plan_history(commits, [main.encode(), maint.encode()], SPAN)
+        targets = repo.published_refs().values()
+    finally:
+        repo.close()
+    members = [c for r in plan.rollups for c in r.members]
+    assert len(members) == len(set(members)) and fix.encode() in members
+    assert [r.boundary for r in plan.rollups] == chain_of({c.id: c for c in commits}, main.encode())[SPAN - 1 :: SPAN]
+    tag = git("rev-parse", "v1", cwd=path).strip().encode()
+    entries = torrent_order(plan, published_tags(targets))
+    assert entries.count(tag) == 1
+    first = next(i for i, e in enumerate(entries) if isinstance(e, Rollup) and fix.encode() in e.members)
+    assert entries[first + 1] == tag  # after the first roll-up that holds its commit
 
 
 def test_a_short_history_has_no_rollups(history):
     path, repo, commits = history
     main = git("rev-parse", "main", cwd=path).strip().encode()
-    plan = plan_history(commits, main)  # the product's span: more than 200 commits' chain
+    plan = plan_history(commits, [main])  # the product's span: more than 200 commits' chain
     assert plan.rollups == () and len(plan.tail) == len(commits)
-    assert plan_history(commits, None, SPAN).rollups == ()
+    assert plan_history(commits, [], SPAN).rollups == ()
+    assert plan_history(commits, [b"0" * 40], SPAN).rollups == ()  # a tip outside the commits
 
 
 def test_header_round_trip_and_sizes():

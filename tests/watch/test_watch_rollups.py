@@ -25,7 +25,7 @@ def plan(sender):
     repo = GitRepo(sender.path)
     try:
         commits = PackSource(repo).commits()
-        p = plan_history(commits, sender.refs["refs/heads/main"].encode(), SPAN)
+        p = plan_history(commits, [sender.refs["refs/heads/main"].encode()], SPAN)
     finally:
         repo.close()
     assert len(p.rollups) >= 3
