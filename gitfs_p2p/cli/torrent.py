@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import GitfsError
+from ..pack.rollup import ROLLUP_DIR
 from .common import cache_option, human_size, jobs_option, open_source, progress_printer, write_output
 
 __all__ = ["register"]
@@ -47,8 +48,10 @@ def cmd_torrent(args) -> int:
     head = f", HEAD -> {result.manifest.head[len('refs/heads/'):]}" if result.manifest.head else ""
     print(f"info-hash {result.info_hash.hex()}", file=out)
     print(f"magnet {result.magnet(args.tracker)}", file=out)
+    rollups = sum(1 for path, _ in result.files if path.startswith(ROLLUP_DIR + "/"))
+    sealed = f"{_count(rollups, 'roll-up', 'roll-ups')}, " if rollups else ""
     print(
-        f"{_count(len(result.files) - 1 - tags, 'commit pack', 'commit packs')}, "
+        f"{sealed}{_count(len(result.files) - 1 - tags - rollups, 'commit pack', 'commit packs')}, "
         f"{_count(tags, 'tag pack', 'tag packs')} and {result.manifest_name}: "
         f"{human_size(total)}; {_count(heads, 'branch', 'branches')}, "
         f"{_count(len(result.manifest.refs) - heads, 'tag', 'tags')}{head}",

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from testutil import generate, git
+from testutil import generate, git, gitp2p
 
 from gitfs_p2p.git.repo import GitRepo
 from gitfs_p2p.git.walk import order
@@ -244,6 +244,12 @@ def test_torrents_list_rollups_first_and_a_later_tip_keeps_them(long_history, tm
         manifest, label = select_refs(source, [], all_refs=True)
         t = build_repo_torrent(source, manifest, label)
         assert t.rollups is not None and len(t.rollups) == 2
+        # the command's summary counts roll-ups apart from commit packs
+        tags = len(t.tag_ids)
+        proc = gitp2p("torrent", path, "--all")
+        assert proc.returncode == 0, proc.stderr
+        summary = proc.stdout.decode().splitlines()[2]
+        assert summary.startswith(f"2 roll-ups, {len(t.files) - 3 - tags:,} commit packs, {tags:,} tag packs and all.gitp2p-refs")
         names = [name for name, _ in t.files]
         assert names[:2] == [r.path for r in t.rollups] == [f"rollups/{r.boundary.decode()}.rollup" for r in t.rollups]
         assert all(n.endswith(".pack") for n in names[2:-1]) and names[-1] == "all.gitp2p-refs"
