@@ -185,6 +185,9 @@ def build_repo_torrent(
     torrent = build_torrent(info, announce=list(trackers), web_seeds=list(web_seeds))
     tag_ids = tuple(sorted(oid.decode() for oid in published_tags(targets)))
     source.cache.put_torrent(key, torrent, " ".join(tag_ids))
+    # whoever serves this torrent later (a mount finding it cached) reads the members
+    # from here instead of walking the history again (store/rollups.py)
+    source.cache.put_rollups(ROLLUP_SPAN, list(plan.rollups))
     return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent, tag_ids, plan.rollups)
 
 

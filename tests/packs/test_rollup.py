@@ -244,6 +244,9 @@ def test_torrents_list_rollups_first_and_a_later_tip_keeps_them(long_history, tm
         manifest, label = select_refs(source, [], all_refs=True)
         t = build_repo_torrent(source, manifest, label)
         assert t.rollups is not None and len(t.rollups) == 2
+        # the members are recorded for whoever serves the torrent later (a mount finding
+        # it cached), so nobody walks the history again
+        assert source.cache.rollups(ROLLUP_SPAN, [r.boundary for r in t.rollups]) == {r.boundary: r for r in t.rollups}
         # the command's summary counts roll-ups apart from commit packs
         tags = len(t.tag_ids)
         proc = gitp2p("torrent", path, "--all")
