@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from array import array
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from ..pack.objects import clamp_time
 from .walk import read_history, read_new
@@ -19,7 +19,7 @@ from .walk import read_history, read_new
 if TYPE_CHECKING:
     from .repo import GitRepo
 
-__all__ = ["CommitList", "RepoSnapshot", "refs_signature", "read_snapshot"]
+__all__ = ["CommitList", "HistoryStore", "RepoSnapshot", "refs_signature", "read_snapshot"]
 
 
 class CommitList:
@@ -107,11 +107,21 @@ def refs_signature(git_dir: str) -> tuple:
     return tuple(out)
 
 
-def read_snapshot(repo: "GitRepo", previous: RepoSnapshot | None) -> RepoSnapshot:
+class HistoryStore(Protocol):
+    """Where the last snapshot's commits are kept between mounts (store/cache.py's PackCache)."""
+
+    def get_history(self) -> tuple[list[bytes], list[bytes], Sequence[int]] | None: ...
+
+    def put_history(self, tips: list[bytes], ids: list[bytes], times: Sequence[int]) -> None: ...
+
+
+def read_snapshot(repo: "GitRepo", previous: RepoSnapshot | None, history: HistoryStore | None = None) -> RepoSnapshot:
     """The refs and every commit they reach; `previous` itself if nothing moved.
 
     When every ref that moved moved forward, only the new commits are read (git/walk.py's
     read_new, ordered after the known ones by the same rule); otherwise all of them.
+    Without a previous snapshot, the commits `history` kept from the last one stand in
+    for it (a history is a pure function of its tips), and the new ones are kept there.
     """
     refs = repo.refs()
     head = repo.head_target()
@@ -119,14 +129,30 @@ def read_snapshot(repo: "GitRepo", previous: RepoSnapshot | None) -> RepoSnapsho
     if previous is not None and refs == previous.refs and head == previous.head and published == previous.published:
         return previous
     tips = sorted(set(refs.values()))
-    new = read_new(repo, previous.commits, previous.refs.values(), tips) if previous is not None else None
-    if new is not None:
-        commits = previous.commits.extended([c.id for c in new], [c.commit_time for c in new]) if new else previous.commits
+    if previous is not None:
+        known: CommitList | None = previous.commits
+        old_tips: list[bytes] = list(previous.refs.values())
     else:
         repo.check_not_shallow()
+        known, old_tips = _stored(history)
+    new = read_new(repo, known, old_tips, tips) if known is not None else None
+    if new is not None:
+        commits = known.extended([c.id for c in new], [c.commit_time for c in new]) if new else known
+    else:
         infos = read_history(repo, tips)
         commits = CommitList([c.id for c in infos], [c.commit_time for c in infos])
+    if history is not None and (new != [] or previous is None and old_tips != tips):
+        history.put_history(tips, commits.ids, commits.times)
     return RepoSnapshot(refs, head, commits, published, _tag_times(repo, published, commits))
+
+
+def _stored(history: HistoryStore | None) -> tuple[CommitList | None, list[bytes]]:
+    """The commits and tips `history` holds, or (None, [])."""
+    got = history.get_history() if history is not None else None
+    if got is None:
+        return None, []
+    tips, ids, times = got
+    return CommitList(ids, times), tips
 
 
 def _tag_times(repo: "GitRepo", published: dict, commits: CommitList) -> dict[bytes, int]:

@@ -99,7 +99,7 @@ class MountService:
             from ..git.repo import GitRepo
 
             with GitRepo(self.repo_path) as repo:
-                snapshot = read_snapshot(repo, previous)
+                snapshot = read_snapshot(repo, previous, self.source.cache)
         self._signature = signature
         self._last_read = time.monotonic()
         return snapshot

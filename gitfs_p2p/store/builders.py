@@ -98,7 +98,7 @@ def _job_snapshot(repo_path: str, previous: "RepoSnapshot | None") -> "RepoSnaps
     from ..git.snapshot import read_snapshot
 
     held = _opened(repo_path, 0)
-    snapshot = read_snapshot(held.repo, previous)
+    snapshot = read_snapshot(held.repo, previous, held.cache)
     return None if snapshot is previous else snapshot
 
 

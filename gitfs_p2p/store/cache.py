@@ -12,7 +12,8 @@ unchanged refs, or `gitp2p torrent` run again, has its torrent at once.  The `ro
 table keeps which commits each roll-up holds (pack/rollup.py), keyed by the span and
 its boundary commit, of which it is a pure function: a torrent read back from the
 `torrents` table names its roll-ups, and the mount serves them without walking the
-history again.
+history again.  The `history` table keeps the commits the mount's last snapshot of
+the refs reached (git/snapshot.py), so a new mount reads only what is new since.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 import os
 import sqlite3
 import threading
+from array import array
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,6 +65,12 @@ CREATE TABLE IF NOT EXISTS torrents (
     tag_ids   TEXT    NOT NULL,
     seq       INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS history (
+    slot      INTEGER PRIMARY KEY CHECK (slot = 0),
+    tips      BLOB    NOT NULL,
+    ids       BLOB    NOT NULL,
+    times     BLOB    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rollups (
     span      INTEGER NOT NULL,
     boundary  TEXT    NOT NULL,
@@ -89,6 +97,12 @@ def _cache_error(path: str, exc: Exception) -> CacheError:
         return CacheError(f"{path}: no space left on the file system holding the pack cache ({text}); "
                          "free some and run again, nothing was lost")
     return CacheError(f"{path}: pack cache is unreadable ({text}); move it away to rebuild it")
+
+
+def _hexes(blob: bytes) -> list[bytes]:
+    """20-byte binary ids back to hex."""
+    hexed = blob.hex().encode("ascii")
+    return [hexed[i : i + 40] for i in range(0, len(hexed), 40)]
 
 
 @dataclass(frozen=True)
@@ -211,6 +225,28 @@ class PackCache:
                     ids = tuple(members[j : j + 20].hex().encode("ascii") for j in range(0, len(members), 20))
                     out[boundary.encode("ascii")] = Rollup(boundary.encode("ascii"), depth, ids)
         return out
+
+    def get_history(self) -> tuple[list[bytes], list[bytes], array] | None:
+        """(tips, commit ids, commit times) of the last snapshot kept here, or None.  Ids
+        are hex, the commits parents first (git/snapshot.py)."""
+        with self._lock:
+            row = self._query("SELECT tips, ids, times FROM history WHERE slot = 0").fetchone()
+        if row is None:
+            return None
+        tips, ids, times = row
+        if len(tips) % 20 or len(ids) % 20 or len(times) != len(ids) // 20 * 8:
+            log.warning("%s: the kept history is damaged; reading the history again", self.path)
+            return None
+        when = array("q")
+        when.frombytes(times)
+        return _hexes(tips), _hexes(ids), when
+
+    def put_history(self, tips: list[bytes], ids: list[bytes], times) -> None:
+        """Keep a snapshot's commits (replacing the last one kept)."""
+        row = (b"".join(bytes.fromhex(t.decode("ascii")) for t in tips),
+               bytes.fromhex(b"".join(ids).decode("ascii")), array("q", times).tobytes())
+        with self._lock:
+            self._query("INSERT OR REPLACE INTO history (slot, tips, ids, times) VALUES (0, ?, ?, ?)", row)
 
     def put_rollups(self, span: int, rollups: list[Rollup]) -> None:
         """Record which commits these roll-ups hold (a pure function of span and boundary)."""

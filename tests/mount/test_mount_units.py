@@ -154,6 +154,58 @@ def test_refresh_reads_new_commits_incrementally_and_starts_over_on_rewind(movin
     assert set(third.commits.ids) == set(_snapshot(moving_repo).commits.ids) == set(first.commits.ids)
 
 
+def test_a_new_mount_starts_from_the_history_kept_in_the_cache(tmp_path, repo60, monkeypatch, caplog):
+    """The commits of the last snapshot are kept in the pack cache: a new mount of the same
+    refs reads no commit, one of refs moved forward reads only the new commits, and a
+    rewind or a damaged row reads the history again; each time the same commits as a
+    fresh walk."""
+    import shutil
+
+    import gitfs_p2p.git.snapshot as snapshot_mod
+    from gitfs_p2p.store.cache import PackCache
+
+    repo = str(tmp_path / "copy")
+    shutil.copytree(repo60, repo, symlinks=True, ignore=shutil.ignore_patterns("gitp2p"))
+    walks = []
+    real_walk = snapshot_mod.read_history
+    monkeypatch.setattr(snapshot_mod, "read_history", lambda r, tips: walks.append(tips) or real_walk(r, tips))
+
+    def walked_ids():  # the oracle: a fresh walk, not counted
+        with GitRepo(repo) as r:
+            return [c.id for c in real_walk(r, sorted(set(r.refs().values())))]
+
+    def mount_snapshot():
+        cache = PackCache(os.path.join(repo, ".git"))
+        try:
+            with GitRepo(repo) as r:
+                return read_snapshot(r, None, cache)
+        finally:
+            cache.close()
+
+    first = mount_snapshot()
+    assert len(walks) == 1 and first.commits.ids == walked_ids()
+    again = mount_snapshot()
+    assert len(walks) == 1 and again.commits == first.commits and again.refs == first.refs
+    old_main = first.refs["refs/heads/main"]
+    git("commit", "-q", "--allow-empty", "-m", "one more", cwd=repo)
+    moved = mount_snapshot()
+    assert len(walks) == 1  # only the new commit was read
+    assert moved.commits.ids == first.commits.ids + [git("rev-parse", "HEAD", cwd=repo).strip().encode()]
+    assert mount_snapshot().commits == moved.commits and len(walks) == 1
+    git("reset", "-q", "--hard", f"{old_main.decode()}~3", cwd=repo)  # a rewind: commits leave
+    rewound = mount_snapshot()
+    assert len(walks) == 2 and rewound.commits.ids == walked_ids()
+    assert len(rewound.commits) < len(first.commits)
+    cache = PackCache(os.path.join(repo, ".git"))
+    try:
+        cache._db.execute("UPDATE history SET times = X'00'")
+    finally:
+        cache.close()
+    with caplog.at_level("WARNING"):
+        damaged = mount_snapshot()
+    assert len(walks) == 3 and damaged.commits == rewound.commits and "damaged" in caplog.text
+
+
 class CountingSource(PackSource):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
