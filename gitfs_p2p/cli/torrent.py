@@ -14,12 +14,15 @@ __all__ = ["register"]
 
 def cmd_torrent(args) -> int:
     from ..store.torrents import build_repo_torrent, select_refs
+    from ..trust.signing import sign_manifest, signer_for
 
     source = open_source(args.repo, args.cache_bytes)
     try:
         manifest, label = select_refs(source, args.refs, all_refs=args.all)
         if args.label:
             label = args.label
+        signer = signer_for(source.repo.git_dir)
+        signature = None if signer is None else sign_manifest(signer, label, manifest.to_bytes())
         result = build_repo_torrent(
             source,
             manifest,
@@ -28,6 +31,7 @@ def cmd_torrent(args) -> int:
             web_seeds=args.web_seed,
             progress=progress_printer("building packs"),
             jobs=args.jobs,
+            signature=signature,
         )
     finally:
         source.close()
@@ -51,12 +55,18 @@ def cmd_torrent(args) -> int:
     rollups = sum(1 for path, _ in result.files if path.startswith(ROLLUP_DIR + "/"))
     sealed = f"{_count(rollups, 'roll-up', 'roll-ups')}, " if rollups else ""
     print(
-        f"{sealed}{_count(len(result.files) - 1 - tags - rollups, 'commit pack', 'commit packs')}, "
+        f"{sealed}{_count(len(result.files) - 1 - (result.signature is not None) - tags - rollups, 'commit pack', 'commit packs')}, "
         f"{_count(tags, 'tag pack', 'tag packs')} and {result.manifest_name}: "
         f"{human_size(total)}; {_count(heads, 'branch', 'branches')}, "
         f"{_count(len(result.manifest.refs) - heads, 'tag', 'tags')}{head}",
         file=out,
     )
+    if result.signature is not None:
+        from ..trust.sigfile import parse
+
+        signed = parse(result.signature)
+        print(f"signed {result.manifest_name} with {signed.key_type} key {signed.fingerprint}, "
+              f"sequence number {signed.seq} ({result.signature_name})", file=out)
     if not args.output:
         print("(no file written: -o FILE writes the .torrent)", file=out)
     return 0
@@ -76,7 +86,11 @@ def register(sub) -> None:
         "REFs (default: the branch HEAD points at), oldest first, plus a ref manifest\n"
         "(LABEL.gitp2p-refs) as the last file. Anyone holding the same commits and refs\n"
         "builds the same info-hash. A stock client seeds it straight from a mount:\n"
-        "give it the .torrent and the mount point as its download directory.",
+        "give it the .torrent and the mount point as its download directory.\n\n"
+        "With `git config gitp2p.signManifests true` (and git's SSH signing set-up:\n"
+        "gpg.format ssh, user.signingkey), the manifest is signed and the signature\n"
+        "(LABEL.gitp2p-sig) travels as the very last file; receivers that set\n"
+        "gitp2p.allowedSignersFile move refs only on a valid signature (docs/trust.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("repo", metavar="REPO", help="path to a git repository")

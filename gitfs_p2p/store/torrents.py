@@ -5,7 +5,8 @@ Layout (docs/torrents.md): the info name is `packs`; the files are
 `<commit-id>.pack` for every other commit reachable from the published refs,
 parents before children (the order of `gitp2p packs`), each roll-up or commit
 followed by the packs of the annotated tags on its commits (`<tag-id>.pack`),
-then the manifest `<label>.gitp2p-refs` last.  A newer tip on the same refs
+then the manifest `<label>.gitp2p-refs`, and last, when the repository signs its
+manifests, the signature `<label>.gitp2p-sig` (trust/sigfile.py).  A newer tip on the same refs
 therefore only appends packs (or, every ROLLUP_SPAN first-parent commits,
 seals a run of them into one roll-up), and the manifest, which changes with
 every update, sits at the end where it shifts nothing.  Anyone holding the same commits and refs
@@ -29,6 +30,7 @@ from ..pack.objects import RefTarget
 from ..pack.manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
 from ..pack.order import pack_order, published_tags, torrent_order
 from ..pack.rollup import ROLLUP_SPAN, Rollup, chain_candidates, header_size, plan_history, rollup_header
+from ..trust.sigfile import SIGNATURE_SUFFIX
 
 if TYPE_CHECKING:  # torrents are built from any PackSource; only the type is named here
     from .source import PackSource, Progress
@@ -63,6 +65,11 @@ class RepoTorrent:
     tag_ids: tuple[str, ...] = ()  # the annotated tags among the packs (hex)
     # None: read back from the cache (not known here); derived from the rest, so not compared
     rollups: tuple[Rollup, ...] | None = field(default=None, compare=False)
+    signature: bytes | None = None  # the <label>.gitp2p-sig file's bytes, when signed
+
+    @property
+    def signature_name(self) -> str | None:
+        return None if self.signature is None else self.label + SIGNATURE_SUFFIX
 
     @property
     def manifest_name(self) -> str:
@@ -139,10 +146,13 @@ def build_repo_torrent(
     web_seeds: Iterable[str] = (),
     progress: Progress | None = None,
     jobs: int = 1,
+    signature: bytes | None = None,
 ) -> RepoTorrent:
     """Build the torrent of every commit reachable from the manifest's refs.
 
-    Packs the cache lacks are built first, by `jobs` processes (PackSource.sizes)."""
+    Packs the cache lacks are built first, by `jobs` processes (PackSource.sizes).
+    signature: the manifest's signature file (trust/signing.py), placed last; None
+    gives exactly the bytes of an unsigned torrent."""
     if not _LABEL_OK.match(label) or label.startswith("."):
         raise PublishError(f"{label!r}: a torrent label may hold only letters, digits and . _ + -")
     manifest_bytes = manifest.to_bytes()
@@ -152,8 +162,8 @@ def build_repo_torrent(
         if target is None:
             raise PublishError(f"{source.repo.path}: {name} names {oid}, which is missing or unreadable")
         targets.append(target)
-    key = _cache_key(source.format, label, manifest_bytes, trackers, web_seeds)
-    cached = _cached(source, key, label, manifest, manifest_bytes)
+    key = _cache_key(source.format, label, manifest_bytes, trackers, web_seeds, signature)
+    cached = _cached(source, key, label, manifest, manifest_bytes, signature)
     if cached is not None:
         return cached
     commits = source.commits_from(sorted({t.commit for t in targets if t.commit is not None}))
@@ -172,6 +182,8 @@ def build_repo_torrent(
         else:
             files.append((f"{e.decode()}.pack", size_of(e)))
     files.append((label + MANIFEST_SUFFIX, len(manifest_bytes)))
+    if signature is not None:
+        files.append((label + SIGNATURE_SUFFIX, len(signature)))
 
     def stream() -> Iterator[bytes]:
         for e in entries:
@@ -180,6 +192,8 @@ def build_repo_torrent(
             else:
                 yield source.pack(e)
         yield manifest_bytes
+        if signature is not None:
+            yield signature
 
     info = build_info([(name.split("/"), size) for name, size in files], stream(), TORRENT_NAME, multi_file=True)
     torrent = build_torrent(info, announce=list(trackers), web_seeds=list(web_seeds))
@@ -188,7 +202,8 @@ def build_repo_torrent(
     # whoever serves this torrent later (a mount finding it cached) reads the members
     # from here instead of walking the history again (store/rollups.py)
     source.cache.put_rollups(ROLLUP_SPAN, list(plan.rollups))
-    return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent, tag_ids, plan.rollups)
+    return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent, tag_ids, plan.rollups,
+                       signature)
 
 
 def rollup_chunks(source: PackSource, rollup: Rollup, sizes: dict[bytes, int] | None = None) -> Iterator[bytes]:
@@ -199,15 +214,19 @@ def rollup_chunks(source: PackSource, rollup: Rollup, sizes: dict[bytes, int] | 
         yield source.pack(c)
 
 
-def _cache_key(fmt: int, label: str, manifest_bytes: bytes, trackers: Iterable[str], web_seeds: Iterable[str]) -> bytes:
+def _cache_key(fmt: int, label: str, manifest_bytes: bytes, trackers: Iterable[str], web_seeds: Iterable[str],
+               signature: bytes | None = None) -> bytes:
     """What decides a repository torrent's bytes: the pack format and roll-up span, label,
-    refs (the manifest names every ref's object, hence every commit and pack), trackers
-    and web seeds."""
+    refs (the manifest names every ref's object, hence every commit and pack), trackers,
+    web seeds and the signature file, if any."""
     fields = [fmt, b"rollups of every branch", ROLLUP_SPAN, label.encode(), manifest_bytes, [t.encode() for t in trackers], [w.encode() for w in web_seeds]]
+    if signature is not None:  # unsigned torrents keep the keys they always had
+        fields.append(signature)
     return hashlib.sha256(bencode.encode(fields)).digest()
 
 
-def _cached(source: PackSource, key: bytes, label: str, manifest: RefManifest, manifest_bytes: bytes) -> RepoTorrent | None:
+def _cached(source: PackSource, key: bytes, label: str, manifest: RefManifest, manifest_bytes: bytes,
+            signature: bytes | None = None) -> RepoTorrent | None:
     """The torrent built before under key (cache.put_torrent), or None."""
     hit = source.cache.get_torrent(key)
     if hit is None:
@@ -218,4 +237,5 @@ def _cached(source: PackSource, key: bytes, label: str, manifest: RefManifest, m
         log.warning("a cached %s torrent does not parse (%s); building it again", label, exc)
         return None
     files = tuple(("/".join(f.path), f.length) for f in t.files)
-    return RepoTorrent(label, manifest, manifest_bytes, files, t.info, t.info_hash, hit[0], tuple(hit[1].split()))
+    return RepoTorrent(label, manifest, manifest_bytes, files, t.info, t.info_hash, hit[0], tuple(hit[1].split()),
+                       signature=signature)
