@@ -40,6 +40,10 @@ class RefMover:
             return name
         return f"refs/remotes/{self.remote}/{name[len('refs/heads/'):]}"
 
+    def refuse(self, name: str, why: str, result: PassResult) -> None:
+        """A published ref that must not move (its manifest's signature failed, signed.py)."""
+        result.refs_refused[self._destination(name)] = why
+
     def update(self, wanted: dict[str, str], head: str | None, result: PassResult) -> None:
         """Move the refs of the manifests (wanted: name -> object, head: where HEAD points)."""
         self._finish_checkout(result)

@@ -13,6 +13,7 @@ from typing import Callable
 from ..pack.manifest import MANIFEST_SUFFIX
 from ..pack.rollup import rollup_from_name
 from ..pack.verify import commit_from_name
+from ..trust.sigfile import SIGNATURE_SUFFIX
 
 __all__ = ["DirScanner", "SIDECAR_SUFFIXES", "file_key"]
 
@@ -47,7 +48,7 @@ class DirScanner:
             self.report(f"ignoring {self.rel(path)}: {what}")
 
     def scan(self) -> tuple[list[tuple[str, os.stat_result]], list[tuple[str, os.stat_result]], list[tuple[str, str]]]:
-        """(pack and roll-up files, manifest files, symlinks named like ours) under DIR; never
+        """(pack and roll-up files, manifest and signature files, symlinks named like ours) under DIR; never
         follows a link."""
         packs, manifests, links = [], [], []
         dirs = [self.dir]
@@ -66,7 +67,7 @@ class DirScanner:
                 ours = (
                     commit_from_name(name) is not None
                     or rollup_from_name(name) is not None
-                    or name.endswith(MANIFEST_SUFFIX)
+                    or name.endswith((MANIFEST_SUFFIX, SIGNATURE_SUFFIX))
                 )
                 try:
                     st = entry.stat(follow_symlinks=False)
@@ -85,7 +86,7 @@ class DirScanner:
                     links.append((entry.path, "a symbolic link (never followed)"))
                 elif not stat.S_ISREG(st.st_mode):
                     self.note(entry.path, "not a regular file")
-                elif name.endswith(MANIFEST_SUFFIX):
+                elif name.endswith((MANIFEST_SUFFIX, SIGNATURE_SUFFIX)):  # manifests and their signatures
                     manifests.append((entry.path, st))
                 else:
                     packs.append((entry.path, st))
