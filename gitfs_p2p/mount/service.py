@@ -60,6 +60,7 @@ class MountService:
         self._signature: tuple | None = None
         self._last_read = 0.0
         self._unmounted_outside = False
+        self._refresh_now = trio.Event()  # set: refresh before the next poll is due
         self.mountpoint = os.path.abspath(mountpoint)
         self.contributors = list(contributors)
         self.poll_interval = poll_interval
@@ -127,6 +128,9 @@ class MountService:
                 nursery.start_soon(self._serve_fuse, nursery.cancel_scope)
                 # Answered only once the kernel's INIT is done and the root works.
                 await trio.to_thread.run_sync(os.stat, self.mountpoint)
+                for contributor in self.contributors:
+                    if hasattr(contributor, "on_changed"):
+                        contributor.on_changed = lambda: self._refresh_now.set()
                 nursery.start_soon(self._watch_refs)
                 self.fs.on_walk = lambda: nursery.start_soon(self._list_packs)
                 # Every size the persistent cache knows, so lookups need no worker thread.
@@ -148,9 +152,12 @@ class MountService:
         scope.cancel()
 
     async def _watch_refs(self) -> None:
+        """Refresh every poll_interval, or at once when a contributor has new files."""
         assert self.fs is not None
         while True:
-            await trio.sleep(self.poll_interval)
+            with trio.move_on_after(self.poll_interval):
+                await self._refresh_now.wait()
+            self._refresh_now = trio.Event()
             await self.refresh()
 
     async def _list_packs(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from typing import Callable
 
 import trio
 
@@ -22,10 +23,10 @@ from ..errors import GitfsError
 from ..git.snapshot import RepoSnapshot
 from .layout import PACKS_DIR, PUBLISHED_LABELS, TORRENTS_DIR, File, StaticContent, manifest_file, manifest_for_snapshot
 from .store import RollupContent
-from ..store.rollups import with_rollups
+from ..store.rollups import recorded_rollups, with_rollups
 from ..store.source import PackSource
 from ..pack.manifest import RefManifest
-from ..store.torrents import RepoTorrent, build_repo_torrent
+from ..store.torrents import RepoTorrent, build_repo_torrent, cached_repo_torrent
 
 __all__ = ["TorrentContributor", "LABELS"]
 
@@ -58,6 +59,9 @@ class TorrentContributor:
         self._wake: trio.Event | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._busy = False
+        #: Called (in trio) when a torrent is ready, so the mount lays it out without
+        #: waiting for its next poll (MountService sets it).
+        self.on_changed: Callable[[], None] | None = None
 
     def changed(self) -> bool:
         """True once after a build finished."""
@@ -89,9 +93,15 @@ class TorrentContributor:
         t = build_repo_torrent(self.source, manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
         return with_rollups(self.source, t)
 
+    def _cached(self, label: str, manifest: RefManifest) -> RepoTorrent | None:
+        """The torrent as the pack cache holds it, with its roll-ups' members, or None."""
+        t = cached_repo_torrent(self.source, manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
+        return recorded_rollups(self.source, t) if t is not None else None
+
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Build what laying out a snapshot asked for, until cancelled: the missing packs on
-        every worker first, then the torrents side by side (one worker each)."""
+        """Build what laying out a snapshot asked for, until cancelled: torrents the pack
+        cache holds at once; then the missing packs on every worker, and the other
+        torrents side by side (one worker each)."""
         self._token = trio.lowlevel.current_trio_token()
         self._wake = trio.Event()
         task_status.started()
@@ -103,6 +113,17 @@ class TorrentContributor:
             if not todo:
                 await self._wake.wait()
                 self._wake = trio.Event()
+                continue
+            for label, key, manifest in list(todo):
+                try:
+                    t = await trio.to_thread.run_sync(self._cached, label, manifest)
+                except GitfsError as exc:  # an unreadable cache: the build says it again
+                    log.info("no cached %s torrent: %s", label, exc)
+                    t = None
+                if t is not None:
+                    self._publish(label, key, t)
+                    todo.remove((label, key, manifest))
+            if not todo:
                 continue
             try:
                 await trio.to_thread.run_sync(self._build_packs, commit_ids)
@@ -124,6 +145,9 @@ class TorrentContributor:
                      "the next snapshot asks again", label, exc)
             self._drop(label, key)
             return
+        self._publish(label, key, t)
+
+    def _publish(self, label: str, key: bytes, t: RepoTorrent) -> None:
         log.info("%s torrent ready: info-hash %s", label, t.info_hash.hex())
         with self._lock:
             # One copy of a roll-up's members for all torrents listing it (a pure function of
@@ -133,6 +157,8 @@ class TorrentContributor:
             self._built = {k: v for k, v in self._built.items() if k[0] != label}
             self._built[(label, key)] = t
             self._changed = True
+        if self.on_changed is not None:
+            self.on_changed()
 
     def _rollup_files(self, snapshot: RepoSnapshot, published: list[RepoTorrent]) -> list[tuple[str, File]]:
         """packs/rollups/<boundary>.rollup for each roll-up of the published torrents, once.

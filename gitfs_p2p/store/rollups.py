@@ -21,7 +21,7 @@ from .torrents import RepoTorrent
 if TYPE_CHECKING:
     from .source import PackSource
 
-__all__ = ["rollup_boundaries", "with_rollups"]
+__all__ = ["recorded_rollups", "rollup_boundaries", "with_rollups"]
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +37,26 @@ def rollup_boundaries(t: RepoTorrent) -> list[bytes]:
     return out
 
 
+def recorded_rollups(source: PackSource, t: RepoTorrent) -> RepoTorrent | None:
+    """t with `rollups` as the pack cache records them, or None if some are not."""
+    boundaries = rollup_boundaries(t)
+    known = source.cache.rollups(ROLLUP_SPAN, boundaries) if boundaries else {}
+    if len(known) < len(boundaries):
+        return None
+    return dataclasses.replace(t, rollups=tuple(known[b] for b in boundaries))
+
+
 def with_rollups(source: PackSource, t: RepoTorrent) -> RepoTorrent:
     """t with `rollups` known (torrent order): recorded in the pack cache when just
     built, else read from it, else planned again from the history (needs source.repo)."""
     if t.rollups is not None:
         source.cache.put_rollups(ROLLUP_SPAN, list(t.rollups))
         return t
+    recorded = recorded_rollups(source, t)
+    if recorded is not None:
+        return recorded
     boundaries = rollup_boundaries(t)
-    known = source.cache.rollups(ROLLUP_SPAN, boundaries) if boundaries else {}
+    known = source.cache.rollups(ROLLUP_SPAN, boundaries)
     if len(known) < len(boundaries):
         log.info("%s torrent: the members of %d roll-ups are not recorded; walking the history",
                  t.label, len(boundaries) - len(known))

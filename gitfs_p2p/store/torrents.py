@@ -41,6 +41,7 @@ __all__ = [
     "manifest_for",
     "select_refs",
     "build_repo_torrent",
+    "cached_repo_torrent",
     "label_for",
     "rollup_chunks",
     "pack_order",
@@ -204,6 +205,16 @@ def build_repo_torrent(
     source.cache.put_rollups(ROLLUP_SPAN, list(plan.rollups))
     return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent, tag_ids, plan.rollups,
                        signature)
+
+
+def cached_repo_torrent(
+    source: PackSource, manifest: RefManifest, label: str, *, trackers: Iterable[str] = (), web_seeds: Iterable[str] = ()
+) -> RepoTorrent | None:
+    """What build_repo_torrent returns when the pack cache holds it (rollups None), else
+    None; reads nothing from the repository."""
+    manifest_bytes = manifest.to_bytes()
+    key = _cache_key(source.format, label, manifest_bytes, trackers, web_seeds)
+    return _cached(source, key, label, manifest, manifest_bytes)
 
 
 def rollup_chunks(source: PackSource, rollup: Rollup, sizes: dict[bytes, int] | None = None) -> Iterator[bytes]:
