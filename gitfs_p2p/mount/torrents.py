@@ -121,7 +121,7 @@ class TorrentContributor:
                     log.info("no cached %s torrent: %s", label, exc)
                     t = None
                 if t is not None:
-                    self._publish(label, key, t)
+                    self._publish(label, key, t, " (kept in the pack cache)")
                     todo.remove((label, key, manifest))
             if not todo:
                 continue
@@ -147,8 +147,8 @@ class TorrentContributor:
             return
         self._publish(label, key, t)
 
-    def _publish(self, label: str, key: bytes, t: RepoTorrent) -> None:
-        log.info("%s torrent ready: info-hash %s", label, t.info_hash.hex())
+    def _publish(self, label: str, key: bytes, t: RepoTorrent, how: str = "") -> None:
+        log.info("%s torrent ready%s: info-hash %s", label, how, t.info_hash.hex())
         with self._lock:
             # One copy of a roll-up's members for all torrents listing it (a pure function of
             # its boundary): at 100,000 commits, each copy is some 8 MB of commit ids.

@@ -41,6 +41,27 @@ def test_torrents_appear_and_equal_the_cli_torrent(repo60, mount_of, tmp_path):
     assert all_t.files[-1].path == ("all.gitp2p-refs",)
 
 
+def test_a_new_mount_publishes_torrents_kept_in_the_cache_without_building(repo60, mount_of, tmp_path):
+    """The second mount of unchanged refs takes both torrents from the pack cache (no worker
+    builds them), and they are the first mount's bytes."""
+    import shutil
+
+    repo = str(tmp_path / "repo")
+    shutil.copytree(repo60, repo, symlinks=True, ignore=shutil.ignore_patterns("gitp2p"))
+    logs = [str(tmp_path / "first.log"), str(tmp_path / "second.log")]
+    m = mount_of(repo, "--log", logs[0])
+    first = {label: _torrent_bytes(m, label) for label in ("HEAD", "all")}
+    m.stop()
+    m = mount_of(repo, "--log", logs[1])
+    assert {label: _torrent_bytes(m, label) for label in ("HEAD", "all")} == first
+    with open(logs[0]) as fh:
+        assert "(kept in the pack cache)" not in fh.read()
+    with open(logs[1]) as fh:
+        text = fh.read()
+    for label in ("HEAD", "all"):
+        assert f"{label} torrent ready (kept in the pack cache)" in text, text
+
+
 def test_a_stock_client_verifies_the_mount_at_100_percent(repo60, mount_of):
     require_libtorrent()
     m = mount_of(repo60, "--tracker", TRACKER)
