@@ -5,7 +5,8 @@
     gitp2p::https://host/all.torrent                       fetched now
 
 A torrent is checked before anything is downloaded: a v1 torrent named `packs`
-whose files are `<object-id>.pack` and one ref manifest, last (docs/torrents.md).
+whose files are `<object-id>.pack` and one ref manifest, last, or followed only by
+its signature `<label>.gitp2p-sig` (docs/torrents.md).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..pack.manifest import MANIFEST_SUFFIX
 from ..pack.rollup import ROLLUP_DIR, rollup_from_name
 from ..pack.verify import commit_from_name
 from ..store.torrents import TORRENT_NAME
+from ..trust.sigfile import SIGNATURE_SUFFIX
 
 __all__ = ["Address", "Layout", "parse_address", "load_torrent", "check_layout", "MAX_TORRENT_BYTES"]
 
@@ -47,6 +49,12 @@ class Layout:
     manifest: int  # file index of the ref manifest
     manifest_name: str
     torrent: Torrent  # the parsed torrent (trackers, web seeds, info-hash)
+    signature: int | None = None  # file index of the manifest's signature (the last file), if signed
+
+    @property
+    def count(self) -> int:
+        """How many files the torrent has."""
+        return len(self.torrent.files)
 
 
 def parse_address(text: str, cwd: str | None = None) -> Address:
@@ -103,8 +111,14 @@ def check_layout(torrent: bytes, where: str, *, info_only: bool = False) -> Layo
     if parsed.name != TORRENT_NAME or not parsed.multi_file:
         raise FetchError(f"{where}: not a gitp2p repository torrent (its name is {parsed.name!r}, not {TORRENT_NAME!r})")
     packs: list[tuple[int, str, int]] = []
-    manifest = None
-    for index, entry in enumerate(parsed.files):
+    manifest = signature = None
+    files = list(parsed.files)
+    last = files[-1].path[-1] if files else ""
+    if len(files) >= 2 and last.endswith(SIGNATURE_SUFFIX) and len(files[-1].path) == 1 \
+            and files[-2].path[-1] == last[: -len(SIGNATURE_SUFFIX)] + MANIFEST_SUFFIX:
+        signature = len(files) - 1
+        files = files[:-1]
+    for index, entry in enumerate(files):
         name = entry.path[-1]
         if len(entry.path) == 2 and entry.path[0] == ROLLUP_DIR:
             oid = rollup_from_name(name)
@@ -116,10 +130,11 @@ def check_layout(torrent: bytes, where: str, *, info_only: bool = False) -> Layo
             oid = commit_from_name(name)
         if oid is not None:
             packs.append((index, oid, entry.length))
-        elif name.endswith(MANIFEST_SUFFIX) and index == len(parsed.files) - 1:
+        elif name.endswith(MANIFEST_SUFFIX) and index == len(files) - 1:
             manifest = index
         else:
-            raise FetchError(f"{where}: file {name[:80]!r} is neither a pack nor the last file's ref manifest")
+            raise FetchError(f"{where}: file {name[:80]!r} is neither a pack nor the ref manifest (last, or before "
+                             f"its signature)")
     if manifest is None:
         raise FetchError(f"{where}: no ref manifest (`*{MANIFEST_SUFFIX}`, the last file); not a gitp2p torrent")
-    return Layout(tuple(packs), manifest, parsed.files[manifest].path[-1], parsed)
+    return Layout(tuple(packs), manifest, parsed.files[manifest].path[-1], parsed, signature)

@@ -16,7 +16,11 @@ repository can seed the same torrent at once (`gitp2p seed`).
 Where things are, under GIT_DIR/gitp2p/:
   fetch/<info-hash>/packs/...   the engine's download (kept if interrupted: resumed)
   fetch/<info-hash>.ready/      complete packs, hard links, for the importer
-  received/<info-hash>.torrent and .gitp2p-refs: the torrent fetched last per remote
+  received/<info-hash>.torrent, .gitp2p-refs (and .gitp2p-sig, if signed): the torrent
+                                fetched last per remote
+
+A signed manifest (its signature is the torrent's last file) is checked before git
+hears of any ref (remote/signed.py, docs/trust.md).
 """
 
 from __future__ import annotations
@@ -35,11 +39,14 @@ from torrentcore.magnet import parse_magnet
 from torrentcore.session import Engine, EngineConfig, EngineError, Torrent, make_torrent_file
 
 from ..cli.common import human_size
+from ..durable import write_durably
 from ..errors import FetchError
 from ..git.runner import run_git
 from ..pack.manifest import ManifestError, RefManifest
+from ..trust.sigfile import SIGNATURE_SUFFIX
 from ..receive.importer import Importer
 from .address import Address, Layout, check_layout, load_torrent
+from .signed import check_fetched
 
 __all__ = ["Options", "options_from_config", "Progress", "Fetcher", "engine_config"]
 
@@ -209,6 +216,7 @@ class Fetcher:
         self.layout: Layout | None = None
         self.manifest: RefManifest | None = None
         self.manifest_bytes = b""
+        self.signature_bytes: bytes | None = None  # the manifest's signature file, if the torrent has one
         self.trackers: tuple[str, ...] = ()
         self.web_seeds: tuple[str, ...] = ()
         self._imported = 0  # packs the importer wrote in this fetch (progress)
@@ -274,8 +282,10 @@ class Fetcher:
         refs = await trio.to_thread.run_sync(
             lambda: run_git("for-each-ref", "--count=1", "--format=%(refname)", git_dir=self.git_dir, check=False))
         prefetch = not refs.strip()
-        priorities = [1 if prefetch else 0] * (self.layout.manifest + 1)
+        priorities = [1 if prefetch else 0] * self.layout.count
         priorities[self.layout.manifest] = 7
+        if self.layout.signature is not None:
+            priorities[self.layout.signature] = 7
         return priorities, prefetch
 
     def _dial(self) -> None:
@@ -284,9 +294,10 @@ class Fetcher:
 
     async def _wait_manifest(self) -> None:
         t = self.torrent
-        index = self.layout.manifest
-        size = t.files()[index][1]
-        await self._stalling(lambda: t.file_progress()[index] >= size, "the ref manifest")
+        index, sig = self.layout.manifest, self.layout.signature
+        files = t.files()
+        await self._stalling(lambda: all(t.file_progress()[i] >= files[i][1] for i in (index, sig) if i is not None),
+                             "the ref manifest")
         await self._flush()
         path = self._file_path(index)
         with open(path, "rb") as fh:
@@ -295,6 +306,22 @@ class Fetcher:
             self.manifest = RefManifest.from_bytes(self.manifest_bytes)
         except ManifestError as exc:
             raise FetchError(f"torrent {t.info_hash}: bad ref manifest: {exc}") from None
+        if sig is not None:
+            with open(self._file_path(sig), "rb") as fh:
+                self.signature_bytes = fh.read(files[sig][1])
+        try:
+            await trio.to_thread.run_sync(
+                check_fetched, self.git_dir, self.layout.manifest_name, self.manifest_bytes, self.signature_bytes,
+                t.info_hash, self._notice)
+        except FetchError:
+            self.clean()  # a refused torrent is not worth resuming
+            raise
+
+    def _notice(self, text: str) -> None:
+        """A line for people (a signing key seen, a signature verified), unless git was told -q."""
+        if self.opts.verbosity > 0:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
 
     async def _stalling(self, done: Callable[[], bool], what: str, on_tick=None) -> None:
         """Wait for done(), failing after opts.timeout seconds in which no byte arrived."""
@@ -350,10 +377,12 @@ class Fetcher:
             wanted = [_Wanted(i, oid, size) for i, oid, size in self.layout.packs if oid not in have]
             files.update(w.oid for w in wanted)
             result.skipped = len(ids) - len(wanted)
-            priorities = [0] * (self.layout.manifest + 1)
+            priorities = [0] * self.layout.count
             for w in wanted:
                 priorities[w.index] = 4
             priorities[self.layout.manifest] = 4
+            if self.layout.signature is not None:
+                priorities[self.layout.signature] = 4
             await self._prioritize(priorities)
             t.set_sequential(True)
             if wanted:  # peers that left while only the manifest was wanted: find them again
@@ -478,15 +507,17 @@ class Fetcher:
         data = self.torrent_bytes
         if data is None:
             data = make_torrent_file(self.torrent.info_section(), self.trackers, self.web_seeds)
-        _write_atomic(os.path.join(received, ih + ".gitp2p-refs"), self.manifest_bytes)
-        _write_atomic(os.path.join(received, ih + ".torrent"), data)
+        write_durably(os.path.join(received, ih + ".gitp2p-refs"), self.manifest_bytes)
+        if self.signature_bytes is not None:
+            write_durably(os.path.join(received, ih + SIGNATURE_SUFFIX), self.signature_bytes)
+        write_durably(os.path.join(received, ih + ".torrent"), data)
         if self.remote:
             key = f"remote.{self.remote}.gitp2pTorrent"
             old = (_config(self.git_dir, key) or [None])[-1]
             if self._remote_exists():
                 run_git("config", key, ih, git_dir=self.git_dir)
             if old and old != ih and len(old) == 40 and all(c in "0123456789abcdef" for c in old):
-                for suffix in (".torrent", ".gitp2p-refs"):
+                for suffix in (".torrent", ".gitp2p-refs", SIGNATURE_SUFFIX):
                     try:
                         os.unlink(os.path.join(received, old + suffix))
                     except FileNotFoundError:
@@ -509,11 +540,3 @@ class Fetcher:
         for path in (self._save_path(), self._ready_dir()):
             shutil.rmtree(path, ignore_errors=True)
 
-
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -8,8 +8,9 @@ Two sources, read from files (blocking: callers run `scan` in a worker thread):
 - `ReceivedTorrents`: every `GIT_DIR/gitp2p/received/<info-hash>.torrent` with its
   `<info-hash>.gitp2p-refs` beside it (written by the remote helper for each torrent it
   fetched).  Such a torrent is seeded from the mount with its last file, the ref
-  manifest, renamed to the stored manifest, so the receiver seeds the very info-hash it
-  received.  One whose packs are not all in the mount's `packs/` is left out, with a
+  manifest, renamed to the stored manifest (and, in a signed torrent, its signature,
+  after it, to the stored `<info-hash>.gitp2p-sig`), so the receiver seeds the very
+  info-hash it received.  One whose packs are not all in the mount's `packs/` is left out, with a
   note, and looked at again when the mount's torrents change or every RECHECK seconds.
 
 `plan` (pure) turns what is seeded and what is offered into what to add and drop.
@@ -28,6 +29,7 @@ from torrentcore.metainfo import MetainfoError, parse_torrent
 
 from ..pack.manifest import MANIFEST_SUFFIX
 from ..pack.rollup import ROLLUP_DIR, rollup_from_name
+from ..trust.sigfile import SIGNATURE_SUFFIX
 
 __all__ = [
     "Offer", "Plan", "plan", "MountTorrents", "ReceivedTorrents", "RECEIVED_DIR", "TORRENT_SUFFIX",
@@ -190,18 +192,28 @@ class ReceivedTorrents:
         if t.info_hash.hex() != name.lower():
             return None, f"its info-hash is {t.info_hash.hex()}, not its name"
         files = ["/".join(f.path) for f in t.files]
+        stored = []  # (file index, the stored file seeded in its place)
+        if len(files) >= 2 and files[-1].endswith(SIGNATURE_SUFFIX):
+            files = files[:-1]
+            stored.append((len(files), manifest[: -len(MANIFEST_SUFFIX)] + SIGNATURE_SUFFIX))
+        stored.insert(0, (len(files) - 1, manifest))
         if t.name != "packs" or not t.multi_file or not files[-1].endswith(MANIFEST_SUFFIX) \
                 or not all(_pack_or_rollup(f) for f in files[:-1]):
-            return None, "not a repository torrent (packs/rollups/*.rollup, packs/*.pack, then packs/<label>.gitp2p-refs)"
-        size = os.path.getsize(manifest)
-        if size != t.files[-1].length:
-            return None, f"its manifest is {size} bytes, the torrent says {t.files[-1].length}"
+            return None, ("not a repository torrent (packs/rollups/*.rollup, packs/*.pack, then "
+                          "packs/<label>.gitp2p-refs and, if signed, packs/<label>.gitp2p-sig)")
+        for index, path_ in stored:
+            try:
+                size = os.path.getsize(path_)
+            except OSError:
+                return None, f"no {os.path.basename(path_)} beside it"
+            if size != t.files[index].length:
+                return None, f"its {os.path.basename(path_)} is {size} bytes, the torrent says {t.files[index].length}"
         missing = [f for f in files[:-1] if not os.path.exists(os.path.join(self.packs, f))]
         if missing:
             return None, (f"{len(missing)} of {len(files) - 1} packs are not in the mount "
                           f"(packs/{missing[0]}, ...)")
         label = files[-1][: -len(MANIFEST_SUFFIX)]
-        renamed = ((len(files) - 1, os.path.abspath(manifest)),)
+        renamed = tuple((index, os.path.abspath(path_)) for index, path_ in stored)
         return Offer(label, "received", t.info_hash.hex(), data, os.path.abspath(path), t.trackers, renamed), ""
 
 
