@@ -47,6 +47,12 @@ ServiceFactory = Callable[[str | None], "MountService"]
 # -- checks ------------------------------------------------------------------------------------
 def find_mount(path: str) -> str | None:
     """The filesystem type mounted exactly at path (e.g. fuse.gitp2p), or None."""
+    entry = mount_entry(path)
+    return entry[1] if entry is not None else None
+
+
+def mount_entry(path: str) -> tuple[str, str] | None:
+    """(the kernel's mount id, filesystem type) of the mount exactly at path, or None."""
     target = os.path.abspath(path)
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
@@ -60,7 +66,7 @@ def find_mount(path: str) -> str | None:
         if not sep or len(fields) < 5:
             continue
         if _unescape_mountinfo(fields[4]) == target:
-            found = right.split()[0] if right.split() else "?"  # the last mount there wins
+            found = (fields[0], right.split()[0] if right.split() else "?")  # the last mount there wins
     return found
 
 

@@ -20,6 +20,7 @@ from ..errors import GitfsError, MountError
 from ..store.source import PackSource, Progress
 from .fs import PackFS
 from ..git.snapshot import RepoSnapshot, read_snapshot, refs_signature
+from .guard import start_guard
 from .layout import PACKS_DIR, Contributor, Layout, build_layout, readme_text
 from .store import DEFAULT_READ_CACHE_BYTES, PackStore
 
@@ -123,6 +124,7 @@ class MountService:
             pyfuse3.init(self.fs, self.mountpoint, mount_options(self.repo_name, allow_other=self.allow_other))
         except RuntimeError as exc:
             raise MountError(f"{self.mountpoint}: cannot mount ({exc})") from None
+        guard = start_guard(self.mountpoint)  # removes the mount if this process is killed
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._serve_fuse, nursery.cancel_scope)
@@ -144,6 +146,9 @@ class MountService:
             log.info("FUSE operations served: %s", " ".join(f"{k}={v}" for k, v in sorted(self.fs.ops.items())))
             # After an unmount from outside (gitp2p umount) the kernel side is gone already.
             pyfuse3.close(unmount=not self._unmounted_outside)
+            if guard is not None:  # the process this mount started, and only it
+                guard.terminate()
+                guard.wait()
 
     async def _serve_fuse(self, scope: trio.CancelScope) -> None:
         await pyfuse3.main()

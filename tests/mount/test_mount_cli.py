@@ -91,6 +91,45 @@ def test_a_crash_leaves_no_mount_behind(mount_of, repo60):
     assert "README" in os.listdir(m.path)
 
 
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command name) of pid's child processes."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                out.append((int(entry), name))
+    return out
+
+
+def test_a_crash_leaves_no_mount_behind_even_if_libfuse_does_not_clean_up(mount_of, repo60):
+    """libfuse's auto_unmount helper (a fusermount3 child of the server) was seen to leave a
+    dead mount now and then; the mount's own guardian (mount/guard.py) removes it too."""
+    m = mount_of(repo60)
+    children = _children(m.pid)
+    helpers = [pid for pid, name in children if name.startswith("fusermount")]
+    assert helpers and any(name.startswith("python") for _, name in children), children
+    for pid in helpers:  # processes of the mount this test started
+        os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: not any(pid_alive(p) for p in helpers), timeout=10)
+    assert is_mounted(m.path)
+    os.kill(m.pid, signal.SIGKILL)
+    assert wait_for(lambda: not is_mounted(m.path), timeout=20), "a dead mount was left behind"
+    # ... and a clean unmount ends the guardian with its server
+    again = cli("mount", repo60, m.path, "--pid-file", m.pid_file)
+    assert again.returncode == 0, again.stderr
+    with open(m.pid_file) as fh:
+        m.pid = int(fh.read())
+    guards = [pid for pid, name in _children(m.pid) if name.startswith("python")]
+    m.stop()
+    assert wait_for(lambda: not any(pid_alive(p) for p in guards), timeout=10)
+
+
 def test_the_server_never_holds_the_repository_and_stays_small(mount_of, tmp_path):
     """Mount a generated history and read every pack: the serving process must not have one
     of the repository's pack files mapped (building happens in worker processes, which own
