@@ -21,13 +21,17 @@ Mount REPO's commit packs read-only at MOUNTPOINT (an empty directory):
                                       history back to back (docs/pack-format.md)
   MOUNTPOINT/refs/heads/..., refs/tags/..., HEAD
                                       symbolic links to the pack of their commit
-  MOUNTPOINT/torrents/                room for .torrent files
+  MOUNTPOINT/torrents/                HEAD.torrent and all.torrent (docs/torrents.md)
   MOUNTPOINT/README                   this layout
 
 By default the mount runs in the background and the command returns once it
 is ready; --foreground stays attached and logs. Refs that move show up
 within a few seconds. Unmount with `gitp2p umount MOUNTPOINT` (or Ctrl-C /
-SIGTERM to a foreground mount)."""
+SIGTERM to a foreground mount).
+
+With `git config gitp2p.signManifests true` in REPO (and git's SSH signing
+set-up: gpg.format ssh, user.signingkey), each torrent's manifest is signed,
+and packs/<label>.gitp2p-sig serves the signature (docs/trust.md)."""
 
 
 def register(subparsers) -> None:
@@ -101,6 +105,9 @@ def _open_checked(args) -> tuple[str, str, str]:
     check_mountpoint(mountpoint)
     selfcheck()
     PackCache(git_dir, max_bytes=args.cache_bytes).close()  # unreadable or unwritable: say so now
+    from ..trust.signing import signer_for
+
+    signer_for(git_dir)  # gitp2p.signManifests set but git's signing set-up unusable: say so now
     return repo_path, mountpoint, git_dir
 
 
@@ -111,11 +118,12 @@ def _service(args, repo_path: str, mountpoint: str, git_dir: str, log_path: str 
     from ..mount.torrents import TorrentContributor
     from ..store.builders import Workers
     from ..store.source import PackSource
+    from ..trust.signing import signer_for
 
     source = PackSource(git_dir=git_dir, cache_bytes=args.cache_bytes,
                         workers=Workers(repo_path, cache_bytes=args.cache_bytes, workers=args.jobs,
                                         log_path=log_path))
-    torrents = TorrentContributor(source, trackers=args.tracker, web_seeds=args.web_seed)
+    torrents = TorrentContributor(source, trackers=args.tracker, web_seeds=args.web_seed, signer=signer_for(git_dir))
     return MountService(
         source,
         mountpoint,

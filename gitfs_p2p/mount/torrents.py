@@ -7,7 +7,9 @@ finds every file of the torrent in `packs/` and seeds without copying.
 The manifests (`packs/<label>.gitp2p-refs`) depend on the refs alone and are
 laid out by layout.py at once; a torrent appears when its build ends, together
 with `packs/rollups/<boundary>.rollup` for each roll-up it lists (the union
-over the torrents: HEAD's and all's usually share them).
+over the torrents: HEAD's and all's usually share them).  When the repository
+signs its manifests (gitp2p.signManifests, trust/signing.py), each torrent ends in
+the manifest's signature, laid out beside it as `packs/<label>.gitp2p-sig`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from ..store.rollups import recorded_rollups, with_rollups
 from ..store.source import PackSource
 from ..pack.manifest import RefManifest
 from ..store.torrents import RepoTorrent, build_repo_torrent, cached_repo_torrent
+from ..trust.sigfile import SIGNATURE_SUFFIX
+from ..trust.signing import Signer, sign_manifest
 
 __all__ = ["TorrentContributor", "LABELS"]
 
@@ -46,10 +50,12 @@ class TorrentContributor:
     the source has workers, and `changed()` tells the mount to lay the tree out again.
     """
 
-    def __init__(self, source: PackSource, *, trackers: list[str] = (), web_seeds: list[str] = ()):
+    def __init__(self, source: PackSource, *, trackers: list[str] = (), web_seeds: list[str] = (),
+                 signer: Signer | None = None):
         self.source = source
         self.trackers = list(trackers)
         self.web_seeds = list(web_seeds)
+        self.signer = signer  # None: unsigned manifests
         self._lock = threading.Lock()  # __call__ runs in a worker thread, run() in trio
         self._built: dict[tuple[str, bytes], RepoTorrent] = {}
         self._wanted: list[tuple[str, bytes, RefManifest]] = []
@@ -86,16 +92,25 @@ class TorrentContributor:
             log.info("building %d packs for the torrents", len(missing))
             self.source.build_sizes(missing)
 
+    def _signature(self, label: str, manifest: RefManifest) -> bytes | None:
+        """The manifest's signature file, when the repository signs (the kept one while the
+        manifest is unchanged, so the info-hash is too)."""
+        return None if self.signer is None else sign_manifest(self.signer, label, manifest.to_bytes())
+
     def _build(self, label: str, manifest: RefManifest) -> RepoTorrent:
         """The torrent, with its roll-ups' members known (store/rollups.py)."""
+        signature = self._signature(label, manifest)
         if self.source.workers is not None:
-            return self.source.workers.torrent(manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
-        t = build_repo_torrent(self.source, manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
+            return self.source.workers.torrent(manifest, label, trackers=self.trackers, web_seeds=self.web_seeds,
+                                               signature=signature)
+        t = build_repo_torrent(self.source, manifest, label, trackers=self.trackers, web_seeds=self.web_seeds,
+                               signature=signature)
         return with_rollups(self.source, t)
 
     def _cached(self, label: str, manifest: RefManifest) -> RepoTorrent | None:
         """The torrent as the pack cache holds it, with its roll-ups' members, or None."""
-        t = cached_repo_torrent(self.source, manifest, label, trackers=self.trackers, web_seeds=self.web_seeds)
+        t = cached_repo_torrent(self.source, manifest, label, trackers=self.trackers, web_seeds=self.web_seeds,
+                                signature=self._signature(label, manifest))
         return recorded_rollups(self.source, t) if t is not None else None
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -210,6 +225,8 @@ class TorrentContributor:
                 # The same mtime as the manifest's (stable while the refs stand still).
                 mtime = manifest_file(snapshot, label).mtime
                 out.append((f"{TORRENTS_DIR}/{label}.torrent", File(StaticContent(t.torrent), mtime)))
+                if t.signature is not None:
+                    out.append((f"{PACKS_DIR}/{label}{SIGNATURE_SUFFIX}", File(StaticContent(t.signature), mtime)))
                 published.append(t)
             self._wanted = wanted
             self._commit_ids = snapshot.commits.ids

@@ -103,14 +103,15 @@ def _job_snapshot(repo_path: str, previous: "RepoSnapshot | None") -> "RepoSnaps
 
 
 def _job_torrent(repo_path: str, cache_bytes: int, manifest: "RefManifest", label: str,
-                 trackers: list[str], web_seeds: list[str]) -> "RepoTorrent":
+                 trackers: list[str], web_seeds: list[str], signature: bytes | None = None) -> "RepoTorrent":
     from .rollups import with_rollups
     from .source import PackSource
     from .torrents import build_repo_torrent
 
     held = _opened(repo_path, cache_bytes)
     source = PackSource(held.repo, cache_bytes=cache_bytes, packer=held.packer, cache=held.cache)
-    return with_rollups(source, build_repo_torrent(source, manifest, label, trackers=trackers, web_seeds=web_seeds))
+    return with_rollups(source, build_repo_torrent(source, manifest, label, trackers=trackers, web_seeds=web_seeds,
+                                                   signature=signature))
 
 
 def _noop() -> None:
@@ -206,9 +207,10 @@ class Workers:
         snapshot = self._pool.submit(_job_snapshot, self.repo_path, previous).result()
         return previous if snapshot is None else snapshot
 
-    def torrent(self, manifest: "RefManifest", label: str, *, trackers=(), web_seeds=()) -> "RepoTorrent":
+    def torrent(self, manifest: "RefManifest", label: str, *, trackers=(), web_seeds=(),
+                signature: bytes | None = None) -> "RepoTorrent":
         """The repository torrent of these refs (store/torrents.py), built in a worker;
         its `rollups` are always known (store/rollups.py), even when it was cached."""
         return self._pool.submit(
-            _job_torrent, self.repo_path, self.cache_bytes, manifest, label, list(trackers), list(web_seeds)
+            _job_torrent, self.repo_path, self.cache_bytes, manifest, label, list(trackers), list(web_seeds), signature
         ).result()

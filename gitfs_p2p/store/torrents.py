@@ -208,13 +208,14 @@ def build_repo_torrent(
 
 
 def cached_repo_torrent(
-    source: PackSource, manifest: RefManifest, label: str, *, trackers: Iterable[str] = (), web_seeds: Iterable[str] = ()
+    source: PackSource, manifest: RefManifest, label: str, *, trackers: Iterable[str] = (), web_seeds: Iterable[str] = (),
+    signature: bytes | None = None,
 ) -> RepoTorrent | None:
     """What build_repo_torrent returns when the pack cache holds it (rollups None), else
     None; reads nothing from the repository."""
     manifest_bytes = manifest.to_bytes()
-    key = _cache_key(source.format, label, manifest_bytes, trackers, web_seeds)
-    return _cached(source, key, label, manifest, manifest_bytes)
+    key = _cache_key(source.format, label, manifest_bytes, trackers, web_seeds, signature)
+    return _cached(source, key, label, manifest, manifest_bytes, signature)
 
 
 def rollup_chunks(source: PackSource, rollup: Rollup, sizes: dict[bytes, int] | None = None) -> Iterator[bytes]:
