@@ -16,6 +16,7 @@ with another manifest is refused too.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -105,17 +106,20 @@ class AcceptedLog:
     def __init__(self, git_dir: str):
         self.dir = os.path.join(git_dir, "gitp2p", "trust")
         self.path = os.path.join(self.dir, "accepted")
-        self.entries: dict[str, dict] = {}
+        self.entries: dict[str, dict] = self._load()
+
+    def _load(self) -> dict[str, dict]:
         try:
             with open(self.path, "rb") as fh:
                 raw = json.loads(fh.read(16 << 20))
-            if isinstance(raw, dict):
-                self.entries = {k: v for k, v in raw.items() if isinstance(v, dict) and isinstance(v.get("seq"), int)}
         except FileNotFoundError:
-            pass
+            return {}
         except (OSError, ValueError) as exc:
             # refusing everything would lock the user out; accepting replays silently is worse: say it loudly
             raise GitfsError(f"{self.path}: unreadable ({exc}); move it away to start trusting afresh") from None
+        if not isinstance(raw, dict):
+            raise GitfsError(f"{self.path}: not a JSON object; move it away to start trusting afresh")
+        return {k: v for k, v in raw.items() if isinstance(v, dict) and isinstance(v.get("seq"), int)}
 
     @staticmethod
     def _key(sig: RefSignature) -> str:
@@ -144,8 +148,18 @@ class AcceptedLog:
         last = self.entries.get(key)
         if last is not None and last["seq"] >= sig.seq:
             return False
-        self.entries[key] = {"seq": sig.seq, "manifest": sig.manifest_sha256, "principal": checked.principal,
-                             "key": sig.public_key}
         os.makedirs(self.dir, exist_ok=True)
-        write_durably(self.path, (json.dumps(self.entries, indent=1, sort_keys=True) + "\n").encode())
+        # a watcher and a fetch may record into one repository at once: merge under a lock
+        lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            self.entries = self._load()
+            last = self.entries.get(key)
+            if last is not None and last["seq"] >= sig.seq:
+                return False
+            self.entries[key] = {"seq": sig.seq, "manifest": sig.manifest_sha256, "principal": checked.principal,
+                                 "key": sig.public_key}
+            write_durably(self.path, (json.dumps(self.entries, indent=1, sort_keys=True) + "\n").encode())
+        finally:
+            os.close(lock_fd)
         return True

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -179,8 +183,6 @@ def test_the_signature_of_another_manifest_is_refused(tmp_path, keys, allowed):
 
 
 def _other_namespace(files, key) -> bytes:
-    import subprocess
-
     sig = sigfile.parse(files["all.gitp2p-sig"])
     proc = subprocess.run(["ssh-keygen", "-Y", "sign", "-n", "git", "-f", str(key)], input=sig.payload,
                           capture_output=True, check=True)
@@ -217,3 +219,35 @@ def test_bad_signature_files_are_quarantined(tmp_path, keys, allowed, kind):
     assert not (dl / "packs" / "all.gitp2p-sig").exists()
     _refused(err, "signature")
     shutil.rmtree(dl)
+
+
+def test_a_literal_key_signs_through_ssh_agent(tmp_path, keys, allowed):
+    """user.signingkey = key::ssh-ed25519 AAAA... (the private half only in ssh-agent), as git
+    signs commits with it."""
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        for _ in range(200):  # bounded: the agent creates its socket at once
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        subprocess.run(["ssh-add", "-q", str(keys["alice"])], env=env, check=True, capture_output=True)
+        pub = Publisher(tmp_path / "pub", None)
+        git("config", "gitp2p.signManifests", "true", cwd=pub.path)
+        git("config", "gpg.format", "ssh", cwd=pub.path)
+        literal = (keys["alice"].parent / "alice.pub").read_text().strip()
+        git("config", "user.signingkey", f"key::{literal}", cwd=pub.path)
+        proc = subprocess.run([sys.executable, "-m", "gitfs_p2p.cli", "torrent", str(pub.path), "--all",
+                               "-o", str(tmp_path / "t.torrent")], env=env, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+    dl = tmp_path / "dl"
+    download(pub, tmp_path / "t.torrent", dl)
+    into = receiver(tmp_path / "recv.git", allowed)
+    rc, err = watch_once(dl, into)
+    assert rc == 0 and "signed by alice@example.org" in err, err
+    assert refs_of(into) == refs_of(pub.path)
