@@ -39,6 +39,13 @@ reason in gitp2p/quarantine/log. Branches only move forward and tags never
 change unless --force. Received bytes are kept in REPO's pack cache, so REPO
 seeds exactly what it received. Safe to kill at any moment: run it again.
 
+Signed manifests: with `git -C REPO config gitp2p.allowedSignersFile FILE`
+(git's allowed-signers format, as gpg.ssh.allowedSignersFile), a manifest's
+refs move only when its signature (<label>.gitp2p-sig beside it) verifies for
+a key in FILE and is not older than the last one accepted from that key (a
+replay is refused even with --force); each refused ref is named with the
+reason, and the packs are imported all the same. See docs/trust.md.
+
 With --once, the exit status says whether everything arrived: 0 when every pack
 in DIR is imported and every manifest ref set, 3 when something could not be
 (the last lines name what and why), 1 on an error. See docs/watcher.md.
@@ -63,7 +70,7 @@ def register(subparsers) -> None:
     p.add_argument("--remote", default=None, metavar="NAME",
                    help="in a non-bare REPO, receive branches into refs/remotes/NAME/ (default: gitp2p)")
     p.add_argument("--once", action="store_true", help="import what is complete now, report what waits, and exit")
-    p.add_argument("--force", action="store_true", help="also move refs backwards or sideways (like `git fetch +ref`)")
+    p.add_argument("--force", action="store_true", help="also move refs backwards or sideways (like `git fetch +ref`); never takes a replayed signed manifest")
     p.add_argument(
         "--settle",
         type=_SECONDS,

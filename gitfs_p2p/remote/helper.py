@@ -42,6 +42,10 @@ checks and imports them, and lets git set the refs. Settings (git config):
   gitp2p.peer HOST:PORT    also connect to this peer (repeatable)
   gitp2p.listen HOST:PORT  where the engine listens (default 0.0.0.0:0 and [::]:0)
   gitp2p.utp false         TCP only
+  gitp2p.allowedSignersFile FILE
+                           take refs only from manifests signed by a key in FILE
+                           (git's allowed-signers format; see docs/trust.md);
+                           git clone -c gitp2p.allowedSignersFile=FILE keeps it
 """
 
 
