@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import re
 import threading
@@ -106,6 +107,25 @@ class GitRepo:
                 if raw is not None:
                     return raw
         raise KeyError(oid)
+
+    def drop_mapped_pages(self) -> None:
+        """Let go of the pages of the repository's pack files this process has touched.
+
+        dulwich maps each pack file whole; a walk over a large history touches nearly
+        every page of it, and they all count in this process's RSS (523 MB after reading
+        the 200,000 commits of a 549 MB pack).  They are the file's own pages, so
+        dropping them (MADV_DONTNEED) loses nothing: a later read faults them back in
+        from the page cache."""
+        with self._lock:
+            for store in [self._repo.object_store, *getattr(self._repo.object_store, "alternates", ())]:
+                for pack in list(getattr(store, "_pack_cache", {}).values()):
+                    data = getattr(pack, "_data", None)  # loaded lazily: only packs read so far
+                    contents = getattr(data, "_contents", None)
+                    if isinstance(contents, mmap.mmap) and not contents.closed:
+                        try:
+                            contents.madvise(mmap.MADV_DONTNEED)
+                        except (OSError, ValueError):  # best effort: pages are only memory
+                            pass
 
     def has_object(self, oid: bytes) -> bool:
         with self._lock:

@@ -52,8 +52,14 @@ def order(infos: dict[bytes, CommitInfo]) -> list[CommitInfo]:
     return out
 
 
+#: Commits read between two drops of the pack pages a walk touched (GitRepo.drop_mapped_pages).
+DROP_PAGES_EVERY = 10_000
+
+
 def read_history(repo: CommitReader, tips: Iterable[bytes]) -> list[CommitInfo]:
-    """Every commit reachable from tips, in order.  Holds one small record per commit."""
+    """Every commit reachable from tips, in order.  Holds one small record per commit,
+    and (with a repository that can) not the pages of the pack files it read them from."""
+    drop = getattr(repo, "drop_mapped_pages", None)
     infos: dict[bytes, CommitInfo] = {}
     stack = list(tips)
     while stack:
@@ -62,6 +68,10 @@ def read_history(repo: CommitReader, tips: Iterable[bytes]) -> list[CommitInfo]:
             continue
         info = infos[oid] = _read(repo, oid)
         stack.extend(p for p in info.parents if p not in infos)
+        if drop is not None and len(infos) % DROP_PAGES_EVERY == 0:
+            drop()
+    if drop is not None:
+        drop()
     return order(infos)
 
 

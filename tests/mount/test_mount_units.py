@@ -206,6 +206,44 @@ def test_a_new_mount_starts_from_the_history_kept_in_the_cache(tmp_path, repo60,
     assert len(walks) == 3 and damaged.commits == rewound.commits and "damaged" in caplog.text
 
 
+def _mapped_kb(path_part: str) -> int:
+    """Resident KB of this process's mappings of pack files (not their indexes) whose
+    path holds path_part."""
+    total, counting = 0, False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            fields = line.split()
+            if fields and "-" in fields[0] and not fields[0].endswith(":"):
+                counting = len(fields) > 5 and path_part in fields[5] and fields[5].endswith(".pack")
+            elif counting and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+def test_a_history_walk_does_not_keep_the_pack_pages_it_read(tmp_path):
+    """dulwich maps pack files whole; the walk lets go of the pages it touched, so a
+    large history does not count its pack file in RSS (GitRepo.drop_mapped_pages)."""
+    from testutil import generate
+
+    from gitfs_p2p.git.walk import read_history
+
+    repo = str(tmp_path / "repo")
+    generate(repo, 300, seed=5)
+    git("gc", "-q", cwd=repo)
+    pack_dir = os.path.join(repo, ".git", "objects", "pack")
+    with GitRepo(repo) as r:
+        tips = sorted(set(r.refs().values()))
+        for tip in tips:  # read without the walk: the pages stay
+            r.read_raw(tip)
+        for info in read_history(r, tips)[:50]:
+            r.read_raw(info.tree)
+        assert _mapped_kb(pack_dir) > 0
+        r.drop_mapped_pages()
+        assert _mapped_kb(pack_dir) == 0
+        assert len(read_history(r, tips)) == 300
+        assert _mapped_kb(pack_dir) == 0  # the walk drops them itself
+
+
 class CountingSource(PackSource):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
