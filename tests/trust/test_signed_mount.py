@@ -1,5 +1,6 @@
 """A mount of a repository that signs its manifests: its torrents end in the signature,
-`packs/<label>.gitp2p-sig` serves it, and a receiver with allowed signers takes the refs.
+`packs/<label>.gitp2p-sig` serves it, and a receiver with allowed signers takes the refs;
+`gitp2p seed` (which serves from such a mount) seeds it to a verifying `git clone`.
 
 A real FUSE mount (gitp2p mount), real ssh-keygen, real git; the files a client would
 download are read from the mount and checked piece by piece against the mount's torrent.
@@ -9,9 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
 
+from gitfs_p2p.testing.procs import LOOPBACK
+from gitfs_p2p.testing.seeding import Seed
 from gitfs_p2p.testing.swarm import Mount
 from gitfs_p2p.trust import sigfile
 from torrentcore.metainfo import parse_torrent
@@ -78,3 +83,35 @@ def test_a_signing_mount_publishes_verifiable_torrents(tmp_path):
         assert parse_torrent(mount.torrent("all").read_bytes()).info_hash.hex() == second_hash
     finally:
         mount.stop()
+
+
+def test_gitp2p_seed_signs_and_a_verified_clone_seeds_the_same_info_hash(tmp_path):
+    """The whole path with our own engine on 127.0.0.1: `gitp2p seed A` (A signs), `git clone
+    -c gitp2p.allowedSignersFile=... gitp2p::A's all.torrent` verifies the signature, and
+    `gitp2p seed` of the clone seeds A's info-hash, the signature file renamed in place."""
+    helper = os.path.join(os.path.dirname(sys.executable), "git-remote-gitp2p")
+    if not os.path.exists(helper):
+        pytest.skip(f"{helper} is not installed (pip install -e .)")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    alice = make_key(keys, "alice")
+    allowed = allowed_signers(tmp_path / "allowed", ("alice@example.org", alice))
+    pub = Publisher(tmp_path / "A", alice)
+    with Seed(pub.path, tmp_path / "seed-A", announce_every=0) as seed_a:
+        torrent = tmp_path / "A-all.torrent"
+        torrent.write_bytes((seed_a.mountpoint / "torrents" / "all.torrent").read_bytes())
+        sent = {label: ih for label, _, ih in seed_a.seeded()}
+        assert tuple(parse_torrent(torrent.read_bytes()).files[-1].path) == ("all.gitp2p-sig",)
+        env = {**os.environ, "PATH": f"{os.path.dirname(helper)}{os.pathsep}{os.environ['PATH']}",
+               "GIT_CONFIG_GLOBAL": os.devnull}
+        proc = subprocess.run(
+            ["git", "-c", f"gitp2p.peer={LOOPBACK}:{seed_a.port}", "-c", f"gitp2p.listen={LOOPBACK}:0",
+             "-c", "gitp2p.utp=false", "-c", "gitp2p.timeout=60", "clone",
+             "-c", f"gitp2p.allowedSignersFile={allowed}", f"gitp2p::{torrent}", str(tmp_path / "C")],
+            env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert "signed by alice@example.org" in proc.stderr and "verified" in proc.stderr
+    assert refs_of(tmp_path / "C")["refs/remotes/origin/main"] == refs_of(pub.path)["refs/heads/main"]
+    with Seed(tmp_path / "C", tmp_path / "seed-C", announce_every=0) as seed_c:
+        seeded = seed_c.seeded()
+    assert ("all", "received", sent["all"]) in seeded, seed_c.output()
