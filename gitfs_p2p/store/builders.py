@@ -90,6 +90,9 @@ def _job_build(repo_path: str, cache_bytes: int, ids: list[str], want_bytes: boo
     for oid in ids:
         data = build_locked(held.repo.git_dir, held.cache, held.packer, oid)
         out.append((oid, len(data), data if want_bytes else None))
+    # Building reads trees and blobs all over the repository's pack files, which dulwich
+    # maps whole: without this a worker's RSS grows to their size (GitRepo.drop_mapped_pages).
+    held.repo.drop_mapped_pages()
     return out
 
 
