@@ -288,3 +288,66 @@ def test_config_parser_matches_git_config(tmp_path):
     for name, value in gitconfig.parse_git_config(text):
         ours.append(name.decode() + ("" if value is None else "\n" + value.decode()))
     assert ours == theirs
+
+
+# -- the filter in front of the special-name rules ------------------------------------------
+
+#: Pieces of the names the rules look for (.git, .gitmodules, ... as NTFS and HFS+ spell
+#: them), and what may surround them; names drawn from these hit every branch of the rules.
+_PIECES = [b".", b"git", b"GIT", b"gitmodules", b"GITMODULES", b"gitattributes", b"gitignore", b"mailmap",
+           b"gitmod", b"gi7eba", b"gi7d29", b"gi250a", b"maba30", b"~", b"~1", b"~4", b"~9", b"~0", b"1",
+           b" ", b":", b"::$DATA", b"\\", b"/", b"g", b"m", b"M", b"a", b"x",
+           "\u200c".encode(), "\ufeff".encode(), "\u206a".encode(), "é".encode(), b"\xef\xbf\xbe", b"\xff", b"\x80"]
+_HOSTILE_NAMES = [b".git", b".GIT", b".git.", b".git . ", b"git~1", b"GIT~1", b".git::$INDEX_ALLOCATION",
+                  ".g\u200cit".encode(), "\ufeff.git".encode(), b"a\\.git", b".git\xff", b".git\xef\xbf\xbe",
+                  b".gitmodules\xef\xbf\xbf", b".gitx", b"git~2", b"xgit", b".gitmodules", b".GITMODULES",
+                  b"gitmod~1", b"gi7eba~9", b".gitignore", b".gitattributes", b".mailmap", b"mailma~1",
+                  b"maba30~1", b"gitign~3", b"gi7d29~2", b"a\\gitmod~1", b"a\\.gitmodules .", b"gitmodules",
+                  b"git", b"mailmap", b"Makefile", b"git-gui", b"gitweb", b"GIT-VERSION-GEN", b"."]
+
+
+def _every_rule(name: bytes, mode: int) -> tuple:
+    """What _special_name finds for a name, filtered (as fsck_tree runs it) and not."""
+    from gitfs_p2p.pack.objects import RawTreeEntry
+
+    entry = RawTreeEntry(b"%o" % mode, mode, name, b"\x01" * 20, "blob")
+    out = []
+    for look in (gitnames.maybe_special, lambda _: True):
+        flags: dict = {}
+        report = fsck.TreeReport([], [], [], [])
+        saved = fsck.maybe_special
+        fsck.maybe_special = look
+        try:
+            fsck._special_name("ab" * 20, entry, mode & 0xFFFF, flags, report.findings, report)
+        finally:
+            fsck.maybe_special = saved
+        out.append((flags, [f.msg_id for f in report.findings], report.gitmodules, report.gitattributes))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("mode", [0o100644, 0o120000, 0o40000])
+def test_names_the_filter_passes_over_break_no_rule(mode):
+    """maybe_special only skips names no rule would find anything in: the rules themselves
+    are the reference, over the hostile names above and every short join of their pieces."""
+    names = list(_HOSTILE_NAMES)
+    names += [a + b for a in _PIECES for b in _PIECES]
+    names += [a + b + c for a in (b".", b"g", b"G", b"\xef\xbb\xbf", "\u200c".encode()) for b in _PIECES for c in _PIECES]
+    for name in names:
+        filtered, every = _every_rule(name, mode)
+        assert filtered == every, name
+    for name in _HOSTILE_NAMES[:14]:  # and the filter does let the real spellings through
+        assert gitnames.maybe_special(name), name
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES) | st.binary(min_size=1, max_size=3), min_size=1, max_size=6),
+       st.sampled_from([0o100644, 0o120000]))
+def test_filter_agrees_with_every_rule_on_drawn_names(pieces, mode):
+    name = b"".join(pieces).replace(b"\0", b"")
+    if name:
+        filtered, every = _every_rule(name, mode)
+        assert filtered == every, name
