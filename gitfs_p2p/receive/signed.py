@@ -37,6 +37,14 @@ class Found:
     manifest: RefManifest
     digest: str  # sha256 hex of its bytes
 
+@dataclass(frozen=True)
+class _Untrusted:
+    """Why a signature file does not (yet) make its manifest's refs trusted."""
+
+    kind: str  # "wait": not complete yet; "refused": well-formed, not good enough; "bad": not a signature file
+    reason: str
+
+
 class ManifestGate:
     def __init__(self, git_dir: str, *, read: Callable, rel: Callable[[str], str],
                  quarantine: Callable[[str, str, PassResult], None], refuse: Callable[[str, str, PassResult], None],
@@ -68,39 +76,39 @@ class ManifestGate:
             self.report(text)
 
     def _outcome(self, path: str, st: os.stat_result, now: float, result: PassResult):
-        """The signature file's Checked, or ("wait"|"refused"|"bad", reason)."""
+        """The signature file's Checked, or why not (a "bad" one is quarantined here)."""
         key = file_key(st)
         allowed_state = self._allowed_state()
         old = self._checked.get(path)
         if old is not None and old[0] == key and old[1] == allowed_state:
             return old[2]
         if st.st_size > MAX_SIGNATURE_FILE:
-            outcome = ("bad", f"{st.st_size} bytes, more than a signature file's bound of {MAX_SIGNATURE_FILE}")
+            outcome = _Untrusted("bad", f"{st.st_size} bytes, more than a signature file's bound of {MAX_SIGNATURE_FILE}")
         else:
             data = self._read(path, st)
             if data is None:
-                return ("wait", "its signature file is changing")
+                return _Untrusted("wait", "its signature file is changing")
             outcome = self._check(data, now - st.st_mtime)
-        if isinstance(outcome, tuple) and outcome[0] == "bad":
-            self._quarantine(path, f"bad ref signature: {outcome[1]}", result)
-            self._gone[path] = outcome[1]
+        if isinstance(outcome, _Untrusted) and outcome.kind == "bad":
+            self._quarantine(path, f"bad ref signature: {outcome.reason}", result)
+            self._gone[path] = outcome.reason
             self._checked.pop(path, None)
             return outcome
-        if not (isinstance(outcome, tuple) and outcome[0] == "wait"):
+        if not (isinstance(outcome, _Untrusted) and outcome.kind == "wait"):
             self._checked[path] = (key, allowed_state, outcome)
         return outcome
 
-    def _check(self, data: bytes, age: float):
+    def _check(self, data: bytes, age: float) -> Checked | _Untrusted:
         try:
             sig = parse_signature(data)
         except SignatureFormatError as exc:
             if not signature_checksum_ok(data) and (looks_partial(data) or age < self.settle):
-                return ("wait", "its signature file is not complete yet")
-            return ("bad", str(exc))
+                return _Untrusted("wait", "its signature file is not complete yet")
+            return _Untrusted("bad", str(exc))
         try:
             return check_signature(sig, self.allowed)
         except SignatureRefused as exc:
-            return ("refused", str(exc), sig)
+            return _Untrusted("refused", str(exc))
 
     def admit(self, found: list[Found], signatures: list[tuple[str, os.stat_result]], result: PassResult,
               now: float | None = None) -> list[RefManifest]:
@@ -118,17 +126,17 @@ class ManifestGate:
             if isinstance(outcome, Checked):
                 sig = outcome.sig
                 if sig.name != label:
-                    outcome = ("refused", f"its signature is for manifest {sig.name!r}, not {label!r}", sig)
+                    outcome = _Untrusted("refused", f"its signature is for manifest {sig.name!r}, not {label!r}")
                 elif sig.manifest_sha256 != f.digest:
-                    outcome = ("refused", "its signature is of another manifest (the digests differ)", sig)
+                    outcome = _Untrusted("refused", "its signature is of another manifest (the digests differ)")
             if self.allowed is None:  # today's behaviour: nothing is refused for want of a signature
                 if isinstance(outcome, Checked):
                     if not self.accepted.knows_key(outcome.sig.fingerprint):
                         self.report(f"{rel}: signed by {outcome.sig.key_type} key {outcome.sig.fingerprint} "
                                     f"(not verified: gitp2p.allowedSignersFile is not set)")
                     self.accepted.record(outcome)
-                elif outcome is not None and outcome[0] == "refused":
-                    self._note(sig_path, f"{rel}: ignoring its signature: {outcome[1]}")
+                elif outcome is not None and outcome.kind == "refused":
+                    self._note(sig_path, f"{rel}: ignoring its signature: {outcome.reason}")
                 take.append((0, f.manifest))
                 continue
             if outcome is None:
@@ -138,7 +146,7 @@ class ManifestGate:
             elif isinstance(outcome, Checked):
                 signed.append((f, outcome))
             else:
-                why = outcome[1] if outcome[0] != "bad" else f"its signature file was refused: {outcome[1]}"
+                why = outcome.reason if outcome.kind != "bad" else f"its signature file was refused: {outcome.reason}"
                 self._refuse_all(f, f"{rel}: {why}", result)
         # the newest signature of each (key, label) in DIR; older ones beside it are replays too
         newest: dict[tuple[str, str], int] = {}
@@ -167,6 +175,7 @@ class ManifestGate:
             self._refuse(name, why, result)
         if not f.manifest.refs:
             self._note(f.path, why)
+
 
 def is_signature(path: str) -> bool:
     return path.endswith(SIGNATURE_SUFFIX)

@@ -151,13 +151,12 @@ def next_seq(git_dir: str, now: float | None = None) -> int:
         try:
             with open(path, "rb") as fh:
                 text = fh.read(64).strip()
-            last = int(text) if text.isdigit() else 0
-            if not text.isdigit():
-                raise PublishError(f"{path}: not a sequence number; remove it only if no manifest was ever signed "
-                                   "here, or write a number above every one published")
         except FileNotFoundError:
-            last = 0
-        seq = max(last + 1, int(time.time() if now is None else now))
+            text = b"0"
+        if not text.isdigit():
+            raise PublishError(f"{path}: not a sequence number; remove it only if no manifest was ever signed "
+                               "here, or write a number above every one published")
+        seq = max(int(text) + 1, int(time.time() if now is None else now))
         write_durably(path, f"{seq}\n".encode())
         return seq
     finally:

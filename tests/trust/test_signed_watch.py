@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from testutil import git
+from testutil import git, gitp2p
 from tsupport import Publisher, allowed_signers, download, make_key, receiver, refs_of, watch_once
 
 from gitfs_p2p.trust import sigfile
@@ -251,3 +251,29 @@ def test_a_literal_key_signs_through_ssh_agent(tmp_path, keys, allowed):
     rc, err = watch_once(dl, into)
     assert rc == 0 and "signed by alice@example.org" in err, err
     assert refs_of(into) == refs_of(pub.path)
+
+
+@pytest.mark.parametrize("setup,why", [
+    ({"gpg.format": "openpgp", "user.signingkey": "ABCD"}, "gitp2p signs ref manifests with SSH keys only"),
+    ({"gpg.format": "ssh"}, "user.signingkey is not set"),
+    ({"gpg.format": "ssh", "user.signingkey": "/nonexistent/key.pub"}, "no such key file"),
+])
+def test_an_unusable_signing_setup_is_one_line(tmp_path, setup, why):
+    pub = Publisher(tmp_path / "pub", None)
+    git("config", "gitp2p.signManifests", "true", cwd=pub.path)
+    for key, value in setup.items():
+        git("config", key, value, cwd=pub.path)
+    proc = gitp2p("torrent", str(pub.path), "--all", "-o", str(tmp_path / "t.torrent"))
+    err = proc.stderr.decode().strip()
+    assert proc.returncode == 1 and len(err.splitlines()) == 1 and why in err, err
+    assert not (tmp_path / "t.torrent").exists()
+
+
+def test_a_damaged_sequence_file_is_refused_not_reset(tmp_path, keys):
+    pub = Publisher(tmp_path / "pub", keys["alice"])
+    seq = pub.path / ".git" / "gitp2p" / "sign-seq"
+    seq.parent.mkdir(parents=True, exist_ok=True)
+    seq.write_text("garbage\n")
+    proc = gitp2p("torrent", str(pub.path), "--all", "-o", str(tmp_path / "t.torrent"))
+    assert proc.returncode == 1 and "not a sequence number" in proc.stderr.decode()
+    assert seq.read_text() == "garbage\n"
