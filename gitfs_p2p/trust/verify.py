@@ -91,13 +91,17 @@ def check_signature(sig: RefSignature, allowed: str | None) -> Checked:
         principals = proc.stdout.decode("utf-8", "replace").split() if proc.returncode == 0 else []
         if not principals:
             raise SignatureRefused(f"signed by {who}, which is not in gitp2p.allowedSignersFile ({allowed})")
+        not_permitted = False
         for principal in principals[:8]:
             proc = _keygen(["-Y", "verify", "-f", allowed, "-I", principal, "-n", NAMESPACE, "-s", sig_path],
                            sig.payload)
             if proc.returncode == 0:
                 return Checked(sig, principal)
-        raise SignatureRefused(f"the signature by {who} ({principals[0]}) does not verify (forged or damaged, "
-                               f"or its key is not allowed for namespace {NAMESPACE} in {allowed})")
+            not_permitted |= b"not permitted for use in signature namespace" in proc.stderr
+        if not_permitted:  # ssh-keygen says so before it checks the signature itself
+            raise SignatureRefused(f"signed by {who} ({principals[0]}), whose line in gitp2p.allowedSignersFile "
+                                   f"({allowed}) does not allow namespace {NAMESPACE} (namespaces=...)")
+        raise SignatureRefused(f"the signature by {who} ({principals[0]}) does not verify (forged or damaged)")
 
 
 class AcceptedLog:

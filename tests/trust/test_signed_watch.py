@@ -277,3 +277,19 @@ def test_a_damaged_sequence_file_is_refused_not_reset(tmp_path, keys):
     proc = gitp2p("torrent", str(pub.path), "--all", "-o", str(tmp_path / "t.torrent"))
     assert proc.returncode == 1 and "not a sequence number" in proc.stderr.decode()
     assert seq.read_text() == "garbage\n"
+
+
+def test_an_allowed_line_restricted_to_git_does_not_cover_ref_signatures(tmp_path, keys):
+    kind, blob = (keys["alice"].parent / "alice.pub").read_text().split()[:2]
+    allowed = tmp_path / "allowed_git_only"
+    allowed.write_text(f'alice@example.org namespaces="git" {kind} {blob}\n')
+    pub = Publisher(tmp_path / "pub", keys["alice"])
+    dl, _, _ = _publish(pub, tmp_path, "one")
+    into = receiver(tmp_path / "recv.git", allowed)
+    rc, err = watch_once(dl, into)
+    assert rc == 3 and refs_of(into) == {}
+    _refused(err, "does not allow namespace gitp2p-refs@gitp2p")
+    allowed.write_text(f'alice@example.org namespaces="git,gitp2p-refs@gitp2p" {kind} {blob}\n')
+    rc, err = watch_once(dl, into)
+    assert rc == 0, err
+    assert refs_of(into) == refs_of(pub.path)
