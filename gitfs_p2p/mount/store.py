@@ -3,8 +3,9 @@
 Blocking work runs in worker threads (a pack being sized or loaded is never asked for
 twice at once), and the PackSource beneath builds nothing in this process: it asks the
 worker processes (store/builders.py), so this long-lived process stays small.  A roll-up
-(pack/rollup.py) is never held whole: a read of a range is answered from its header and
-the member packs that range covers, through the same read cache.
+(pack/rollup.py) is never held whole: it is read in chunks (ROLLUP_CHUNK bytes, assembled
+from its header and the member packs each covers in one query), kept in the same read
+cache, the next ones loaded ahead of a reader.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..pack.rollup import Rollup, header_size, rollup_header
 from ..store.source import PackSource, Progress
 from .layout import Content
 
-__all__ = ["PackStore", "PackContent", "RollupContent", "DEFAULT_READ_CACHE_BYTES", "WORKER_THREADS", "PREFETCH_PACKS"]
+__all__ = ["PackStore", "PackContent", "RollupContent", "DEFAULT_READ_CACHE_BYTES", "WORKER_THREADS", "PREFETCH_PACKS", "ROLLUP_CHUNK", "ROLLUP_AHEAD"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,11 @@ SIZE_CHUNK = 256
 PREFETCH_PACKS = 64
 #: ... and up to this many bytes of them.
 PREFETCH_BYTES = 1 << 20
+#: A roll-up is read from the persistent cache and kept in the read cache in chunks of
+#: this many bytes (one worker-thread trip and one query each) ...
+ROLLUP_CHUNK = 1 << 20
+#: ... and this many chunks after the one a reader asked for are loaded meanwhile.
+ROLLUP_AHEAD = 2
 
 
 class PackContent:
@@ -108,6 +114,9 @@ class PackStore:
         self._sizing: dict[bytes, threading.Event] = {}
         self._recent = LRU(read_cache_bytes)  # key -> bytes read lately, weighed by their length
         self._read_cache_bytes = read_cache_bytes
+        #: roll-ups are read in chunks of this many bytes: ROLLUP_CHUNK, less if the read
+        #: cache is small (it holds the chunk asked for and the ROLLUP_AHEAD after it)
+        self.rollup_chunk = max(4096, min(ROLLUP_CHUNK, read_cache_bytes // (4 * (1 + ROLLUP_AHEAD))))
         self._loading: dict[object, trio.Event] = {}
         self._limiter_obj: trio.CapacityLimiter | None = None
 
@@ -156,12 +165,8 @@ class PackStore:
     def _cached_packs_sync(self, commit_ids: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
         """(id, bytes) of those packs whose bytes the persistent cache holds; builds nothing."""
         source = self.source
-        found = []
-        for cid in commit_ids:
-            hit = source.cache.get(source.format, cid.decode())
-            if hit is not None and hit.data is not None:
-                found.append((cid, hit.data))
-        return found
+        datas = source.cache.datas(source.format, [c.decode() for c in commit_ids])
+        return [(cid, datas[cid.decode()]) for cid in commit_ids if cid.decode() in datas]
 
     def _build_sizes_sync(self, commit_ids: Sequence[bytes]) -> None:
         for cid, size in self.source.build_sizes([c.decode() for c in commit_ids]).items():
@@ -224,14 +229,9 @@ class PackStore:
         if data is not None:
             return data
         key = content.key
-        for _ in range(4):
-            data = self._recent.get_hit(key)
-            if data is not None:
-                return data
-            loading = self._loading.get(key)
-            if loading is None:
-                break
-            await loading.wait()
+        data = await self._loaded(key)
+        if data is not None:
+            return data
         loading = trio.Event()
         self._loading.setdefault(key, loading)
         along = self._prefetch_ids(following, loading)
@@ -246,6 +246,18 @@ class PackStore:
         for cid, pack in found:
             self._remember(("pack", cid), pack)
         return data
+
+    async def _loaded(self, key: object) -> bytes | None:
+        """key's bytes if in the read cache, or once a load of them under way ends; else None."""
+        for _ in range(4):
+            data = self._recent.get_hit(key)
+            if data is not None:
+                return data
+            loading = self._loading.get(key)
+            if loading is None:
+                break
+            await loading.wait()
+        return None
 
     def _prefetch_ids(self, following: Sequence[bytes], loading: trio.Event) -> list[bytes]:
         """Which of `following` to load along (marked as loading); stops at the first one at hand."""
@@ -274,52 +286,91 @@ class PackStore:
     async def read_range(self, content: RollupContent, off: int, size: int) -> bytes:
         """Exactly the bytes of [off, off + size) of a roll-up, cut at its end.
 
-        Only the member packs the range covers are read (through the read cache, the packs
-        after them coming along as for any pack); the header is made from the members'
-        sizes.  If the members do not add up to the listed size (a bug, logged once), the
-        range is still served whole, so a reader never sees a short read.
+        A roll-up is served in chunks of ROLLUP_CHUNK bytes, each assembled once in a
+        worker thread (its members' bytes in one query to the persistent cache) and kept
+        in the read cache; the next ROLLUP_AHEAD chunks are loaded in the background
+        meanwhile, so a reader going through the file (a client checking it) mostly
+        finds its next range at hand.  If the members do not add up to the listed size
+        (a bug, logged), the range is still served whole, so a reader never sees a
+        short read.
         """
         end = min(off + size, content.size)
         if off >= end:
             return b""
-        offsets = content.offsets
-        if offsets is None:
-            offsets = await trio.to_thread.run_sync(self._rollup_offsets_sync, content, limiter=self._limiter)
-        members = content.rollup.members
+        if content.offsets is None:
+            await trio.to_thread.run_sync(self._rollup_offsets_sync, content, limiter=self._limiter)
+        step = self.rollup_chunk
+        first, last = off // step, (end - 1) // step
         parts = []
-        pos = off
+        for k in range(first, last + 1):
+            chunk = await self._rollup_chunk(content, k)
+            start = k * step
+            parts.append(chunk[max(off, start) - start : min(end, start + step) - start])
+        for k in range(last + 1, min(last + 1 + ROLLUP_AHEAD, (content.size - 1) // step + 1)):
+            if self._chunk_key(content, k) not in self._recent and self._chunk_key(content, k) not in self._loading:
+                trio.lowlevel.spawn_system_task(self._rollup_chunk_ahead, content, k)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    @staticmethod
+    def _chunk_key(content: RollupContent, k: int) -> tuple:
+        return ("rollup chunk", content.rollup.boundary, content.size, k)
+
+    async def _rollup_chunk_ahead(self, content: RollupContent, k: int) -> None:
+        try:
+            await self._rollup_chunk(content, k)
+        except Exception:  # a reader asking for it will see the error (and answer EIO)
+            log.exception("roll-up %s: chunk %d not read ahead", content.rollup.boundary.decode(), k)
+
+    async def _rollup_chunk(self, content: RollupContent, k: int) -> bytes:
+        """Bytes [k * rollup_chunk, (k + 1) * rollup_chunk) of the roll-up (less at its end)."""
+        key = self._chunk_key(content, k)
+        data = await self._loaded(key)
+        if data is not None:
+            return data
+        loading = self._loading[key] = trio.Event()
+        try:
+            data = await trio.to_thread.run_sync(self._rollup_chunk_sync, content, k, limiter=self._limiter)
+        finally:
+            if self._loading.get(key) is loading:
+                del self._loading[key]
+            loading.set()
+        self._remember(key, data)
+        return data
+
+    def _rollup_chunk_sync(self, content: RollupContent, k: int) -> bytes:
+        offsets = content.offsets
+        assert offsets is not None
+        members = content.rollup.members
+        start = k * self.rollup_chunk
+        end = min(start + self.rollup_chunk, content.size)
+        parts = []
+        pos = start
         if pos < offsets[0]:
-            header = await self._rollup_header(content, offsets)
-            parts.append(header[pos:end])
+            sizes = [(c, offsets[i + 1] - offsets[i]) for i, c in enumerate(members)]
+            parts.append(rollup_header(sizes)[pos:end])
             pos = min(end, offsets[0])
         i = bisect.bisect_right(offsets, pos) - 1
+        j = min(bisect.bisect_left(offsets, end), len(members))  # members [i, j) cover [pos, end)
+        source = self.source
+        found = source.cache.datas(source.format, [c.decode() for c in members[i:j]]) if pos < end else {}
         while pos < end and i < len(members):
-            start, stop = offsets[i], offsets[i + 1]
-            pack = self.content(members[i])
-            data = self.read_nowait(pack)
-            if data is None:
-                data = await self.read(pack, following=members[i + 1 : i + 1 + PREFETCH_PACKS])
-            if len(data) != stop - start:
+            begin, stop = offsets[i], offsets[i + 1]
+            data = found.get(members[i].decode())
+            if data is None:  # not cached (or evicted from the cache): built by the workers
+                data = source.pack(members[i])
+            if len(data) != stop - begin:
                 log.error("BUG: roll-up %s: member %s has %d bytes, its header says %d",
-                          content.rollup.boundary.decode(), members[i].decode(), len(data), stop - start)
-            parts.append(data[pos - start : min(end, stop) - start].ljust(min(end, stop) - pos, b"\0"))
+                          content.rollup.boundary.decode(), members[i].decode(), len(data), stop - begin)
+            parts.append(data[pos - begin : min(end, stop) - begin].ljust(min(end, stop) - pos, b"\0"))
             pos = min(end, stop)
             i += 1
         out = b"".join(parts)
-        return out.ljust(end - off, b"\0")  # past the members' end: only if they fall short of the listed size
-
-    async def _rollup_header(self, content: RollupContent, offsets: array) -> bytes:
-        key = ("rollup header", content.rollup.boundary)
-        header = self._recent.get_hit(key)
-        if header is None:
-            members = content.rollup.members
-            sizes = [(c, offsets[i + 1] - offsets[i]) for i, c in enumerate(members)]
-            header = await trio.to_thread.run_sync(rollup_header, sizes, limiter=self._limiter)
-            self._remember(key, header)
-        return header
+        return out.ljust(end - start, b"\0")  # past the members' end: only if they fall short of the listed size
 
     def _rollup_offsets_sync(self, content: RollupContent) -> array:
         """Where each member of the roll-up starts (after the header), and where the last ends."""
+        if content.offsets is not None:
+            return content.offsets
         members = content.rollup.members
         missing = [c for c in members if c not in self.sizes]
         if missing:
@@ -332,5 +383,3 @@ class PackStore:
                       content.rollup.boundary.decode(), offsets[-1], content.size)
         content.offsets = offsets
         return offsets
-
-

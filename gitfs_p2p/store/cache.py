@@ -156,6 +156,19 @@ class PackCache:
             return None
         return CachedPack(row[0], row[1], row[2], bool(row[3]))
 
+    def datas(self, fmt: int, commit_hexes: list[str]) -> dict[str, bytes]:
+        """The bytes of those of these packs whose bytes the cache holds, by id, in one
+        query per 500 ids (a roll-up's members are read a run at a time)."""
+        out: dict[str, bytes] = {}
+        with self._lock:
+            for i in range(0, len(commit_hexes), 500):
+                chunk = commit_hexes[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT commit_id, data FROM packs WHERE format=? AND commit_id IN ({marks}) AND data IS NOT NULL"
+                for cid, data in self._query(query, (fmt, *chunk)):
+                    out[cid] = data
+        return out
+
     def received_ids(self, fmt: int) -> set[str]:
         """The ids of every pack the watcher received and checked as it checks today
         (received = 2; rows from a format-1 watcher have 1)."""

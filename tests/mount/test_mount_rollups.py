@@ -18,7 +18,7 @@ from gitfs_p2p.git.repo import GitRepo
 from gitfs_p2p.git.snapshot import CommitList, RepoSnapshot, read_snapshot
 from gitfs_p2p.mount.fs import WALK_LOOKUPS, WALK_SHARE, PackFS
 from gitfs_p2p.mount.layout import Dir, File, PackDir, StaticContent, build_layout
-from gitfs_p2p.mount.store import PackStore, RollupContent
+from gitfs_p2p.mount.store import ROLLUP_AHEAD, PackStore, RollupContent
 from gitfs_p2p.pack.rollup import ROLLUP_SPAN, header_size, parse_rollup, plan_history
 from gitfs_p2p.store.rollups import rollup_boundaries, with_rollups
 from gitfs_p2p.store.source import PackSource
@@ -226,6 +226,36 @@ def test_read_range_serves_any_range_from_a_small_read_cache(repo650, sent, capl
         assert "the torrent lists" in caplog.text
 
     trio.run(main)
+
+
+def test_a_rollup_read_through_is_assembled_once_per_chunk_within_the_read_cache(repo650, sent, monkeypatch):
+    """A reader going through a roll-up (a client checking it) costs one query to the pack
+    cache per chunk, chunks read ahead included, and the read cache stays within its bound."""
+    torrents, source = sent
+    budget = 1 << 20
+    store = PackStore(source, read_cache_bytes=budget)
+    assert store.rollup_chunk * (1 + ROLLUP_AHEAD) <= budget // 4
+    rollup = torrents["all"].rollups[0]
+    expected = b"".join(rollup_chunks(source, rollup))
+    queries = []
+    datas = source.cache.datas
+    monkeypatch.setattr(source.cache, "datas", lambda fmt, ids: queries.append(len(ids)) or datas(fmt, ids))
+    chunks = -(-len(expected) // store.rollup_chunk)
+    assert chunks > 2
+
+    async def main():
+        content = RollupContent(rollup, len(expected))
+        got = bytearray()
+        for off in range(0, len(expected), 131072):
+            got += await store.read_range(content, off, 131072)
+            assert store._recent.weight <= budget
+        assert got == expected
+        keys = [k for k in store._recent if k[0] == "rollup chunk"]
+        assert all(len(store._recent[k]) <= store.rollup_chunk for k in keys)
+
+    trio.run(main)
+    assert len(queries) == chunks  # each chunk once (a chunk wholly header needs no query)
+    assert sum(queries) >= len(rollup.members)
 
 
 def test_contributed_rollups_make_a_directory_inside_packs(repo650):

@@ -35,6 +35,23 @@ def test_format_1_rows_move_over_but_old_receipts_are_not_trusted(tmp_path):
         cache.close()
 
 
+def test_datas_reads_the_bytes_of_many_packs_at_once_and_only_those_kept(tmp_path):
+    git_dir = tmp_path / "repo.git"
+    cache = PackCache(str(git_dir), max_bytes=20 * 1200)  # the oldest rows lose their bytes
+    try:
+        ids = [f"{i:040x}" for i in range(1200)]
+        for cid in ids:
+            cache.put(2, cid, cid.encode() * 1)
+        cache.put_size(2, "f" * 40, 7, b"x" * 32)  # a size without bytes
+        found = cache.datas(2, [*ids, "f" * 40, "e" * 40])  # more than one query's worth (500)
+        kept = [cid for cid in ids if cache.get(2, cid).data is not None]
+        assert 0 < len(kept) < len(ids)
+        assert found == {cid: cid.encode() for cid in kept}
+        assert cache.datas(1, ids) == {}
+    finally:
+        cache.close()
+
+
 def test_building_in_worker_processes_gives_the_same_packs(fresh_history, tmp_path, monkeypatch):
     """`gitp2p packs -j N`: packs built by a pool of worker processes (store/builders.Workers,
     real spawned interpreters) are the bytes one process builds, oldest first or not."""
