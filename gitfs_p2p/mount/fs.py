@@ -12,7 +12,9 @@ import errno
 import functools
 import logging
 import os
+import queue
 import stat
+import threading
 from typing import Callable
 
 import pyfuse3
@@ -30,10 +32,14 @@ LONG_TIMEOUT = 3600.0
 #: Names that follow moving refs (and directories) are re-checked this often.
 SHORT_TIMEOUT = 1.0
 BLOCK_SIZE = 128 << 10
-#: Files up to this size have their bytes handed to the kernel's page cache when first
-#: opened (FUSE_NOTIFY_STORE), so the reader's first read needs no round trip to this
-#: process; a client checking thousands of small packs saves one READ per file.
+#: Files up to this size have their bytes handed to the kernel's page cache when opened
+#: (FUSE_NOTIFY_STORE), so the reader's first read needs no round trip to this process; a
+#: client checking thousands of small packs saves one READ per file.  Every open pushes
+#: (transmission drops a file's pages when it closes it: POSIX_FADV_DONTNEED).
 PUSH_BYTES = 256 << 10
+#: Pushes wait for the pusher thread in a queue of at most this many bytes (beyond it an
+#: open pushes nothing: its reads come as READs).
+PUSH_QUEUE_BYTES = 4 << 20
 #: After this many lookups of names in packs/ a client is walking the packs (checking a
 #: torrent): `on_walk` is called, once per layout, and lists the directory, so that the
 #: kernel learns every name and attribute in a few READDIRPLUS round trips instead of
@@ -100,7 +106,13 @@ class PackFS(pyfuse3.Operations):
         self._uid = os.getuid()
         self._gid = os.getgid()
         self._files: dict[int, tuple[Content, bytes | None]] = {}  # open file -> (content, its bytes; None: by range)
-        self._pushed: set[int] = set()  # inodes whose bytes went to the page cache (PUSH_BYTES)
+        self._opened: dict[int, int] = {}  # file handle of a pack -> its inode
+        self._open_counts: collections.Counter[int] = collections.Counter()  # inode -> handles open
+        #: (inode, bytes) for the pusher thread (PUSH_BYTES); None stops it
+        self._push_queue: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
+        self._push_lock = threading.Lock()
+        self._push_queued = 0  # bytes in the queue
+        self._pusher: threading.Thread | None = None
         #: called (from the trio thread) when a client walks packs/ by name; see WALK_LOOKUPS
         self.on_walk: Callable[[], None] | None = None
         self._walk_lookups = 0
@@ -261,19 +273,68 @@ class PackFS(pyfuse3.Operations):
             data = await self.store.read(entry.content, following=self._packs_after(parent, entry))
         fh = self._new_fh()
         self._files[fh] = (entry.content, data)
-        if len(data) <= PUSH_BYTES and inode not in self._pushed:
-            self._push(inode, data)
+        self._opened[fh] = inode
+        self._open_counts[inode] += 1
+        if len(data) <= PUSH_BYTES:
+            if self._open_counts[inode] == 1:
+                self._push(inode, data)
+            else:
+                self._push_later(inode, data)
         # keep_cache: the bytes never change; never direct_io (mmap readers need the page cache).
         return pyfuse3.FileInfo(fh=fh, keep_cache=True, direct_io=False)
 
     def _push(self, inode: int, data: bytes) -> None:
-        """Put a file's bytes in the kernel's page cache (they never change: keep_cache)."""
+        """Put a file's bytes in the kernel's page cache now (they never change: keep_cache).
+
+        Only for a file no other handle has open: then no READ of it is in flight (a
+        READ holds a reference to its file, so the file's RELEASE comes after it), and
+        no page it would fill is locked by one.  The reader's first read is then never
+        a round trip, even when it dropped the pages at its last close (transmission:
+        POSIX_FADV_DONTNEED).
+        """
         try:
             pyfuse3.notify_store(inode, 0, data)
         except OSError as exc:  # ENOSYS (old kernel), ENOENT (forgotten): reads still work
             log.debug("notify_store(%d): %s", inode, exc)
-            return
-        self._pushed.add(inode)
+
+    def _push_later(self, inode: int, data: bytes) -> None:
+        """Have a file's bytes put in the page cache by the pusher thread: the file is
+        open elsewhere too, so a READ of it may be in flight and hold a page's lock that
+        storing would wait for, a lock that only this thread's answer to that READ
+        releases.  (A reader may ask before the push is done: its READ is answered as usual.)
+        """
+        if self._pusher is None:
+            self._pusher = threading.Thread(target=self._push_loop, name="notify_store", daemon=True)
+            self._pusher.start()
+        with self._push_lock:
+            if self._push_queued + len(data) > PUSH_QUEUE_BYTES:
+                return
+            self._push_queued += len(data)
+        self._push_queue.put((inode, data))
+
+    def _push_loop(self) -> None:
+        while (item := self._push_queue.get()) is not None:
+            inode, data = item
+            with self._push_lock:
+                self._push_queued -= len(data)
+            try:
+                pyfuse3.notify_store(inode, 0, data)
+            except OSError as exc:  # ENOSYS (old kernel), ENOENT (forgotten): reads still work
+                log.debug("notify_store(%d): %s", inode, exc)
+
+    def close(self) -> None:
+        """Stop the pusher thread (before the FUSE session closes)."""
+        if self._pusher is not None:
+            while True:
+                try:
+                    self._push_queue.get_nowait()  # what is left to push is not needed
+                except queue.Empty:
+                    break
+            self._push_queue.put(None)
+            self._pusher.join(timeout=10)
+            if self._pusher.is_alive():
+                log.warning("the notify_store thread did not stop within 10 s")
+            self._pusher = None
 
     @_fuse_boundary
     async def read(self, fh, off, size):
@@ -296,6 +357,11 @@ class PackFS(pyfuse3.Operations):
     @_fuse_boundary
     async def release(self, fh):
         self._files.pop(fh, None)
+        inode = self._opened.pop(fh, None)
+        if inode is not None:
+            self._open_counts[inode] -= 1
+            if self._open_counts[inode] <= 0:
+                del self._open_counts[inode]
 
     async def flush(self, fh):
         # Nothing is ever written: ENOSYS once and the kernel stops sending a

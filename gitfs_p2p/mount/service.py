@@ -168,6 +168,7 @@ class MountService:
                 task_status.started()
         finally:
             log.info("FUSE operations served: %s", " ".join(f"{k}={v}" for k, v in sorted(self.fs.ops.items())))
+            self.fs.close()
             # After an unmount from outside (gitp2p umount) the kernel side is gone already.
             pyfuse3.close(unmount=not self._unmounted_outside)
             if guard is not None:  # the process this mount started, and only it

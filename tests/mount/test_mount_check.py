@@ -76,3 +76,27 @@ def test_a_walk_by_name_reads_exact_bytes_in_few_round_trips(mount_of, repo300, 
     # ... and the bytes of a small pack reach the page cache with its first open.
     assert served.get("read", 0) < COMMITS // 10, served
     assert served["open"] >= COMMITS, served
+
+
+def test_a_reader_that_drops_the_pages_at_close_gets_them_again_with_the_next_open(mount_of, repo300, tmp_path):
+    """transmission checks a file, then drops its pages (POSIX_FADV_DONTNEED): its next check
+    of the same file still finds the bytes in the page cache, pushed with the open."""
+    listing = cli("packs", repo300)
+    assert listing.returncode == 0, listing.stderr
+    order = [line.split()[0] for line in listing.stdout.splitlines()][:100]
+    log_path = str(tmp_path / "mount.log")
+    m = mount_of(repo300, "--log", log_path)
+    contents = {}
+    for check in range(3):
+        for cid in order:
+            fd = os.open(m.p("packs", f"{cid}.pack"), os.O_RDONLY)
+            try:
+                data = os.pread(fd, 1 << 20, 0)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+            assert contents.setdefault(cid, data) == data, cid
+    m.stop()
+    served = _served(log_path)
+    assert served["open"] == 3 * len(order), served
+    assert served.get("read", 0) < len(order) // 10, served  # not one READ per file and check
