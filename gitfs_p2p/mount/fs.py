@@ -32,6 +32,7 @@ LONG_TIMEOUT = 3600.0
 #: Names that follow moving refs (and directories) are re-checked this often.
 SHORT_TIMEOUT = 1.0
 BLOCK_SIZE = 128 << 10
+PAGE = 4096
 #: Files up to this size have their bytes handed to the kernel's page cache when opened
 #: (FUSE_NOTIFY_STORE), so the reader's first read needs no round trip to this process; a
 #: client checking thousands of small packs saves one READ per file.  Every open pushes
@@ -108,8 +109,9 @@ class PackFS(pyfuse3.Operations):
         self._files: dict[int, tuple[Content, bytes | None]] = {}  # open file -> (content, its bytes; None: by range)
         self._opened: dict[int, int] = {}  # file handle of a pack -> its inode
         self._open_counts: collections.Counter[int] = collections.Counter()  # inode -> handles open
-        #: (inode, bytes) for the pusher thread (PUSH_BYTES); None stops it
-        self._push_queue: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
+        #: (inode, offset, bytes) for the pusher thread; None stops it
+        self._push_queue: queue.SimpleQueue[tuple[int, int, bytes] | None] = queue.SimpleQueue()
+        self._ahead: dict[int, int] = {}  # open roll-up -> where its bytes pushed ahead end
         self._push_lock = threading.Lock()
         self._push_queued = 0  # bytes in the queue
         self._pusher: threading.Thread | None = None
@@ -265,6 +267,8 @@ class PackFS(pyfuse3.Operations):
         if isinstance(entry.content, RollupContent):  # read by range, never held whole
             fh = self._new_fh()
             self._files[fh] = (entry.content, None)
+            self._opened[fh] = inode
+            self._open_counts[inode] += 1
             return pyfuse3.FileInfo(fh=fh, keep_cache=True, direct_io=False)
         # The bytes are taken now and held until release: an open file reads the same bytes
         # until it is closed, even if its commit is pruned from the repository meanwhile.
@@ -297,7 +301,7 @@ class PackFS(pyfuse3.Operations):
         except OSError as exc:  # ENOSYS (old kernel), ENOENT (forgotten): reads still work
             log.debug("notify_store(%d): %s", inode, exc)
 
-    def _push_later(self, inode: int, data: bytes) -> None:
+    def _push_later(self, inode: int, data: bytes, offset: int = 0) -> bool:
         """Have a file's bytes put in the page cache by the pusher thread: the file is
         open elsewhere too, so a READ of it may be in flight and hold a page's lock that
         storing would wait for, a lock that only this thread's answer to that READ
@@ -308,17 +312,18 @@ class PackFS(pyfuse3.Operations):
             self._pusher.start()
         with self._push_lock:
             if self._push_queued + len(data) > PUSH_QUEUE_BYTES:
-                return
+                return False
             self._push_queued += len(data)
-        self._push_queue.put((inode, data))
+        self._push_queue.put((inode, offset, data))
+        return True
 
     def _push_loop(self) -> None:
         while (item := self._push_queue.get()) is not None:
-            inode, data = item
+            inode, offset, data = item
             with self._push_lock:
                 self._push_queued -= len(data)
             try:
-                pyfuse3.notify_store(inode, 0, data)
+                pyfuse3.notify_store(inode, offset, data)
             except OSError as exc:  # ENOSYS (old kernel), ENOENT (forgotten): reads still work
                 log.debug("notify_store(%d): %s", inode, exc)
 
@@ -343,7 +348,9 @@ class PackFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EBADF)
         content, data = opened
         if data is None:
-            return await self.store.read_range(content, off, size)
+            out = await self.store.read_range(content, off, size)
+            self._push_ahead(fh, content, off + len(out))
+            return out
         expected = content.size_nowait()
         if expected is not None and expected != len(data):
             log.error(
@@ -354,9 +361,26 @@ class PackFS(pyfuse3.Operations):
             )
         return data[off : off + size]
 
+    def _push_ahead(self, fh: int, content: RollupContent, pos: int) -> None:
+        """After a read of a roll-up up to pos: have the bytes after it, up to the end of
+        the next chunk, that the read cache holds put in the page cache (by the pusher
+        thread), so a reader going on finds them there instead of asking.  Whole pages
+        only, each range once per open file."""
+        start = max(-(-pos // PAGE) * PAGE, self._ahead.get(fh, 0))
+        step = self.store.rollup_chunk
+        end = min(content.size, (pos // step + 2) * step)
+        if end <= start:
+            return
+        ahead = self.store.read_range_nowait(content, start, end)
+        if start + len(ahead) < content.size:
+            ahead = ahead[: len(ahead) // PAGE * PAGE]
+        if ahead and self._push_later(self._opened[fh], ahead, start):
+            self._ahead[fh] = start + len(ahead)
+
     @_fuse_boundary
     async def release(self, fh):
         self._files.pop(fh, None)
+        self._ahead.pop(fh, None)
         inode = self._opened.pop(fh, None)
         if inode is not None:
             self._open_counts[inode] -= 1

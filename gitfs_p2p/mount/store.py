@@ -315,6 +315,20 @@ class PackStore:
     def _chunk_key(content: RollupContent, k: int) -> tuple:
         return ("rollup chunk", content.rollup.boundary, content.size, k)
 
+    def read_range_nowait(self, content: RollupContent, off: int, end: int) -> bytes:
+        """As much of [off, end) of a roll-up as its chunks in the read cache hold, from off."""
+        step = self.rollup_chunk
+        parts = []
+        pos = off
+        while pos < min(end, content.size):
+            k = pos // step
+            chunk = self._recent.get(self._chunk_key(content, k))
+            if chunk is None:
+                break
+            parts.append(chunk[pos - k * step : min(end, (k + 1) * step) - k * step])
+            pos = min(end, (k + 1) * step)
+        return b"".join(parts)
+
     async def _rollup_chunk_ahead(self, content: RollupContent, k: int) -> None:
         try:
             await self._rollup_chunk(content, k)

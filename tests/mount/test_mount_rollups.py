@@ -175,6 +175,59 @@ def test_a_cached_torrent_whose_rollups_were_never_recorded_is_served_whole(moun
         cache.close()
 
 
+def _resident_pages(path: str) -> int:
+    """How many of the file's pages are in the page cache (mincore of a mapping; reads nothing)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    size = os.stat(path).st_size
+    pages = -(-size // mmap.PAGESIZE)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        try:
+            vec = ctypes.create_string_buffer(pages)
+            assert libc.mincore(addr, size, vec) == 0, ctypes.get_errno()
+            return sum(b & 1 for b in vec.raw)
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+
+
+@needs_fuse
+def test_a_rollup_read_from_the_start_has_the_rest_pushed_into_the_page_cache(repo650, sent, mount_of, tmp_path):
+    """A read of a roll-up's first page puts the bytes after it that the server has at hand
+    in the page cache (the reader's next reads are then no round trips), and they are the
+    roll-up's bytes."""
+    torrents, source = sent
+    log_path = str(tmp_path / "mount.log")
+    m = mount_of(repo650, "--log", log_path)
+    rollup = torrents["all"].rollups[-1]
+    path = m.p("packs", rollup.path)
+    assert wait_for(lambda: os.path.exists(path), timeout=120)
+    expected = b"".join(rollup_chunks(source, rollup))
+    assert len(expected) > 16 * mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no readahead: the first read asks for one page
+        assert os.pread(fd, 4096, 0) == expected[:4096]
+        assert wait_for(lambda: _resident_pages(path) == -(-len(expected) // mmap.PAGESIZE), timeout=30)
+        data = b"".join(os.pread(fd, 65536, off) for off in range(0, len(expected) + 1, 65536))
+    finally:
+        os.close(fd)
+    assert data == expected
+    m.stop()
+    with open(log_path) as fh:
+        served = [line for line in fh if "FUSE operations served:" in line][0]
+    assert " read=1 " in served or served.rstrip().endswith(" read=1"), served
+
+
 # -- without mounting ------------------------------------------------------------------------------
 def test_a_cached_torrent_gets_its_rollups_from_the_record_or_the_history(repo650, sent):
     torrents, _ = sent
