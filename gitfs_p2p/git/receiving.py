@@ -23,10 +23,9 @@ from dulwich.pack import write_pack_index_v2
 
 from .. import faults
 from ..errors import ReceiveError, RepositoryError
-from ..pack.bundle import build_pack
+from ..pack.bundle import PlanEntry, write_plan
 from ..pack.fsck import FsckPolicy
 from ..pack.packfile import OBJ_COMMIT, OBJ_TAG
-from ..pack.verify import VerifiedPack
 from .runner import ObjectReader, run_git
 
 __all__ = ["ReceivingRepo", "RefState"]
@@ -198,9 +197,10 @@ class ReceivingRepo:
         except ValueError as exc:
             raise RepositoryError(f"{self.path}: {exc}") from None
 
-    def write_objects(self, packs: list[VerifiedPack]) -> str:
-        """Store the packs' objects durably as one pack; returns its name."""
-        pack, rows, checksum = build_pack(packs)
+    def write_objects(self, plan: list[PlanEntry]) -> str:
+        """Store verified packs' objects durably as one pack (bundle.pack_plan of each, in
+        order); returns its name."""
+        pack, rows, checksum = write_plan(plan)
         name = checksum.hex()
         idx = io.BytesIO()
         write_pack_index_v2(idx, rows, checksum)  # dulwich: the .idx v2 git reads

@@ -17,7 +17,12 @@ from typing import Iterator
 from .packfile import OBJ_REF_DELTA, entry_header
 from .verify import VerifiedPack
 
-__all__ = ["build_pack"]
+__all__ = ["build_pack", "pack_plan", "write_plan", "PlanEntry"]
+
+
+#: One entry of the written pack: its id, and either received bytes to copy verbatim or
+#: (type, content) to write whole.
+PlanEntry = tuple[bytes, "memoryview | tuple[int, bytes]"]
 
 
 def build_pack(packs: list[VerifiedPack]) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
@@ -34,31 +39,43 @@ def build_pack(packs: list[VerifiedPack]) -> tuple[bytes, list[tuple[bytes, int,
     copied whole, after the bases it took from outside itself, written whole.
     Returns (pack, rows sorted by id: (id, offset, crc32), pack checksum).
     """
-    # What goes in, in order: received bytes to copy, or (type, content) to write whole.
-    plan: list[tuple[bytes, object]] = []
     have: set[bytes] = set()
+    plan: list[PlanEntry] = []
+    for vp in packs:
+        plan += pack_plan(vp, have)
+    return write_plan(plan)
+
+
+def pack_plan(vp: VerifiedPack, have: set[bytes]) -> list[PlanEntry]:
+    """What one verified pack adds to the written pack (see build_pack), given the ids
+    written before it; adds its own to `have`.  Holds only the contents written whole, so
+    a caller that keeps the plan may let the pack's inflated objects go."""
+    plan: list[PlanEntry] = []
 
     def take(oid: bytes, what) -> None:
         plan.append((oid, what))
         have.add(oid)
 
-    for vp in packs:
-        view = memoryview(vp.data)
-        if vp.has_ofs_delta:
-            for oid, found in vp.external.items():
-                if oid not in have:
-                    take(oid, found)
-            for e in vp.entries:
-                take(e.id, view[e.start : e.end])
-            continue
+    view = memoryview(vp.data)
+    if vp.has_ofs_delta:
+        for oid, found in vp.external.items():
+            if oid not in have:
+                take(oid, found)
         for e in vp.entries:
-            if e.id in have:
-                continue
-            if e.type_num == OBJ_REF_DELTA and e.base_id not in have:
-                take(e.id, vp.objects[e.id])
-            else:
-                take(e.id, view[e.start : e.end])
+            take(e.id, view[e.start : e.end])
+        return plan
+    for e in vp.entries:
+        if e.id in have:
+            continue
+        if e.type_num == OBJ_REF_DELTA and e.base_id not in have:
+            take(e.id, vp.objects[e.id])
+        else:
+            take(e.id, view[e.start : e.end])
+    return plan
 
+
+def write_plan(plan: list[PlanEntry]) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
+    """The pack of a plan (pack_plan's entries, in order): (pack, sorted index rows, checksum)."""
     wholes = _compressed([what[1] for _, what in plan if isinstance(what, tuple)])
     parts: list[bytes] = [b""]
     rows: list[tuple[bytes, int, int]] = []  # id, offset, crc32

@@ -6,6 +6,7 @@ keeps parsed trees between packs.  See docs/watcher.md, "Completeness".
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -14,7 +15,7 @@ from .lru import LRU
 from .objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitHeader, ObjectParseError, TagHeader, iter_tree, parse_commit, parse_tag
 from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE, TYPE_NAMES
 
-__all__ = ["RepoView", "TreeCache", "Checker", "PackRejected", "MAX_PARENT_WALK", "parse_named"]
+__all__ = ["RepoView", "TreeCache", "TREE_CACHE_BYTES", "Checker", "PackRejected", "MAX_PARENT_WALK", "parse_named"]
 
 #: Most trees read from parents to prove a pack's outside objects (a copy from far away).
 MAX_PARENT_WALK = 200_000
@@ -35,22 +36,37 @@ def parse_named(type_num: int, raw: bytes, oid: str) -> CommitHeader | TagHeader
     raise PackRejected(f"the file is named for {oid}, which is a {TYPE_NAMES[type_num].decode()}, not a commit or tag")
 
 
+#: Bytes of parsed trees TreeCache keeps (estimated: TreeCache.weight).
+TREE_CACHE_BYTES = 16 << 20
+#: What one parsed entry costs besides the dict's own table: its name and id (bytes
+#: objects), the (kind, id) tuple.
+_ENTRY_BYTES = 160
+
+
 class TreeCache:
     """Parsed trees by binary id (name -> (kind, binary id)), least recently used dropped.
 
     Content-addressed, so always right; shared across packs because a commit's parent
     trees are the trees its parent's pack brought, parsed a moment before.  Bounded by
-    the number of entries held (about 200 bytes each).
+    the bytes held (max_bytes, estimated by weight()).
     """
 
-    def __init__(self, max_entries: int = 200_000):
-        self._trees = LRU(max_entries)  # weighed by entries
+    def __init__(self, max_bytes: int = TREE_CACHE_BYTES):
+        self._trees = LRU(max_bytes)
 
     def get(self, tree_id: bytes) -> dict[bytes, tuple[str, bytes]] | None:
         return self._trees.get_hit(tree_id)
 
     def put(self, tree_id: bytes, names: dict[bytes, tuple[str, bytes]]) -> None:
-        self._trees.put(tree_id, names, len(names))
+        self._trees.put(tree_id, names, self.weight(names))
+
+    @staticmethod
+    def weight(names: dict) -> int:
+        return sys.getsizeof(names) + _ENTRY_BYTES * len(names)
+
+    @property
+    def bytes(self) -> int:
+        return self._trees.weight
 
 
 @dataclass(frozen=True)

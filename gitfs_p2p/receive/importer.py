@@ -11,7 +11,6 @@ watcher.py runs passes when DIR changes.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import time
@@ -21,6 +20,7 @@ from typing import Callable
 from .. import faults
 from ..errors import ReceiveError
 from ..git.receiving import ReceivingRepo
+from ..pack.bundle import PlanEntry, pack_plan
 from ..pack.commitpack import FORMAT_VERSION
 from ..pack.manifest import ManifestError, RefManifest
 from ..pack.manifest import checksum_ok as manifest_checksum_ok
@@ -43,7 +43,6 @@ from .quarantine import Quarantine
 from .refs import DEFAULT_REMOTE, RefMover
 from .result import PassResult, causes
 from .scan import DirScanner, file_key
-from .signed import Found, ManifestGate, is_signature
 
 __all__ = ["Importer", "DEFAULT_SETTLE", "DEFAULT_MAX_PACK_BYTES", "DEFAULT_REMOTE"]
 
@@ -53,10 +52,11 @@ log = logging.getLogger(__name__)
 DEFAULT_SETTLE = 10.0
 #: A file modified more recently than this is left for the next pass (watch mode only).
 QUIET = 0.3
-#: Bounds of one written pack (a batch of commit packs).
+#: Bounds of one written pack (a batch of commit packs): packs, received bytes, and the
+#: inflated bytes of the objects it must write whole (a delta whose base lies outside it).
 BATCH_PACKS = 500
-BATCH_BYTES = 64 << 20
-BATCH_INFLATED = 256 << 20
+BATCH_BYTES = 32 << 20
+BATCH_INFLATED = 32 << 20
 #: Merge the repository's packs when there are more than this many.
 CONSOLIDATE_AT = 64
 DEFAULT_MAX_PACK_BYTES = 1 << 30
@@ -64,7 +64,7 @@ DEFAULT_MAX_PACK_BYTES = 1 << 30
 MEMBER_MARK = "#"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Verdict:
     key: tuple
     kind: str  # "done" | "waiting" | "incomplete" | "ready" | "changing" | "rejected"
@@ -75,26 +75,29 @@ class _Verdict:
     mtime: float = 0.0
     manifest: RefManifest | None = None
     members: tuple[str, ...] = ()  # a roll-up's members' paths (MEMBER_MARK)
-    digest: str = ""  # a manifest's sha256 (hex), for its signature
 
 
 class _Batch:
-    """Verified packs not yet written; their objects answer lookups meanwhile."""
+    """Verified packs not yet written: their received bytes and the plan of the pack that
+    will hold them (bundle.pack_plan), which keeps only the objects to be written whole.
+    Their other objects are not kept here: Presence keeps them a while for reading, and
+    a read it cannot answer of an object still in a batch writes the batch first."""
 
     def __init__(self) -> None:
-        self.packs: list[VerifiedPack] = []
+        self.packs: list[tuple[str, bytes]] = []  # (the commit or tag a pack is named for, its bytes)
         self.commits: set[str] = set()  # the commits and tags the batch's packs are named for
-        self.objects: dict[bytes, tuple[int, bytes]] = {}
+        self.ids: set[bytes] = set()  # every object the written pack will hold
+        self.plan: list[PlanEntry] = []
         self.bytes = 0
         self.inflated = 0
 
     def add(self, vp: VerifiedPack) -> None:
-        self.packs.append(vp)
+        plan = pack_plan(vp, self.ids)
+        self.plan += plan
+        self.packs.append((vp.object_id, vp.data))
         self.commits.add(vp.object_id)
-        self.objects.update(vp.objects)
-        self.objects.update(vp.external)
         self.bytes += len(vp.data)
-        self.inflated += vp.inflated_size
+        self.inflated += sum(len(what[1]) for _, what in plan if isinstance(what, tuple))
 
     @property
     def full(self) -> bool:
@@ -134,12 +137,10 @@ class Importer:
         self.policy = self.repo.fsck_policy()
         self.report = report or (lambda line: log.info("%s", line))
         self._batch = _Batch()
-        self.presence = Presence(self.repo, self.cache, lambda: self._batch.commits, lambda: self._batch.objects)
+        self.presence = Presence(self.repo, self.cache, lambda: self._batch.commits, lambda oid: oid in self._batch.ids)
         self.refs = RefMover(self.repo, self.presence, force=force, remote=remote, report=self.report)
         self.scanner = DirScanner(self.dir, {self.git_dir, os.path.realpath(self.repo.path)}, self.report)
         self.settle = settle
-        self.gate = ManifestGate(self.git_dir, read=self.scanner.read, rel=self.scanner.rel, quarantine=self.quarantine,
-                                 refuse=self.refs.refuse, report=self.report, settle=settle)
         self.quiet = quiet
         self.max_pack_bytes = max_pack_bytes
         self.limits = limits
@@ -238,8 +239,6 @@ class Importer:
         waiting: dict[str, tuple[str, os.stat_result, frozenset[str]]] = {}
         self._live: dict[str, int] = {}  # commit -> its files not rejected
         manifests = [(path, st) for path, st in manifests if path not in refused_here]
-        signatures = [(path, st) for path, st in manifests if is_signature(path)]
-        manifests = [(path, st) for path, st in manifests if not is_signature(path)]
         for path, st in packs:
             commit = _named(path)
             if path in refused_here:
@@ -267,14 +266,11 @@ class Importer:
         self.presence.forget()  # objects were written: the answers are stale
         wanted: dict[str, str] = {}
         head = None
-        found = []
         for path, st in manifests:
             manifest = self._read_manifest(path, st, now, final, result)
             if manifest is not None:
-                found.append(Found(path, manifest, self._verdicts[path].digest))
-        for manifest in self.gate.admit(found, signatures, result, now):  # signed.py: which may move refs
-            wanted.update(manifest.refs)
-            head = manifest.head or head
+                wanted.update(manifest.refs)
+                head = manifest.head or head
         self.refs.update(wanted, head, result)
         result.causes = causes(result, self.quarantined.by_object, self.quarantine_dir)
         return result
@@ -409,7 +405,8 @@ class Importer:
                 result.changing += 1
                 continue
             try:
-                outcome = verify_pack(data, commit, self.presence.view(), self.limits, self.policy)
+                view = self.presence.view(lambda: self._flush(result))
+                outcome = verify_pack(data, commit, view, self.limits, self.policy)
             except PackRejected as exc:
                 self._reject(path, file_key(st), str(exc), result)
                 self._live[commit] -= 1
@@ -431,12 +428,15 @@ class Importer:
             del data
             # Written even when its objects seem present already (a killed pass, or objects
             # that were lying in REPO): only what we write ourselves is known to be whole.
-            if outcome.has_ofs_delta and self._batch.packs:
+            ofs = outcome.has_ofs_delta
+            if ofs and self._batch.packs:
                 self._flush(result)
             self._batch.add(outcome)
+            self.presence.remember(outcome.objects, outcome.external)
+            del outcome
             added += 1
             waiting.pop(commit, None)
-            if self._batch.full or outcome.has_ofs_delta:
+            if self._batch.full or ofs:
                 self._flush(result)
             for child in by_need.pop(commit, ()):
                 if child in waiting:
@@ -450,17 +450,15 @@ class Importer:
     def _flush(self, result: PassResult) -> None:
         batch = self._batch
         if batch.packs:
-            name = self.repo.write_objects(batch.packs)
+            name = self.repo.write_objects(batch.plan)
             log.info("wrote pack-%s with %d received packs", name, len(batch.packs))
-        if batch.packs:
-            self.presence.written(batch.objects)
-        for vp in batch.packs:
-            self.cache.put(FORMAT_VERSION, vp.object_id, vp.data, received=True)
+        for object_id, data in batch.packs:
+            self.cache.put(FORMAT_VERSION, object_id, data, received=True)
             faults.reached("after-cache")
-            self.presence.imported.add(vp.object_id)
+            self.presence.imported.add(object_id)
             result.new += 1
         if batch.packs and self.on_written is not None:
-            self.on_written([vp.object_id for vp in batch.packs])
+            self.on_written([object_id for object_id, _ in batch.packs])
         self._batch = _Batch()
         if batch.packs and self.repo.pack_count() > CONSOLIDATE_AT:
             self.repo.consolidate()
@@ -493,7 +491,7 @@ class Importer:
                 result.incomplete.append(self.scanner.rel(path))
                 self._maybe_give_up(path, verdict, now, result)
             return None
-        self._verdicts[path] = _Verdict(key, "done", manifest=manifest, digest=hashlib.sha256(data).hexdigest())
+        self._verdicts[path] = _Verdict(key, "done", manifest=manifest)
         return manifest
 
 

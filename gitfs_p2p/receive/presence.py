@@ -19,31 +19,36 @@ from ..store.cache import PackCache
 
 __all__ = ["Presence", "RECENT_BYTES"]
 
-#: Objects of the packs written last kept for reading (a child's delta bases are mostly its
-#: parent's objects, written a moment before): REPO is asked only past this many bytes.
+#: Objects of the packs verified last kept for reading (a child's delta bases and parent
+#: trees are mostly its parent's objects, verified a moment before): REPO is asked only
+#: past this many bytes.  Each object is weighed as its content plus OBJECT_OVERHEAD.
 RECENT_BYTES = 32 << 20
+#: What one kept object costs besides its content (its id, the tuple, the LRU's links).
+OBJECT_OVERHEAD = 256
 
 
 class Presence:
-    """Answers about REPO for one importer; batch_ids/batch_objects: what is verified, not yet written."""
+    """Answers about REPO for one importer.  batch_ids(): the commits and tags verified,
+    not yet written; unwritten(binary id): the object is in that batch."""
 
     def __init__(self, repo: ReceivingRepo, cache: PackCache, batch_ids: Callable[[], set[str]],
-                 batch_objects: Callable[[], dict]):
+                 unwritten: Callable[[bytes], bool]):
         self.repo = repo
         self.cache = cache
         self.batch_ids = batch_ids
-        self.batch_objects = batch_objects
+        self.unwritten = unwritten
         self.imported: set[str] = set()
         self.trees = TreeCache()
         self._received: set[str] | None = None  # ids of received packs in the cache (loaded once)
         self._types: dict[str, int | None] = {}  # REPO's answers, valid for one pass
-        self._recent = LRU(RECENT_BYTES)  # binary id -> (type, content) of objects written lately
+        self._recent = LRU(RECENT_BYTES)  # binary id -> (type, content) of objects verified lately
 
-    def written(self, objects: dict) -> None:
-        """Objects now in REPO (a flushed batch, in pack order): kept a while for reading."""
-        for oid, value in objects.items():
-            if len(value[1]) <= RECENT_BYTES // 8:
-                self._recent.put(oid, value, 64 + len(value[1]))
+    def remember(self, *objects: dict) -> None:
+        """Objects of a verified pack (binary id -> (type, content)): kept a while for reading."""
+        for found in objects:
+            for oid, value in found.items():
+                if len(value[1]) <= RECENT_BYTES // 8:
+                    self._recent.put(oid, value, OBJECT_OVERHEAD + len(value[1]))
 
     def ask_first(self, hex_ids: list[str]) -> None:
         """Ask REPO the types of these objects in one batch (answers kept until forget())."""
@@ -96,13 +101,18 @@ class Presence:
             return self.is_imported(need) or self.repo.trusted_tag(need, type_num)
         return True
 
-    def view(self) -> RepoView:
-        objects = self.batch_objects()
-
+    def view(self, write_batch: Callable[[], None]) -> RepoView:
+        """What a pack's check may ask; write_batch() writes the unwritten batch (then REPO
+        answers for its objects)."""
         recent = self._recent
+        unwritten = self.unwritten
 
         def read(oid: bytes):
-            hit = objects.get(oid) or recent.get_hit(oid)
-            return hit if hit is not None else self.repo.read(oid)
+            hit = recent.get_hit(oid)
+            if hit is not None:
+                return hit
+            if unwritten(oid):  # verified, no longer kept, not written yet: write it now
+                write_batch()
+            return self.repo.read(oid)
 
         return RepoView(read, self.has_commit, self.has_tag, self.trees)

@@ -52,6 +52,27 @@ def test_whole_history_in_one_pass(tmp_path, sender, order):
     assert git("symbolic-ref", "HEAD", cwd=repo).strip() == sender.head
 
 
+def test_objects_not_kept_in_memory_are_read_after_writing_the_batch(tmp_path, sender, monkeypatch):
+    """With nothing kept for reading, every delta base, parent commit and parent tree still in
+    the unwritten batch is found: the batch is written first, then REPO answers."""
+    from gitfs_p2p.receive import presence
+
+    monkeypatch.setattr(presence, "RECENT_BYTES", 0)
+    writes = []
+    original = watch.Importer._flush
+    monkeypatch.setattr(watch.Importer, "_flush", lambda self, result: (writes.append(len(self._batch.packs)), original(self, result)))
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    deliver(str(d), sender, list(sender.commits))
+    write_manifest(str(d), sender.manifest())
+    with _importer(d, repo) as imp:
+        imp.presence.trees = None  # no parsed trees either
+        result = imp.run_pass(final=True)
+    assert result.imported == result.total == len(sender.commits)
+    assert not result.waiting and not result.quarantined
+    assert len([n for n in writes if n]) > len(sender.commits) // 2  # written mostly one pack at a time
+    _assert_same_as_sender(repo, sender)
+
+
 def test_packs_arrive_one_by_one_shuffled(tmp_path, sender, monkeypatch):
     """Every step: fsck clean while refs are visible; waiting packs report what they need."""
     monkeypatch.setattr(watch, "BATCH_PACKS", 3)  # several written packs, and merging them
