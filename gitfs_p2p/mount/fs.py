@@ -184,7 +184,10 @@ class PackFS(pyfuse3.Operations):
             return []
         if not isinstance(directory, PackDir):
             return []
-        return directory.commits_after(entry.content.commit_id, PREFETCH_PACKS)
+        oid = entry.content.commit_id
+        # A torrent lists a tag after the packs it names, not next to the other tags, but
+        # loading the tags listed next to it still saves most of their trips.
+        return directory.commits_after(oid, PREFETCH_PACKS) or directory.tags_after(oid, PREFETCH_PACKS)
 
     # -- lookups ------------------------------------------------------------------------------
     @_fuse_boundary

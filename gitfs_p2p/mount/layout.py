@@ -28,6 +28,7 @@ one the layout already has (a pack, a ref); such a conflict is logged.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable, Protocol, Sequence
@@ -207,6 +208,11 @@ class PackDir:
         """The (at most count) commits listed right after oid's pack; [] for a tag or unknown id."""
         i = self.commits.index.get(oid)
         return [] if i is None else self.commits.ids[i + 1 : i + 1 + count]
+
+    def tags_after(self, oid: bytes, count: int) -> list[bytes]:
+        """The (at most count) tags listed right after tag oid's pack; [] for an unknown id."""
+        i = bisect.bisect_right(self._tag_ids, oid)
+        return self._tag_ids[i : i + count] if i and self._tag_ids[i - 1] == oid else []
 
     def get(self, name: str) -> Entry:
         m = PACK_NAME.match(name)

@@ -23,7 +23,7 @@ from ..pack.rollup import Rollup, header_size, rollup_header
 from ..store.source import PackSource, Progress
 from .layout import Content
 
-__all__ = ["PackStore", "PackContent", "RollupContent", "DEFAULT_READ_CACHE_BYTES", "WORKER_THREADS", "PREFETCH_PACKS", "ROLLUP_CHUNK", "ROLLUP_AHEAD"]
+__all__ = ["PackStore", "PackContent", "RollupContent", "DEFAULT_READ_CACHE_BYTES", "WORKER_THREADS", "PREFETCH_PACKS", "ROLLUP_CHUNK", "ROLLUP_AHEAD", "ROLLUP_SHARE"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ PREFETCH_BYTES = 1 << 20
 ROLLUP_CHUNK = 1 << 20
 #: ... and this many chunks after the one a reader asked for are loaded meanwhile.
 ROLLUP_AHEAD = 2
+#: Roll-up chunks are kept in 1/ROLLUP_SHARE of the read cache (the rest is for packs).
+ROLLUP_SHARE = 4
 
 
 class PackContent:
@@ -112,11 +114,15 @@ class PackStore:
         self.progress = progress
         self._lock = threading.Lock()
         self._sizing: dict[bytes, threading.Event] = {}
-        self._recent = LRU(read_cache_bytes)  # key -> bytes read lately, weighed by their length
+        # The read cache: roll-up chunks get their own share of it, so that a client going
+        # through 100 MB of roll-ups does not push out the packs it opens on every check.
+        chunk_bytes = read_cache_bytes // ROLLUP_SHARE
+        self._recent = LRU(read_cache_bytes - chunk_bytes)  # key -> bytes of packs read lately, by length
+        self._chunks = LRU(chunk_bytes)  # roll-up chunks read lately, by length
         self._read_cache_bytes = read_cache_bytes
         #: roll-ups are read in chunks of this many bytes: ROLLUP_CHUNK, less if the read
-        #: cache is small (it holds the chunk asked for and the ROLLUP_AHEAD after it)
-        self.rollup_chunk = max(4096, min(ROLLUP_CHUNK, read_cache_bytes // (4 * (1 + ROLLUP_AHEAD))))
+        #: cache is small (its share holds the chunk asked for and the ROLLUP_AHEAD after it)
+        self.rollup_chunk = max(4096, min(ROLLUP_CHUNK, chunk_bytes // (1 + ROLLUP_AHEAD)))
         self._loading: dict[object, trio.Event] = {}
         self._limiter_obj: trio.CapacityLimiter | None = None
 
@@ -247,10 +253,11 @@ class PackStore:
             self._remember(("pack", cid), pack)
         return data
 
-    async def _loaded(self, key: object) -> bytes | None:
+    async def _loaded(self, key: object, cache: LRU | None = None) -> bytes | None:
         """key's bytes if in the read cache, or once a load of them under way ends; else None."""
+        cache = self._recent if cache is None else cache
         for _ in range(4):
-            data = self._recent.get_hit(key)
+            data = cache.get_hit(key)
             if data is not None:
                 return data
             loading = self._loading.get(key)
@@ -307,7 +314,7 @@ class PackStore:
             start = k * step
             parts.append(chunk[max(off, start) - start : min(end, start + step) - start])
         for k in range(last + 1, min(last + 1 + ROLLUP_AHEAD, (content.size - 1) // step + 1)):
-            if self._chunk_key(content, k) not in self._recent and self._chunk_key(content, k) not in self._loading:
+            if self._chunk_key(content, k) not in self._chunks and self._chunk_key(content, k) not in self._loading:
                 trio.lowlevel.spawn_system_task(self._rollup_chunk_ahead, content, k)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
@@ -322,7 +329,7 @@ class PackStore:
         pos = off
         while pos < min(end, content.size):
             k = pos // step
-            chunk = self._recent.get(self._chunk_key(content, k))
+            chunk = self._chunks.get(self._chunk_key(content, k))
             if chunk is None:
                 break
             parts.append(chunk[pos - k * step : min(end, (k + 1) * step) - k * step])
@@ -338,7 +345,7 @@ class PackStore:
     async def _rollup_chunk(self, content: RollupContent, k: int) -> bytes:
         """Bytes [k * rollup_chunk, (k + 1) * rollup_chunk) of the roll-up (less at its end)."""
         key = self._chunk_key(content, k)
-        data = await self._loaded(key)
+        data = await self._loaded(key, self._chunks)
         if data is not None:
             return data
         loading = self._loading[key] = trio.Event()
@@ -348,7 +355,7 @@ class PackStore:
             if self._loading.get(key) is loading:
                 del self._loading[key]
             loading.set()
-        self._remember(key, data)
+        self._chunks.put(key, data, len(data))
         return data
 
     def _rollup_chunk_sync(self, content: RollupContent, k: int) -> bytes:

@@ -18,7 +18,7 @@ from gitfs_p2p.git.repo import GitRepo
 from gitfs_p2p.git.snapshot import CommitList, RepoSnapshot, read_snapshot
 from gitfs_p2p.mount.fs import WALK_LOOKUPS, WALK_SHARE, PackFS
 from gitfs_p2p.mount.layout import Dir, File, PackDir, StaticContent, build_layout
-from gitfs_p2p.mount.store import ROLLUP_AHEAD, PackStore, RollupContent
+from gitfs_p2p.mount.store import ROLLUP_AHEAD, ROLLUP_SHARE, PackStore, RollupContent
 from gitfs_p2p.pack.rollup import ROLLUP_SPAN, header_size, parse_rollup, plan_history
 from gitfs_p2p.store.rollups import rollup_boundaries, with_rollups
 from gitfs_p2p.store.source import PackSource
@@ -269,7 +269,7 @@ def test_read_range_serves_any_range_from_a_small_read_cache(repo650, sent, capl
         for i, (content, off, size) in enumerate(ranges):
             assert found[i] == expected[content.rollup.boundary][off : off + size], (off, size)
         largest = max(max(len(source.pack(c)) for r in rollups for c in r.members), header_size(len(rollups[0].members)))
-        assert store._recent.weight <= (64 << 10) + largest
+        assert store._recent.weight + store._chunks.weight <= (64 << 10) + max(largest, store.rollup_chunk)
 
         # Members that fall short of the listed size (a bug) still give whole ranges, and say so.
         wrong = RollupContent(rollups[0], sizes[rollups[0].path] + 10)
@@ -287,7 +287,7 @@ def test_a_rollup_read_through_is_assembled_once_per_chunk_within_the_read_cache
     torrents, source = sent
     budget = 1 << 20
     store = PackStore(source, read_cache_bytes=budget)
-    assert store.rollup_chunk * (1 + ROLLUP_AHEAD) <= budget // 4
+    assert store.rollup_chunk * (1 + ROLLUP_AHEAD) <= budget // ROLLUP_SHARE
     rollup = torrents["all"].rollups[0]
     expected = b"".join(rollup_chunks(source, rollup))
     queries = []
@@ -298,13 +298,16 @@ def test_a_rollup_read_through_is_assembled_once_per_chunk_within_the_read_cache
 
     async def main():
         content = RollupContent(rollup, len(expected))
+        pack = store.content(rollup.members[0])
+        await store.read(pack)
         got = bytearray()
         for off in range(0, len(expected), 131072):
             got += await store.read_range(content, off, 131072)
-            assert store._recent.weight <= budget
+            assert store._recent.weight + store._chunks.weight <= budget
         assert got == expected
-        keys = [k for k in store._recent if k[0] == "rollup chunk"]
-        assert all(len(store._recent[k]) <= store.rollup_chunk for k in keys)
+        assert len(expected) > budget // ROLLUP_SHARE and store.read_nowait(pack) is not None  # packs stay
+        assert store._chunks and all(len(chunk) <= store.rollup_chunk for chunk in store._chunks.values())
+        assert store._chunks.weight <= budget // ROLLUP_SHARE
 
     trio.run(main)
     assert len(queries) == chunks  # each chunk once (a chunk wholly header needs no query)
@@ -355,3 +358,14 @@ def test_a_walk_of_few_names_in_a_long_packs_dir_lists_nothing():
     assert walks == []
     trio.run(look_up, [cid + b".pack" for cid in ids[: len(ids) // WALK_SHARE]])
     assert walks == [0]
+
+
+def test_a_tag_pack_is_read_with_the_tags_listed_after_it():
+    ids = [f"{i:040x}".encode() for i in range(3)]
+    tags = {b"c" * 40: 1, b"a" * 40: 2, b"b" * 40: 3}
+    packs = PackDir(CommitList(ids, [1] * len(ids)), lambda cid: StaticContent(cid), tags)
+    assert packs.tags_after(b"a" * 40, 5) == [b"b" * 40, b"c" * 40]
+    assert packs.tags_after(b"b" * 40, 1) == [b"c" * 40]
+    assert packs.tags_after(b"c" * 40, 5) == []
+    assert packs.tags_after(b"d" * 40, 5) == packs.tags_after(ids[0], 5) == []
+    assert packs.commits_after(b"a" * 40, 5) == []
