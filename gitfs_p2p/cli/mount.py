@@ -50,7 +50,7 @@ def register(subparsers) -> None:
         type=parse_size,
         default=64 << 20,
         metavar="SIZE",
-        help="bytes of recently read packs the mount keeps in memory (default: 64M)",
+        help="bytes of recently read packs and roll-up chunks the mount keeps in memory (default: 64M; a quarter for the chunks)",
     )
     p.add_argument(
         "--allow-other",
