@@ -16,7 +16,7 @@ import threading
 from ..errors import GitCommandError
 from ..pack.packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
 
-__all__ = ["run_git", "ObjectReader", "TYPES"]
+__all__ = ["run_git", "ObjectReader", "TYPES", "READER_CONFIG"]
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 TYPES = {b"commit": OBJ_COMMIT, b"tree": OBJ_TREE, b"blob": OBJ_BLOB, b"tag": OBJ_TAG}
 #: Ids per write to git cat-file: 41 KB, under a pipe's 64 KiB.
 _ASK_CHUNK = 1000
+#: Bounds on what a long-lived reader (or a repack) keeps: mapped pack windows (their pages
+#: count in RSS) and cached delta bases.  git's defaults map up to 32 GiB in 1 GiB windows
+#: and cache 96 MiB of bases, so on a large history the reader alone reached 171 MB.
+READER_CONFIG = ("-c", "core.packedGitWindowSize=16m", "-c", "core.packedGitLimit=64m",
+                 "-c", "core.deltaBaseCacheLimit=16m")
 
 
 def run_git(*args: str, git_dir: str | None = None, input: bytes | None = None, check: bool = True) -> str:
@@ -74,7 +79,7 @@ class ObjectReader:
             p = getattr(self, attr)
             if p is None:
                 try:
-                    p = subprocess.Popen(["git", f"--git-dir={self.git_dir}", "cat-file", mode],
+                    p = subprocess.Popen(["git", f"--git-dir={self.git_dir}", *READER_CONFIG, "cat-file", mode],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
                 except FileNotFoundError:
                     raise GitCommandError("git is not installed (apt-get install git)") from None
