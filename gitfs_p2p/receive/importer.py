@@ -11,6 +11,7 @@ watcher.py runs passes when DIR changes.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import time
@@ -43,6 +44,7 @@ from .quarantine import Quarantine
 from .refs import DEFAULT_REMOTE, RefMover
 from .result import PassResult, causes
 from .scan import DirScanner, file_key
+from .signed import Found, ManifestGate, is_signature
 
 __all__ = ["Importer", "DEFAULT_SETTLE", "DEFAULT_MAX_PACK_BYTES", "DEFAULT_REMOTE"]
 
@@ -75,6 +77,7 @@ class _Verdict:
     mtime: float = 0.0
     manifest: RefManifest | None = None
     members: tuple[str, ...] = ()  # a roll-up's members' paths (MEMBER_MARK)
+    digest: str = ""  # a manifest's sha256 (hex), for its signature
 
 
 class _Batch:
@@ -141,6 +144,8 @@ class Importer:
         self.refs = RefMover(self.repo, self.presence, force=force, remote=remote, report=self.report)
         self.scanner = DirScanner(self.dir, {self.git_dir, os.path.realpath(self.repo.path)}, self.report)
         self.settle = settle
+        self.gate = ManifestGate(self.git_dir, read=self.scanner.read, rel=self.scanner.rel, quarantine=self.quarantine,
+                                 refuse=self.refs.refuse, report=self.report, settle=settle)
         self.quiet = quiet
         self.max_pack_bytes = max_pack_bytes
         self.limits = limits
@@ -239,6 +244,8 @@ class Importer:
         waiting: dict[str, tuple[str, os.stat_result, frozenset[str]]] = {}
         self._live: dict[str, int] = {}  # commit -> its files not rejected
         manifests = [(path, st) for path, st in manifests if path not in refused_here]
+        signatures = [(path, st) for path, st in manifests if is_signature(path)]
+        manifests = [(path, st) for path, st in manifests if not is_signature(path)]
         for path, st in packs:
             commit = _named(path)
             if path in refused_here:
@@ -266,11 +273,14 @@ class Importer:
         self.presence.forget()  # objects were written: the answers are stale
         wanted: dict[str, str] = {}
         head = None
+        found = []
         for path, st in manifests:
             manifest = self._read_manifest(path, st, now, final, result)
             if manifest is not None:
-                wanted.update(manifest.refs)
-                head = manifest.head or head
+                found.append(Found(path, manifest, self._verdicts[path].digest))
+        for manifest in self.gate.admit(found, signatures, result, now):  # signed.py: which may move refs
+            wanted.update(manifest.refs)
+            head = manifest.head or head
         self.refs.update(wanted, head, result)
         result.causes = causes(result, self.quarantined.by_object, self.quarantine_dir)
         return result
@@ -491,7 +501,7 @@ class Importer:
                 result.incomplete.append(self.scanner.rel(path))
                 self._maybe_give_up(path, verdict, now, result)
             return None
-        self._verdicts[path] = _Verdict(key, "done", manifest=manifest)
+        self._verdicts[path] = _Verdict(key, "done", manifest=manifest, digest=hashlib.sha256(data).hexdigest())
         return manifest
 
 
