@@ -237,6 +237,7 @@ class Importer:
             if path not in seen:
                 del self._verdicts[path]
         self._members = {m: w for m, w in self._members.items() if m in seen}
+        del seen
 
         # One batched question to REPO for every pack named in DIR, instead of one per pack.
         self.presence.ask_first(sorted({_named(p) for p, _ in packs}))
@@ -263,6 +264,7 @@ class Importer:
                 result.changing += 1
             elif verdict.kind == "incomplete":
                 result.incomplete.append(self.scanner.rel(path))
+        del packs  # a roll-up's members are many: hold what is left of them only once
 
         self._import(ready, waiting, result)
         live = [c for c, n in self._live.items() if n > 0]
@@ -288,10 +290,9 @@ class Importer:
     def _classify(self, path, st, commit, now, final, result) -> _Verdict | None:
         key = file_key(st)
         old = self._verdicts.get(path)
-        if self.is_imported(commit):
-            verdict = _Verdict(key, "done", commit)
-            self._verdicts[path] = verdict
-            return verdict
+        if self.is_imported(commit):  # nothing to remember: is_imported answers every time
+            self._verdicts.pop(path, None)
+            return _Verdict(key, "done", commit)
         if old is not None and old.key == key:
             if old.kind == "rejected":
                 return None
@@ -444,6 +445,11 @@ class Importer:
             self._batch.add(outcome)
             self.presence.remember(outcome.objects, outcome.external)
             del outcome
+            # Imported once the batch is written (before the next pass): nothing about the
+            # file is needed any more, and a large history has one per roll-up member.
+            self._verdicts.pop(path, None)
+            self._members.pop(path, None)
+            del ready[commit]
             added += 1
             waiting.pop(commit, None)
             if self._batch.full or ofs:
