@@ -477,6 +477,7 @@ class Importer:
             self.on_written([object_id for object_id, _ in batch.packs])
         self._batch = _Batch()
         if batch.packs and self.repo.pack_count() > CONSOLIDATE_AT:
+            self.presence.let_go()
             self.repo.consolidate()
 
     # -- manifests ------------------------------------------------------------------

@@ -8,6 +8,7 @@ in batches where it can be (one question per pass for every pack named in DIR).
 
 from __future__ import annotations
 
+import ctypes
 from typing import Callable
 
 from ..git.receiving import ReceivingRepo
@@ -57,6 +58,14 @@ class Presence:
     def forget(self) -> None:
         """Objects were written: the batched answers are stale."""
         self._types = {}
+
+    def let_go(self) -> None:
+        """Drop the objects and parsed trees kept for reading (while git repacks beside us,
+        whose memory adds to ours); they fill again from the next packs."""
+        self._recent = LRU(RECENT_BYTES)
+        if self.trees is not None:
+            self.trees = TreeCache()
+        _trim_heap()
 
     def is_imported(self, oid: str) -> bool:
         """The commit (or tag) is in REPO and its received pack is in the cache: we checked it,
@@ -116,3 +125,19 @@ class Presence:
             return self.repo.read(oid)
 
         return RepoView(read, self.has_commit, self.has_tag, self.trees)
+
+
+def _trim_heap() -> None:
+    """Give freed memory back to the system (glibc's malloc_trim); nothing elsewhere."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+_libc = None
