@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -400,14 +401,14 @@ class Importer:
         for commit, (_, _, needs) in waiting.items():
             for n in needs:
                 by_need.setdefault(n, []).append(commit)
-        queue = sorted(ready)
+        queue = deque(sorted(ready))  # 85,000 roll-up members on git.git: pop(0) of a list is O(n)
         retry: list[str] = []  # packs whose named object sits in deltas with absent bases
         requeued: set[str] = set()
         added = 0  # packs verified since `retry` was last tried
         while queue or (retry and added):
             if not queue:  # something arrived meanwhile: the missing bases may be here now
-                queue, retry, added = retry, [], 0
-            commit = queue.pop(0)
+                queue, retry, added = deque(retry), [], 0
+            commit = queue.popleft()
             if commit in self._batch.commits or self.is_imported(commit):
                 continue
             path, st = ready[commit]
