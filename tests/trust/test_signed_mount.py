@@ -20,7 +20,7 @@ from gitfs_p2p.testing.seeding import Seed
 from gitfs_p2p.testing.swarm import Mount
 from gitfs_p2p.trust import sigfile
 from torrentcore.metainfo import parse_torrent
-from tsupport import Publisher, allowed_signers, make_key, receiver, refs_of, watch_once
+from tsupport import Publisher, receiver, refs_of, watch_once
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="/dev/fuse is absent: no FUSE mount can be made here")
 
@@ -43,11 +43,8 @@ def _download(torrent, mount: Mount, dest) -> list[str]:
     return ["/".join(f.path) for f in meta.files]
 
 
-def test_a_signing_mount_publishes_verifiable_torrents(tmp_path):
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    alice = make_key(keys, "alice")
-    allowed = allowed_signers(tmp_path / "allowed", ("alice@example.org", alice))
+def test_a_signing_mount_publishes_verifiable_torrents(tmp_path, keys, allowed):
+    alice = keys["alice"]
     pub = Publisher(tmp_path / "pub", alice)
     mount = Mount(pub.path, tmp_path / "mnt").start()
     try:
@@ -85,17 +82,14 @@ def test_a_signing_mount_publishes_verifiable_torrents(tmp_path):
         mount.stop()
 
 
-def test_gitp2p_seed_signs_and_a_verified_clone_seeds_the_same_info_hash(tmp_path):
+def test_gitp2p_seed_signs_and_a_verified_clone_seeds_the_same_info_hash(tmp_path, keys, allowed):
     """The whole path with our own engine on 127.0.0.1: `gitp2p seed A` (A signs), `git clone
     -c gitp2p.allowedSignersFile=... gitp2p::A's all.torrent` verifies the signature, and
     `gitp2p seed` of the clone seeds A's info-hash, the signature file renamed in place."""
     helper = os.path.join(os.path.dirname(sys.executable), "git-remote-gitp2p")
     if not os.path.exists(helper):
         pytest.skip(f"{helper} is not installed (pip install -e .)")
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    alice = make_key(keys, "alice")
-    allowed = allowed_signers(tmp_path / "allowed", ("alice@example.org", alice))
+    alice = keys["alice"]
     pub = Publisher(tmp_path / "A", alice)
     with Seed(pub.path, tmp_path / "seed-A", announce_every=0) as seed_a:
         torrent = tmp_path / "A-all.torrent"

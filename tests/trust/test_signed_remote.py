@@ -22,7 +22,7 @@ from gitfs_p2p.seed.catalog import ReceivedTorrents
 from gitfs_p2p.testing.procs import free_port, kill_group, wait_until
 from gitfs_p2p.trust import sigfile
 from torrentcore.metainfo import build_info, build_torrent, parse_torrent
-from tsupport import Publisher, allowed_signers, download, make_key, refs_of
+from tsupport import Publisher, download, refs_of
 
 ENV = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
        "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0"}
@@ -62,18 +62,6 @@ def web(tmp_path):
         yield root, f"http://127.0.0.1:{port}/"
     finally:
         kill_group(httpd)
-
-
-@pytest.fixture
-def keys(tmp_path):
-    d = tmp_path / "keys"
-    d.mkdir()
-    return {name: make_key(d, name) for name in ("alice", "mallory")}
-
-
-@pytest.fixture
-def allowed(tmp_path, keys):
-    return allowed_signers(tmp_path / "allowed_signers", ("alice@example.org", keys["alice"]))
 
 
 def publish(pub: Publisher, tmp_path, web, name: str, tamper=None):

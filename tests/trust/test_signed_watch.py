@@ -20,21 +20,9 @@ import time
 import pytest
 
 from testutil import git, gitp2p
-from tsupport import Publisher, allowed_signers, download, make_key, receiver, refs_of, watch_once
+from tsupport import Publisher, download, receiver, refs_of, watch_once
 
 from gitfs_p2p.trust import sigfile
-
-
-@pytest.fixture
-def keys(tmp_path):
-    d = tmp_path / "keys"
-    d.mkdir()
-    return {name: make_key(d, name) for name in ("alice", "mallory")}
-
-
-@pytest.fixture
-def allowed(tmp_path, keys):
-    return allowed_signers(tmp_path / "allowed_signers", ("alice@example.org", keys["alice"]))
 
 
 def _publish(pub: Publisher, tmp_path, name: str):
