@@ -91,10 +91,6 @@ class HistoryPlan:
     rollups: tuple[Rollup, ...]
     tail: tuple[bytes, ...]  # hex ids of the commits no roll-up holds, in order
 
-    @property
-    def sealed(self) -> frozenset[bytes]:
-        return frozenset(c for r in self.rollups for c in r.members)
-
 
 def rollup_name(boundary: bytes) -> str:
     return boundary.decode("ascii") + ROLLUP_SUFFIX

@@ -37,10 +37,15 @@ def rollup_boundaries(t: RepoTorrent) -> list[bytes]:
     return out
 
 
+def _recorded(source: PackSource, boundaries: list[bytes]) -> dict[bytes, Rollup]:
+    """The roll-ups of these boundaries that the pack cache records, by boundary."""
+    return source.cache.rollups(ROLLUP_SPAN, boundaries) if boundaries else {}
+
+
 def recorded_rollups(source: PackSource, t: RepoTorrent) -> RepoTorrent | None:
     """t with `rollups` as the pack cache records them, or None if some are not."""
     boundaries = rollup_boundaries(t)
-    known = source.cache.rollups(ROLLUP_SPAN, boundaries) if boundaries else {}
+    known = _recorded(source, boundaries)
     if len(known) < len(boundaries):
         return None
     return dataclasses.replace(t, rollups=tuple(known[b] for b in boundaries))
@@ -52,11 +57,8 @@ def with_rollups(source: PackSource, t: RepoTorrent) -> RepoTorrent:
     if t.rollups is not None:
         source.cache.put_rollups(ROLLUP_SPAN, list(t.rollups))
         return t
-    recorded = recorded_rollups(source, t)
-    if recorded is not None:
-        return recorded
     boundaries = rollup_boundaries(t)
-    known = source.cache.rollups(ROLLUP_SPAN, boundaries)
+    known = _recorded(source, boundaries)
     if len(known) < len(boundaries):
         log.info("%s torrent: the members of %d roll-ups are not recorded; walking the history",
                  t.label, len(boundaries) - len(known))
