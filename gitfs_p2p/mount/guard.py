@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
 
-from .daemon import mount_entry
+from ..errors import MountError
+from .daemon import mount_entry, unmount
 
 __all__ = ["start_guard", "mount_id"]
 
@@ -74,17 +74,6 @@ def _dead(mountpoint: str) -> bool:
     return bool(answer and answer[0])
 
 
-def _detach(mountpoint: str) -> None:
-    tool = shutil.which("fusermount3") or shutil.which("fusermount")
-    if tool is not None:
-        cmd = [tool, "-u", "-z", mountpoint]
-    elif os.geteuid() == 0 and shutil.which("umount"):
-        cmd = ["umount", "-l", mountpoint]
-    else:
-        return
-    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
-
-
 def guard(server: int, mid: str, mountpoint: str) -> int:
     while os.getppid() == server:  # our parent: when it dies we are reparented
         if mount_id(mountpoint) != mid:
@@ -95,7 +84,10 @@ def guard(server: int, mid: str, mountpoint: str) -> int:
         if mount_id(mountpoint) != mid:
             return 0  # auto_unmount (or someone) did it
         if _dead(mountpoint):
-            _detach(mountpoint)
+            try:
+                unmount(mountpoint, lazy=True)  # as `gitp2p umount --lazy` would
+            except MountError:
+                pass  # nothing more a guardian can do; `gitp2p mount` names a dead mount
             return 0
         time.sleep(POLL_S)
     return 0
