@@ -469,8 +469,8 @@ class Importer:
         if batch.packs:
             name = self.repo.write_objects(batch.plan)
             log.info("wrote pack-%s with %d received packs", name, len(batch.packs))
-        for object_id, data in batch.packs:
-            self.cache.put(FORMAT_VERSION, object_id, data, received=True)
+        self.cache.put_received(FORMAT_VERSION, batch.packs)  # one transaction for the batch
+        for object_id, _ in batch.packs:
             faults.reached("after-cache")
             self.presence.imported.add(object_id)
             result.new += 1

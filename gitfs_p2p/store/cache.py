@@ -212,6 +212,32 @@ class PackCache:
                 self._evictable_bytes += len(data)
                 self._evict()
 
+    def put_received(self, fmt: int, packs: list[tuple[str, bytes]]) -> None:
+        """Record received packs (commit or tag id in hex, bytes), kept verbatim, in one
+        transaction: all of them or none (one commit instead of one a pack)."""
+        rows = [(fmt, oid, len(data), hashlib.sha256(data).digest(), data, RECEIVED_CHECKED)
+                for oid, data in packs]
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for row in rows:
+                        self._seq += 1
+                        old = self._db.execute("SELECT received, LENGTH(data) FROM packs WHERE format=? AND commit_id=?",
+                                               row[:2]).fetchone()
+                        if old is not None and not old[0] and old[1]:
+                            self._evictable_bytes -= old[1]
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO packs (format, commit_id, size, sha256, data, received, seq)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?)", (*row, self._seq))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as exc:
+                raise _cache_error(self.path, exc) from None
+
     def get_torrent(self, key: bytes) -> tuple[bytes, str] | None:
         """(torrent bytes, tag ids text) stored under key, if any."""
         with self._lock:
