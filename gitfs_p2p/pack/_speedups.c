@@ -824,6 +824,174 @@ done:
     return result;
 }
 
+/* ---- connectivity: checker.Checker.connected's inner loop over one tree's entries ----
+ *
+ * The twin of checker._connect_tree_py (the reference, same arguments, same results):
+ * entries are RawTreeEntry tuples (mode_bytes, mode, name, id, kind) of a tree of the
+ * pack; objects maps binary id -> (type, content) for the pack's objects; parent_maps
+ * is a list of dicts name -> (kind, id) (the parents' trees at the same path).  Each
+ * entry found in the pack goes into `reached` (a set) and, for a tree, onto `queue` as
+ * (id, [the parents' subtrees of that name]); one found in neither the pack nor a
+ * parent map under its name with the same (kind, id) goes onto `outside` as
+ * (tree_id, id, kind).  Returns -1, or the index of the first entry whose object in the
+ * pack has another type than its kind says (the caller says why).
+ */
+static PyObject *connect_tree(PyObject *self, PyObject *args)
+{
+    PyObject *entries, *objects, *parent_maps, *reached, *queue, *outside, *tree_id;
+    PyObject *kind_blob, *kind_tree, *kind_gitlink, *type_blob, *type_tree;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!OOOOOO:connect_tree", &PyList_Type, &entries, &PyDict_Type, &objects,
+                          &PyList_Type, &parent_maps, &PySet_Type, &reached, &PyList_Type, &queue, &PyList_Type,
+                          &outside, &tree_id, &kind_blob, &kind_tree, &kind_gitlink, &type_blob, &type_tree))
+        return NULL;
+    const Py_ssize_t n = PyList_GET_SIZE(entries), nmaps = PyList_GET_SIZE(parent_maps);
+    for (Py_ssize_t m = 0; m < nmaps; m++) {
+        if (!PyDict_Check(PyList_GET_ITEM(parent_maps, m))) {
+            PyErr_SetString(PyExc_TypeError, "parent_maps must hold dicts");
+            return NULL;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyList_GET_ITEM(entries, i);
+        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 5) {
+            PyErr_SetString(PyExc_TypeError, "entries must be RawTreeEntry tuples");
+            return NULL;
+        }
+        PyObject *name = PyTuple_GET_ITEM(e, 2), *oid = PyTuple_GET_ITEM(e, 3), *kind = PyTuple_GET_ITEM(e, 4);
+        int is = PyObject_RichCompareBool(kind, kind_gitlink, Py_EQ);
+        if (is < 0)
+            return NULL;
+        if (is)
+            continue; /* a commit of another repository */
+        PyObject *found = PyDict_GetItemWithError(objects, oid); /* borrowed */
+        if (found == NULL && PyErr_Occurred())
+            return NULL;
+        int is_tree = PyObject_RichCompareBool(kind, kind_tree, Py_EQ);
+        if (is_tree < 0)
+            return NULL;
+        if (found != NULL) {
+            if (!PyTuple_Check(found) || PyTuple_GET_SIZE(found) < 1) {
+                PyErr_SetString(PyExc_TypeError, "objects must map ids to (type, content)");
+                return NULL;
+            }
+            PyObject *want = is_tree ? type_tree : type_blob;
+            if (!is_tree) {
+                int is_blob = PyObject_RichCompareBool(kind, kind_blob, Py_EQ);
+                if (is_blob < 0)
+                    return NULL;
+                if (!is_blob)
+                    return PyLong_FromSsize_t(i); /* no type is right for an unknown kind */
+            }
+            int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(found, 0), want, Py_EQ);
+            if (same < 0)
+                return NULL;
+            if (!same)
+                return PyLong_FromSsize_t(i);
+            if (PySet_Add(reached, oid) < 0)
+                return NULL;
+            if (is_tree) {
+                PyObject *below = PyList_New(0);
+                if (below == NULL)
+                    return NULL;
+                for (Py_ssize_t m = 0; m < nmaps; m++) {
+                    PyObject *b = PyDict_GetItemWithError(PyList_GET_ITEM(parent_maps, m), name);
+                    if (b == NULL) {
+                        if (PyErr_Occurred()) {
+                            Py_DECREF(below);
+                            return NULL;
+                        }
+                        continue;
+                    }
+                    if (!PyTuple_Check(b) || PyTuple_GET_SIZE(b) != 2) {
+                        Py_DECREF(below);
+                        PyErr_SetString(PyExc_TypeError, "parent maps must map names to (kind, id)");
+                        return NULL;
+                    }
+                    int sub = PyObject_RichCompareBool(PyTuple_GET_ITEM(b, 0), kind_tree, Py_EQ);
+                    if (sub < 0 || (sub && PyList_Append(below, PyTuple_GET_ITEM(b, 1)) < 0)) {
+                        Py_DECREF(below);
+                        return NULL;
+                    }
+                }
+                PyObject *item = PyTuple_Pack(2, oid, below);
+                Py_DECREF(below);
+                if (item == NULL)
+                    return NULL;
+                int rc = PyList_Append(queue, item);
+                Py_DECREF(item);
+                if (rc < 0)
+                    return NULL;
+            }
+            continue;
+        }
+        int in_parent = 0;
+        for (Py_ssize_t m = 0; m < nmaps && !in_parent; m++) {
+            PyObject *b = PyDict_GetItemWithError(PyList_GET_ITEM(parent_maps, m), name);
+            if (b == NULL) {
+                if (PyErr_Occurred())
+                    return NULL;
+                continue;
+            }
+            if (PyTuple_Check(b) && PyTuple_GET_SIZE(b) == 2) {
+                int k = PyObject_RichCompareBool(PyTuple_GET_ITEM(b, 0), kind, Py_EQ);
+                if (k < 0)
+                    return NULL;
+                if (k) {
+                    k = PyObject_RichCompareBool(PyTuple_GET_ITEM(b, 1), oid, Py_EQ);
+                    if (k < 0)
+                        return NULL;
+                }
+                in_parent = k;
+            } else {
+                PyObject *want = PyTuple_Pack(2, kind, oid);
+                if (want == NULL)
+                    return NULL;
+                in_parent = PyObject_RichCompareBool(b, want, Py_EQ);
+                Py_DECREF(want);
+                if (in_parent < 0)
+                    return NULL;
+            }
+        }
+        if (!in_parent) {
+            PyObject *item = PyTuple_Pack(3, tree_id, oid, kind);
+            if (item == NULL)
+                return NULL;
+            int rc = PyList_Append(outside, item);
+            Py_DECREF(item);
+            if (rc < 0)
+                return NULL;
+        }
+    }
+    return PyLong_FromLong(-1);
+}
+
+/* tree_map(entries) -> {name: (kind, id)} of RawTreeEntry tuples: checker._tree_map_py's twin. */
+static PyObject *tree_map(PyObject *self, PyObject *args)
+{
+    PyObject *entries;
+    if (!PyArg_ParseTuple(args, "O!:tree_map", &PyList_Type, &entries))
+        return NULL;
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(entries); i++) {
+        PyObject *e = PyList_GET_ITEM(entries, i);
+        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 5) {
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_TypeError, "entries must be RawTreeEntry tuples");
+            return NULL;
+        }
+        PyObject *value = PyTuple_Pack(2, PyTuple_GET_ITEM(e, 4), PyTuple_GET_ITEM(e, 3));
+        if (value == NULL || PyDict_SetItem(out, PyTuple_GET_ITEM(e, 2), value) < 0) {
+            Py_XDECREF(value);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(value);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"create_delta", create_delta, METH_VARARGS,
      "create_delta(base, target) -> bytes: the pinned delta of gitfs_p2p.pack.delta, compiled."},
@@ -835,6 +1003,10 @@ static PyMethodDef methods[] = {
      "tree_entries(raw, entry_type, blob, tree, gitlink, raw_form) -> list, or None (not well formed)."},
     {"tree_changes", tree_changes, METH_VARARGS,
      "tree_changes(raw_a, raw_b, entry_type, blob, tree, gitlink) -> (only_a, only_b), or None (not simple)."},
+    {"connect_tree", connect_tree, METH_VARARGS,
+     "connect_tree(entries, objects, parent_maps, reached, queue, outside, tree_id, kind_blob, kind_tree, kind_gitlink,"
+     " type_blob, type_tree) -> -1, or the index of an entry of the wrong type: checker._connect_tree_py, compiled."},
+    {"tree_map", tree_map, METH_VARARGS, "tree_map(entries) -> {name: (kind, id)}: checker._tree_map_py, compiled."},
     {NULL, NULL, 0, NULL},
 };
 

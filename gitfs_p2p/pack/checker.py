@@ -12,7 +12,7 @@ from typing import Callable
 
 from .fsck import ALWAYS_REFUSED, WHY_ALWAYS, Finding, FsckPolicy, fsck_commit, fsck_gitattributes, fsck_gitmodules, fsck_tag, fsck_tree
 from .lru import LRU
-from .objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitHeader, ObjectParseError, TagHeader, iter_tree, parse_commit, parse_tag
+from .objects import KIND_BLOB, KIND_GITLINK, KIND_TREE, CommitHeader, ObjectParseError, TagHeader, parse_commit, parse_tag, parse_tree
 from .packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE, TYPE_NAMES
 
 __all__ = ["RepoView", "TreeCache", "TREE_CACHE_BYTES", "Checker", "PackRejected", "MAX_PARENT_WALK", "parse_named"]
@@ -89,9 +89,6 @@ class RepoView:
 
 
 
-_KIND_TYPES = {KIND_BLOB: OBJ_BLOB, KIND_TREE: OBJ_TREE}
-
-
 class Checker:
     """fsck and connectivity for one pack whose objects are all resolved."""
 
@@ -135,7 +132,7 @@ class Checker:
                 self._refuse(report.findings)
                 self._reports[oid] = report.entries
                 if self.repo.trees is not None:
-                    self.repo.trees.put(oid, {e.name: (e.kind, e.id) for e in report.entries})
+                    self.repo.trees.put(oid, _tree_map(report.entries))
                 self.gitmodules.update(report.gitmodules)
                 self.gitattributes.update(report.gitattributes)
         for oid in sorted(self.gitmodules):
@@ -220,7 +217,7 @@ class Checker:
             if found is None or found[0] != OBJ_TREE:
                 raise PackRejected(f"a parent's tree {tree_id.hex()} cannot be read from the repository")
             try:
-                self._parent_trees[tree_id] = {e.name: (e.kind, e.id) for e in iter_tree(found[1])}
+                self._parent_trees[tree_id] = _tree_map(parse_tree(found[1]))
             except ObjectParseError:
                 raise PackRejected(f"a parent's tree {tree_id.hex()} cannot be read") from None
             if self.repo.trees is not None:
@@ -252,28 +249,15 @@ class Checker:
                 continue
             walked.add(tree_id)
             parent_maps = [m for m in (self._parent_tree(d) for d in parent_dirs) if m is not None]
-            objects = self.objects
-            for _, _, name, oid, kind in self._reports[tree_id]:
-                if kind == KIND_GITLINK:
-                    continue  # a commit of another repository
-                found = objects.get(oid)
-                if found is not None:
-                    if found[0] != _KIND_TYPES[kind]:
-                        raise PackRejected(
-                            f"tree {tree_id.hex()} names {oid.hex()} as a {kind} ({name.decode(errors='replace')!r}),"
-                            f" it is a {TYPE_NAMES[found[0]].decode()}"
-                        )
-                    self.reached.add(oid)
-                    if kind == KIND_TREE:
-                        below = [m.get(name) for m in parent_maps]
-                        queue.append((oid, [b[1] for b in below if b is not None and b[0] == KIND_TREE]))
-                    continue
-                want = (kind, oid)
-                for m in parent_maps:
-                    if m.get(name) == want:
-                        break
-                else:
-                    outside.append((tree_id, oid, kind))
+            entries = self._reports[tree_id]
+            bad = _connect_tree(entries, self.objects, parent_maps, self.reached, queue, outside, tree_id,
+                                KIND_BLOB, KIND_TREE, KIND_GITLINK, OBJ_BLOB, OBJ_TREE)
+            if bad >= 0:
+                _, _, name, oid, kind = entries[bad]
+                raise PackRejected(
+                    f"tree {tree_id.hex()} names {oid.hex()} as a {kind} ({name.decode(errors='replace')!r}),"
+                    f" it is a {TYPE_NAMES[self.objects[oid][0]].decode()}"
+                )
         if not outside:
             return
         known = {v for m in self._parent_trees.values() if m for v in m.values()}
@@ -309,6 +293,53 @@ class Checker:
                 if kind == KIND_TREE:
                     stack.append(oid)
         return out
+
+
+def _connect_tree_py(entries: list, objects: dict, parent_maps: list[dict], reached: set[bytes], queue: list,
+                     outside: list, tree_id: bytes, kind_blob: str, kind_tree: str, kind_gitlink: str,
+                     type_blob: int, type_tree: int) -> int:
+    """Checker.connected's look at one tree of the pack (compiled twin: _speedups.connect_tree).
+
+    entries: the tree's RawTreeEntry tuples; objects: the pack's, binary id -> (type,
+    content); parent_maps: the parents' trees at the same path, name -> (kind, id).  An
+    entry in the pack goes into `reached` and, a tree, onto `queue` as (id, [the parents'
+    subtrees of that name]); one neither in the pack nor in a parent map under its name
+    with the same (kind, id) onto `outside` as (tree_id, id, kind).  Returns -1, or the
+    index of the first entry whose object in the pack is not of the type its kind says.
+    """
+    types = {kind_blob: type_blob, kind_tree: type_tree}
+    for i, (_, _, name, oid, kind) in enumerate(entries):
+        if kind == kind_gitlink:
+            continue  # a commit of another repository
+        found = objects.get(oid)
+        if found is not None:
+            if found[0] != types.get(kind):
+                return i
+            reached.add(oid)
+            if kind == kind_tree:
+                below = [m.get(name) for m in parent_maps]
+                queue.append((oid, [b[1] for b in below if b is not None and b[0] == kind_tree]))
+            continue
+        want = (kind, oid)
+        for m in parent_maps:
+            if m.get(name) == want:
+                break
+        else:
+            outside.append((tree_id, oid, kind))
+    return -1
+
+
+def _tree_map_py(entries: list) -> dict[bytes, tuple[str, bytes]]:
+    """name -> (kind, binary id) of a tree's RawTreeEntry tuples (compiled twin: _speedups.tree_map)."""
+    return {e.name: (e.kind, e.id) for e in entries}
+
+
+try:
+    from ._speedups import connect_tree as _connect_tree
+    from ._speedups import tree_map as _tree_map
+except ImportError:  # not built (a source tree without `pip install`): the references
+    _connect_tree = _connect_tree_py
+    _tree_map = _tree_map_py
 
 
 def _fsck_finding(oid: bytes, type_num: int, msg_id: str, message: str) -> Finding:

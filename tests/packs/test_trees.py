@@ -95,3 +95,42 @@ def test_compiled_fsck_scan_agrees_with_the_reference(raw):
     except ObjectParseError:
         return
     assert fsck._compiled_scan(raw, fsck._SPECIAL_FIRST_BYTES) == fsck._tree_scan_py(entries)
+
+
+@st.composite
+def connect_cases(draw):
+    """A tree's entries, the pack's objects and parent maps drawn from a few names and ids,
+    so that entries are in the pack, in a parent under their name, of the wrong type, or nowhere."""
+    ids = [bytes([i]) * 20 for i in range(1, 6)]
+    names = [b"a", b"b", b"c.txt", b"d"]
+    modes = [(b"100644", 0o100644), (b"40000", 0o40000), (b"160000", 0o160000), (b"120000", 0o120000)]
+    entries = []
+    for _ in range(draw(st.integers(0, 6))):
+        mode_bytes, mode = draw(st.sampled_from(modes))
+        entries.append(objects.RawTreeEntry(mode_bytes, mode, draw(st.sampled_from(names)), draw(st.sampled_from(ids)),
+                                            objects.mode_kind(mode)))
+    types = st.sampled_from([1, 2, 3, 4])
+    pack = {oid: (draw(types), b"") for oid in draw(st.lists(st.sampled_from(ids), max_size=5))}
+    kinds = st.sampled_from([objects.KIND_BLOB, objects.KIND_TREE, objects.KIND_GITLINK])
+    parent_maps = [{name: (draw(kinds), draw(st.sampled_from(ids))) for name in draw(st.lists(st.sampled_from(names)))}
+                   for _ in range(draw(st.integers(0, 3)))]
+    return entries, pack, parent_maps
+
+
+@settings(max_examples=1000, deadline=None)
+@given(connect_cases())
+def test_compiled_connectivity_agrees_with_the_reference(case):
+    """Checker.connected's look at one tree, and the parsed-tree map, compiled and in Python."""
+    from gitfs_p2p.pack import checker
+    from gitfs_p2p.pack.packfile import OBJ_BLOB, OBJ_TREE
+
+    assert checker._connect_tree is not checker._connect_tree_py, "setup builds the compiled twin"
+    entries, pack, parent_maps = case
+    got = []
+    for connect in (checker._connect_tree, checker._connect_tree_py):
+        reached, queue, outside = {b"\xff" * 20}, [], []
+        bad = connect(entries, pack, parent_maps, reached, queue, outside, b"\xee" * 20,
+                      objects.KIND_BLOB, objects.KIND_TREE, objects.KIND_GITLINK, OBJ_BLOB, OBJ_TREE)
+        got.append((bad, reached, queue, outside))
+    assert got[0] == got[1]
+    assert checker._tree_map(entries) == checker._tree_map_py(entries)
