@@ -18,7 +18,8 @@ Mount REPO's commit packs read-only at MOUNTPOINT (an empty directory):
 
   MOUNTPOINT/packs/<commit-id>.pack   one pack per commit reachable from any ref
   MOUNTPOINT/packs/rollups/           roll-ups the torrents list: the packs of old
-                                      history back to back (docs/pack-format.md)
+                                      history back to back, and tag groups, the tag
+                                      packs on a roll-up's commits (docs/pack-format.md)
   MOUNTPOINT/refs/heads/..., refs/tags/..., HEAD
                                       symbolic links to the pack of their commit
   MOUNTPOINT/torrents/                HEAD.torrent and all.torrent (docs/torrents.md)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import GitfsError
-from ..pack.rollup import ROLLUP_DIR
+from ..pack.rollup import ROLLUP_DIR, ROLLUP_SUFFIX, TAGS_SUFFIX
 from .common import cache_option, human_size, jobs_option, open_source, progress_printer, write_output
 
 __all__ = ["register"]
@@ -46,18 +46,21 @@ def cmd_torrent(args) -> int:
     elif args.output:
         write_output(args.output, result.torrent)
         print(f"wrote {args.output}", file=out)
-    tags = len(result.tag_ids)
     total = sum(size for _, size in result.files)
     heads = sum(1 for r in result.manifest.refs if r.startswith("refs/heads/"))
     head = f", HEAD -> {result.manifest.head[len('refs/heads/'):]}" if result.manifest.head else ""
     print(f"info-hash {result.info_hash.hex()}", file=out)
     print(f"magnet {result.magnet(args.tracker)}", file=out)
-    rollups = sum(1 for path, _ in result.files if path.startswith(ROLLUP_DIR + "/"))
+    rollups = sum(1 for path, _ in result.files if path.startswith(ROLLUP_DIR + "/") and path.endswith(ROLLUP_SUFFIX))
+    groups = sum(1 for path, _ in result.files if path.startswith(ROLLUP_DIR + "/") and path.endswith(TAGS_SUFFIX))
+    tag_set = {f"{t}.pack" for t in result.tag_ids}
+    tags = sum(1 for path, _ in result.files if path in tag_set)
     sealed = f"{_count(rollups, 'roll-up', 'roll-ups')}, " if rollups else ""
+    grouped = f", {_count(groups, 'tag group', 'tag groups')} ({_count(len(tag_set) - tags, 'tag', 'tags')})" if groups else ""
     print(
-        f"{sealed}{_count(len(result.files) - 1 - (result.signature is not None) - tags - rollups, 'commit pack', 'commit packs')}, "
-        f"{_count(tags, 'tag pack', 'tag packs')} and {result.manifest_name}: "
-        f"{human_size(total)}; {_count(heads, 'branch', 'branches')}, "
+        f"{sealed}{_count(len(result.files) - 1 - (result.signature is not None) - tags - rollups - groups, 'commit pack', 'commit packs')}, "
+        f"{_count(tags, 'tag pack', 'tag packs')}{grouped} and {result.manifest_name}: "
+        f"{human_size(total)}, {_count(len(result.files), 'file', 'files')}; {_count(heads, 'branch', 'branches')}, "
         f"{_count(len(result.manifest.refs) - heads, 'tag', 'tags')}{head}",
         file=out,
     )

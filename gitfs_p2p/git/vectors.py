@@ -24,10 +24,11 @@ from dulwich.repo import MemoryRepo
 from ..pack.commitpack import FORMAT_VERSION, CommitPacker
 from ..errors import FormatError
 from .repo import GitRepo
-from ..pack.order import pack_order, published_tags
-from ..pack.rollup import chain_candidates, plan_history, rollup_header
+from ..pack.order import pack_order, published_tags, torrent_order
+from ..pack.rollup import Rollup, chain_candidates, plan_history, rollup_header
 
-__all__ = ["build_vector_repo", "compute_vectors", "compute_rollup_vectors", "selfcheck", "VECTORS_PATH"]
+__all__ = ["build_vector_repo", "compute_vectors", "compute_rollup_vectors", "compute_tag_group_vectors", "selfcheck",
+           "VECTORS_PATH"]
 
 #: The span the roll-up vectors cut the small history with (the rule is the same at any span).
 VECTOR_SPAN = 3
@@ -172,7 +173,13 @@ def compute_rollup_vectors(span: int = VECTOR_SPAN) -> list[dict]:
     return _compute(span)[1]
 
 
-def _compute(span: int) -> tuple[list[tuple[str, str]], list[dict]]:
+def compute_tag_group_vectors(span: int = VECTOR_SPAN) -> list[dict]:
+    """The tag groups of the vector history's torrent of every ref at `span`: id, member
+    tags and the sha256 of the file (pack/rollup.py)."""
+    return _compute(span)[2]
+
+
+def _compute(span: int) -> tuple[list[tuple[str, str]], list[dict], list[dict]]:
     """Both kinds of vector from one build of the history's packs."""
     dulwich_repo, _ = build_vector_repo()
     repo = GitRepo.wrap(dulwich_repo)
@@ -182,12 +189,20 @@ def _compute(span: int) -> tuple[list[tuple[str, str]], list[dict]]:
     ids = pack_order([c.id for c in commits], published_tags(targets))
     packs = {oid: packer.build_object(oid) for oid in ids}
     rollups = []
-    for r in plan_history(commits, chain_candidates(repo.published_refs(), "refs/heads/main"), span).rollups:
+    plan = plan_history(commits, chain_candidates(repo.published_refs(), "refs/heads/main"), span)
+    for r in plan.rollups:
         members = [packs[c] for c in r.members]
         data = rollup_header([(c, len(p)) for c, p in zip(r.members, members)]) + b"".join(members)
         rollups.append({"boundary": r.boundary.decode(), "depth": r.depth, "members": len(r.members),
                         "sha256": hashlib.sha256(data).hexdigest()})
-    return [(oid.decode(), hashlib.sha256(packs[oid]).hexdigest()) for oid in ids], rollups
+    groups = []
+    for g in torrent_order(plan, published_tags(targets)):
+        if isinstance(g, Rollup) and g.tags:
+            members = [packs[t] for t in g.members]
+            data = rollup_header([(t, len(p)) for t, p in zip(g.members, members)], g.magic) + b"".join(members)
+            groups.append({"id": g.boundary.decode(), "tags": [t.decode() for t in g.members],
+                           "sha256": hashlib.sha256(data).hexdigest()})
+    return [(oid.decode(), hashlib.sha256(packs[oid]).hexdigest()) for oid in ids], rollups, groups
 
 
 def _describe_machine() -> str:
@@ -203,12 +218,12 @@ def selfcheck() -> None:
         raise FormatError(
             f"test vectors are for pack format {expected['format']}, this build writes {FORMAT_VERSION}"
         )
-    got, rollups = _compute(expected["rollup_span"])
+    got, rollups, groups = _compute(expected["rollup_span"])
     want = [(v["object"], v["sha256"]) for v in expected["packs"]]
-    if got == want and rollups != expected["rollups"]:
+    if got == want and (rollups != expected["rollups"] or groups != expected["tag_groups"]):
         raise FormatError(
             f"this machine ({_describe_machine()}) reproduces the commit packs of format {FORMAT_VERSION} "
-            "but not its roll-ups (docs/pack-format.md); nothing is served"
+            "but not its roll-ups or tag groups (docs/pack-format.md); nothing is served"
         )
     if got != want:
         bad = next((g for g, w in zip(got, want) if g != w), got[len(want):][:1] or want[len(got):][:1])
@@ -226,6 +241,7 @@ def _main(argv: list[str]) -> int:
         "packs": [{"object": c, "sha256": h} for c, h in vectors],
         "rollup_span": VECTOR_SPAN,
         "rollups": compute_rollup_vectors(),
+        "tag_groups": compute_tag_group_vectors(),
     }
     text = json.dumps(doc, indent=2) + "\n"
     if argv[:1] == ["--write"]:

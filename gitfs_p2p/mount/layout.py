@@ -14,6 +14,7 @@ Layout (docs/mount.md)::
     packs/<tag>.pack           one per annotated tag a branch or tag names
     packs/rollups/<boundary>.rollup
                                the roll-ups the torrents list (torrents.py)
+    packs/rollups/<id>.tags    and their tag groups
     refs/heads/<name>          symlink -> ../../packs/<commit>.pack
     refs/tags/<name>           (annotated tags peeled to their commit)
     packs/<label>.gitp2p-refs  ref manifests: HEAD and all listed, any other label on lookup
@@ -266,6 +267,8 @@ Every file here is immutable: a commit's pack is a pure function of the commit.
                            a roll-up: the packs of a run of old history in one
                            file (a header, then the packs), named for its newest
                            first-parent commit; one for each the torrents list.
+  packs/rollups/<id>.tags  a tag group: the tag packs of the tags on one
+                           roll-up's commits in one file, the same way.
   refs/heads/<branch>      symbolic links to the pack of the commit each ref
   refs/tags/<tag>          points at (annotated tags peeled), so
   HEAD                     `cp MOUNT/refs/heads/main .` copies that pack.

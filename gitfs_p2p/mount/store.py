@@ -73,7 +73,8 @@ class PackContent:
 
 
 class RollupContent:
-    """The content of packs/rollups/<boundary>.rollup: its header, then its members' packs.
+    """The content of packs/rollups/<boundary>.rollup (or <id>.tags, a tag group): its
+    header, then its members' packs.
 
     Read by range only (PackStore.read_range), never whole.  `size` is the size the
     torrent lists, so the attributes need no work; the members' offsets are learned on
@@ -368,7 +369,7 @@ class PackStore:
         pos = start
         if pos < offsets[0]:
             sizes = [(c, offsets[i + 1] - offsets[i]) for i, c in enumerate(members)]
-            parts.append(rollup_header(sizes)[pos:end])
+            parts.append(rollup_header(sizes, content.rollup.magic)[pos:end])
             pos = min(end, offsets[0])
         i = bisect.bisect_right(offsets, pos) - 1
         j = min(bisect.bisect_left(offsets, end), len(members))  # members [i, j) cover [pos, end)

@@ -6,8 +6,9 @@ client given `torrents/HEAD.torrent` and the mount point as its save path
 finds every file of the torrent in `packs/` and seeds without copying.
 The manifests (`packs/<label>.gitp2p-refs`) depend on the refs alone and are
 laid out by layout.py at once; a torrent appears when its build ends, together
-with `packs/rollups/<boundary>.rollup` for each roll-up it lists (the union
-over the torrents: HEAD's and all's usually share them).  When the repository
+with `packs/rollups/<boundary>.rollup` for each roll-up it lists and
+`packs/rollups/<id>.tags` for each tag group (the union over the torrents: HEAD's and
+all's usually share the roll-ups; tag groups are all's).  When the repository
 signs its manifests (gitp2p.signManifests, trust/signing.py), each torrent ends in
 the manifest's signature, laid out beside it as `packs/<label>.gitp2p-sig`.
 """
@@ -192,10 +193,17 @@ class TorrentContributor:
         self._rollups = rollups
         out = []
         for boundary, content in rollups.items():
-            if boundary not in snapshot.commits:  # cannot be: a torrent lists only what its refs reach
+            if content.rollup.tags:  # a tag group: as a tag pack, its newest tag's date
+                if not all(m in snapshot.tags for m in content.rollup.members):  # cannot be, as below
+                    log.warning("tag group %s: a tag is not among the refs' tags; left out", boundary.decode())
+                    continue
+                mtime = max(snapshot.tags[m] for m in content.rollup.members)
+            elif boundary not in snapshot.commits:  # cannot be: a torrent lists only what its refs reach
                 log.warning("roll-up %s: its commit is not among the refs' commits; left out", boundary.decode())
                 continue
-            out.append((f"{PACKS_DIR}/{content.rollup.path}", File(content, snapshot.commits.time_of(boundary))))
+            else:
+                mtime = snapshot.commits.time_of(boundary)
+            out.append((f"{PACKS_DIR}/{content.rollup.path}", File(content, mtime)))
         return out
 
     def _drop(self, label: str, key: bytes) -> None:

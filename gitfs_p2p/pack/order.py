@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .objects import RefTarget
-from .rollup import HistoryPlan, Rollup
+from .rollup import TAG_GROUP_MIN, HistoryPlan, Rollup, tag_group
 
 __all__ = ["TagInfo", "published_tags", "pack_order", "torrent_order"]
 
@@ -39,26 +39,39 @@ def pack_order(commits: list[bytes], tags: dict[bytes, TagInfo]) -> list[bytes]:
     the tags that peel to it, inner tags before the tags of tags, ties by id.  A
     release tag on the newest commit so lands at the end, where it shifts nothing.
     """
-    return torrent_order(HistoryPlan((), tuple(commits)), tags)
+    return torrent_order(HistoryPlan((), tuple(commits)), tags, group_tags=False)  # type: ignore[return-value]
 
 
-def torrent_order(plan: HistoryPlan, tags: dict[bytes, TagInfo]) -> list[bytes | Rollup]:
-    """The files of a torrent, in order: pack ids (commits and tags) and roll-ups.
+def torrent_order(plan: HistoryPlan, tags: dict[bytes, TagInfo], *, group_tags: bool = True) -> list[bytes | Rollup]:
+    """The files of a torrent, in order: pack ids (commits and tags), roll-ups and tag groups.
 
     Tags of trees and blobs first; then each roll-up followed by the tags that peel to
     its members (member order; a commit in two roll-ups has its tags after the first);
     then each tail commit followed by its tags.  Inner tags come before the tags of
-    tags, ties by id.
+    tags, ties by id.  The tags of trees and blobs, and those after one roll-up, are one
+    tag group (pack/rollup.py) when there are at least TAG_GROUP_MIN of them: sealed
+    with their roll-up, they stay one file; the tail's tags stay one pack each.
+    group_tags=False: every tag one pack (the order of `gitp2p packs`).
     """
     by_commit: dict[bytes, list[tuple[int, bytes]]] = {}
     loose: list[tuple[int, bytes]] = []
     for tag, info in tags.items():
         (loose if info.commit is None else by_commit.setdefault(info.commit, [])).append((info.depth, tag))
-    out: list[bytes | Rollup] = [tag for _, tag in sorted(loose)]
+    out: list[bytes | Rollup] = []
+
+    def sealed(ids: list[bytes]) -> None:
+        if group_tags and len(ids) >= TAG_GROUP_MIN:
+            out.append(tag_group(ids))
+        else:
+            out.extend(ids)
+
+    sealed([tag for _, tag in sorted(loose)])
     for r in plan.rollups:
         out.append(r)
+        group: list[bytes] = []
         for c in r.members:
-            out.extend(tag for _, tag in sorted(by_commit.pop(c, ())))
+            group.extend(tag for _, tag in sorted(by_commit.pop(c, ())))
+        sealed(group)
     for c in plan.tail:
         out.append(c)
         out.extend(tag for _, tag in sorted(by_commit.pop(c, ())))

@@ -21,10 +21,18 @@ The rule, which every peer applies the same way:
 
 Commits no roll-up holds form the *tail*, published one pack per commit as before; a
 new commit appends to it.
+
+Tag groups (`<id>.tags`, the same file layout with its own magic): the packs of the
+annotated tags that peel to one roll-up's members, in torrent order, as one file, when
+there are at least TAG_GROUP_MIN of them (tags of trees and blobs likewise, as one group).
+A group is named for the SHA-1 of its members' binary ids, so a name means the same
+members, hence the same bytes, in every torrent (a torrent of fewer tags has other groups,
+with other names).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
 from dataclasses import dataclass
@@ -39,6 +47,10 @@ __all__ = [
     "ROLLUP_SUFFIX",
     "ROLLUP_NAME",
     "ROLLUP_MAGIC",
+    "TAGS_MAGIC",
+    "TAGS_SUFFIX",
+    "TAG_GROUP_MIN",
+    "TAG_GROUP_SPAN",
     "Rollup",
     "HistoryPlan",
     "RollupError",
@@ -47,6 +59,9 @@ __all__ = [
     "plan_history",
     "rollup_name",
     "rollup_from_name",
+    "is_tag_group_name",
+    "tag_group",
+    "tag_group_id",
     "rollup_header",
     "header_size",
     "parse_rollup",
@@ -57,9 +72,16 @@ ROLLUP_SPAN = 256
 #: Roll-ups lie in this subdirectory of a torrent's `packs/`.
 ROLLUP_DIR = "rollups"
 ROLLUP_SUFFIX = ".rollup"
-#: A roll-up's file name: its upper boundary's id in lower-case hex, then `.rollup`.
-ROLLUP_NAME = re.compile(r"([0-9a-f]{40})\.rollup\Z")
+TAGS_SUFFIX = ".tags"
+#: A roll-up's file name: its upper boundary's id in lower-case hex, then `.rollup`; a tag
+#: group's: its id (tag_group_id), then `.tags`.
+ROLLUP_NAME = re.compile(r"([0-9a-f]{40})\.(?:rollup|tags)\Z")
 ROLLUP_MAGIC = b"gitp2p rollup 1\n"
+TAGS_MAGIC = b"gitp2p tagset 1\n"
+#: Tags are grouped when at least this many would be (a lone tag stays `<tag>.pack`).
+TAG_GROUP_MIN = 2
+#: The "span" under which the pack cache records tag groups' members (roll-ups: their span).
+TAG_GROUP_SPAN = 0
 _COUNT = struct.Struct(">I")
 _MEMBER = struct.Struct(">20sQ")
 #: At most this many members (far above any SPAN's worth of merged history we have seen).
@@ -76,14 +98,23 @@ class RollupError(ValueError):
 
 @dataclass(frozen=True)
 class Rollup:
+    """A roll-up, or (tags=True) a tag group: then boundary is the group's id, depth 0,
+    and the members are tag ids."""
+
     boundary: bytes  # hex id of the upper boundary commit (the file is named for it)
     depth: int  # its first-parent depth (a multiple of the span)
     members: tuple[bytes, ...]  # hex commit ids, in file order
+    tags: bool = False  # a tag group (pack/rollup.py's docstring)
 
     @property
     def path(self) -> str:
         """The file's path inside the torrent's `packs/`."""
-        return f"{ROLLUP_DIR}/{rollup_name(self.boundary)}"
+        suffix = TAGS_SUFFIX if self.tags else ROLLUP_SUFFIX
+        return f"{ROLLUP_DIR}/{self.boundary.decode('ascii')}{suffix}"
+
+    @property
+    def magic(self) -> bytes:
+        return TAGS_MAGIC if self.tags else ROLLUP_MAGIC
 
 
 @dataclass(frozen=True)
@@ -97,9 +128,26 @@ def rollup_name(boundary: bytes) -> str:
 
 
 def rollup_from_name(name: str) -> str | None:
-    """The boundary commit a roll-up's file name announces, or None."""
+    """The boundary commit a roll-up's file name announces (a tag group's: its id), or None."""
     m = ROLLUP_NAME.match(name)
     return m.group(1) if m else None
+
+
+def is_tag_group_name(name: str) -> bool:
+    return name.endswith(TAGS_SUFFIX) and ROLLUP_NAME.match(name) is not None
+
+
+def tag_group_id(members: Sequence[bytes] | Sequence[str]) -> str:
+    """A tag group's id: the SHA-1 of its members' binary ids, in file order (hex)."""
+    h = hashlib.sha1()
+    for m in members:
+        h.update(bytes.fromhex(m.decode("ascii") if isinstance(m, bytes) else m))
+    return h.hexdigest()
+
+
+def tag_group(members: Sequence[bytes]) -> Rollup:
+    """The tag group of these tags (hex ids), in this order."""
+    return Rollup(tag_group_id(members).encode("ascii"), 0, tuple(members), tags=True)
 
 
 def chain_of(infos: dict[bytes, CommitInfo], tip: bytes) -> list[bytes]:
@@ -180,28 +228,31 @@ def header_size(count: int) -> int:
     return len(ROLLUP_MAGIC) + _COUNT.size + count * _MEMBER.size
 
 
-def rollup_header(members: Sequence[tuple[bytes, int]]) -> bytes:
-    """The header before the member packs: magic, count, then (binary id, size) of each."""
-    out = [ROLLUP_MAGIC, _COUNT.pack(len(members))]
+def rollup_header(members: Sequence[tuple[bytes, int]], magic: bytes | None = None) -> bytes:
+    """The header before the member packs: magic, count, then (binary id, size) of each.
+    magic: a roll-up's (default) or a tag group's (TAGS_MAGIC)."""
+    out = [ROLLUP_MAGIC if magic is None else magic, _COUNT.pack(len(members))]
     out.extend(_MEMBER.pack(bytes.fromhex(oid.decode("ascii")), size) for oid, size in members)
     return b"".join(out)
 
 
 def parse_rollup(
-    data: bytes | memoryview, max_member: int = 1 << 30, *, file_size: int | None = None
+    data: bytes | memoryview, max_member: int = 1 << 30, *, file_size: int | None = None, magic: bytes | None = None
 ) -> list[tuple[str, int, int]]:
     """[(hex commit id, start, end)] of each member pack; RollupError if the header is bad.
 
     data: the file, or at least its header (then file_size is the file's length).
     Checks only the header and that the members exactly fill the file; the members'
     own bytes are checked as commit packs.  partial=True where a client may still be
-    writing the file (zeros where the header should be).
+    writing the file (zeros where the header should be).  magic: TAGS_MAGIC for a tag group.
     """
+    magic = ROLLUP_MAGIC if magic is None else magic
     data = memoryview(data)
     file_size = len(data) if file_size is None else file_size
-    head = bytes(data[: len(ROLLUP_MAGIC)])
-    if head != ROLLUP_MAGIC:
-        raise RollupError("not a gitp2p roll-up (bad magic)", partial=not head.strip(b"\0"))
+    head = bytes(data[: len(magic)])
+    if head != magic:
+        what = "tag group" if magic == TAGS_MAGIC else "roll-up"
+        raise RollupError(f"not a gitp2p {what} (bad magic)", partial=not head.strip(b"\0"))
     if len(data) < header_size(0):
         raise RollupError("too short to be a roll-up", partial=True)
     (count,) = _COUNT.unpack_from(data, len(ROLLUP_MAGIC))

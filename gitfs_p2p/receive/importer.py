@@ -26,7 +26,7 @@ from ..pack.bundle import PlanEntry, pack_plan
 from ..pack.commitpack import FORMAT_VERSION
 from ..pack.manifest import ManifestError, RefManifest
 from ..pack.manifest import checksum_ok as manifest_checksum_ok
-from ..pack.rollup import RollupError, header_size, parse_rollup, rollup_from_name
+from ..pack.rollup import TAGS_MAGIC, RollupError, header_size, is_tag_group_name, parse_rollup, rollup_from_name, tag_group_id
 from ..pack.verify import (
     WATCH_LIMITS,
     PackIncomplete,
@@ -152,6 +152,7 @@ class Importer:
         self.limits = limits
         self._verdicts: dict[str, _Verdict] = {}
         self._members: dict[str, tuple[str, int, int]] = {}  # member path -> (roll-up path, start, end)
+        self._groups: dict[str, tuple[str, ...]] = {}  # a tag group's id -> its tags, once read
         self.on_written = on_written
 
     @property
@@ -164,7 +165,12 @@ class Importer:
         return self.presence.imported
 
     def is_imported(self, oid: str) -> bool:
-        return self.presence.is_imported(oid)
+        """True for an imported pack's commit or tag, and for a tag group read in this
+        importer's life whose tags all are."""
+        if self.presence.is_imported(oid):
+            return True
+        group = self._groups.get(oid)
+        return group is not None and all(self.presence.is_imported(m) for m in group)
 
     def close(self) -> None:
         self.repo.close()
@@ -331,10 +337,12 @@ class Importer:
         return verdict
 
     def _expand(self, path, st, now, final, result: PassResult) -> tuple[str, ...]:
-        """The member paths of a complete roll-up (each then checked as a commit pack); none
-        while it is incomplete, refused, or imported already (its boundary commit is)."""
+        """The member paths of a complete roll-up (each then checked as a commit pack) or tag
+        group (each a tag pack); none while it is incomplete, refused, or imported already
+        (its boundary commit is; a tag group's tags are)."""
         key = file_key(st)
         boundary = rollup_from_name(os.path.basename(path))
+        tags = is_tag_group_name(os.path.basename(path))  # a tag group (named for its tags)
         old = self._verdicts.get(path)
         if old is not None and old.key == key:
             if old.kind == "expanded":
@@ -361,8 +369,10 @@ class Importer:
             if head is None:
                 result.changing += 1
                 return ()
-            members = parse_rollup(head, self.max_pack_bytes, file_size=st.st_size)
-            if boundary not in {m[0] for m in members}:
+            members = parse_rollup(head, self.max_pack_bytes, file_size=st.st_size, magic=TAGS_MAGIC if tags else None)
+            if tags and tag_group_id([m[0] for m in members]) != boundary:
+                raise RollupError(f"the file is named {boundary}, not the id of the tags it holds")
+            if not tags and boundary not in {m[0] for m in members}:
                 raise RollupError(f"the file is named for {boundary}, which it does not hold")
             for oid, start, end in members:
                 data = self.scanner.read(path, st, start, end)
@@ -372,7 +382,7 @@ class Importer:
                 check_complete(data)
         except (RollupError, PackIncomplete) as exc:
             if isinstance(exc, RollupError) and not exc.partial:
-                self._reject(path, key, f"bad roll-up: {exc}", result)
+                self._reject(path, key, f"bad {'tag group' if tags else 'roll-up'}: {exc}", result)
                 return ()
             verdict = _Verdict(key, "incomplete", boundary, reason=str(exc), partial=exc.partial, mtime=st.st_mtime)
             self._verdicts[path] = verdict
@@ -381,6 +391,8 @@ class Importer:
             return ()
         paths = {f"{path}{MEMBER_MARK}{oid}": (path, start, end) for oid, start, end in members}
         self._members.update(paths)
+        if tags:
+            self._groups[boundary] = tuple(oid for oid, _, _ in members)
         self._verdicts[path] = _Verdict(key, "expanded", boundary, members=tuple(paths))
         return tuple(paths)
 

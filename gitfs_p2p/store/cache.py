@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import CacheError
 from ..pack.commitpack import FORMAT_VERSION
-from ..pack.rollup import Rollup
+from ..pack.rollup import TAG_GROUP_SPAN, Rollup
 
 if TYPE_CHECKING:
     from ..pack.commitpack import CommitPacker
@@ -253,7 +253,8 @@ class PackCache:
                         "(SELECT key FROM torrents ORDER BY seq DESC LIMIT ?)", (TORRENTS_KEPT,))
 
     def rollups(self, span: int, boundaries: list[bytes]) -> dict[bytes, Rollup]:
-        """The roll-ups of these boundary commits (hex) that are recorded, by boundary."""
+        """The roll-ups of these boundary commits (hex) that are recorded, by boundary;
+        span TAG_GROUP_SPAN: the tag groups of these ids."""
         out: dict[bytes, Rollup] = {}
         with self._lock:
             for i in range(0, len(boundaries), 500):
@@ -262,7 +263,8 @@ class PackCache:
                 query = f"SELECT boundary, depth, members FROM rollups WHERE span=? AND boundary IN ({marks})"
                 for boundary, depth, members in self._query(query, (span, *chunk)):
                     ids = tuple(members[j : j + 20].hex().encode("ascii") for j in range(0, len(members), 20))
-                    out[boundary.encode("ascii")] = Rollup(boundary.encode("ascii"), depth, ids)
+                    out[boundary.encode("ascii")] = Rollup(boundary.encode("ascii"), depth, ids,
+                                                           tags=span == TAG_GROUP_SPAN)
         return out
 
     def get_history(self) -> tuple[list[bytes], list[bytes], array] | None:

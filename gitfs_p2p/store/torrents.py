@@ -29,7 +29,15 @@ from ..errors import PublishError
 from ..pack.objects import RefTarget
 from ..pack.manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
 from ..pack.order import pack_order, published_tags, torrent_order
-from ..pack.rollup import ROLLUP_SPAN, Rollup, chain_candidates, header_size, plan_history, rollup_header
+from ..pack.rollup import (
+    ROLLUP_SPAN,
+    TAG_GROUP_SPAN,
+    Rollup,
+    chain_candidates,
+    header_size,
+    plan_history,
+    rollup_header,
+)
 from ..trust.sigfile import SIGNATURE_SUFFIX
 
 if TYPE_CHECKING:  # torrents are built from any PackSource; only the type is named here
@@ -65,6 +73,7 @@ class RepoTorrent:
     torrent: bytes  # the .torrent file's bytes
     tag_ids: tuple[str, ...] = ()  # the annotated tags among the packs (hex)
     # None: read back from the cache (not known here); derived from the rest, so not compared
+    # (roll-ups and tag groups, torrent order)
     rollups: tuple[Rollup, ...] | None = field(default=None, compare=False)
     signature: bytes | None = None  # the <label>.gitp2p-sig file's bytes, when signed
 
@@ -174,12 +183,14 @@ def build_repo_torrent(
     entries = torrent_order(plan, published_tags(targets))
 
     def size_of(oid: bytes) -> int:
-        return commit_sizes[oid] if oid in commit_sizes else source.size(oid)
+        if oid not in commit_sizes:  # a tag's pack
+            commit_sizes[oid] = source.size(oid)
+        return commit_sizes[oid]
 
     files = []
     for e in entries:
         if isinstance(e, Rollup):
-            files.append((e.path, header_size(len(e.members)) + sum(commit_sizes[c] for c in e.members)))
+            files.append((e.path, header_size(len(e.members)) + sum(size_of(c) for c in e.members)))
         else:
             files.append((f"{e.decode()}.pack", size_of(e)))
     files.append((label + MANIFEST_SUFFIX, len(manifest_bytes)))
@@ -202,8 +213,10 @@ def build_repo_torrent(
     source.cache.put_torrent(key, torrent, " ".join(tag_ids))
     # whoever serves this torrent later (a mount finding it cached) reads the members
     # from here instead of walking the history again (store/rollups.py)
+    grouped = tuple(e for e in entries if isinstance(e, Rollup))
     source.cache.put_rollups(ROLLUP_SPAN, list(plan.rollups))
-    return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent, tag_ids, plan.rollups,
+    source.cache.put_rollups(TAG_GROUP_SPAN, [g for g in grouped if g.tags])
+    return RepoTorrent(label, manifest, manifest_bytes, tuple(files), info, info_hash(info), torrent, tag_ids, grouped,
                        signature)
 
 
@@ -219,9 +232,10 @@ def cached_repo_torrent(
 
 
 def rollup_chunks(source: PackSource, rollup: Rollup, sizes: dict[bytes, int] | None = None) -> Iterator[bytes]:
-    """A roll-up's bytes (pack/rollup.py), in pieces: its header, then each member's pack."""
+    """A roll-up's or tag group's bytes (pack/rollup.py), in pieces: its header, then each
+    member's pack."""
     sizes = sizes or {}
-    yield rollup_header([(c, sizes[c] if c in sizes else source.size(c)) for c in rollup.members])
+    yield rollup_header([(c, sizes[c] if c in sizes else source.size(c)) for c in rollup.members], rollup.magic)
     for c in rollup.members:
         yield source.pack(c)
 
@@ -231,7 +245,7 @@ def _cache_key(fmt: int, label: str, manifest_bytes: bytes, trackers: Iterable[s
     """What decides a repository torrent's bytes: the pack format and roll-up span, label,
     refs (the manifest names every ref's object, hence every commit and pack), trackers,
     web seeds and the signature file, if any."""
-    fields = [fmt, b"rollups of every branch", ROLLUP_SPAN, label.encode(), manifest_bytes, [t.encode() for t in trackers], [w.encode() for w in web_seeds]]
+    fields = [fmt, b"rollups of every branch", ROLLUP_SPAN, b"tag groups", label.encode(), manifest_bytes, [t.encode() for t in trackers], [w.encode() for w in web_seeds]]
     if signature is not None:  # unsigned torrents keep the keys they always had
         fields.append(signature)
     return hashlib.sha256(bencode.encode(fields)).digest()

@@ -19,7 +19,7 @@ from gitfs_p2p.git.snapshot import CommitList, RepoSnapshot, read_snapshot
 from gitfs_p2p.mount.fs import WALK_LOOKUPS, WALK_SHARE, PackFS
 from gitfs_p2p.mount.layout import Dir, File, PackDir, StaticContent, build_layout
 from gitfs_p2p.mount.store import ROLLUP_AHEAD, ROLLUP_SHARE, PackStore, RollupContent
-from gitfs_p2p.pack.rollup import ROLLUP_SPAN, header_size, parse_rollup, plan_history
+from gitfs_p2p.pack.rollup import ROLLUP_SPAN, TAG_GROUP_SPAN, header_size, parse_rollup, plan_history
 from gitfs_p2p.store.rollups import rollup_boundaries, with_rollups
 from gitfs_p2p.store.source import PackSource
 from gitfs_p2p.store.torrents import build_repo_torrent, rollup_chunks, select_refs
@@ -36,10 +36,13 @@ COMMITS = 650
 
 @pytest.fixture(scope="module")
 def repo650(tmp_path_factory) -> str:
-    """A history of two roll-ups and a tail, an annotated tag in sealed history and one in the tail."""
+    """A history of two roll-ups and a tail, annotated tags in sealed history (one tag group:
+    two tags and a tag of a tag) and one in the tail."""
     path = str(tmp_path_factory.mktemp("repo650") / "repo")
     generate(path, COMMITS, seed=17)
     git("tag", "-a", "sealed", "-m", "a tag on sealed history", "HEAD~300", cwd=path)
+    git("tag", "-a", "sealed-2", "-m", "another", "HEAD~310", cwd=path)
+    git("-c", "advice.nestedTag=false", "tag", "-a", "sealed-outer", "-m", "a tag of a tag", "sealed", cwd=path)
     git("tag", "-a", "recent", "-m", "a tag on the tail", "HEAD~3", cwd=path)
     return path
 
@@ -58,7 +61,9 @@ def sent(repo650):
         for label, all_refs in (("HEAD", False), ("all", True)):
             manifest, _ = select_refs(source, [], all_refs=all_refs)
             out[label] = with_rollups(source, build_repo_torrent(source, manifest, label))
-            assert out[label].rollups == plan.rollups
+            assert [r for r in out[label].rollups if not r.tags] == list(plan.rollups)
+        groups = [r for r in out["all"].rollups if r.tags]
+        assert [len(g.members) for g in groups] == [3] and not any(r.tags for r in out["HEAD"].rollups)
         yield out, source
     finally:
         source.close()
@@ -115,12 +120,19 @@ def test_the_torrents_files_are_all_in_the_mount_and_match_every_piece(mounted65
         with open(mounted650.p("torrents", f"{label}.torrent"), "rb") as fh:
             assert fh.read() == t.torrent, f"{label}.torrent is the torrent `gitp2p torrent` makes"
         assert verify_against_torrent(t.torrent, mounted650.path) > 1
-        listed |= {r.boundary.decode() + ".rollup" for r in t.rollups}
-    # packs/rollups/ lists the union of the torrents' roll-ups, each dated as its boundary commit.
+        listed |= {r.path.split("/")[1] for r in t.rollups}
+    # packs/rollups/ lists the union of the torrents' roll-ups and tag groups, each dated as
+    # its boundary commit (a group: as its newest tag)
     assert sorted(os.listdir(mounted650.p("packs", "rollups"))) == sorted(listed)
+    assert sum(1 for name in listed if name.endswith(".tags")) == 1
     for name in listed:
-        boundary = name.split(".")[0]
-        when = int(git("log", "-1", "--format=%ct", boundary, cwd=repo650))
+        if name.endswith(".tags"):
+            group = next(r for r in torrents["all"].rollups if r.path.endswith(name))
+            when = max(int(git("for-each-ref", "--format=%(taggerdate:unix)", f"refs/tags/{tag}", cwd=repo650))
+                       for tag in ("sealed", "sealed-2", "sealed-outer"))
+            assert len(group.members) == 3
+        else:
+            when = int(git("log", "-1", "--format=%ct", name.split(".")[0], cwd=repo650))
         assert os.stat(mounted650.p("packs", "rollups", name)).st_mtime == when
     assert "rollups" in os.listdir(mounted650.p("packs"))
     assert os.stat(mounted650.p("packs")).st_nlink == 3
@@ -132,7 +144,8 @@ def test_rollup_ranges_read_exactly_through_read_and_mmap(mounted650, sent):
     rng = random.Random(3)
     for r in torrents["all"].rollups:
         expected = b"".join(rollup_chunks(source, r))
-        members = parse_rollup(expected)
+        members = parse_rollup(expected, magic=r.magic)
+        assert [m.encode() for m, _, _ in members] == list(r.members)
         path = mounted650.p("packs", r.path)
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -164,13 +177,13 @@ def test_a_cached_torrent_whose_rollups_were_never_recorded_is_served_whole(moun
     again, records them, and serves every file."""
     cache = sqlite3.connect(os.path.join(repo650, ".git", "gitp2p", "cache.sqlite3"), isolation_level=None)
     try:
-        assert cache.execute("SELECT COUNT(*) FROM rollups").fetchone()[0] == 2
+        assert cache.execute("SELECT COUNT(*) FROM rollups").fetchone()[0] == 3  # and the tag group
         cache.execute("DELETE FROM rollups")
         m = mount_of(repo650)
         path = m.p("torrents", "all.torrent")
         assert wait_for(lambda: os.path.exists(path), timeout=120)
         verify_against_torrent(sent[0]["all"].torrent, m.path)
-        assert cache.execute("SELECT COUNT(*) FROM rollups").fetchone()[0] == 2
+        assert cache.execute("SELECT COUNT(*) FROM rollups").fetchone()[0] == 3
     finally:
         cache.close()
 
@@ -236,12 +249,15 @@ def test_a_cached_torrent_gets_its_rollups_from_the_record_or_the_history(repo65
         manifest, _ = select_refs(source, [], all_refs=True)
         cached = build_repo_torrent(source, manifest, "all")
         assert cached.rollups is None and cached.torrent == torrents["all"].torrent  # from the cache
-        assert rollup_boundaries(cached) == [r.boundary for r in torrents["all"].rollups]
+        assert rollup_boundaries(cached) == [r.boundary for r in torrents["all"].rollups if not r.tags]
+        assert rollup_boundaries(cached, tags=True) == [r.boundary for r in torrents["all"].rollups if r.tags]
         source.cache._query("DELETE FROM rollups")
         assert with_rollups(source, cached).rollups == torrents["all"].rollups  # planned again
         assert with_rollups(source, cached).rollups == torrents["all"].rollups  # as recorded then
         assert source.cache.rollups(ROLLUP_SPAN, rollup_boundaries(cached)) == {
-            r.boundary: r for r in torrents["all"].rollups}
+            r.boundary: r for r in torrents["all"].rollups if not r.tags}
+        assert source.cache.rollups(TAG_GROUP_SPAN, rollup_boundaries(cached, tags=True)) == {
+            r.boundary: r for r in torrents["all"].rollups if r.tags}
     finally:
         source.close()
         source.repo.close()

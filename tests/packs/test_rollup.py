@@ -12,18 +12,22 @@ from testutil import generate, git, gitp2p
 
 from gitfs_p2p.git.repo import GitRepo
 from gitfs_p2p.git.walk import order
-from gitfs_p2p.pack.order import published_tags, torrent_order
+from gitfs_p2p.pack.order import TagInfo, published_tags, torrent_order
 from gitfs_p2p.pack.rollup import (
     ROLLUP_MAGIC,
     ROLLUP_SPAN,
+    TAGS_MAGIC,
+    HistoryPlan,
     Rollup,
     RollupError,
     chain_of,
     header_size,
+    is_tag_group_name,
     parse_rollup,
     plan_history,
     rollup_from_name,
     rollup_header,
+    tag_group,
 )
 from gitfs_p2p.store.source import PackSource
 from gitfs_p2p.store.torrents import build_repo_torrent, rollup_chunks, select_refs
@@ -295,3 +299,56 @@ def test_torrents_list_rollups_first_and_a_later_tip_keeps_them(long_history, tm
         source.close()
     assert t_early.files[0] == t.files[0]
     assert t_early.rollups == t.rollups[:1]
+
+
+# -- tag groups ---------------------------------------------------------------------------
+def _ids(*names: str) -> dict[str, bytes]:
+    return {n: hashlib.sha1(n.encode()).hexdigest().encode() for n in names}
+
+
+def test_tags_sealed_with_a_rollup_are_one_group_and_recent_tags_stay_single():
+    """The rule (docs/pack-format.md, "Tag groups"), pure: the tags after each roll-up are
+    one group named for their ids, as are the tags of trees and blobs; a lone tag and the
+    tail's tags stay one pack each; a newer torrent that seals the tail keeps every old
+    file and appends."""
+    c = _ids("a", "b", "c", "d", "e", "f", "g")
+    t = _ids("t-a", "t-c", "t-c-outer", "t-d", "t-f", "t-tree", "t-blob")
+    r1 = Rollup(c["c"], 3, (c["a"], c["b"], c["c"]))
+    r2 = Rollup(c["e"], 6, (c["d"], c["e"]))
+    tags = {
+        t["t-a"]: TagInfo(c["a"], 0), t["t-c"]: TagInfo(c["c"], 0), t["t-c-outer"]: TagInfo(c["c"], 1),
+        t["t-d"]: TagInfo(c["d"], 0), t["t-f"]: TagInfo(c["f"], 0),
+        t["t-tree"]: TagInfo(None, 0), t["t-blob"]: TagInfo(None, 0),
+    }
+    entries = torrent_order(HistoryPlan((r1, r2), (c["f"], c["g"])), tags)
+    loose = tag_group(sorted([t["t-tree"], t["t-blob"]]))
+    sealed = tag_group([t["t-a"], t["t-c"], t["t-c-outer"]])  # member order, inner tags first
+    assert entries == [loose, r1, sealed, r2, t["t-d"], c["f"], t["t-f"], c["g"]]
+    assert sealed.tags and sealed.depth == 0 and sealed.members == (t["t-a"], t["t-c"], t["t-c-outer"])
+    assert sealed.boundary.decode() == hashlib.sha1(b"".join(bytes.fromhex(m.decode()) for m in sealed.members)).hexdigest()
+    assert sealed.path == f"rollups/{sealed.boundary.decode()}.tags" and sealed.magic == TAGS_MAGIC
+    assert rollup_from_name(sealed.path.split("/")[1]) == sealed.boundary.decode()
+    assert is_tag_group_name(sealed.path.split("/")[1]) and not is_tag_group_name(r1.path.split("/")[1])
+    # `gitp2p packs` order: every tag its own pack
+    flat = torrent_order(HistoryPlan((r1, r2), (c["f"], c["g"])), tags, group_tags=False)
+    assert not any(isinstance(e, Rollup) and e.tags for e in flat) and t["t-blob"] in flat
+    # the refs moved on: f and a new commit h sealed into a third roll-up; old files unchanged
+    h = _ids("h")["h"]
+    r3 = Rollup(h, 9, (c["f"], c["g"], h))
+    later = torrent_order(HistoryPlan((r1, r2, r3), ()), tags)
+    assert later[:5] == entries[:5] and later[5:] == [r3, t["t-f"]]  # a lone sealed tag stays single
+    # a torrent of fewer tags (a label's) has other groups, never one of the same name
+    fewer = torrent_order(HistoryPlan((r1, r2), (c["f"], c["g"])), {k: v for k, v in tags.items() if k != t["t-a"]})
+    other = next(e for e in fewer if isinstance(e, Rollup) and e.tags and e.members[0] == t["t-c"])
+    assert other.boundary != sealed.boundary and loose in fewer
+
+
+def test_a_tag_group_header_is_not_a_rollup_header():
+    members = [(b"a" * 40, 3), (b"b" * 40, 2)]
+    data = rollup_header(members, TAGS_MAGIC) + b"xxxyy"
+    assert parse_rollup(data, magic=TAGS_MAGIC) == [("a" * 40, header_size(2), header_size(2) + 3),
+                                                      ("b" * 40, header_size(2) + 3, len(data))]
+    with pytest.raises(RollupError, match="not a gitp2p roll-up"):
+        parse_rollup(data)
+    with pytest.raises(RollupError, match="not a gitp2p tag group"):
+        parse_rollup(rollup_header(members) + b"xxxyy", magic=TAGS_MAGIC)

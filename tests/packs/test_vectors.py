@@ -69,3 +69,24 @@ def test_the_rollup_vectors_cover_a_merge_and_are_checked(monkeypatch):
     monkeypatch.setattr(rollup, "ROLLUP_MAGIC", b"gitp2p rollup 9\n")
     with pytest.raises(FormatError, match="not its roll-ups"):
         vectors.selfcheck.__wrapped__()
+
+
+def test_the_tag_group_vectors_hold_a_signed_tag_a_tag_of_it_and_tags_of_a_tree_and_a_blob(monkeypatch):
+    with open(vectors.VECTORS_PATH) as fh:
+        shipped = json.load(fh)
+    assert shipped["tag_groups"] == vectors.compute_tag_group_vectors(shipped["rollup_span"])
+    repo, _ = vectors.build_vector_repo()
+    kinds = {}
+    for name in (b"v1.0", b"v1.0-outer", b"tree-tag", b"blob-tag"):
+        tag = repo.object_store[repo.refs[b"refs/tags/" + name]]
+        kinds[tag.id.decode()] = (name, tag.object[0].type_name, b"-----BEGIN PGP SIGNATURE-----" in tag.as_raw_string())
+    grouped = {t: kinds[t] for g in shipped["tag_groups"] for t in g["tags"]}
+    assert sorted(n for n, _, _ in grouped.values()) == [b"blob-tag", b"tree-tag", b"v1.0", b"v1.0-outer"]
+    assert {k for _, k, _ in grouped.values()} == {b"commit", b"tag", b"tree", b"blob"}
+    assert any(signed for _, _, signed in grouped.values()), "a signed annotated tag in a group"
+    # A machine that builds the same packs but other tag-group bytes is refused too.
+    from gitfs_p2p.pack import rollup
+
+    monkeypatch.setattr(rollup, "TAGS_MAGIC", b"gitp2p tagset 9\n")
+    with pytest.raises(FormatError, match="not its roll-ups or tag groups"):
+        vectors.selfcheck.__wrapped__()

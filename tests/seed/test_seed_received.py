@@ -28,6 +28,7 @@ from gitfs_p2p.store.torrents import build_repo_torrent, select_refs
 from gitfs_p2p.testing.procs import LOOPBACK, free_port
 from gitfs_p2p.testing.seeding import Seed
 from gitfs_p2p.testing.swarm import git, make_sample_repo
+from testutil import git as tgit
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -116,27 +117,55 @@ def test_received_torrent_lacking_packs_is_left_out(clone_seed):
     assert "1 of 1 packs are not in the mount" in notes[0]
 
 
-@pytest.mark.parametrize("commits", [12, ROLLUP_SPAN + 150], ids=["short", "with-a-rollup"])
-def test_clone_through_remote_helper_seeds_same_info_hash(tmp_path, commits):
+def _tag_sealed_history(repo: Path) -> list[str]:
+    """Annotated tags on A's sealed history (a signed one, a tag of it, a plain one) and a
+    tag of a tree and one of a blob: all's torrent then carries two tag groups."""
+    chain = tgit("rev-list", "--first-parent", "--reverse", "main", cwd=str(repo)).split()
+    assert len(chain) > ROLLUP_SPAN + 10
+
+    def tag(name: str, target: str, kind: str, signed: bool = False) -> str:
+        body = f"object {target}\ntype {kind}\ntag {name}\ntagger T <t@example.invalid> 1313590000 +0000\n\n{name}\n"
+        if signed:
+            body += "-----BEGIN PGP SIGNATURE-----\n\niQEzBAABCAAdFiEE\n=abcd\n-----END PGP SIGNATURE-----\n"
+        tid = tgit("hash-object", "-w", "-t", "tag", "--stdin", cwd=str(repo), input=body.encode()).strip()
+        tgit("update-ref", f"refs/tags/{name}", tid, cwd=str(repo))
+        return tid
+
+    signed = tag("rel-1", chain[100], "commit", signed=True)
+    tag("rel-1-outer", signed, "tag")
+    tag("rel-2", chain[200], "commit")
+    tag("tree-tag", tgit("rev-parse", f"{chain[50]}^{{tree}}", cwd=str(repo)).strip(), "tree")
+    tag("blob-tag", tgit("hash-object", "-w", "--stdin", cwd=str(repo), input=b"a blob only a tag names\n").strip(), "blob")
+    return ["rel-1", "rel-1-outer", "rel-2", "tree-tag", "blob-tag"]
+
+
+@pytest.mark.parametrize("commits, tagged", [(12, False), (ROLLUP_SPAN + 150, False), (ROLLUP_SPAN + 150, True)],
+                         ids=["short", "with-a-rollup", "with-tag-groups"])
+def test_clone_through_remote_helper_seeds_same_info_hash(tmp_path, commits, tagged):
     """The whole path: `git clone gitp2p::A's all.torrent` from `gitp2p seed A`, then
     `gitp2p seed` of the clone seeds A's info-hash (and HEAD's, whose refs are the same),
-    also when the torrent carries a roll-up (the clone rebuilds it from what it received)."""
+    also when the torrent carries a roll-up (the clone rebuilds it from what it received)
+    and tag groups (a signed tag, a tag of a tag, of a tree, of a blob)."""
     helper = Path(sys.executable).parent / "git-remote-gitp2p"
     if not helper.exists():
         pytest.skip(f"{helper} is not installed (pip install -e .)")
     if not Path("/dev/fuse").exists():
         pytest.skip("no /dev/fuse")
     repo_a = make_sample_repo(tmp_path / "A", commits, seed=31)
+    tags = _tag_sealed_history(repo_a) if tagged else []
     with Seed(repo_a, tmp_path / "seed-A", announce_every=0) as seed_a:
         torrent = tmp_path / "A-all.torrent"
         torrent.write_bytes((seed_a.mountpoint / "torrents" / "all.torrent").read_bytes())
         sent = {label: ih for label, _, ih in seed_a.seeded()}
         files = ["/".join(f.path) for f in parse_torrent(torrent.read_bytes()).files]
-        assert any(f.startswith("rollups/") for f in files) == (commits > ROLLUP_SPAN)
+        assert any(f.startswith("rollups/") and f.endswith(".rollup") for f in files) == (commits > ROLLUP_SPAN)
+        assert sum(1 for f in files if f.startswith("rollups/") and f.endswith(".tags")) == (2 if tagged else 0)
         env = {"PATH": f"{helper.parent}{os.pathsep}{os.environ['PATH']}"}
         git("-c", f"gitp2p.peer={LOOPBACK}:{seed_a.port}", "-c", f"gitp2p.listen={LOOPBACK}:0",
             "-c", "gitp2p.utp=false", "-c", "gitp2p.timeout=60",
             "clone", "-q", f"gitp2p::{torrent}", str(tmp_path / "C"), cwd=tmp_path, env=env)
+    for name in tags:  # every tag came through its group, byte for byte
+        assert git("cat-file", "-p", name, cwd=tmp_path / "C") == git("cat-file", "-p", name, cwd=repo_a)
     with Seed(tmp_path / "C", tmp_path / "seed-C", announce_every=0) as seed_c:
         seeded = seed_c.seeded()
     assert ("all", "received", sent["all"]) in seeded, seed_c.output()

@@ -12,7 +12,8 @@ from testutil import gitp2p
 from wsupport import check_invariant, deliver, fsck_clean, git, refs_of, write_manifest
 
 from gitfs_p2p.git.repo import GitRepo
-from gitfs_p2p.pack.rollup import parse_rollup, plan_history, rollup_header
+from gitfs_p2p.pack.order import published_tags, torrent_order
+from gitfs_p2p.pack.rollup import ROLLUP_MAGIC, Rollup, parse_rollup, plan_history, rollup_header, tag_group
 from gitfs_p2p.receive.importer import Importer
 from gitfs_p2p.store.source import PackSource
 from gitfs_p2p.store.torrents import rollup_chunks
@@ -179,3 +180,98 @@ def test_the_cli_imports_rollups(tmp_path, sender, plan):
     assert proc.returncode == 0, proc.stderr
     assert refs_of(str(repo)) == sender.refs
     assert git("rev-list", "--all", cwd=repo).split() == git("rev-list", "--all", cwd=sender.path).split()
+
+
+# -- tag groups ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tagged(sender, plan, tmp_path_factory):
+    """A copy of the sender with annotated tags on its sealed history (a signed one, a tag
+    of that tag, a plain one) and a tag of a tree and one of a blob: (path, refs, the
+    torrent's entries in order, PackSource on the copy)."""
+    path = str(tmp_path_factory.mktemp("tagged") / "repo")
+    git("clone", "-q", "--bare", sender.path, path, cwd=os.path.dirname(path))
+
+    def tag(name: str, target: str, kind: str, signed: bool = False) -> str:
+        body = f"object {target}\ntype {kind}\ntag {name}\ntagger T <t@example.invalid> 1313590000 +0000\n\nrelease {name}\n"
+        if signed:
+            body += "-----BEGIN PGP SIGNATURE-----\n\niQEzBAABCAAdFiEE\n=abcd\n-----END PGP SIGNATURE-----\n"
+        tid = git("hash-object", "-w", "-t", "tag", "--stdin", cwd=path, input=body.encode()).strip()
+        git("update-ref", f"refs/tags/{name}", tid, cwd=path)
+        return tid
+
+    sealed = plan.rollups[1].members
+    signed = tag("v1", sealed[0].decode(), "commit", signed=True)
+    tag("v1-outer", signed, "tag")
+    tag("v1.1", sealed[-1].decode(), "commit")
+    tag("v0", plan.rollups[0].members[-1].decode(), "commit")  # alone on its roll-up: one pack
+    tag("tree-tag", git("rev-parse", f"{sealed[0].decode()}^{{tree}}", cwd=path).strip(), "tree")
+    blob = git("hash-object", "-w", "--stdin", cwd=path, input=b"a blob only a tag names\n").strip()
+    tag("blob-tag", blob, "blob")
+    repo = GitRepo(path)
+    source = PackSource(repo)
+    targets = repo.published_refs()
+    entries = torrent_order(plan, published_tags(targets.values()))
+    refs = {name: t.object.decode() for name, t in targets.items()}
+    yield path, refs, entries, source
+    source.close()
+    repo.close()
+
+
+def _deliver_tagged(d, sender, tagged) -> list[Rollup]:
+    """Every file of the tagged copy's torrent into DIR, as a client leaves them; its groups."""
+    path, refs, entries, source = tagged
+    groups = []
+    for e in entries:
+        if isinstance(e, Rollup):
+            put_rollup(d, e.path.split("/")[1], b"".join(rollup_chunks(source, e)))
+            groups += [e] if e.tags else []
+        else:
+            os.makedirs(os.path.join(d, "packs"), exist_ok=True)
+            with open(os.path.join(d, "packs", f"{e.decode()}.pack"), "wb") as fh:
+                fh.write(source.pack(e))
+    write_manifest(str(d), sender.manifest(refs))
+    return groups
+
+
+def test_tag_groups_import_and_the_receiver_rebuilds_them(tmp_path, sender, plan, tagged):
+    path, refs, entries, source = tagged
+    groups = [e for e in entries if isinstance(e, Rollup) and e.tags]
+    # the tags of the tree and the blob; those on the second roll-up (v1, v1-outer, v1.1)
+    assert [len(g.members) for g in groups] == [2, 3]
+    assert refs["refs/tags/v0"].encode() in entries  # alone on its roll-up: a pack of its own
+    d, repo = tmp_path / "dir", tmp_path / "repo"
+    sent = _deliver_tagged(d, sender, tagged)
+    with _importer(d, repo) as imp:
+        result = imp.run_pass(final=True)
+        assert result.finished and not result.quarantined, result.progress_line()
+        assert all(imp.is_imported(g.boundary.decode()) for g in sent)
+    assert refs_of(str(repo)) == refs
+    ok, text = fsck_clean(str(repo))
+    assert ok, text
+    for name in ("v1", "v1-outer", "v1.1", "v0", "tree-tag", "blob-tag"):
+        assert git("cat-file", "-p", name, cwd=repo) == git("cat-file", "-p", name, cwd=path)
+    # the receiver holds every member's bytes, so it builds the same groups (and torrent)
+    received = PackSource(GitRepo(str(repo)))
+    try:
+        for g in sent:
+            assert b"".join(rollup_chunks(received, g)) == b"".join(rollup_chunks(source, g))
+        targets = received.repo.published_refs()
+        assert torrent_order(plan, published_tags(targets.values())) == entries
+    finally:
+        received.close()
+        received.repo.close()
+    with _importer(d, repo) as imp:  # idempotent
+        again = imp.run_pass(final=True)
+        assert again.new == 0 and again.finished
+
+
+def test_a_tag_group_not_named_for_its_tags_is_refused(tmp_path, sender, plan, tagged):
+    path, refs, entries, source = tagged
+    group = next(e for e in entries if isinstance(e, Rollup) and e.tags and len(e.members) == 3)
+    data = b"".join(rollup_chunks(source, group))
+    wrong = tag_group(group.members[:2]).boundary.decode()
+    why, refused = _refused(tmp_path, sender, plan, data, name=f"{wrong}.tags")
+    assert len(refused) == 1 and "bad tag group" in why and "not the id" in why
+    why, refused = _refused(tmp_path / "magic", sender, plan, ROLLUP_MAGIC + data[len(ROLLUP_MAGIC):],
+                            name=group.path.split("/")[1])
+    assert len(refused) == 1 and "bad tag group" in why and "bad magic" in why

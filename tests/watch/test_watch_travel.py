@@ -18,6 +18,7 @@ import subprocess
 
 import pytest
 
+from gitfs_p2p.pack.rollup import tag_group
 from gitfs_p2p.testing.swarm import Mount
 from testutil import client_download, git, gitp2p
 from torrentcore.metainfo import parse_torrent
@@ -38,9 +39,10 @@ def _download(meta, source_dir, dest_dir) -> None:
     dest_dir.mkdir(parents=True, exist_ok=True)
     stream = b""
     for f in meta.files:
-        data = (source_dir / f.path[0]).read_bytes()
+        data = source_dir.joinpath(*f.path).read_bytes()
         assert len(data) == f.length
-        (dest_dir / f.path[0]).write_bytes(data)
+        dest_dir.joinpath(*f.path).parent.mkdir(parents=True, exist_ok=True)
+        dest_dir.joinpath(*f.path).write_bytes(data)
         stream += data
     pl = meta.piece_length
     assert [hashlib.sha1(stream[i : i + pl]).digest() for i in range(0, len(stream), pl)] == list(meta.pieces)
@@ -56,10 +58,14 @@ def test_a_quirky_history_travels_whole(quirky, tmp_path):
     mount = Mount(path, tmp_path / "mnt").start()
     try:
         meta = parse_torrent(mount.torrent("all").read_bytes())
-        names = [f.path[0] for f in meta.files]
-        # every annotated tag travels as its own pack, beside the commit packs
-        for name in ("v1.0", "v1.0-outer", "tree-tag", "blob-tag", "old-style"):
+        names = ["/".join(f.path) for f in meta.files]
+        # every annotated tag of a commit travels as its own pack (no roll-up seals these),
+        # beside the commit packs; the tags of a tree and of a blob as one tag group
+        for name in ("v1.0", "v1.0-outer", "old-style"):
             assert f"{ids['tag:' + name]}.pack" in names, name
+        group = tag_group(sorted([ids["tag:tree-tag"].encode(), ids["tag:blob-tag"].encode()]))
+        assert names[0] == group.path
+        assert mount.path.joinpath("packs", group.path).stat().st_size == meta.files[0].length
         _download(meta, mount.path / "packs", tmp_path / "dl" / "packs")
     finally:
         mount.stop()
