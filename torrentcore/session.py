@@ -24,6 +24,9 @@ from typing import Callable, Iterable
 import libtorrent as lt
 import trio
 
+from . import bencode
+from .mutable import MutableItem, SigningKey
+
 __all__ = ["EngineConfig", "Engine", "Event", "Torrent", "TorrentStatus", "EngineError", "LT_VERSION"]
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,9 @@ class EngineConfig:
     dht_nodes: tuple[str, ...] = ()
     utp: bool = True
     loopback: bool = False
+    #: BEP 43: ask the DHT, but stay out of other nodes' routing tables (a short-lived engine,
+    #: as `git fetch`'s: nodes that leave make everyone's lookups wait for their timeouts)
+    dht_read_only: bool = False
     upload_slots: int = 8
     extra: dict = field(default_factory=dict)  # raw libtorrent settings, last word
 
@@ -99,10 +105,18 @@ class EngineConfig:
             # a rarest-first end game of the whole torrent
             "close_file_interval": 0,
         }
+        if self.dht and self.dht_read_only:
+            s["dht_read_only"] = True
         if self.dht_nodes:
             # given nodes replace libtorrent's public bootstrap routers
             s["dht_bootstrap_nodes"] = ",".join(self.dht_nodes)
             if self.private_dht:
+                # ...but in a room they are peers, not routers: libtorrent never puts a
+                # router into its routing table, so a room whose every node names the others
+                # as routers kept empty tables (every put and lookup found nobody, measured
+                # with 3 and 4 nodes on loopback).  No routers then; run() pings the given
+                # nodes as ordinary nodes (add_dht_node), which do enter the table.
+                s["dht_bootstrap_nodes"] = ""
                 # A room's own DHT (every node on a private network or loopback): its nodes
                 # share a /24, which the internet rules (one node per /24 in a routing table,
                 # node ids derived from public addresses) would cut down to one; a handful
@@ -136,6 +150,11 @@ class EngineConfig:
                 "dht_restrict_search_ips": False,
                 "dht_prefer_verified_node_ids": False,
                 "dht_ignore_dark_internet": False,
+                # every DHT node here shares one address: libtorrent's per-address limit
+                # (5 queries a second, then the address is ignored for 5 minutes) would
+                # count a whole test room as one abusive node
+                "dht_block_ratelimit": 100_000,
+                "dht_block_timeout": 0,
                 "local_service_announce_interval": 5,
                 "min_announce_interval": 1,
                 "tracker_backoff": 0,
@@ -154,13 +173,16 @@ class Event:
     index: int | None = None  # file or piece index, where the alert has one
     error: str | None = None  # the error's message, for error alerts
     port: int | None = None  # listen_succeeded
+    item: MutableItem | None = None  # dht_mutable_item (a lookup's answer), dht_put (value b"")
+    successes: int | None = None  # dht_put: how many nodes stored the item
+    nodes: int | None = None  # dht_stats: how many nodes the DHT's routing table holds
 
 
 def _event(alert) -> Event:
     kind = type(alert).__name__
     if kind.endswith("_alert"):
         kind = kind[: -len("_alert")]
-    info_hash = index = error = port = None
+    info_hash = index = error = port = item = successes = nodes = None
     handle = getattr(alert, "handle", None)
     if handle is not None:
         try:
@@ -174,10 +196,18 @@ def _event(alert) -> Event:
         index = int(alert.piece_index)
     elif kind == "listen_succeeded":
         port = int(alert.port)
+    elif kind == "dht_mutable_item":
+        item = MutableItem(bytes(alert.key), bytes(alert.salt), int(alert.seq), bencode.encode(alert.item),
+                           bytes(alert.signature), bool(alert.authoritative))
+    elif kind == "dht_put":
+        item = MutableItem(bytes(alert.public_key), bytes(alert.salt), int(alert.seq), b"", bytes(alert.signature))
+        successes = int(alert.num_success)
+    elif kind == "dht_stats":
+        nodes = sum(int(bucket["num_nodes"]) for bucket in alert.routing_table)
     err = getattr(alert, "error", None)
     if err is not None and hasattr(err, "value") and err.value():
         error = err.message()
-    return Event(kind, alert.message(), info_hash, index, error, port)
+    return Event(kind, alert.message(), info_hash, index, error, port, item, successes, nodes)
 
 
 @dataclass(frozen=True)
@@ -346,6 +376,7 @@ class Engine:
         self._stop = threading.Event()
         self.errors: list[Event] = []
         self._udp_listening = False  # a UDP socket is open (the DHT's)
+        self._dht_ready = False  # the DHT's routing table had a node
 
     @property
     def listen_port(self) -> int:
@@ -513,6 +544,93 @@ class Engine:
 
     def add_dht_node(self, host: str, port: int) -> None:
         self.session.add_dht_node((host, port))
+
+    # -- BEP 44 mutable items (BEP 46 names) -------------------------------------------------
+    async def _need_dht(self, timeout: float) -> None:
+        """The DHT is on; wait (at most `timeout`) until its routing table has a node: a put or
+        lookup started before would find nobody.  (libtorrent's bootstrap alert is no sign:
+        it came at once in one run and after more than 15 s in another, measured.)"""
+        if not self.config.dht:
+            raise EngineError("the DHT is off in this engine (EngineConfig.dht)")
+        if self._dht_ready:
+            return
+        events = self.listen()
+        try:
+            with trio.move_on_after(timeout):
+                while True:
+                    # ping the given nodes again: pings sent while the DHT was still starting
+                    # are lost (the first engine started after a room's nodes sat with an
+                    # empty table for more than 15 s, measured; a second one at once)
+                    for node in self.config.dht_nodes:
+                        host, _, port = node.rpartition(":")
+                        self.add_dht_node(host.strip("[]"), int(port))
+                    self.session.post_dht_stats()
+                    nodes = None
+                    with trio.move_on_after(1.0):
+                        async for event in events:
+                            if event.kind == "dht_stats":
+                                nodes = event.nodes
+                                break
+                    if nodes:
+                        self._dht_ready = True
+                        return
+                    await trio.sleep(0.25)
+        finally:
+            events.close()
+
+    async def put_mutable(self, key: SigningKey, salt: bytes, data: bytes, timeout: float = 30.0) -> tuple[int, int]:
+        """Store `data` (a byte string: all the Python bindings can put) under key and salt in
+        the DHT; (its sequence number, how many nodes stored it).  libtorrent first looks the
+        item up and takes one more than the highest sequence number it finds, so a new put
+        always supersedes what the DHT holds; EngineError when no node stored it."""
+        await self._need_dht(timeout / 2)
+        public = key.public
+        events = self.listen()
+        try:
+            self.session.dht_put_mutable_item(key.expanded, public, data, salt)
+            with trio.move_on_after(timeout):
+                async for event in events:
+                    if event.kind == "dht_put" and event.item.public_key == public and event.item.salt == salt:
+                        if not event.successes:
+                            raise EngineError(f"no DHT node stored the item {public.hex()}/{salt.decode(errors='replace')} "
+                                              f"(sequence number {event.item.seq}): no DHT nodes reached, "
+                                              "or they refused it")
+                        return event.item.seq, event.successes
+        finally:
+            events.close()
+        raise EngineError(f"the DHT put of {public.hex()}/{salt.decode(errors='replace')} did not finish "
+                          f"within {timeout:g}s")
+
+    async def get_mutable(self, public_key: bytes, salt: bytes, timeout: float = 30.0) -> MutableItem | None:
+        """Look up the item under public_key and salt: the one with the highest sequence number
+        the lookup found (libtorrent checked its signature), or None when the DHT holds none.
+        Waits for the lookup's end (its authoritative answer); at `timeout`, the best item
+        seen so far, else EngineError."""
+        await self._need_dht(timeout / 2)
+        events = self.listen()
+        best: MutableItem | None = None
+        try:
+            self.session.dht_get_mutable_item(public_key, salt)
+            with trio.move_on_after(timeout):
+                async for event in events:
+                    if event.kind != "dht_mutable_item":
+                        continue
+                    item = event.item
+                    if item.public_key != public_key or item.salt != salt:
+                        continue
+                    # "nothing found" is an authoritative answer with sequence number 0 and an
+                    # empty value (its signature bytes are left over, not zero: seen on 2.1.1)
+                    found = item.seq > 0 or item.value != b"0:"
+                    if found and (best is None or item.seq >= best.seq):
+                        best = item
+                    if item.authoritative:
+                        return best
+        finally:
+            events.close()
+        if best is not None:
+            return best
+        raise EngineError(f"the DHT lookup of {public_key.hex()}/{salt.decode(errors='replace')} found nothing "
+                          f"within {timeout:g}s")
 
 
 def make_torrent_file(info_section: bytes, trackers: Iterable[str] = (), web_seeds: Iterable[str] = ()) -> bytes:
