@@ -992,6 +992,179 @@ static PyObject *tree_map(PyObject *self, PyObject *args)
     return out;
 }
 
+/* The entry of v (read_sorted's, n of them) whose key is key, or NULL. */
+static const sorted_entry_t *find_key(const sorted_entry_t *v, Py_ssize_t n, const tree_name_t *key)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        int c = key_cmp(&v[mid].key, key);
+        if (c == 0)
+            return &v[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* 0 blob, 1 tree, 2 gitlink: objects.mode_kind of a mode. */
+static int kind_class(uint32_t mode)
+{
+    switch (mode & S_IFMT_) {
+    case S_IFREG_:
+    case S_IFLNK_:
+        return 0;
+    case S_IFDIR_:
+        return 1;
+    default:
+        return 2;
+    }
+}
+
+/* connect_raw(raw, parent_raws, pack_ids, pack_types, reached, queue, outside, tree_id, kind_blob,
+   kind_tree, kind_gitlink, type_blob, type_tree) -> -1, an index, or None.
+   connect_tree's twin on the raw trees: raw is the pack's tree, parent_raws the parents' trees
+   at the same path (bytes), pack_ids the pack's object ids (20 bytes each, sorted) and
+   pack_types their type numbers (one byte each).  Same effects and result as connect_tree
+   given parse_tree(raw) and the parents' {name: (kind, id)} maps; None, having changed
+   nothing, when raw is not well formed or a parent tree is not simple (read_sorted: then
+   a name may stand twice, and the caller takes connect_tree's path). */
+static PyObject *connect_raw(PyObject *self, PyObject *args)
+{
+    Py_buffer raw, ids, types;
+    PyObject *parent_raws, *reached, *queue, *outside, *tree_id, *kinds[3];
+    int type_blob, type_tree;
+    if (!PyArg_ParseTuple(args, "y*O!y*y*O!O!O!OOOOii:connect_raw", &raw, &PyList_Type, &parent_raws, &ids, &types,
+                          &PySet_Type, &reached, &PyList_Type, &queue, &PyList_Type, &outside, &tree_id, &kinds[0],
+                          &kinds[1], &kinds[2], &type_blob, &type_tree))
+        return NULL;
+    const Py_ssize_t nparents = PyList_GET_SIZE(parent_raws), nids = ids.len / 20;
+    sorted_entry_t **par = NULL;
+    Py_ssize_t *counts = NULL;
+    PyObject *result = NULL;
+    const unsigned char *idv = ids.buf, *typev = types.buf;
+    if (ids.len % 20 != 0 || types.len != nids) {
+        PyErr_SetString(PyExc_ValueError, "pack_ids must hold 20-byte ids, pack_types one byte each");
+        goto done;
+    }
+    par = PyMem_Calloc((size_t)(nparents ? nparents : 1), sizeof(sorted_entry_t *));
+    counts = PyMem_Calloc((size_t)(nparents ? nparents : 1), sizeof(Py_ssize_t));
+    if (par == NULL || counts == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t m = 0; m < nparents; m++) {
+        PyObject *b = PyList_GET_ITEM(parent_raws, m);
+        if (!PyBytes_Check(b)) {
+            PyErr_SetString(PyExc_TypeError, "parent_raws must hold bytes");
+            goto done;
+        }
+        Py_buffer pb;
+        memset(&pb, 0, sizeof pb);
+        pb.buf = PyBytes_AS_STRING(b);
+        pb.len = PyBytes_GET_SIZE(b);
+        int rc = read_sorted(&pb, &par[m], &counts[m]);
+        if (rc < 0)
+            goto done;
+        if (rc == 0)
+            goto not_simple;
+    }
+    {
+        /* the pack's tree must read whole before anything is touched */
+        const unsigned char *p = raw.buf, *end = p + raw.len;
+        while (p < end) {
+            tree_entry_t e;
+            if (next_entry(&p, end, &e) < 0)
+                goto not_simple;
+        }
+    }
+    const unsigned char *p = raw.buf, *end = p + raw.len;
+    for (Py_ssize_t i = 0; p < end; i++) {
+        tree_entry_t e;
+        next_entry(&p, end, &e);
+        const int kind = kind_class(e.mode);
+        if (kind == 2)
+            continue; /* a commit of another repository */
+        const tree_name_t key = {e.name, e.name_len, kind == 1};
+        Py_ssize_t lo = 0, hi = nids, found = -1;
+        while (lo < hi) {
+            Py_ssize_t mid = lo + (hi - lo) / 2;
+            int c = memcmp(idv + 20 * mid, e.id, 20);
+            if (c == 0) {
+                found = mid;
+                break;
+            }
+            if (c < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (found >= 0) {
+            if (typev[found] != (kind == 1 ? type_tree : type_blob)) {
+                result = PyLong_FromSsize_t(i);
+                goto done;
+            }
+            PyObject *oid = PyBytes_FromStringAndSize((const char *)e.id, 20);
+            if (oid == NULL || PySet_Add(reached, oid) < 0) {
+                Py_XDECREF(oid);
+                goto done;
+            }
+            if (kind == 1) {
+                PyObject *below = PyList_New(0);
+                for (Py_ssize_t m = 0; below != NULL && m < nparents; m++) {
+                    const sorted_entry_t *s = find_key(par[m], counts[m], &key);
+                    if (s == NULL)
+                        continue;
+                    PyObject *sub = PyBytes_FromStringAndSize((const char *)s->e.id, 20);
+                    if (sub == NULL || PyList_Append(below, sub) < 0)
+                        Py_CLEAR(below);
+                    Py_XDECREF(sub);
+                }
+                PyObject *item = below == NULL ? NULL : PyTuple_Pack(2, oid, below);
+                Py_XDECREF(below);
+                int rc = item == NULL ? -1 : PyList_Append(queue, item);
+                Py_XDECREF(item);
+                if (rc < 0) {
+                    Py_DECREF(oid);
+                    goto done;
+                }
+            }
+            Py_DECREF(oid);
+            continue;
+        }
+        int in_parent = 0;
+        for (Py_ssize_t m = 0; m < nparents && !in_parent; m++) {
+            const sorted_entry_t *s = find_key(par[m], counts[m], &key);
+            in_parent = s != NULL && kind_class(s->e.mode) == kind && memcmp(s->e.id, e.id, 20) == 0;
+        }
+        if (!in_parent) {
+            PyObject *oid = PyBytes_FromStringAndSize((const char *)e.id, 20);
+            PyObject *item = oid == NULL ? NULL : PyTuple_Pack(3, tree_id, oid, kinds[kind]);
+            Py_XDECREF(oid);
+            int rc = item == NULL ? -1 : PyList_Append(outside, item);
+            Py_XDECREF(item);
+            if (rc < 0)
+                goto done;
+        }
+    }
+    result = PyLong_FromLong(-1);
+    goto done;
+not_simple:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (Py_ssize_t m = 0; par != NULL && m < nparents; m++)
+        PyMem_Free(par[m]);
+    PyMem_Free(par);
+    PyMem_Free(counts);
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&types);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"create_delta", create_delta, METH_VARARGS,
      "create_delta(base, target) -> bytes: the pinned delta of gitfs_p2p.pack.delta, compiled."},
@@ -1006,6 +1179,9 @@ static PyMethodDef methods[] = {
     {"connect_tree", connect_tree, METH_VARARGS,
      "connect_tree(entries, objects, parent_maps, reached, queue, outside, tree_id, kind_blob, kind_tree, kind_gitlink,"
      " type_blob, type_tree) -> -1, or the index of an entry of the wrong type: checker._connect_tree_py, compiled."},
+    {"connect_raw", connect_raw, METH_VARARGS,
+     "connect_raw(raw, parent_raws, pack_ids, pack_types, reached, queue, outside, tree_id, kind_blob, kind_tree,"
+     " kind_gitlink, type_blob, type_tree) -> -1, an index, or None: connect_tree on raw trees."},
     {"tree_map", tree_map, METH_VARARGS, "tree_map(entries) -> {name: (kind, id)}: checker._tree_map_py, compiled."},
     {NULL, NULL, 0, NULL},
 };

@@ -6,7 +6,6 @@ keeps parsed trees between packs.  See docs/watcher.md, "Completeness".
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,33 +35,32 @@ def parse_named(type_num: int, raw: bytes, oid: str) -> CommitHeader | TagHeader
     raise PackRejected(f"the file is named for {oid}, which is a {TYPE_NAMES[type_num].decode()}, not a commit or tag")
 
 
-#: Bytes of parsed trees TreeCache keeps (estimated: TreeCache.weight).
+#: Bytes of trees TreeCache keeps (estimated: TreeCache.weight).
 TREE_CACHE_BYTES = 16 << 20
-#: What one parsed entry costs besides the dict's own table: its name and id (bytes
-#: objects), the (kind, id) tuple.
-_ENTRY_BYTES = 160
+#: What one kept tree costs besides its content: its id, the LRU's links and weight.
+_TREE_OVERHEAD = 200
 
 
 class TreeCache:
-    """Parsed trees by binary id (name -> (kind, binary id)), least recently used dropped.
+    """Trees' contents (raw bytes) by binary id, least recently used dropped.
 
     Content-addressed, so always right; shared across packs because a commit's parent
-    trees are the trees its parent's pack brought, parsed a moment before.  Bounded by
+    trees are the trees its parent's pack brought, checked a moment before.  Bounded by
     the bytes held (max_bytes, estimated by weight()).
     """
 
     def __init__(self, max_bytes: int = TREE_CACHE_BYTES):
         self._trees = LRU(max_bytes)
 
-    def get(self, tree_id: bytes) -> dict[bytes, tuple[str, bytes]] | None:
+    def get(self, tree_id: bytes) -> bytes | None:
         return self._trees.get_hit(tree_id)
 
-    def put(self, tree_id: bytes, names: dict[bytes, tuple[str, bytes]]) -> None:
-        self._trees.put(tree_id, names, self.weight(names))
+    def put(self, tree_id: bytes, raw: bytes) -> None:
+        self._trees.put(tree_id, raw, self.weight(raw))
 
     @staticmethod
-    def weight(names: dict) -> int:
-        return sys.getsizeof(names) + _ENTRY_BYTES * len(names)
+    def weight(raw: bytes) -> int:
+        return _TREE_OVERHEAD + len(raw)
 
     @property
     def bytes(self) -> int:
@@ -108,8 +106,9 @@ class Checker:
         self.reached: set[bytes] = {bytes.fromhex(named)}
         self.gitmodules: set[bytes] = set()
         self.gitattributes: set[bytes] = set()
-        self._reports: dict[bytes, list] = {}  # tree id -> parsed entries (pack trees)
-        self._parent_trees: dict[bytes, dict[bytes, tuple[str, bytes]] | None] = {}
+        self._parent_raws: dict[bytes, bytes] = {}  # tree id -> content of the parents' trees read
+        self._parent_trees: dict[bytes, dict[bytes, tuple[str, bytes]]] = {}  # the same parsed, where needed
+        self._ids: tuple[bytes, bytes] | None = None  # the pack's ids, sorted and joined; their types
 
     # -- fsck ---------------------------------------------------------------------------
     def _refuse(self, findings: list[Finding]) -> None:
@@ -128,11 +127,10 @@ class Checker:
             elif type_num == OBJ_TAG:
                 self._refuse(fsck_tag(hex_id, content))
             elif type_num == OBJ_TREE:
-                report = fsck_tree(hex_id, content, strict=self.policy.strict)
+                report = fsck_tree(hex_id, content, strict=self.policy.strict, keep_entries=False)
                 self._refuse(report.findings)
-                self._reports[oid] = report.entries
                 if self.repo.trees is not None:
-                    self.repo.trees.put(oid, _tree_map(report.entries))
+                    self.repo.trees.put(oid, content)
                 self.gitmodules.update(report.gitmodules)
                 self.gitattributes.update(report.gitattributes)
         for oid in sorted(self.gitmodules):
@@ -204,25 +202,53 @@ class Checker:
             )
 
     # -- connectivity -----------------------------------------------------------------------
+    def _parent_raw(self, tree_id: bytes) -> bytes:
+        """The content of a tree of a complete parent (read from the repository)."""
+        raw = self._parent_raws.get(tree_id)
+        if raw is None and self.repo.trees is not None:
+            raw = self.repo.trees.get(tree_id)
+        if raw is None:
+            found = self.external.get(tree_id) or self.repo.read(tree_id)
+            if found is None or found[0] != OBJ_TREE:
+                raise PackRejected(f"a parent's tree {tree_id.hex()} cannot be read from the repository")
+            raw = found[1]
+            if self.repo.trees is not None:
+                self.repo.trees.put(tree_id, raw)
+        self._parent_raws[tree_id] = raw
+        return raw
+
     def _parent_tree(self, tree_id: bytes | None) -> dict[bytes, tuple[str, bytes]] | None:
         """name -> (kind, binary id) of a tree of a complete parent (read from the repository)."""
         if tree_id is None:
             return None
-        if tree_id not in self._parent_trees and self.repo.trees is not None:
-            hit = self.repo.trees.get(tree_id)
-            if hit is not None:
-                self._parent_trees[tree_id] = hit
         if tree_id not in self._parent_trees:
-            found = self.external.get(tree_id) or self.repo.read(tree_id)
-            if found is None or found[0] != OBJ_TREE:
-                raise PackRejected(f"a parent's tree {tree_id.hex()} cannot be read from the repository")
+            raw = self._parent_raw(tree_id)
             try:
-                self._parent_trees[tree_id] = _tree_map(parse_tree(found[1]))
+                self._parent_trees[tree_id] = _tree_map(parse_tree(raw))
             except ObjectParseError:
                 raise PackRejected(f"a parent's tree {tree_id.hex()} cannot be read") from None
-            if self.repo.trees is not None:
-                self.repo.trees.put(tree_id, self._parent_trees[tree_id])
         return self._parent_trees[tree_id]
+
+    def _look_at(self, tree_id: bytes, parent_dirs: list[bytes], queue: list, outside: list) -> None:
+        """connected's look at one tree of the pack beside the parents' trees at its path."""
+        bad = None
+        if _connect_raw is not None:
+            if self._ids is None:
+                ids = sorted(self.objects)
+                self._ids = (b"".join(ids), bytes(self.objects[i][0] for i in ids))
+            parent_raws = [self._parent_raw(d) for d in parent_dirs]
+            bad = _connect_raw(self.objects[tree_id][1], parent_raws, *self._ids, self.reached, queue, outside,
+                               tree_id, KIND_BLOB, KIND_TREE, KIND_GITLINK, OBJ_BLOB, OBJ_TREE)
+        if bad is None:  # not built, or a parent tree that is not simple (a name twice): by the maps
+            parent_maps = [m for m in (self._parent_tree(d) for d in parent_dirs) if m is not None]
+            bad = _connect_tree(parse_tree(self.objects[tree_id][1]), self.objects, parent_maps, self.reached, queue,
+                                outside, tree_id, KIND_BLOB, KIND_TREE, KIND_GITLINK, OBJ_BLOB, OBJ_TREE)
+        if bad >= 0:
+            _, _, name, oid, kind = parse_tree(self.objects[tree_id][1])[bad]
+            raise PackRejected(
+                f"tree {tree_id.hex()} names {oid.hex()} as a {kind} ({name.decode(errors='replace')!r}),"
+                f" it is a {TYPE_NAMES[self.objects[oid][0]].decode()}"
+            )
 
     def connected(self, root: bytes, parent_roots: list[bytes], what: str) -> None:
         """Everything below root is in the pack or in a parent's tree, with the right type.
@@ -248,19 +274,10 @@ class Checker:
             if tree_id in walked:
                 continue
             walked.add(tree_id)
-            parent_maps = [m for m in (self._parent_tree(d) for d in parent_dirs) if m is not None]
-            entries = self._reports[tree_id]
-            bad = _connect_tree(entries, self.objects, parent_maps, self.reached, queue, outside, tree_id,
-                                KIND_BLOB, KIND_TREE, KIND_GITLINK, OBJ_BLOB, OBJ_TREE)
-            if bad >= 0:
-                _, _, name, oid, kind = entries[bad]
-                raise PackRejected(
-                    f"tree {tree_id.hex()} names {oid.hex()} as a {kind} ({name.decode(errors='replace')!r}),"
-                    f" it is a {TYPE_NAMES[self.objects[oid][0]].decode()}"
-                )
+            self._look_at(tree_id, parent_dirs, queue, outside)
         if not outside:
             return
-        known = {v for m in self._parent_trees.values() if m for v in m.values()}
+        known = {v for tree_id in list(self._parent_raws) for v in self._parent_tree(tree_id).values()}
         known |= {(KIND_TREE, r) for r in parent_roots}
         left = [o for o in outside if (o[2], o[1]) not in known]
         if left:
@@ -335,9 +352,11 @@ def _tree_map_py(entries: list) -> dict[bytes, tuple[str, bytes]]:
 
 
 try:
+    from ._speedups import connect_raw as _connect_raw
     from ._speedups import connect_tree as _connect_tree
     from ._speedups import tree_map as _tree_map
 except ImportError:  # not built (a source tree without `pip install`): the references
+    _connect_raw = None
     _connect_tree = _connect_tree_py
     _tree_map = _tree_map_py
 

@@ -369,23 +369,29 @@ def _tree_scan_py(entries: list) -> tuple[bool, dict[bytes, int], list[int], boo
     return null_sha1, modes, special, len(set(names)) == len(names) and keys == sorted(keys)
 
 
-def fsck_tree(oid: str, raw: bytes, *, strict: bool = False) -> TreeReport:
+def fsck_tree(oid: str, raw: bytes, *, strict: bool = False, keep_entries: bool = True) -> TreeReport:
     """git fsck's tree checks (fsck.c fsck_tree), plus duplicate names in any order.
 
     `strict` makes `100664` a bad file mode, as git's strict fsck (and a fetch with
-    fsckObjects) does.
+    fsckObjects) does.  Without keep_entries the report's entries may be left empty
+    (the compiled scan then reads most trees without making an object an entry).
     """
     k = "tree"
     findings: list[Finding] = []
     report = TreeReport(findings, [], [], [])
-    try:
-        entries = parse_tree(raw)
-    except ObjectParseError:
-        findings.append(finding(oid, k, "badTree", "cannot be parsed as a tree"))
-        return report
+    # A tree the compiled scan reads is well formed (the grammar parse_tree's compiled
+    # reader takes): parsing it cannot fail, and is needed only for an odd name or order.
+    scan = _compiled_scan(raw, _SPECIAL_FIRST_BYTES) if _compiled_scan is not None else None
+    if scan is not None and not keep_entries and not scan[2] and scan[3]:
+        entries: list = []
+    else:
+        try:
+            entries = parse_tree(raw)
+        except ObjectParseError:
+            findings.append(finding(oid, k, "badTree", "cannot be parsed as a tree"))
+            return report
     report.entries = entries
     flags: dict[str, bool] = {}
-    scan = _compiled_scan(raw, _SPECIAL_FIRST_BYTES) if _compiled_scan is not None else None
     null_sha1, modes, special, orderly = scan if scan is not None else _tree_scan_py(entries)
     if null_sha1:
         flags["nullSha1"] = True

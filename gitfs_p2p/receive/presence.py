@@ -60,7 +60,7 @@ class Presence:
         self._types = {}
 
     def let_go(self) -> None:
-        """Drop the objects and parsed trees kept for reading (while git repacks beside us,
+        """Drop the objects and trees kept for reading (while git repacks beside us,
         whose memory adds to ours); they fill again from the next packs."""
         self._recent = LRU(RECENT_BYTES)
         if self.trees is not None:

@@ -134,3 +134,52 @@ def test_compiled_connectivity_agrees_with_the_reference(case):
         got.append((bad, reached, queue, outside))
     assert got[0] == got[1]
     assert checker._tree_map(entries) == checker._tree_map_py(entries)
+
+
+@st.composite
+def raw_connect_cases(draw):
+    """A pack's tree and its parents' trees as raw bytes (sorted as git sorts them, or not, names
+    twice or not), and the pack's objects, from a few names and ids."""
+    ids = [bytes([i]) * 20 for i in range(1, 6)]
+    names = [b"a", b"a-b", b"a.c", b"b", b"d"]
+    modes = [b"100644", b"40000", b"040000", b"160000", b"120000", b"100755"]
+
+    def tree():
+        entries = [(draw(st.sampled_from(names)), draw(st.sampled_from(modes)), draw(st.sampled_from(ids)))
+                   for _ in range(draw(st.integers(0, 6)))]
+        if draw(st.booleans()):
+            entries = sorted({e[0] + (b"/" if e[1].lstrip(b"0") == b"40000" else b""): e for e in entries}.values(),
+                             key=lambda e: e[0] + (b"/" if e[1].lstrip(b"0") == b"40000" else b""))
+        return b"".join(mode + b" " + name + b"\0" + oid for name, mode, oid in entries)
+
+    raw = tree()
+    parents = [tree() for _ in range(draw(st.integers(0, 3)))]
+    pack = {oid: (draw(st.sampled_from([1, 2, 3, 4])), b"") for oid in draw(st.lists(st.sampled_from(ids), max_size=5))}
+    return raw, parents, pack
+
+
+@settings(max_examples=2000, deadline=None)
+@given(raw_connect_cases())
+def test_compiled_connectivity_on_raw_trees_agrees_with_the_reference(case):
+    """connect_raw (raw trees, the pack's ids sorted) against the reference on parsed trees and
+    name maps; None (nothing touched) only where a parent's tree holds a name twice or out of order."""
+    from gitfs_p2p.pack import checker
+    from gitfs_p2p.pack.packfile import OBJ_BLOB, OBJ_TREE
+
+    assert checker._connect_raw is not None, "setup builds the compiled twin"
+    raw, parents, pack = case
+    kinds = (objects.KIND_BLOB, objects.KIND_TREE, objects.KIND_GITLINK, OBJ_BLOB, OBJ_TREE)
+    ids = sorted(pack)
+    reached, queue, outside = set(), [], []
+    bad = checker._connect_raw(raw, parents, b"".join(ids), bytes(pack[i][0] for i in ids), reached, queue, outside,
+                               b"\xee" * 20, *kinds)
+    want = ([], [], set())
+    ref = checker._connect_tree_py(parse_tree(raw), pack, [checker._tree_map_py(parse_tree(p)) for p in parents],
+                                   want[2], want[0], want[1], b"\xee" * 20, *kinds)
+    if bad is None:
+        assert (reached, queue, outside) == (set(), [], [])
+        names = [[e.name for e in parse_tree(p)] for p in parents]
+        keys = [[e.name + (b"/" if e.kind == objects.KIND_TREE else b"") for e in parse_tree(p)] for p in parents]
+        assert any(len(set(n)) < len(n) or k != sorted(k) for n, k in zip(names, keys))
+        return
+    assert (bad, queue, outside, reached) == (ref, want[0], want[1], want[2])
