@@ -14,6 +14,7 @@ setup(
             "gitfs_p2p.pack._speedups",
             sources=["gitfs_p2p/pack/_speedups.c"],
             extra_compile_args=["-O2", "-std=c99"],
+            libraries=["z"],  # zlib: the pack entry reader inflates
         )
     ]
 )

@@ -23,6 +23,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <zlib.h>
 
 #define BLOCK 16
 #define MAX_COPY 0x10000
@@ -1165,6 +1166,178 @@ done:
     return result;
 }
 
+/* ---- a pack's entries: packfile.read_pack's loop ---------------------------------------- */
+
+/* Entries declared larger than this go the reference's way (it grows its buffer as it
+   inflates; this one allocates the declared size at once). */
+#define ENTRIES_BIG (64 << 20)
+
+/* pack_entries(data, max_objects, max_object_size, max_total_inflated, entry_type) -> list of
+   entry_type(offset, type_num, content, base_id, base_offset) (packfile.RawEntry), or None.
+   list(packfile.read_pack(data, limits)) compiled, for a pack whose SHA-1 trailer the caller
+   checked: None wherever the reference would raise, or where this one does not decide (a
+   size header past 57 bits, an entry over ENTRIES_BIG): the caller then asks the reference. */
+static PyObject *pack_entries(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    unsigned long long max_objects, max_object_size, max_total;
+    PyTypeObject *entry_type;
+    if (!PyArg_ParseTuple(args, "y*KKKO!:pack_entries", &data, &max_objects, &max_object_size, &max_total,
+                          &PyType_Type, &entry_type))
+        return NULL;
+    PyObject *out = NULL;
+    const unsigned char *d = data.buf;
+    if (!PyType_IsSubtype(entry_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "entry_type must be a tuple type");
+        goto fail;
+    }
+    if (data.len < 32 || memcmp(d, "PACK", 4) != 0)
+        goto refused;
+    const uint32_t version = ((uint32_t)d[4] << 24) | ((uint32_t)d[5] << 16) | ((uint32_t)d[6] << 8) | d[7];
+    const uint32_t count = ((uint32_t)d[8] << 24) | ((uint32_t)d[9] << 16) | ((uint32_t)d[10] << 8) | d[11];
+    if ((version != 2 && version != 3) || count > max_objects)
+        goto refused;
+    const Py_ssize_t len = data.len - 20;
+    Py_ssize_t pos = 12;
+    unsigned long long total = 0;
+    out = PyList_New(0);
+    if (out == NULL)
+        goto fail;
+    for (uint32_t index = 0; index < count; index++) {
+        const Py_ssize_t start = pos;
+        if (pos >= len)
+            goto refused;
+        unsigned int byte = d[pos++];
+        const int type_num = (byte >> 4) & 7;
+        unsigned long long size = byte & 0x0f;
+        int shift = 4;
+        while (byte & 0x80) {
+            if (pos >= len || shift > 53)
+                goto refused;
+            byte = d[pos++];
+            size |= (unsigned long long)(byte & 0x7f) << shift;
+            shift += 7;
+        }
+        if (size > max_object_size || size > ENTRIES_BIG)
+            goto refused;
+        PyObject *base_id = Py_None, *base_offset = Py_None;
+        Py_INCREF(base_id);
+        Py_INCREF(base_offset);
+        if (type_num == 7) {
+            if (pos + 20 > len) {
+                Py_DECREF(base_id);
+                Py_DECREF(base_offset);
+                goto refused;
+            }
+            Py_DECREF(base_id);
+            base_id = PyBytes_FromStringAndSize((const char *)d + pos, 20);
+            pos += 20;
+        } else if (type_num == 6) {
+            unsigned long long rel;
+            int ok = pos < len;
+            if (ok) {
+                byte = d[pos++];
+                rel = byte & 0x7f;
+                while (ok && (byte & 0x80)) {
+                    if (pos >= len || rel > (1ULL << 56)) {
+                        ok = 0;
+                        break;
+                    }
+                    byte = d[pos++];
+                    rel = ((rel + 1) << 7) | (byte & 0x7f);
+                }
+            }
+            if (!ok || rel == 0 || rel > (unsigned long long)start || (unsigned long long)start - rel < 12) {
+                Py_DECREF(base_id);
+                Py_DECREF(base_offset);
+                goto refused;
+            }
+            Py_DECREF(base_offset);
+            base_offset = PyLong_FromSsize_t(start - (Py_ssize_t)rel);
+        } else if (type_num < 1 || type_num > 4) {
+            Py_DECREF(base_id);
+            Py_DECREF(base_offset);
+            goto refused;
+        }
+        total += size;
+        if (base_id == NULL || base_offset == NULL || total > max_total) {
+            Py_XDECREF(base_id);
+            Py_XDECREF(base_offset);
+            if (PyErr_Occurred())
+                goto fail;
+            goto refused;
+        }
+        /* inflate into size + 1 bytes: a stream that fills them inflates past its size */
+        PyObject *content = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size + 1);
+        if (content == NULL) {
+            Py_DECREF(base_id);
+            Py_DECREF(base_offset);
+            goto fail;
+        }
+        z_stream zs;
+        memset(&zs, 0, sizeof zs);
+        int zrc = inflateInit(&zs);
+        if (zrc != Z_OK) {
+            Py_DECREF(content);
+            Py_DECREF(base_id);
+            Py_DECREF(base_offset);
+            PyErr_NoMemory();
+            goto fail;
+        }
+        zs.next_in = (unsigned char *)d + pos;
+        zs.avail_in = (uInt)((len - pos) > 0x7fffffff ? 0x7fffffff : (len - pos));
+        zs.next_out = (unsigned char *)PyBytes_AS_STRING(content);
+        zs.avail_out = (uInt)(size + 1);
+        zrc = inflate(&zs, Z_FINISH);
+        const unsigned long long got = zs.total_out, used = zs.total_in;
+        inflateEnd(&zs);
+        if (zrc != Z_STREAM_END || got != size || (len - pos) > 0x7fffffff) {
+            Py_DECREF(content);
+            Py_DECREF(base_id);
+            Py_DECREF(base_offset);
+            goto refused;
+        }
+        pos += (Py_ssize_t)used;
+        if (_PyBytes_Resize(&content, (Py_ssize_t)size) < 0) {
+            Py_DECREF(base_id);
+            Py_DECREF(base_offset);
+            goto fail;
+        }
+        PyObject *offset = PyLong_FromSsize_t(start), *type_obj = PyLong_FromLong(type_num);
+        PyObject *entry = entry_type->tp_alloc(entry_type, 5);
+        if (offset == NULL || type_obj == NULL || entry == NULL) {
+            Py_XDECREF(offset);
+            Py_XDECREF(type_obj);
+            Py_XDECREF(entry);
+            Py_DECREF(content);
+            Py_DECREF(base_id);
+            Py_DECREF(base_offset);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(entry, 0, offset);
+        PyTuple_SET_ITEM(entry, 1, type_obj);
+        PyTuple_SET_ITEM(entry, 2, content);
+        PyTuple_SET_ITEM(entry, 3, base_id);
+        PyTuple_SET_ITEM(entry, 4, base_offset);
+        int rc = PyList_Append(out, entry);
+        Py_DECREF(entry);
+        if (rc < 0)
+            goto fail;
+    }
+    if (pos != len)
+        goto refused;
+    PyBuffer_Release(&data);
+    return out;
+refused:
+    Py_XDECREF(out);
+    PyBuffer_Release(&data);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(out);
+    PyBuffer_Release(&data);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"create_delta", create_delta, METH_VARARGS,
      "create_delta(base, target) -> bytes: the pinned delta of gitfs_p2p.pack.delta, compiled."},
@@ -1182,6 +1355,9 @@ static PyMethodDef methods[] = {
     {"connect_raw", connect_raw, METH_VARARGS,
      "connect_raw(raw, parent_raws, pack_ids, pack_types, reached, queue, outside, tree_id, kind_blob, kind_tree,"
      " kind_gitlink, type_blob, type_tree) -> -1, an index, or None: connect_tree on raw trees."},
+    {"pack_entries", pack_entries, METH_VARARGS,
+     "pack_entries(data, max_objects, max_object_size, max_total_inflated, entry_type) -> list, or None:"
+     " list(packfile.read_pack(data, limits)) for a pack whose trailer was checked, compiled."},
     {"tree_map", tree_map, METH_VARARGS, "tree_map(entries) -> {name: (kind, id)}: checker._tree_map_py, compiled."},
     {NULL, NULL, 0, NULL},
 };

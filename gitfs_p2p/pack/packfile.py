@@ -12,7 +12,7 @@ import hashlib
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 __all__ = [
     "OBJ_COMMIT",
@@ -31,6 +31,8 @@ __all__ = [
     "object_id",
     "write_pack",
     "read_pack",
+    "read_pack_all",
+    "RawEntry",
 ]
 
 OBJ_COMMIT = 1
@@ -111,9 +113,9 @@ class Limits:
     max_total_inflated: int = 4 << 30
 
 
-@dataclass(frozen=True)
-class RawEntry:
-    """An entry as read: offset in the pack, type, base reference and payload."""
+class RawEntry(NamedTuple):
+    """An entry as read: offset in the pack, type, base reference and payload (a tuple, so
+    that the compiled reader makes them as cheaply as tree entries)."""
 
     offset: int
     type_num: int
@@ -146,6 +148,18 @@ def _inflate(buf: memoryview, pos: int, size: int, what: str) -> tuple[bytes, in
     if got != size:
         raise PackError(f"{what}: inflates to {got} bytes, declared {size}")
     return b"".join(out), pos
+
+
+def read_pack_all(data: bytes, limits: Limits = Limits()) -> list[RawEntry]:
+    """list(read_pack(data, limits)); the loop compiled when built (_speedups.pack_entries),
+    the reference reading whatever the compiled one does not take (and raising its errors)."""
+    if _compiled_entries is not None and len(data) >= _HEADER.size + 20:
+        if hashlib.sha1(memoryview(data)[:-20]).digest() == data[-20:]:
+            out = _compiled_entries(data, limits.max_objects, limits.max_object_size, limits.max_total_inflated,
+                                    RawEntry)
+            if out is not None:
+                return out
+    return list(read_pack(data, limits))
 
 
 def read_pack(data: bytes, limits: Limits = Limits()) -> Iterator[RawEntry]:
@@ -217,3 +231,9 @@ def read_pack(data: bytes, limits: Limits = Limits()) -> Iterator[RawEntry]:
         yield RawEntry(start, type_num, content, base_id, base_offset)
     if pos != len(buf):
         raise PackError(f"{len(buf) - pos} unexpected bytes after the last object")
+
+
+try:
+    from ._speedups import pack_entries as _compiled_entries
+except ImportError:  # not built (a source tree without `pip install`): the reference
+    _compiled_entries = None

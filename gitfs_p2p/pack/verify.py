@@ -42,6 +42,7 @@ from .packfile import (
     PackError,
     object_id,
     read_pack,
+    read_pack_all,
 )
 
 __all__ = [
@@ -203,7 +204,10 @@ def _resolve(data: bytes, repo: RepoView, limits: Limits):
     bases read from the repository, the REF_DELTA bases still missing, whether OFS
     deltas are left unresolved).
     """
-    raw = list(_read_entries(data, limits))
+    try:
+        raw = read_pack_all(data, limits)
+    except PackError as exc:
+        raise PackRejected(str(exc)) from None
     by_offset = {e.offset: i for i, e in enumerate(raw)}
     resolved: list[tuple[int, bytes] | None] = [None] * len(raw)
     ids: list[bytes | None] = [None] * len(raw)
