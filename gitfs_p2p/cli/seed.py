@@ -17,7 +17,7 @@ import sys
 from ..errors import GitfsError, UsageError
 from .common import at_least
 
-__all__ = ["register", "cmd_seed"]
+__all__ = ["register", "cmd_seed", "cmd_publish"]
 
 SEED_DESCRIPTION = """\
 Seed REPO's torrents with gitp2p's own BitTorrent engine (libtorrent), so that
@@ -53,14 +53,24 @@ def _host_port(text: str) -> str:
     return text
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "seed",
-        help="seed a repository's torrents with the built-in engine (mounts it)",
-        description=SEED_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("repo", metavar="REPO", help="path to a git repository (work tree or bare)")
+PUBLISH_DESCRIPTION = """\
+Publish REPO under a name that follows it: gitp2p://<public key>/NAME.  Others
+clone it with `git clone gitp2p://KEY/NAME` and later `git fetch` gets whatever
+REPO publishes then: the name is a BEP 46 item in the BitTorrent DHT, signed
+with REPO's own ed25519 key (made on first publish in REPO's git dir,
+gitp2p/dht-key, or the file gitp2p.dhtKey names; keep it secret), naming the
+info-hash of REPO's newest torrent of every branch and tag (the mount's
+all.torrent, signed too when gitp2p.signManifests is set).
+
+The command sets gitp2p.publishName = NAME in REPO, prints the address, and
+seeds REPO as `gitp2p seed` does (same options; the DHT is on: --dht, or
+--dht-node for a room's own DHT), putting the name again whenever refs move.
+When a `gitp2p seed` of REPO already runs, it takes the name up by itself (it
+reads gitp2p.publishName at every poll): the command then only waits until the
+name is published.  NAME defaults to REPO's directory name."""
+
+
+def _add_seed_options(p) -> None:
     p.add_argument("--tracker", metavar="URL", action="append", default=[],
                    help="tracker announce URL, written into the mount's torrents and the magnet links (repeatable)")
     p.add_argument("--lan", action="store_true", help="find peers on the local network (BEP 14 local service discovery)")
@@ -87,7 +97,82 @@ def register(subparsers) -> None:
     # Tests on loopback: transmission never dials 127.0.0.0/8, so the seed must announce
     # often to learn of leechers and dial them.  Not for the real network (trackers).
     p.add_argument("--announce-every", type=_SECONDS, metavar="SECONDS", help=argparse.SUPPRESS)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "seed",
+        help="seed a repository's torrents with the built-in engine (mounts it)",
+        description=SEED_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("repo", metavar="REPO", help="path to a git repository (work tree or bare)")
+    _add_seed_options(p)
     p.set_defaults(func=cmd_seed)
+    p = subparsers.add_parser(
+        "publish",
+        help="publish a repository as gitp2p://KEY/NAME (a DHT name that follows it) and seed it",
+        description=PUBLISH_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("repo", metavar="REPO", help="path to a git repository (work tree or bare)")
+    p.add_argument("name", metavar="NAME", nargs="?",
+                   help="the name (1-64 of A-Z a-z 0-9 . _ -; default: REPO's directory name)")
+    _add_seed_options(p)
+    p.set_defaults(func=cmd_publish)
+
+
+def _seed_running(git_dir: str) -> int | None:
+    """The pid of a running `gitp2p seed`/`publish` of this repository that published before, or None."""
+    from ..seed.service import read_published
+
+    pid = read_published(git_dir).get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmdline = fh.read().split(b"\0")
+    except OSError:
+        return None
+    return pid if (b"seed" in cmdline or b"publish" in cmdline) else None
+
+
+def cmd_publish(args) -> int:
+    import shlex
+    import time
+
+    from ..git.runner import run_git
+    from ..seed.service import read_published
+    from ..trust.names import Name, check_name, key_path, publisher_key
+
+    repo_path = os.path.abspath(args.repo)
+    git_dir = _git_dir(repo_path)
+    try:
+        name = check_name(args.name or _clone_dir(repo_path))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    made = not os.path.exists(key_path(git_dir))
+    key = publisher_key(git_dir, create=True)
+    address = Name(key.public, name).address
+    run_git("config", "gitp2p.publishName", name, git_dir=git_dir)
+    if made:
+        print(f"made the publishing key {key_path(git_dir)} (secret: keep it, and keep it private)")
+    print(f"publishing {repo_path} as {address}")
+    print(f"  git clone {shlex.quote(address)} {shlex.quote(_clone_dir(repo_path))}", flush=True)
+    pid = _seed_running(git_dir)
+    if pid is not None:
+        print(f"the running seed (pid {pid}) publishes it; waiting", flush=True)
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            done = read_published(git_dir)
+            if done.get("address") == address:
+                print(f"published {address}: torrent {done.get('info_hash')}, sequence number {done.get('seq')}")
+                return 0
+            time.sleep(0.2)
+        raise GitfsError(f"the running seed (pid {pid}) did not publish {address} within {args.wait:g}s; see its log")
+    if not (args.dht or args.dht_node):
+        args.dht = True  # a name lives in the DHT
+    return cmd_seed(args)
 
 
 def _listen_interfaces(addr: str, port: int) -> tuple[str, ...]:

@@ -3,6 +3,8 @@
     gitp2p::magnet:?xt=urn:btih:<info-hash>&tr=<tracker>   metadata from peers (BEP 9)
     gitp2p::/path/to/all.torrent                           read now (a mount's torrent: the newest)
     gitp2p::https://host/all.torrent                       fetched now
+    gitp2p://<public key>/<name>                           the publisher's newest torrent, found
+                                                           through the DHT (BEP 46, trust/names.py)
 
 A torrent is checked before anything is downloaded: a v1 torrent named `packs`
 whose files are `<object-id>.pack` and one ref manifest, last, or followed only by
@@ -24,6 +26,7 @@ from ..pack.manifest import MANIFEST_SUFFIX
 from ..pack.rollup import ROLLUP_DIR, rollup_from_name
 from ..pack.verify import commit_from_name
 from ..store.torrents import TORRENT_NAME
+from ..trust.names import SCHEME, Name, parse_name
 from ..trust.sigfile import SIGNATURE_SUFFIX
 
 __all__ = ["Address", "Layout", "parse_address", "load_torrent", "check_layout", "MAX_TORRENT_BYTES"]
@@ -35,9 +38,10 @@ HTTP_TIMEOUT = 30.0
 
 @dataclass(frozen=True)
 class Address:
-    kind: str  # "magnet" | "file" | "url"
-    text: str  # as given (the magnet link, the absolute path, the URL)
+    kind: str  # "magnet" | "file" | "url" | "name"
+    text: str  # as given (the magnet link, the absolute path, the URL, gitp2p://KEY/NAME)
     info_hash: str | None = None  # known before any download: a magnet's
+    name: Name | None = None  # a gitp2p://KEY/NAME address's key and name
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ def parse_address(text: str, cwd: str | None = None) -> Address:
     """The address after `gitp2p::`; FetchError if it is none of the three forms."""
     if not text:
         raise FetchError("empty gitp2p address: give a magnet link, a .torrent path or an http(s) URL")
+    if text.startswith(SCHEME):
+        return Address("name", text, name=parse_name(text))
     if text.lower().startswith("magnet:"):
         try:
             magnet = parse_magnet(text)

@@ -20,7 +20,9 @@ Where things are, under GIT_DIR/gitp2p/:
                                 fetched last per remote
 
 A signed manifest (its signature is the torrent's last file) is checked before git
-hears of any ref (remote/signed.py, docs/trust.md).
+hears of any ref (remote/signed.py, docs/trust.md).  A `gitp2p://KEY/NAME` address is
+first looked up in the DHT (trust/names.py): the item's info-hash is then fetched as a
+magnet link, and its sequence number recorded once the manifest passed its checks.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Callable
 
 import trio
 
-from torrentcore.magnet import parse_magnet
+from torrentcore.magnet import magnet_link, parse_magnet
 from torrentcore.session import Engine, EngineConfig, EngineError, Torrent, make_torrent_file
 
 from ..cli.common import human_size
@@ -43,6 +45,7 @@ from ..durable import write_durably
 from ..errors import FetchError
 from ..git.runner import run_git
 from ..pack.manifest import ManifestError, RefManifest
+from ..trust.names import AcceptedNames, check_item
 from ..trust.sigfile import SIGNATURE_SUFFIX
 from ..receive.importer import Importer
 from .address import Address, Layout, check_layout, load_torrent
@@ -126,6 +129,9 @@ def engine_config(opts: Options) -> EngineConfig:
     loopback = all(h.startswith("127.") or h == "::1" for h in hosts)
     return EngineConfig(listen=opts.listen, lsd=opts.lan, dht=opts.dht, dht_nodes=opts.dht_nodes,
                         utp=opts.utp, loopback=loopback,
+                        # a short-lived node: stay out of the DHT's routing tables (BEP 43), so
+                        # that lookups of those who stay do not wait for us after we left
+                        dht_read_only=True,
                         # the torrent is "finished" once the manifest is in (list), before fetch
                         # asks for packs: keep the seeds connected meanwhile
                         extra={"max_metadata_size": MAX_METADATA, "close_redundant_connections": False})
@@ -220,6 +226,7 @@ class Fetcher:
         self.trackers: tuple[str, ...] = ()
         self.web_seeds: tuple[str, ...] = ()
         self._imported = 0  # packs the importer wrote in this fetch (progress)
+        self.resolved: tuple[int, str] | None = None  # a name's item: (sequence number, info-hash)
 
     # -- paths ------------------------------------------------------------------------
     @property
@@ -241,8 +248,10 @@ class Fetcher:
         """Load the torrent (metadata from peers for a magnet link), then download only the
         manifest; the refs it names."""
         os.makedirs(self.base, exist_ok=True)
-        if self.address.kind == "magnet":
-            await self._open_magnet()
+        if self.address.kind == "name":
+            await self._open_magnet(await self._resolve())
+        elif self.address.kind == "magnet":
+            await self._open_magnet(self.address.text)
         else:
             self.torrent_bytes, self.layout = await trio.to_thread.run_sync(load_torrent, self.address)
             parsed = self.layout.torrent
@@ -256,11 +265,25 @@ class Fetcher:
         await self._wait_manifest()
         return self.manifest
 
-    async def _open_magnet(self) -> None:
-        magnet = parse_magnet(self.address.text)
+    async def _resolve(self) -> str:
+        """The magnet link of the torrent a gitp2p://KEY/NAME names now (the DHT item with the
+        highest sequence number, checked); FetchError (NameRefused) if it may not be believed."""
+        name = self.address.name
+        self.progress.line(f"gitp2p: looking up {name.address} in the DHT")
+        try:
+            item = await self.engine.get_mutable(name.public_key, name.salt, timeout=self.opts.timeout)
+        except EngineError as exc:
+            raise FetchError(f"{name.address}: {exc}") from None
+        seq, ih = await trio.to_thread.run_sync(lambda: check_item(name, item, AcceptedNames(self.git_dir)))
+        self.resolved = (seq, ih)
+        self.report(f"gitp2p: {name.address} names torrent {ih} (sequence number {seq})")
+        return magnet_link(ih, name="packs")
+
+    async def _open_magnet(self, uri: str) -> None:
+        magnet = parse_magnet(uri)
         self.trackers, self.web_seeds = magnet.trackers, magnet.web_seeds
         ih = magnet.info_hash.hex()
-        self.torrent = await self.engine.add_magnet(self.address.text, os.path.join(self.base, ih),
+        self.torrent = await self.engine.add_magnet(uri, os.path.join(self.base, ih),
                                                     dont_download=True)
         self._dial()
         self.progress.line(f"gitp2p: looking for peers of {ih}")
@@ -316,6 +339,9 @@ class Fetcher:
         except FetchError:
             self.clean()  # a refused torrent is not worth resuming
             raise
+        if self.resolved is not None:  # the name's item led to a manifest we take: remember it
+            seq, ih = self.resolved
+            await trio.to_thread.run_sync(lambda: AcceptedNames(self.git_dir).record(self.address.name, seq, ih))
 
     def _notice(self, text: str) -> None:
         """A line for people (a signing key seen, a signature verified), unless git was told -q."""

@@ -33,6 +33,7 @@ usage: git-remote-gitp2p REMOTE ADDRESS
 git runs this for addresses that start with gitp2p::, for example
   git clone gitp2p::magnet:?xt=urn:btih:<info-hash>&tr=<tracker> DIR
   git clone gitp2p::/path/to/all.torrent DIR        (or an http(s):// URL of a .torrent)
+  git clone gitp2p://<public key>/<name> DIR        (the publisher's newest torrent, via the DHT)
   git -C DIR fetch
 It downloads the packs of the commits DIR lacks with its own BitTorrent engine,
 checks and imports them, and lets git set the refs. Settings (git config):
@@ -60,6 +61,8 @@ class Helper:
         self.stdout = stdout or sys.stdout.buffer
         self.opts = options_from_config(git_dir)
         self.address = parse_address(url)
+        if self.address.kind == "name":
+            self.opts.dht = True  # names live in the DHT (public routers unless gitp2p.dhtNode is set)
         self.engine: Engine | None = None
         self.fetcher: Fetcher | None = None
         self._nursery = None

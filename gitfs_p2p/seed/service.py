@@ -6,17 +6,32 @@ Every `poll` seconds the mount's torrents/ and the received torrents are read ag
 torrent whose info-hash changed is added before the old one is dropped.  Torrents are
 added in libtorrent's seed mode: no check up front (the mount serves the exact bytes),
 each piece is still verified the first time a peer asks for it.
+
+Publishing (`gitp2p publish`, or `gitp2p.publishName` set in the repository): the mount's
+torrent of that label (`all` by default) is named in the DHT under the repository's key
+(trust/names.py): a BEP 46 item is put whenever its info-hash changes (refs moved) and
+again every REPUBLISH seconds (items are dropped by DHT nodes that do not hear of them
+for a while).  The setting is read again at every poll, so a running seed takes up a name
+set later.  What was put last is written to GIT_DIR/gitp2p/published (JSON) for
+`gitp2p publish` and `git push` to wait on.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shlex
 from typing import Callable
 
 import trio
 
+from torrentcore.mutable import value_for
 from torrentcore.session import Engine, EngineConfig, EngineError, Torrent
+
+from ..durable import write_durably
+from ..git.runner import run_git
+from ..trust.names import Name, check_name, publisher_key
 
 from ..errors import GitfsError, MountError, UsageError, find_in_group
 from ..serving import serve_until_signal
@@ -30,6 +45,32 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL = 2.0
 #: Seconds between two status lines per torrent (logged: `gitp2p -v seed`).
 STATUS_INTERVAL = 60.0
+#: Seconds between two puts of an unchanged name (BEP 44: nodes may forget an item after 2 hours).
+REPUBLISH = 30 * 60.0
+#: Seconds before a failed put is tried again.
+PUT_RETRY = 10.0
+#: The default label of the published torrent (every branch and tag).
+PUBLISH_LABEL = "all"
+
+
+def published_path(git_dir: str) -> str:
+    return os.path.join(git_dir, "gitp2p", "published")
+
+
+def read_published(git_dir: str) -> dict:
+    """What the repository's seed put last ({} if nothing): address, info_hash, seq, pid."""
+    try:
+        with open(published_path(git_dir), "rb") as fh:
+            data = json.loads(fh.read(1 << 20))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def publish_name(git_dir: str) -> str | None:
+    """gitp2p.publishName of the repository (None: not publishing)."""
+    out = run_git("config", "--get", "gitp2p.publishName", git_dir=git_dir, check=False).strip()
+    return out or None
 
 
 class SeedError(GitfsError):
@@ -58,6 +99,7 @@ class SeedService:
         self.announce_every = announce_every
         self.clone_dir = clone_dir
         self.mount_alive = mount_alive
+        self.git_dir = git_dir
         self.mount_torrents = MountTorrents(mountpoint)
         self.received = ReceivedTorrents(git_dir, mountpoint)
         self.engine: Engine | None = None
@@ -85,6 +127,8 @@ class SeedService:
                 if self.announce_every:
                     nursery.start_soon(self._announce, self.announce_every)
                 nursery.start_soon(self._status, STATUS_INTERVAL)
+                if self.config.dht:
+                    nursery.start_soon(self._publishing)
                 while True:
                     await trio.sleep(self.poll)
                     await self.sync()
@@ -157,6 +201,43 @@ class SeedService:
             f"  git clone {shlex.quote('gitp2p::' + magnet)} {shlex.quote(self.clone_dir)}",
             f"  git clone {shlex.quote('gitp2p::' + offer.torrent_path)} {shlex.quote(self.clone_dir)}",
         ])
+
+    # -- publishing a name ------------------------------------------------------------------
+    async def _publishing(self) -> None:
+        """Put the name's item when the published torrent changed or is due again (module docstring)."""
+        published: tuple[str, str] | None = None  # (address, info-hash) put last
+        due = 0.0
+        while True:
+            try:
+                wanted = await trio.to_thread.run_sync(publish_name, self.git_dir)
+                if wanted is not None:
+                    check_name(wanted)
+                    key = await trio.to_thread.run_sync(lambda: publisher_key(self.git_dir, create=True))
+            except (ValueError, GitfsError) as exc:
+                self.say(f"not publishing: gitp2p.publishName: {exc}")
+                wanted = None
+            offer = next((o for o, _ in self.seeding.values() if o.origin == "mount" and o.label == PUBLISH_LABEL),
+                         None)
+            if wanted is not None and offer is not None:
+                name = Name(key.public, wanted)
+                now = trio.current_time()
+                if published != (name.address, offer.info_hash) or now >= due:
+                    try:
+                        seq, stored = await self.engine.put_mutable(key, name.salt,
+                                                                    value_for(bytes.fromhex(offer.info_hash)))
+                    except EngineError as exc:
+                        self.say(f"{name.address}: not published ({exc}); trying again in {PUT_RETRY:g}s")
+                        due = now + PUT_RETRY
+                        published = None
+                    else:
+                        published, due = (name.address, offer.info_hash), now + REPUBLISH
+                        record = {"address": name.address, "info_hash": offer.info_hash, "seq": seq,
+                                  "pid": os.getpid()}
+                        await trio.to_thread.run_sync(
+                            write_durably, published_path(self.git_dir), json.dumps(record).encode() + b"\n")
+                        self.say(f"published {name.address}: torrent {offer.info_hash}, sequence number {seq} "
+                                 f"({stored} DHT nodes stored it)")
+            await trio.sleep(self.poll)
 
     # -- background tasks -----------------------------------------------------------------
     async def _announce(self, every: float) -> None:

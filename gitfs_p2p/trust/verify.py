@@ -35,6 +35,7 @@ __all__ = [
     "allowed_signers_file",
     "check_signature",
     "AcceptedLog",
+    "load_accepted",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,21 @@ def check_signature(sig: RefSignature, allowed: str | None) -> Checked:
         raise SignatureRefused(f"the signature by {who} ({principals[0]}) does not verify (forged or damaged)")
 
 
+def load_accepted(path: str) -> dict[str, dict]:
+    """A JSON record of what was accepted ({} if none): entries with an integer "seq"."""
+    try:
+        with open(path, "rb") as fh:
+            raw = json.loads(fh.read(16 << 20))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        # refusing everything would lock the user out; accepting replays silently is worse: say it loudly
+        raise GitfsError(f"{path}: unreadable ({exc}); move it away to start trusting afresh") from None
+    if not isinstance(raw, dict):
+        raise GitfsError(f"{path}: not a JSON object; move it away to start trusting afresh")
+    return {k: v for k, v in raw.items() if isinstance(v, dict) and isinstance(v.get("seq"), int)}
+
+
 class AcceptedLog:
     """The highest sequence number accepted per (key, label), durably (see the module docstring)."""
 
@@ -113,17 +129,7 @@ class AcceptedLog:
         self.entries: dict[str, dict] = self._load()
 
     def _load(self) -> dict[str, dict]:
-        try:
-            with open(self.path, "rb") as fh:
-                raw = json.loads(fh.read(16 << 20))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            # refusing everything would lock the user out; accepting replays silently is worse: say it loudly
-            raise GitfsError(f"{self.path}: unreadable ({exc}); move it away to start trusting afresh") from None
-        if not isinstance(raw, dict):
-            raise GitfsError(f"{self.path}: not a JSON object; move it away to start trusting afresh")
-        return {k: v for k, v in raw.items() if isinstance(v, dict) and isinstance(v.get("seq"), int)}
+        return load_accepted(self.path)
 
     @staticmethod
     def _key(sig: RefSignature) -> str:

@@ -1,0 +1,164 @@
+"""gitp2p://KEY/NAME end to end on 127.0.0.1: a room's DHT (four nodes that stay), a publisher
+running `gitp2p publish` (its seed, a real FUSE mount, signing its manifests with an ssh
+key), and real git cloning and fetching by the name through git-remote-gitp2p.  Peers are
+found through the DHT too: nobody runs a tracker.
+
+One swarm for the module (set up once): the tests run in order, each leaving the publisher
+a little further on."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import trio
+
+from gitfs_p2p.testing.dhtroom import DhtRoom
+from gitfs_p2p.testing.procs import wait_until
+from gitfs_p2p.testing.seeding import Seed
+from gitfs_p2p.trust.names import publisher_key
+from testutil import git
+from torrentcore.mutable import value_for
+from torrentcore.session import Engine, EngineConfig
+from tsupport import Publisher, allowed_signers, make_key, refs_of
+
+NO_FUSE = not os.path.exists("/dev/fuse")
+ENV = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+       "GIT_TERMINAL_PROMPT": "0"}
+PUBLISHED = re.compile(r"^published (gitp2p://[0-9a-f]{64}/\S+): torrent ([0-9a-f]{40}), sequence number (\d+)",
+                       re.M)
+
+
+class Publishing(Seed):
+    """`gitp2p -v publish REPO NAME --dht-node ...` (a seed that also puts the name)."""
+
+    def __init__(self, repo, workdir, name: str, nodes: list[str]):
+        super().__init__(repo, workdir, announce_every=0, args=tuple(a for n in nodes for a in ("--dht-node", n)))
+        self.name = name
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        at = cmd.index("seed")
+        return cmd[:at] + ["publish", cmd[at + 1], self.name] + cmd[at + 2:]
+
+    def published(self) -> list[tuple[str, str, int]]:
+        return [(a, ih, int(seq)) for a, ih, seq in PUBLISHED.findall(self.output())]
+
+    def wait_published(self, not_hash: str | None = None, timeout: float = 120) -> tuple[str, str, int]:
+        def new():
+            self._check_alive()
+            return next((p for p in reversed(self.published()) if p[1] != not_hash), None)
+        return wait_until(new, timeout, "the name to be published", details=self.details)
+
+
+def run_git(*args: str, cwd=None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["git", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=180)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def swarm(tmp_path_factory):
+    if NO_FUSE:
+        pytest.skip("/dev/fuse is absent")
+    base = tmp_path_factory.mktemp("names")
+    keys = base / "keys"
+    keys.mkdir()
+    alice, mallory = make_key(keys, "alice"), make_key(keys, "mallory")
+    publisher = Publisher(base / "pub", alice)
+    with DhtRoom(base / "room", 4) as room:
+        seed = Publishing(publisher.path, base / "seed", "project", room.nodes)
+        with seed:
+            address, ih, seq = seed.wait_published()
+            yield {"base": base, "room": room, "seed": seed, "publisher": publisher, "address": address,
+                   "first": (ih, seq), "alice": alice, "mallory": mallory,
+                   "allowed": allowed_signers(base / "allowed", ("alice@example.org", alice)),
+                   "not_allowed": allowed_signers(base / "not-allowed", ("mallory@example.org", mallory))}
+
+
+def room_config(room, allowed) -> list[str]:
+    out = ["-c", "gitp2p.listen=127.0.0.1:0", "-c", "gitp2p.utp=false", "-c", "gitp2p.timeout=30",
+           "-c", f"gitp2p.allowedSignersFile={allowed}"]
+    for node in room.nodes:
+        out += ["-c", f"gitp2p.dhtNode={node}"]
+    return out
+
+
+def test_publish_prints_the_address_made_from_the_repositorys_key(swarm):
+    key = publisher_key(str(swarm["publisher"].path / ".git"))
+    assert swarm["address"] == f"gitp2p://{key.public.hex()}/project"
+    out = swarm["seed"].output()
+    assert f"git clone {swarm['address']} pub" in out
+    assert key.seed.hex() not in out + swarm["seed"].err_path.read_text()  # the secret is never printed
+    assert git("config", "gitp2p.publishName", cwd=swarm["publisher"].path).strip() == "project"
+
+
+def test_clone_by_name_then_fetch_follows_the_publisher(swarm):
+    clone = swarm["base"] / "clone"
+    done = run_git("clone", *room_config(swarm["room"], swarm["allowed"]), swarm["address"], str(clone))
+    assert "verified" in done.stderr  # the manifest's signature, by alice's key
+    pub = refs_of(swarm["publisher"].path)
+    assert refs_of(clone)["refs/remotes/origin/main"] == pub["refs/heads/main"]
+    assert run_git("fsck", "--strict", cwd=clone).returncode == 0
+    assert run_git("config", "remote.origin.url", cwd=clone).stdout.strip() == swarm["address"]
+
+    # the publisher moves on: its seed puts the name again, with a higher sequence number
+    ih1, seq1 = swarm["first"]
+    new = swarm["publisher"].commit("after the clone")
+    _, ih2, seq2 = swarm["seed"].wait_published(not_hash=ih1)
+    assert seq2 > seq1
+    run_git("fetch", "origin", cwd=clone)
+    assert refs_of(clone)["refs/remotes/origin/main"] == new
+    assert run_git("fsck", "--strict", cwd=clone).returncode == 0
+    swarm["fetched"] = (ih2, seq2)
+
+
+def test_a_key_not_allowed_moves_nothing(swarm):
+    clone = swarm["base"] / "clone-not-allowed"
+    done = run_git("clone", *room_config(swarm["room"], swarm["not_allowed"]), swarm["address"], str(clone),
+                   check=False)
+    assert done.returncode != 0
+    assert "refs not updated" in done.stderr and "allowed" in done.stderr, done.stderr
+
+
+def test_an_older_item_from_other_nodes_is_a_replay(swarm, tmp_path):
+    """The attacker's DHT (nodes of its own) holds a real, older item of the publisher: it names
+    the first torrent with sequence number 1, lower than the one the clone accepted."""
+    assert "fetched" in swarm, "runs after test_clone_by_name_then_fetch_follows_the_publisher"
+    clone = swarm["base"] / "clone"
+    key = publisher_key(str(swarm["publisher"].path / ".git"))
+    before = refs_of(clone)
+    with DhtRoom(tmp_path / "attacker", 3) as other:
+        args = ["-c", "gitp2p.timeout=30"] + [a for n in other.nodes for a in ("-c", f"gitp2p.dhtNode={n}")]
+
+        def fetch() -> subprocess.CompletedProcess:
+            # git -c adds to the clone's own gitp2p.dhtNode list: give the attacker's nodes alone
+            shutil.copy(clone / ".git" / "config", tmp_path / "config")
+            run_git("config", "--unset-all", "gitp2p.dhtNode", cwd=clone)
+            try:
+                return run_git(*args, "fetch", "origin", cwd=clone, check=False)
+            finally:
+                shutil.copy(tmp_path / "config", clone / ".git" / "config")
+
+        async def plant_then_fetch():
+            config = EngineConfig(listen=("127.0.0.1:0",), dht=True, dht_nodes=tuple(other.nodes), utp=False,
+                                  loopback=True)
+            async with trio.open_nursery() as nursery:
+                engine = await nursery.start(Engine(config).run)
+                with trio.fail_after(60):
+                    seq, _ = await engine.put_mutable(key, b"project", value_for(bytes.fromhex(swarm["first"][0])))
+                # the planting node stays while git fetches (a node that left makes lookups wait for it)
+                done = await trio.to_thread.run_sync(fetch)
+                nursery.cancel_scope.cancel()
+            return seq, done
+
+        planted, done = trio.run(plant_then_fetch)
+    assert planted < swarm["fetched"][1]
+    assert done.returncode != 0
+    assert f"replay: the DHT's item has sequence number {planted}, older than {swarm['fetched'][1]}" in done.stderr
+    assert refs_of(clone) == before

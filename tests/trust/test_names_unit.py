@@ -1,0 +1,96 @@
+"""gitp2p://KEY/NAME without a network (gitfs_p2p/trust/names.py): addresses, the publisher's
+key file, and the receiver's checks of a DHT item, fed the item's bytes.
+
+libtorrent's nodes refuse to store an item whose signature is bad (tests/torrentcore/
+test_tc_dht_items.py shows it), so a forged item cannot be planted in a real DHT by the
+Python bindings; our own check of what a lookup returned is tested here, with forged bytes."""
+
+import os
+import stat
+
+import pytest
+
+from gitfs_p2p.errors import FetchError, PublishError
+from gitfs_p2p.remote.address import parse_address
+from gitfs_p2p.trust.names import AcceptedNames, Name, NameRefused, check_item, key_path, parse_name, publisher_key
+from testutil import git
+from torrentcore.mutable import MutableItem, SigningKey, value_for
+
+KEY = SigningKey(bytes(range(32)))
+IH1, IH2 = bytes(range(20)), bytes(range(1, 21))
+
+
+def item(key: SigningKey, name: str, seq: int, ih: bytes, *, signer: SigningKey | None = None) -> MutableItem:
+    value = b"%d:" % len(value_for(ih)) + value_for(ih)  # as libtorrent's Python put stores it
+    return MutableItem(key.public, name.encode(), seq, value, (signer or key).sign(name.encode(), seq, value))
+
+
+@pytest.fixture
+def repo(tmp_path):
+    git("init", "-q", "--bare", str(tmp_path / "r.git"))
+    return str(tmp_path / "r.git")
+
+
+def test_addresses():
+    name = parse_name(f"gitp2p://{KEY.public.hex()}/project.git")
+    assert (name.public_key, name.name, name.salt) == (KEY.public, "project.git", b"project.git")
+    assert name.address == f"gitp2p://{KEY.public.hex()}/project.git"
+    assert parse_address(name.address).kind == "name" and parse_address(name.address).name == name
+    for bad in (f"gitp2p://{KEY.public.hex()}", f"gitp2p://{KEY.public.hex()}/", f"gitp2p://{KEY.public.hex()}/a/b",
+                f"gitp2p://{KEY.public.hex()}/-x", f"gitp2p://{KEY.public.hex()}/" + "a" * 65, "gitp2p://abcd/x"):
+        with pytest.raises(FetchError):
+            parse_address(bad)
+
+
+def test_the_key_is_made_once_private_and_kept(repo):
+    with pytest.raises(PublishError, match="no publishing key"):
+        publisher_key(repo)
+    key = publisher_key(repo, create=True)
+    path = key_path(repo)
+    assert path == os.path.join(repo, "gitp2p", "dht-key")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert publisher_key(repo, create=True) == key == publisher_key(repo)
+    with open(path) as fh:
+        assert key.public.hex() in fh.read()  # the public half beside it, for people
+
+
+def test_gitp2p_dhtkey_names_another_file(repo, tmp_path):
+    other = tmp_path / "keys" / "mine"
+    git("config", "gitp2p.dhtKey", str(other), cwd=repo)
+    key = publisher_key(repo, create=True)
+    assert other.exists() and not os.path.exists(os.path.join(repo, "gitp2p", "dht-key"))
+    other.write_text("not a key\n")
+    with pytest.raises(PublishError, match="not a gitp2p publishing key"):
+        publisher_key(repo)
+    assert key.public != SigningKey(bytes(32)).public
+
+
+def test_a_good_item_then_newer_ones(repo):
+    name = Name(KEY.public, "p")
+    names = AcceptedNames(repo)
+    assert check_item(name, item(KEY, "p", 3, IH1), names) == (3, IH1.hex())
+    names.record(name, 3, IH1.hex())
+    assert check_item(name, item(KEY, "p", 3, IH1), names) == (3, IH1.hex())  # the same again
+    assert check_item(name, item(KEY, "p", 4, IH2), AcceptedNames(repo)) == (4, IH2.hex())
+
+
+def test_attacks_are_refused_in_one_line(repo):
+    name = Name(KEY.public, "p")
+    names = AcceptedNames(repo)
+    names.record(name, 5, IH1.hex())
+    mallory = SigningKey(bytes(range(2, 34)))
+    cases = {
+        "older": (item(KEY, "p", 4, IH2), "replay: the DHT's item has sequence number 4, older than 5"),
+        "same number, other torrent": (item(KEY, "p", 5, IH2), "sequence number 5 was accepted before"),
+        "forged signature": (item(KEY, "p", 6, IH2, signer=mallory), "bad signature"),
+        "another name's item": (item(KEY, "q", 6, IH2), "another key or name"),
+        "another key's item": (item(mallory, "p", 6, IH2), "another key or name"),
+        "nothing": (None, "the DHT holds no item for this name"),
+    }
+    for what, (it, why) in cases.items():
+        with pytest.raises(NameRefused, match=why) as info:
+            check_item(name, it, AcceptedNames(repo))
+        assert "\n" not in str(info.value), what
+    bad_value = MutableItem(KEY.public, b"p", 6, b"i5e", KEY.sign(b"p", 6, b"i5e"))
+    with pytest.raises(NameRefused, match="names no v1 info-hash"):
+        check_item(name, bad_value, names)
