@@ -67,7 +67,9 @@ seeds REPO as `gitp2p seed` does (same options; the DHT is on: --dht, or
 --dht-node for a room's own DHT), putting the name again whenever refs move.
 When a `gitp2p seed` of REPO already runs, it takes the name up by itself (it
 reads gitp2p.publishName at every poll): the command then only waits until the
-name is published.  NAME defaults to REPO's directory name."""
+name is published.  NAME defaults to REPO's directory name.  With --no-seed it
+only prints the address: `git push gitp2p://KEY/NAME BRANCH` from REPO then
+starts a background seed (docs/names.md)."""
 
 
 def _add_seed_options(p) -> None:
@@ -118,6 +120,9 @@ def register(subparsers) -> None:
     p.add_argument("repo", metavar="REPO", help="path to a git repository (work tree or bare)")
     p.add_argument("name", metavar="NAME", nargs="?",
                    help="the name (1-64 of A-Z a-z 0-9 . _ -; default: REPO's directory name)")
+    p.add_argument("--no-seed", action="store_true",
+                   help="only make the key, set the name and print the address (`git push` to it then "
+                        "starts the seed)")
     _add_seed_options(p)
     p.set_defaults(func=cmd_publish)
 
@@ -159,6 +164,8 @@ def cmd_publish(args) -> int:
         print(f"made the publishing key {key_path(git_dir)} (secret: keep it, and keep it private)")
     print(f"publishing {repo_path} as {address}")
     print(f"  git clone {shlex.quote(address)} {shlex.quote(_clone_dir(repo_path))}", flush=True)
+    if args.no_seed:
+        return 0
     pid = _seed_running(git_dir)
     if pid is not None:
         print(f"the running seed (pid {pid}) publishes it; waiting", flush=True)

@@ -22,6 +22,7 @@ from ..errors import FetchError, GitfsError, find_in_group
 from ..git.runner import run_git
 from .address import parse_address
 from .fetch import Fetcher, Progress, engine_config, options_from_config
+from .push import parse_push, published_refs, push
 
 __all__ = ["main", "Helper"]
 
@@ -34,6 +35,8 @@ git runs this for addresses that start with gitp2p::, for example
   git clone gitp2p::magnet:?xt=urn:btih:<info-hash>&tr=<tracker> DIR
   git clone gitp2p::/path/to/all.torrent DIR        (or an http(s):// URL of a .torrent)
   git clone gitp2p://<public key>/<name> DIR        (the publisher's newest torrent, via the DHT)
+  git push gitp2p://<public key>/<name> BRANCH      (in the repository holding that key: it
+                                                     publishes its refs, seeding in the background)
   git -C DIR fetch
 It downloads the packs of the commits DIR lacks with its own BitTorrent engine,
 checks and imports them, and lets git set the refs. Settings (git config):
@@ -98,26 +101,33 @@ class Helper:
                 break
             command, _, rest = line.partition(" ")
             if command == "capabilities":
-                self._write("option\nfetch\n\n")
+                self._write("option\nfetch\npush\n\n")
             elif command == "option":
                 self._write(self._option(rest) + "\n")
+            elif command == "list" and rest == "for-push":
+                self._list_for_push()
             elif command == "list":
                 await self._list()
+            elif command == "push":
+                await self._push(await self._batch(command, rest))
             elif command == "fetch":
-                batch = [rest]
-                while True:
-                    more = await self._readline()
-                    if not more:
-                        break
-                    if not more.startswith("fetch "):
-                        raise FetchError(f"git sent {more!r} inside a fetch batch")
-                    batch.append(more[len("fetch "):])
-                await self._fetch(batch)
+                await self._fetch(await self._batch(command, rest))
                 self._write("\n")
             else:
                 raise FetchError(f"git sent an unknown command {line[:80]!r}")
         if self.fetcher is not None:
             self.fetcher.clean()
+
+    async def _batch(self, command: str, first: str) -> list[str]:
+        """The arguments of a batch of `command` lines, up to the blank line that ends it."""
+        batch = [first]
+        while True:
+            more = await self._readline()
+            if not more:
+                return batch
+            if not more.startswith(command + " "):
+                raise FetchError(f"git sent {more!r} inside a {command} batch")
+            batch.append(more[len(command) + 1:])
 
     def _option(self, rest: str) -> str:
         name, _, value = rest.partition(" ")
@@ -157,6 +167,29 @@ class Helper:
         for name in sorted(manifest.refs):
             lines.append(f"{manifest.refs[name]} {name}\n")
         self._write("".join(lines) + "\n")
+
+    def _pushable(self):
+        if self.address.kind != "name":
+            raise FetchError("git push needs a gitp2p://KEY/NAME address (a torrent or magnet link names "
+                             "fixed content); see docs/names.md")
+        return self.address.name
+
+    def _list_for_push(self) -> None:
+        """The refs this repository's seed published under the name (git compares against them)."""
+        refs = published_refs(self.git_dir, self._pushable())
+        self._write("".join(f"{oid} {ref}\n" for ref, oid in sorted(refs.items())) + "\n")
+
+    async def _push(self, batch: list[str]) -> None:
+        name = self._pushable()
+        specs = [parse_push(item) for item in batch]
+
+        def say(line: str) -> None:
+            if self.opts.verbosity > 0:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+
+        answers = await trio.to_thread.run_sync(push, self.git_dir, name, specs, self.opts, say)
+        self._write("".join(line + "\n" for line in answers) + "\n")
 
     async def _fetch(self, batch: list[str]) -> None:
         fetcher = await self._open()

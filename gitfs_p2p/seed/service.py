@@ -31,6 +31,7 @@ from torrentcore.session import Engine, EngineConfig, EngineError, Torrent
 
 from ..durable import write_durably
 from ..git.runner import run_git
+from ..pack.manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
 from ..trust.names import Name, check_name, publisher_key
 
 from ..errors import GitfsError, MountError, UsageError, find_in_group
@@ -231,13 +232,25 @@ class SeedService:
                         published = None
                     else:
                         published, due = (name.address, offer.info_hash), now + REPUBLISH
+                        refs = await trio.to_thread.run_sync(self._published_refs)
                         record = {"address": name.address, "info_hash": offer.info_hash, "seq": seq,
-                                  "pid": os.getpid()}
+                                  "pid": os.getpid(), "refs": refs}
                         await trio.to_thread.run_sync(
                             write_durably, published_path(self.git_dir), json.dumps(record).encode() + b"\n")
                         self.say(f"published {name.address}: torrent {offer.info_hash}, sequence number {seq} "
                                  f"({stored} DHT nodes stored it)")
             await trio.sleep(self.poll)
+
+    def _published_refs(self) -> dict[str, str]:
+        """The refs of the mount's published manifest (read when the name is put: a `git push`
+        waits for its refs there; the mount writes a torrent and its manifest together)."""
+        path = os.path.join(self.mountpoint, "packs", PUBLISH_LABEL + MANIFEST_SUFFIX)
+        try:
+            with open(path, "rb") as fh:
+                return dict(RefManifest.from_bytes(fh.read()).refs)
+        except (OSError, ManifestError) as exc:
+            log.info("%s: not read (%s)", path, exc)
+            return {}
 
     # -- background tasks -----------------------------------------------------------------
     async def _announce(self, every: float) -> None:

@@ -162,3 +162,40 @@ def test_an_older_item_from_other_nodes_is_a_replay(swarm, tmp_path):
     assert done.returncode != 0
     assert f"replay: the DHT's item has sequence number {planted}, older than {swarm['fetched'][1]}" in done.stderr
     assert refs_of(clone) == before
+
+
+def test_git_push_publishes_from_the_repository_holding_the_key(swarm):
+    """A second publisher with no seed: `gitp2p publish --no-seed` gives its address, and
+    `git push` to it starts a background seed that publishes; a later push hands over to it."""
+    base, room = swarm["base"], swarm["room"]
+    other = Publisher(base / "other", None)
+    made = subprocess.run([sys.executable, "-m", "gitfs_p2p.cli", "publish", str(other.path), "other", "--no-seed"],
+                          capture_output=True, text=True, timeout=60, env=ENV)
+    assert made.returncode == 0, made.stderr
+    address = re.search(r"gitp2p://[0-9a-f]{64}/other", made.stdout).group(0)
+    engine = ["-c", "gitp2p.listen=127.0.0.1:0", "-c", "gitp2p.utp=false", "-c", "gitp2p.timeout=30"]
+    for node in room.nodes:
+        engine += ["-c", f"gitp2p.dhtNode={node}"]
+    seed_pid = None
+    try:
+        pushed = run_git(*engine, "push", address, "main", cwd=other.path)
+        seed_pid = int(re.search(r"kill (\d+)", pushed.stderr).group(1))
+        assert "* [new branch]      main -> main" in pushed.stderr, pushed.stderr
+
+        clone = base / "clone-other"
+        run_git("clone", *engine, address, str(clone))
+        assert refs_of(clone)["refs/remotes/origin/main"] == refs_of(other.path)["refs/heads/main"]
+
+        new = other.commit("pushed later")
+        again = run_git(*engine, "push", address, "main", cwd=other.path)
+        assert f"(pid {seed_pid})" in again.stderr and "kill" not in again.stderr  # the running seed took it
+        run_git("fetch", "origin", cwd=clone)
+        assert refs_of(clone)["refs/remotes/origin/main"] == new
+
+        # a repository without the key cannot push to the name
+        refused = run_git(*engine, "push", address, "main", cwd=swarm["publisher"].path, check=False)
+        assert refused.returncode != 0 and "publishes under key" in refused.stderr, refused.stderr
+    finally:
+        if seed_pid is not None:
+            os.kill(seed_pid, 15)
+            wait_until(lambda: not os.path.exists(f"/proc/{seed_pid}"), 60, "the pushed seed to stop")

@@ -94,3 +94,34 @@ def test_attacks_are_refused_in_one_line(repo):
     bad_value = MutableItem(KEY.public, b"p", 6, b"i5e", KEY.sign(b"p", 6, b"i5e"))
     with pytest.raises(NameRefused, match="names no v1 info-hash"):
         check_item(name, bad_value, names)
+
+
+def test_a_push_moves_the_publishers_own_refs_as_git_push_would(tmp_path):
+    from gitfs_p2p.remote.push import _update, parse_push
+
+    repo = tmp_path / "pub"
+    git("init", "-q", "-b", "main", str(repo))
+    for n in range(3):
+        git("commit", "-q", "--allow-empty", "-m", f"c{n}", cwd=repo)
+    git_dir = str(repo / ".git")
+    head = git("rev-parse", "HEAD", cwd=repo).strip()
+    old = git("rev-parse", "HEAD~2", cwd=repo).strip()
+    git("branch", "release", old, cwd=repo)
+    git("branch", "ahead", head, cwd=repo)
+    git("tag", "v1", old, cwd=repo)
+
+    def push(spec: str):
+        return _update(git_dir, parse_push(spec))
+
+    def rev(ref: str) -> str:
+        return git("rev-parse", ref, cwd=repo).strip()
+
+    assert push("refs/heads/main:refs/heads/main") is None  # publishing a branch as itself
+    assert push("refs/heads/main:refs/heads/release") is None and rev("release") == head  # fast-forward
+    assert push("refs/tags/v1:refs/heads/ahead") == "non-fast-forward" and rev("ahead") == head
+    assert push("+refs/tags/v1:refs/heads/ahead") is None and rev("ahead") == old
+    assert push("refs/heads/main:refs/tags/v1") == "already exists"
+    git("branch", "-f", "release", old, cwd=repo)
+    assert "checked-out branch" in push("+refs/heads/release:refs/heads/main") and rev("main") == head
+    assert "deleting" in push(":refs/heads/ahead") and rev("ahead") == old
+    assert "no such revision" in push("refs/heads/nope:refs/heads/x")
