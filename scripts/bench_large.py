@@ -308,7 +308,8 @@ def parse_torrent_file(path: str) -> dict:
         "info_bytes": len(bencode.encode(t.info)),
         "info_hash": t.info_hash.hex(),
         "files": len(paths),
-        "rollups": sum(1 for p in paths if p.startswith("rollups/")),
+        "rollups": sum(1 for p in paths if p.startswith("rollups/") and p.endswith(".rollup")),
+        "tag_groups": sum(1 for p in paths if p.startswith("rollups/") and p.endswith(".tags")),
         "packs": sum(1 for p in paths if p.endswith(".pack")),
         "total_bytes": sum(f.length for f in t.files),
         "piece_length": t.piece_length,
@@ -587,7 +588,7 @@ def report(out: dict) -> str:
         f"| sum of the commit packs alone | {out['commit_packs_bytes'] / MB:.1f} MiB | same | "
         f"{out['commit_packs_bytes'] / out['git_pack_bytes']:.3f} | |",
         f"| .torrent | **{t['torrent_bytes']:,} B**, **{t['files']:,} files** ({t['rollups']} roll-ups, "
-        f"{t['packs']:,} packs, 1 manifest), {t['pieces']:,} pieces of {t['piece_length'] // 1024} KiB | | "
+        f"{t.get('tag_groups', 0)} tag groups, {t['packs']:,} packs, 1 manifest), {t['pieces']:,} pieces of {t['piece_length'] // 1024} KiB | | "
         f"| at most 1 MB |",
         f"| `gitp2p packs`{_jobs(packs)}, empty cache | {packs['s']:.1f} s ({packs['cpu_s']:.0f} s CPU) "
         f"| git pack-objects {git_pack['s']:.1f} s ({git_pack['cpu_s']:.0f} s CPU) "
