@@ -201,10 +201,10 @@ class ReceivingRepo:
         except ValueError as exc:
             raise RepositoryError(f"{self.path}: {exc}") from None
 
-    def write_objects(self, plan: list[PlanEntry]) -> str:
+    def write_objects(self, plan: list[PlanEntry], wholes=None) -> str:
         """Store verified packs' objects durably as one pack (bundle.pack_plan of each, in
-        order); returns its name."""
-        pack, rows, checksum = write_plan(plan)
+        order); returns its name.  wholes: as bundle.write_plan takes them."""
+        pack, rows, checksum = write_plan(plan, wholes)
         name = checksum.hex()
         idx = io.BytesIO()
         write_pack_index_v2(idx, rows, checksum)  # dulwich: the .idx v2 git reads

@@ -17,7 +17,7 @@ from typing import Iterator
 from .packfile import OBJ_REF_DELTA, entry_header
 from .verify import VerifiedPack
 
-__all__ = ["build_pack", "pack_plan", "write_plan", "PlanEntry"]
+__all__ = ["build_pack", "pack_plan", "write_plan", "PlanEntry", "WholeCompressor"]
 
 
 #: One entry of the written pack: its id, and either received bytes to copy verbatim or
@@ -74,9 +74,12 @@ def pack_plan(vp: VerifiedPack, have: set[bytes]) -> list[PlanEntry]:
     return plan
 
 
-def write_plan(plan: list[PlanEntry]) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
-    """The pack of a plan (pack_plan's entries, in order): (pack, sorted index rows, checksum)."""
-    wholes = _compressed([what[1] for _, what in plan if isinstance(what, tuple)])
+def write_plan(plan: list[PlanEntry], wholes: Iterator[bytes] | None = None) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
+    """The pack of a plan (pack_plan's entries, in order): (pack, sorted index rows, checksum).
+
+    wholes: the contents written whole, compressed already, in order (WholeCompressor)."""
+    if wholes is None:
+        wholes = _compressed([what[1] for _, what in plan if isinstance(what, tuple)])
     parts: list[bytes] = [b""]
     rows: list[tuple[bytes, int, int]] = []  # id, offset, crc32
     pos = 12
@@ -94,6 +97,52 @@ def write_plan(plan: list[PlanEntry]) -> tuple[bytes, list[tuple[bytes, int, int
     return pack, sorted(rows), trailer
 
 
+class WholeCompressor:
+    """Compresses the contents a plan writes whole as the plan grows, in a thread beside the
+    caller (zlib lets go of the GIL: on another core while the next packs are checked), so
+    that writing the plan only waits for what is left."""
+
+    def __init__(self) -> None:
+        self._jobs: list[concurrent.futures.Future] = []
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+
+    def add(self, part: list[PlanEntry]) -> None:
+        """The entries just appended to the plan (pack_plan's output for one pack)."""
+        for _, what in part:
+            if isinstance(what, tuple):
+                self._pending.append(what[1])
+                self._pending_bytes += len(what[1])
+        if self._pending_bytes >= COMPRESS_JOB_BYTES:
+            self._submit()
+
+    def _submit(self) -> None:
+        # A job a megabyte at least: the thread takes the GIL twice a job (compress_all lets
+        # it go for the whole list), so the checks beside it are rarely interrupted.
+        if self._pending:
+            self._jobs.append(_background().submit(_compress_all, self._pending))
+            self._pending, self._pending_bytes = [], 0
+
+    def results(self) -> Iterator[bytes]:
+        """Every whole content's zlib bytes, in plan order (write_plan's `wholes`)."""
+        self._submit()
+        return itertools.chain.from_iterable(job.result() for job in self._jobs)
+
+
+#: Contents gathered before WholeCompressor hands them to its thread.
+COMPRESS_JOB_BYTES = 1 << 20
+
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _background() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="compress")
+    return _pool
+
+
 def _compressed(contents: list[bytes]) -> Iterator[bytes]:
     """zlib level 1 of each content, in order; on every core (zlib lets go of the GIL)."""
     if len(contents) < 64:
@@ -106,4 +155,12 @@ def _compressed(contents: list[bytes]) -> Iterator[bytes]:
 
 
 def _compress_all(contents: list[bytes]) -> list[bytes]:
+    if _compiled_compress_all is not None:
+        return _compiled_compress_all(contents, 1)
     return [zlib.compress(c, 1) for c in contents]
+
+
+try:
+    from ._speedups import compress_all as _compiled_compress_all
+except ImportError:  # not built: zlib, taking the GIL back between objects
+    _compiled_compress_all = None

@@ -22,7 +22,7 @@ from typing import Callable
 from .. import faults
 from ..errors import ReceiveError
 from ..git.receiving import ReceivingRepo
-from ..pack.bundle import PlanEntry, pack_plan
+from ..pack.bundle import PlanEntry, WholeCompressor, pack_plan
 from ..pack.commitpack import FORMAT_VERSION
 from ..pack.manifest import ManifestError, RefManifest
 from ..pack.manifest import checksum_ok as manifest_checksum_ok
@@ -92,12 +92,14 @@ class _Batch:
         self.commits: set[str] = set()  # the commits and tags the batch's packs are named for
         self.ids: set[bytes] = set()  # every object the written pack will hold
         self.plan: list[PlanEntry] = []
+        self.wholes = WholeCompressor()  # the objects written whole, compressed meanwhile
         self.bytes = 0
         self.inflated = 0
 
     def add(self, vp: VerifiedPack) -> None:
         plan = pack_plan(vp, self.ids)
         self.plan += plan
+        self.wholes.add(plan)
         self.packs.append((vp.object_id, vp.data))
         self.commits.add(vp.object_id)
         self.bytes += len(vp.data)
@@ -479,7 +481,7 @@ class Importer:
     def _flush(self, result: PassResult) -> None:
         batch = self._batch
         if batch.packs:
-            name = self.repo.write_objects(batch.plan)
+            name = self.repo.write_objects(batch.plan, batch.wholes.results())
             log.info("wrote pack-%s with %d received packs", name, len(batch.packs))
         self.cache.put_received(FORMAT_VERSION, batch.packs)  # one transaction for the batch
         for object_id, _ in batch.packs:

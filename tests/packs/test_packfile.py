@@ -176,3 +176,26 @@ def test_compiled_entry_reader_agrees_with_the_reference(data, limits):
 
     assert packfile._compiled_entries is not None, "setup builds the compiled reader"
     assert _entries_or_error(packfile.read_pack_all, data, limits) == _entries_or_error(packfile.read_pack, data, limits)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=3000) | st.builds(lambda n, b: b * n, st.integers(0, 5000), st.binary(min_size=1, max_size=3)),
+                max_size=12),
+       st.integers(1, 4))
+def test_whole_objects_compressed_beside_the_checks_are_zlibs(contents, per_pack):
+    """The objects a batch writes whole, compressed in a thread as packs are planned
+    (bundle.WholeCompressor, _speedups.compress_all), come out as zlib.compress(c, 1), in order."""
+    from gitfs_p2p.pack import bundle
+
+    assert bundle._compiled_compress_all is not None, "setup builds the compiled twin"
+    assert bundle._compiled_compress_all(contents, 1) == [zlib.compress(c, 1) for c in contents]
+    plan = [(bytes(20), (OBJ_BLOB, c)) if i % 2 else (bytes(20), memoryview(b"verbatim")) for i, c in enumerate(contents)]
+    for job_bytes in (bundle.COMPRESS_JOB_BYTES, 1000):  # one job at the end; jobs as the plan grows
+        zipper = bundle.WholeCompressor()
+        saved, bundle.COMPRESS_JOB_BYTES = bundle.COMPRESS_JOB_BYTES, job_bytes
+        try:
+            for i in range(0, len(plan), per_pack):
+                zipper.add(plan[i : i + per_pack])
+        finally:
+            bundle.COMPRESS_JOB_BYTES = saved
+        assert list(zipper.results()) == [zlib.compress(what[1], 1) for _, what in plan if isinstance(what, tuple)]
