@@ -495,8 +495,14 @@ class Engine:
     async def add_torrent(self, torrent_bytes: bytes, save_path: str, *, trackers: Iterable[str] = (),
                           paused: bool = False, seed_mode: bool = False, sequential: bool = False,
                           file_priorities: list[int] | None = None,
-                          renamed: dict[int, str] | None = None) -> Torrent:
-        """Add a .torrent (its bytes) downloading into / seeding from save_path."""
+                          renamed: dict[int, str] | None = None, verified: bool = False) -> Torrent:
+        """Add a .torrent (its bytes) downloading into / seeding from save_path.
+
+        seed_mode: the files are taken as complete, and each piece is hashed the first time
+        a peer asks for it (a piece that fails makes libtorrent check every file).  verified
+        (with seed_mode): not even that, every piece counts as hashed already; only for files
+        whose piece hashes were computed from these very bytes by whoever serves them (our
+        mount's own torrents), where hashing again would only read everything twice."""
         try:
             ti = lt.torrent_info(lt.bdecode(torrent_bytes))
         except (RuntimeError, TypeError, ValueError) as exc:
@@ -504,6 +510,8 @@ class Engine:
         params = self._params(save_path, paused=paused, seed_mode=seed_mode, sequential=sequential,
                               file_priorities=file_priorities, renamed=renamed)
         params.ti = ti
+        if seed_mode and verified:
+            params.verified_pieces = [True] * ti.num_pieces()
         for url in trackers:
             ti.add_tracker(url)
         return self._add(params)

@@ -170,7 +170,7 @@ class SeedService:
             try:
                 torrent = await self.engine.add_torrent(
                     offer.torrent, self.mountpoint, trackers=self.trackers, seed_mode=True,
-                    renamed=dict(offer.renamed) or None)
+                    renamed=dict(offer.renamed) or None, verified=offer.origin == "mount")
             except EngineError as exc:
                 self.refused.add(offer.info_hash)
                 self.say(f"not seeding {offer.label} {offer.info_hash}: {exc}")
