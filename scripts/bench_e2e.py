@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
 """End to end: from `gitp2p mount` of REPO to every ref set in an empty receiving repository.
 
-    scripts/bench_e2e.py REPO [--workdir DIR] [--downloader libtorrent]
+    scripts/bench_e2e.py REPO [--workdir DIR] [--downloader libtorrent] [--seeder both]
 
-`make bench` calls ``run(repo_path, workdir, out)`` on its generated history.  Two runs,
-on a mirror of REPO: first with an empty pack cache on the sending side ("cold"), then
-again with the cache that run left ("warm").  Each run, timed from the moment `gitp2p
-mount` is started:
+`make bench` calls ``run(repo_path, workdir, out)`` on its generated history.  Two runs
+per seeder, on a mirror of REPO: first with an empty pack cache on the sending side
+("cold"), then again with the cache that run left ("warm").  Two seeders, each a
+libtorrent seed from the mount:
+
+- "stock": `gitp2p mount`, then a stock libtorrent client given all.torrent and the mount
+  as its save path, which checks every piece before it seeds;
+- "gitp2p seed": `gitp2p seed REPO`, which mounts REPO itself and seeds the mount's
+  torrents with our engine (libtorrent) in seed mode: the mount made those bytes and
+  their piece hashes, so nothing is read before a peer asks (docs/seed.md).
+
+Each run, timed from the moment `gitp2p mount` (or `gitp2p seed`) is started:
 
 - build:    the mount publishes torrents/all.torrent (every branch and tag);
-- check:    one libtorrent seeder, given that torrent and the mount as its save path, has
-            verified every piece (stock client start-up included);
+- check:    the seeder is ready to upload: the stock client has verified every piece
+            (its start-up included), or `gitp2p seed` says it seeds all.torrent;
 - transfer: one stock downloader (started together with the seeder, with `gitp2p watch`
             on its download directory) reports every piece verified;
 - import:   the watcher has set every ref of REPO in the empty repository.
@@ -32,43 +40,58 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
+from torrentcore.metainfo import parse_torrent
+
 from bench_swarm import git_daemon_clone_seconds, print_results
 from gitfs_p2p.testing.clients import CLIENTS
-from gitfs_p2p.testing.procs import client_available
+from gitfs_p2p.testing.procs import client_available, wait_until
+from gitfs_p2p.testing.seeding import Seed
 from gitfs_p2p.testing.swarm import Mount, Watcher, all_commits, published_refs
 from gitfs_p2p.testing.trackers import EmbeddedTracker
 
 __all__ = ["run"]
 
 SEEDER = "libtorrent"
+SEEDERS = ("stock", "gitp2p seed")
 DEFAULT_DOWNLOADER = "libtorrent"
 TIMEOUT = 900
 
 
-def _one_run(repo: Path, work: Path, tracker, downloader: str, expected: dict[str, str]) -> dict[str, float]:
-    """Phase end times (seconds since `gitp2p mount` started) of one run."""
+def _one_run(repo: Path, work: Path, tracker, downloader: str, expected: dict[str, str],
+             seeder_kind: str = "stock") -> dict[str, float]:
+    """Phase end times (seconds since `gitp2p mount` or `gitp2p seed` started) of one run."""
     running = []
     marks: dict[str, float] = {}
     try:
-        mount = Mount(repo, work / "mnt", tracker=tracker.announce_url, log=work / "mount.log")
-        running.append(mount)
-        start = time.monotonic()
-        mount.start()
         torrent = work / "all.torrent"
-        shutil.copyfile(mount.torrent("all", timeout=TIMEOUT, step=0.05), torrent)
-        marks["build"] = time.monotonic() - start
-        seeder = CLIENTS[SEEDER](work / "clients", label="seeder")
-        running.append(seeder)
-        seeder.seed(torrent, mount.path)
+        if seeder_kind == "stock":
+            mount = Mount(repo, work / "mnt", tracker=tracker.announce_url, log=work / "mount.log")
+            running.append(mount)
+            start = time.monotonic()
+            mount.start()
+            shutil.copyfile(mount.torrent("all", timeout=TIMEOUT, step=0.05), torrent)
+            marks["build"] = time.monotonic() - start
+            seeder = CLIENTS[SEEDER](work / "clients", label="seeder")
+            running.append(seeder)
+            seeder.seed(torrent, mount.path)
+            wait_seeding, nudge = seeder.wait_checked, seeder.reannounce
+        else:
+            seed = Seed(repo, work / "seed", tracker=tracker.announce_url, poll=0.5)
+            running.append(seed)
+            start = time.monotonic()
+            seed.launch()
+            info_hash = _wait_torrent(seed, torrent)
+            marks["build"] = time.monotonic() - start
+            wait_seeding, nudge = (lambda timeout: seed.wait_seeding(info_hash, timeout)), None
         dest, received = work / "download", work / "received.git"
         watcher = Watcher(dest, received, log=work / "watch.log").start()
         running.append(watcher)
         client = CLIENTS[downloader](work / "clients", label="downloader")
         running.append(client)
         client.download(torrent, dest)
-        seeder.wait_checked(TIMEOUT)
+        wait_seeding(TIMEOUT)
         marks["check"] = time.monotonic() - start
-        client.wait_complete(TIMEOUT, nudge=seeder.reannounce, on_progress=None)
+        client.wait_complete(TIMEOUT, nudge=nudge, on_progress=None)
         marks["transfer"] = time.monotonic() - start
         watcher.wait_refs(expected, TIMEOUT, step=0.05)
         marks["import"] = time.monotonic() - start
@@ -80,6 +103,23 @@ def _one_run(repo: Path, work: Path, tracker, downloader: str, expected: dict[st
     return marks
 
 
+def _wait_torrent(seed: Seed, copy: Path) -> str:
+    """Copy the seed's mount's torrents/all.torrent once it is published; its info-hash."""
+    path = seed.mountpoint / "torrents" / "all.torrent"
+
+    def ready() -> str | None:
+        seed._check_alive()
+        try:
+            data = path.read_bytes()
+            return parse_torrent(data).info_hash.hex() if data else None
+        except (OSError, ValueError):
+            return None
+    info_hash = wait_until(ready, TIMEOUT, "gitp2p seed's mount to publish all.torrent", step=0.05,
+                           details=seed.details)
+    shutil.copyfile(path, copy)
+    return info_hash
+
+
 def _line(marks: dict[str, float], git_s: float) -> str:
     total = marks["import"]
     phases, last = [], 0.0
@@ -89,7 +129,8 @@ def _line(marks: dict[str, float], git_s: float) -> str:
     return f"**{total / git_s:.1f}x** git clone: {total:.2f} s in all ({', '.join(phases)})"
 
 
-def run(repo_path, workdir, out: dict, *, downloader: str = DEFAULT_DOWNLOADER) -> None:
+def run(repo_path, workdir, out: dict, *, downloader: str = DEFAULT_DOWNLOADER,
+        seeders: tuple[str, ...] = SEEDERS) -> None:
     workdir = Path(workdir).resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -105,18 +146,21 @@ def run(repo_path, workdir, out: dict, *, downloader: str = DEFAULT_DOWNLOADER) 
     git_s, git_pack = git_daemon_clone_seconds(repo, workdir)
     out["reference"] = (f"`git clone --mirror git://127.0.0.1/...` of {len(all_commits(repo))} commits "
                         f"({git_pack / 2**20:.2f} MiB pack): {git_s:.2f} s (median of 3)")
-    out["clients"] = f"seeder {SEEDER} from the mount, downloader {downloader}, `gitp2p watch` importing"
+    out["clients"] = (f"seeder: a stock {SEEDER} client from `gitp2p mount` (\"stock\"), or `gitp2p seed` "
+                      f"(\"gitp2p seed\"); downloader {downloader}; `gitp2p watch` importing")
     tracker = EmbeddedTracker(workdir / "tracker").start()
     try:
-        for kind in ("cold", "warm"):
-            work = workdir / kind
-            work.mkdir()
-            if kind == "cold":
-                shutil.rmtree(repo / "gitp2p", ignore_errors=True)
-            marks = _one_run(repo, work, tracker, downloader, expected)
-            out[f"{kind} cache"] = _line(marks, git_s)
-            out[f"{kind}_total_ratio"] = round(marks["import"] / git_s, 2)
-            shutil.rmtree(work, ignore_errors=True)
+        for seeder_kind in seeders:
+            for kind in ("cold", "warm"):
+                work = workdir / kind
+                work.mkdir()
+                if kind == "cold":
+                    shutil.rmtree(repo / "gitp2p", ignore_errors=True)
+                marks = _one_run(repo, work, tracker, downloader, expected, seeder_kind)
+                label = kind if seeder_kind == "stock" else f"{kind}, {seeder_kind}"
+                out[f"{label} cache"] = _line(marks, git_s)
+                out[f"{label}_total_ratio"] = round(marks["import"] / git_s, 2)
+                shutil.rmtree(work, ignore_errors=True)
     finally:
         tracker.stop()
 
@@ -126,9 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("repo")
     ap.add_argument("--workdir", default=str(ROOT / "bench-out" / "e2e"))
     ap.add_argument("--downloader", choices=sorted(CLIENTS), default=DEFAULT_DOWNLOADER)
+    ap.add_argument("--seeder", choices=(*SEEDERS, "both"), default="both",
+                    help="the seeder(s) to time (default: both, one after the other)")
     args = ap.parse_args(argv)
     out: dict = {}
-    run(args.repo, args.workdir, out, downloader=args.downloader)
+    seeders = SEEDERS if args.seeder == "both" else (args.seeder,)
+    run(args.repo, args.workdir, out, downloader=args.downloader, seeders=seeders)
     return print_results(out)
 
 

@@ -57,10 +57,15 @@ class Seed(Background):
         return cmd + list(self.args)
 
     def start(self) -> "Seed":
+        self.launch()
+        wait_until(self._ready, 180, "gitp2p seed to start seeding", details=self.details)
+        return self
+
+    def launch(self) -> "Seed":
+        """Start the process and return at once (start() also waits until it seeds)."""
         with open(self.out_path, "ab") as out, open(self.err_path, "ab") as err:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                          start_new_session=True)
-        wait_until(self._ready, 180, "gitp2p seed to start seeding", details=self.details)
         return self
 
     def _ready(self) -> bool:
