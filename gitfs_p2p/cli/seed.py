@@ -92,6 +92,10 @@ def _add_seed_options(p) -> None:
                    help="how long to wait for the mount to build its torrents (default: 900)")
     p.add_argument("--poll", type=_SECONDS, default=2.0, metavar="SECONDS",
                    help="how often to look for moved refs and new torrents (default: 2)")
+    p.add_argument("--follow", type=_SECONDS, metavar="SECONDS",
+                   help="follow the names REPO was cloned from: every SECONDS, `git fetch` each remote "
+                        "whose URL is a gitp2p://KEY/NAME and seed the publisher's newest torrent in place "
+                        "of the one fetched before (docs/names.md)")
     p.add_argument("--daemon", action="store_true", help="seed in the background (stop it with kill PID)")
     p.add_argument("--pid-file", metavar="FILE", help="write the seeding process's id here while it seeds")
     p.add_argument("--log", metavar="FILE",
@@ -297,7 +301,8 @@ def _seed(args, repo_path: str, git_dir: str, mountpoint: str, config, say, read
         wait_for_torrents(mountpoint, args.wait, progress, mount.alive)
         service = SeedService(
             mountpoint, git_dir, config, say=say, trackers=tuple(args.tracker), poll=args.poll,
-            announce_every=args.announce_every, clone_dir=_clone_dir(repo_path), mount_alive=mount.alive)
+            announce_every=args.announce_every, clone_dir=_clone_dir(repo_path), mount_alive=mount.alive,
+            follow=args.follow)
         run_until_signal(service, ready)
     finally:
         mount.stop()

@@ -14,6 +14,12 @@ again every REPUBLISH seconds (items are dropped by DHT nodes that do not hear o
 for a while).  The setting is read again at every poll, so a running seed takes up a name
 set later.  What was put last is written to GIT_DIR/gitp2p/published (JSON) for
 `gitp2p publish` and `git push` to wait on.
+
+Following (`gitp2p seed --follow SECONDS`): every so often the seed runs `git fetch` of each
+remote of the repository whose URL is a name (`gitp2p://KEY/NAME`); the remote helper
+resolves the name, fetches the publisher's newest torrent and keeps it under
+gitp2p/received/, where the next poll finds it: a seed of a clone switches to the
+publisher's new torrent by itself, with the same info-hash.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import logging
 import os
 import shlex
+import sys
 from typing import Callable
 
 import trio
@@ -52,6 +59,8 @@ REPUBLISH = 30 * 60.0
 PUT_RETRY = 10.0
 #: The default label of the published torrent (every branch and tag).
 PUBLISH_LABEL = "all"
+#: The longest a following `git fetch` may take.
+FOLLOW_TIMEOUT = 600.0
 
 
 def published_path(git_dir: str) -> str:
@@ -74,6 +83,17 @@ def publish_name(git_dir: str) -> str | None:
     return out or None
 
 
+def helper_env() -> dict[str, str]:
+    """The environment for a `git fetch` by this installation: git finds git-remote-gitp2p on
+    PATH, so the directory of this Python's scripts (a virtualenv's bin/) goes first when the
+    helper is there (a seed started by its full path, the venv not activated)."""
+    env = dict(os.environ)
+    scripts = os.path.dirname(sys.executable)
+    if os.access(os.path.join(scripts, "git-remote-gitp2p"), os.X_OK):
+        env["PATH"] = scripts + os.pathsep + env.get("PATH", os.defpath)
+    return env
+
+
 class SeedError(GitfsError):
     """The engine cannot start or cannot seed (not a usage problem: see UsageError)."""
 
@@ -91,7 +111,7 @@ class SeedService:
     def __init__(self, mountpoint: str, git_dir: str, config: EngineConfig, *,
                  say: Callable[[str], None], trackers: tuple[str, ...] = (), poll: float = POLL_INTERVAL,
                  announce_every: float | None = None, clone_dir: str = "DIR",
-                 mount_alive: Callable[[], bool] = lambda: True):
+                 mount_alive: Callable[[], bool] = lambda: True, follow: float | None = None):
         self.mountpoint = mountpoint
         self.config = config
         self.say = say
@@ -101,6 +121,7 @@ class SeedService:
         self.clone_dir = clone_dir
         self.mount_alive = mount_alive
         self.git_dir = git_dir
+        self.follow = follow
         self.mount_torrents = MountTorrents(mountpoint)
         self.received = ReceivedTorrents(git_dir, mountpoint)
         self.engine: Engine | None = None
@@ -130,6 +151,8 @@ class SeedService:
                 nursery.start_soon(self._status, STATUS_INTERVAL)
                 if self.config.dht:
                     nursery.start_soon(self._publishing)
+                if self.follow:
+                    nursery.start_soon(self._following, self.follow)
                 while True:
                     await trio.sleep(self.poll)
                     await self.sync()
@@ -240,6 +263,49 @@ class SeedService:
                         self.say(f"published {name.address}: torrent {offer.info_hash}, sequence number {seq} "
                                  f"({stored} DHT nodes stored it)")
             await trio.sleep(self.poll)
+
+    # -- following names ------------------------------------------------------------------
+    def _named_remotes(self) -> list[str]:
+        out = run_git("config", "--get-regexp", r"^remote\..*\.url$", git_dir=self.git_dir, check=False)
+        remotes = []
+        for line in out.splitlines():
+            key, _, url = line.partition(" ")
+            if url.startswith("gitp2p://"):
+                remotes.append(key[len("remote."):-len(".url")])
+        return remotes
+
+    async def _fetch(self, remote: str) -> str | None:
+        """`git fetch REMOTE` (its helper resolves the name); why it failed, or None.  A child
+        process, so that stopping the seed stops it too."""
+        cmd = ["git", f"--git-dir={self.git_dir}", "fetch", "--quiet", remote]
+        with trio.move_on_after(FOLLOW_TIMEOUT):
+            proc = await trio.run_process(cmd, stdin=b"", capture_stdout=True, capture_stderr=True, check=False,
+                                          env=helper_env())
+            if proc.returncode != 0:
+                lines = proc.stderr.decode(errors="replace").strip().splitlines()
+                return lines[-1] if lines else f"exit status {proc.returncode}"
+            return None
+        return f"no answer within {FOLLOW_TIMEOUT:g}s"
+
+    async def _following(self, every: float) -> None:
+        """Fetch the remotes that are names every `every` seconds (module docstring)."""
+        said: dict[str, str] = {}  # remote -> what was said last (a line only when it changes)
+        while True:
+            remotes = await trio.to_thread.run_sync(self._named_remotes)
+            if not remotes and said.get("") is None:
+                said[""] = "none"
+                self.say("following: no remote of this repository is a gitp2p://KEY/NAME "
+                         "(looked for again every %gs)" % every)
+            elif remotes:
+                said.pop("", None)
+            for remote in remotes:
+                why = await self._fetch(remote)
+                line = f"following {remote}: " + (why or "up to date with its name")
+                if said.get(remote) != line:
+                    self.say(line)
+                    said[remote] = line
+            # a torrent received by the fetch is seeded at the next poll (sync)
+            await trio.sleep(every)
 
     def _published_refs(self) -> dict[str, str]:
         """The refs of the mount's published manifest (read when the name is put: a `git push`

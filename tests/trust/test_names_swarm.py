@@ -49,9 +49,11 @@ class Publishing(Seed):
         return [(a, ih, int(seq)) for a, ih, seq in PUBLISHED.findall(self.output())]
 
     def wait_published(self, not_hash: str | None = None, timeout: float = 120) -> tuple[str, str, int]:
+        """What was published last, once it is not `not_hash` (a torrent published before)."""
         def new():
             self._check_alive()
-            return next((p for p in reversed(self.published()) if p[1] != not_hash), None)
+            published = self.published()
+            return published[-1] if published and published[-1][1] != not_hash else None
         return wait_until(new, timeout, "the name to be published", details=self.details)
 
 
@@ -199,3 +201,26 @@ def test_git_push_publishes_from_the_repository_holding_the_key(swarm):
         if seed_pid is not None:
             os.kill(seed_pid, 15)
             wait_until(lambda: not os.path.exists(f"/proc/{seed_pid}"), 60, "the pushed seed to stop")
+
+
+def test_a_clones_seed_follows_the_name(swarm):
+    """`gitp2p seed CLONE --follow`: the clone fetches its gitp2p:// remote by itself and seeds
+    the publisher's new torrent, with the publisher's info-hash."""
+    clone = swarm["base"] / "clone"
+    assert (clone / ".git" / "gitp2p" / "received").is_dir(), "runs after the clone test"
+    follower = Seed(clone, swarm["base"] / "follower", announce_every=0,
+                    args=("--follow", "1", *[a for n in swarm["room"].nodes for a in ("--dht-node", n)]))
+    with follower:
+        _, current, _ = swarm["seed"].wait_published()
+        follower.wait_seeding(current)  # what the clone fetched last (or fetches now)
+        new = swarm["publisher"].commit("followed")
+        _, newer, _ = swarm["seed"].wait_published(not_hash=current)
+        follower.wait_seeding(newer, timeout=120)
+        assert ("all", "received", newer) in follower.seeded()
+        assert refs_of(clone)["refs/remotes/origin/main"] == new
+        # it switched: the torrent fetched before is dropped (the fetch replaced it), at once or,
+        # when the new one waits a poll for the mount to lay out its packs, before
+        out = follower.output()
+        assert (f"all: refs moved, seeding {newer} instead of {current}" in out
+                or f"stopped seeding all {current} (no longer offered)" in out), out
+        assert "following origin: up to date with its name" in follower.output()
