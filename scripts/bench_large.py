@@ -3,6 +3,7 @@
 
     scripts/bench_large.py [REPO] [--commits 200000] [--seed 1] [--out bench-out/large]
                            [--skip mount,checks,watch,cold-mount] [--json]
+    scripts/bench_large.py --checks REPO DIR [--out WORK]    # the clients' checks alone
 
 Without REPO it measures a generated history (scripts/gen_large_history.py, kept in
 OUT between runs); with REPO, that repository (a copy you may write into: its pack
@@ -557,6 +558,26 @@ def _checks(repo: str, work: str, torrent: str, disk: str, out: dict) -> None:
         measure("transmission", lambda path: bench_mount._check_transmission(client, torrent, path))
 
 
+def checks_only(repo: str, disk: str, out_dir: str) -> dict:
+    """`--checks REPO DIR`: step 5's checks alone, for comparing code on a repository whose
+    pack cache is filled (copy bench-out/large's history first: a mount writes its cache)."""
+    repo, disk = os.path.abspath(repo), os.path.abspath(disk)
+    if not os.path.isdir(disk):
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--write-files", repo, disk], check=True)
+    work = os.path.join(out_dir, "work-checks")
+    os.makedirs(work, exist_ok=True)
+    torrent = os.path.join(work, "all.torrent")
+    m, _ = mount_ready(repo, os.path.join(work, "mnt-torrent"))
+    try:
+        shutil.copyfile(os.path.join(m.path, "torrents", "all.torrent"), torrent)
+    finally:
+        m.__exit__(None, None, None)
+    out: dict = {"load_start": os.getloadavg()[0]}
+    _checks(repo, work, torrent, disk, out)
+    out["load_end"] = os.getloadavg()[0]
+    return out
+
+
 # -- the report ----------------------------------------------------------------------------
 
 
@@ -667,9 +688,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON too")
     ap.add_argument("--write-files", nargs=2, metavar=("REPO", "DEST"), help=argparse.SUPPRESS)
     ap.add_argument("--from-json", metavar="FILE", help="print the report of an earlier run's results-large.json")
+    ap.add_argument("--checks", nargs=2, metavar=("REPO", "DIR"),
+                    help="only the stock clients' checks of REPO's mount (its pack cache as it is) against "
+                         "the torrent's files in DIR (written there first unless DIR exists); prints JSON")
     args = ap.parse_args(argv)
     if args.write_files:
         write_torrent_files(*args.write_files)
+        return 0
+    if args.checks:
+        print(json.dumps(checks_only(*args.checks, args.out)))
         return 0
     if args.from_json:
         with open(args.from_json) as fh:

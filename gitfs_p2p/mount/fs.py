@@ -108,6 +108,7 @@ class PackFS(pyfuse3.Operations):
         self._gid = os.getgid()
         self._files: dict[int, tuple[Content, bytes | None]] = {}  # open file -> (content, its bytes; None: by range)
         self._opened: dict[int, int] = {}  # file handle of a pack -> its inode
+        self._fds: dict[int, int] = {}  # file handle of a roll-up -> its file's descriptor (PackStore.open_rollup)
         self._open_counts: collections.Counter[int] = collections.Counter()  # inode -> handles open
         #: (inode, offset, bytes) for the pusher thread; None stops it
         self._push_queue: queue.SimpleQueue[tuple[int, int, bytes] | None] = queue.SimpleQueue()
@@ -268,7 +269,10 @@ class PackFS(pyfuse3.Operations):
         if not isinstance(entry, File):
             raise pyfuse3.FUSEError(errno.ELOOP)
         if isinstance(entry.content, RollupContent):  # read by range, never held whole
+            fd = await self.store.open_rollup(entry.content)  # its file (None: in chunks)
             fh = self._new_fh()
+            if fd is not None:
+                self._fds[fh] = fd
             self._files[fh] = (entry.content, None)
             self._opened[fh] = inode
             self._open_counts[inode] += 1
@@ -331,7 +335,9 @@ class PackFS(pyfuse3.Operations):
                 log.debug("notify_store(%d): %s", inode, exc)
 
     def close(self) -> None:
-        """Stop the pusher thread (before the FUSE session closes)."""
+        """Stop the pusher thread (before the FUSE session closes); close roll-up files."""
+        while self._fds:
+            os.close(self._fds.popitem()[1])
         if self._pusher is not None:
             while True:
                 try:
@@ -351,6 +357,11 @@ class PackFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EBADF)
         content, data = opened
         if data is None:
+            fd = self._fds.get(fh)
+            if fd is not None:
+                # Nothing pushed ahead: the kernel's readahead asks soon enough, and pushing
+                # took more of the cores than it saved (docs/mount.md, "A client's check").
+                return await self.store.read_file(fd, content.size, off, size)
             out = await self.store.read_range(content, off, size)
             self._push_ahead(fh, content, off + len(out))
             return out
@@ -365,10 +376,10 @@ class PackFS(pyfuse3.Operations):
         return data[off : off + size]
 
     def _push_ahead(self, fh: int, content: RollupContent, pos: int) -> None:
-        """After a read of a roll-up up to pos: have the bytes after it, up to the end of
-        the next chunk, that the read cache holds put in the page cache (by the pusher
-        thread), so a reader going on finds them there instead of asking.  Whole pages
-        only, each range once per open file."""
+        """After a read of a roll-up served in chunks up to pos: have the bytes after it,
+        up to the end of the next chunk, that the read cache holds put in the page cache
+        (by the pusher thread), so a reader going on finds them there instead of asking.
+        Whole pages only, each range once per open file."""
         start = max(-(-pos // PAGE) * PAGE, self._ahead.get(fh, 0))
         step = self.store.rollup_chunk
         end = min(content.size, (pos // step + 2) * step)
@@ -384,6 +395,9 @@ class PackFS(pyfuse3.Operations):
     async def release(self, fh):
         self._files.pop(fh, None)
         self._ahead.pop(fh, None)
+        fd = self._fds.pop(fh, None)
+        if fd is not None:  # no READ of it is in flight: the kernel releases after them
+            os.close(fd)
         inode = self._opened.pop(fh, None)
         if inode is not None:
             self._open_counts[inode] -= 1

@@ -17,6 +17,7 @@ import pyfuse3
 import trio
 
 from ..errors import GitfsError, MountError
+from ..store.rollupfiles import RollupFiles
 from ..store.source import PackSource, Progress
 from .fs import PackFS
 from ..git.snapshot import RepoSnapshot, read_snapshot, refs_signature
@@ -86,12 +87,15 @@ class MountService:
         self._unmounted_outside = False
         self._refresh_now = trio.Event()  # set: refresh before the next poll is due
         self._learning: trio.Event | None = None  # set while a pass of _learn_sizes runs
+        self._writing_rollups: bool | None = None  # None: idle; False: writing; True: and again after
         self._nursery: trio.Nursery | None = None
         self.mountpoint = os.path.abspath(mountpoint)
         self.contributors = list(contributors)
         self.poll_interval = poll_interval
         self.allow_other = allow_other
-        self.store = PackStore(source, read_cache_bytes=read_cache_bytes, progress=progress)
+        # Roll-ups are kept whole beside the pack cache (as many bytes as it may keep).
+        rollup_files = RollupFiles(source.cache.dir, max_bytes=source.cache.max_bytes)
+        self.store = PackStore(source, read_cache_bytes=read_cache_bytes, progress=progress, rollup_files=rollup_files)
         self.repo_name = os.path.abspath(self.repo_path)
         self.fs: PackFS | None = None
         self._started = int(time.time())
@@ -229,6 +233,28 @@ class MountService:
             self._learning.set()
             self._learning = None
 
+    async def _write_rollups(self) -> None:
+        """Write the files of the published roll-ups that are not written yet (PackStore.
+        write_rollups), so that a client checking the torrent reads them from a file; one
+        pass at a time, another after it if the layout changed meanwhile."""
+        if self._writing_rollups is not None:
+            self._writing_rollups = True
+            return
+        try:
+            while True:
+                self._writing_rollups = False
+                contents = [c for contributor in self.contributors if hasattr(contributor, "published_rollups")
+                            for c in contributor.published_rollups()]
+                await self.store.write_rollups(contents)
+                if not self._writing_rollups:
+                    break
+        except GitfsError as exc:
+            log.warning("roll-ups not written ahead: %s", exc)
+        except Exception:
+            log.exception("BUG: roll-ups not written ahead")
+        finally:
+            self._writing_rollups = None
+
     async def refresh(self) -> bool:
         """Read the refs now; swap in a new layout if they moved.  True if they did."""
         assert self.fs is not None
@@ -247,6 +273,8 @@ class MountService:
             log.exception("BUG: refs not refreshed")
             return False
         self.fs.layout = layout
+        if self._nursery is not None:
+            self._nursery.start_soon(self._write_rollups)
         if snapshot is current:
             log.info("new files laid out (refs unchanged)")
         else:

@@ -5,13 +5,18 @@ twice at once), and the PackSource beneath builds nothing in this process: it as
 worker processes (store/builders.py), so this long-lived process stays small.  A roll-up
 (pack/rollup.py) is never held whole: it is read in chunks (ROLLUP_CHUNK bytes, assembled
 from its header and the member packs each covers in one query), kept in the same read
-cache, the next ones loaded ahead of a reader.
+cache, the next ones loaded ahead of a reader.  With `rollup_files` (the mount), a
+roll-up is written whole to a file beside the pack cache at its first open
+(store/rollupfiles.py) and served from it with pread: no SQLite, no joining; the chunks
+remain the way when no file can be written.
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
 import logging
+import os
 import threading
 from array import array
 from typing import Sequence
@@ -20,6 +25,7 @@ import trio
 
 from ..pack.lru import LRU
 from ..pack.rollup import Rollup, header_size, rollup_header
+from ..store.rollupfiles import RollupFiles
 from ..store.source import PackSource, Progress
 from .layout import Content
 
@@ -109,8 +115,13 @@ class PackStore:
         *,
         read_cache_bytes: int = DEFAULT_READ_CACHE_BYTES,
         progress: Progress | None = None,
+        rollup_files: RollupFiles | None = None,
     ):
         self.source = source
+        #: where roll-ups are kept whole (None: served in chunks only)
+        self.rollup_files = rollup_files
+        self._nowait_reads = hasattr(os, "RWF_NOWAIT")
+        self._rollups_written: set[tuple[bytes, int]] = set()  # (boundary, size) of files known whole
         self.sizes: dict[bytes, int] = {}
         self.progress = progress
         self._lock = threading.Lock()
@@ -319,6 +330,83 @@ class PackStore:
                 trio.lowlevel.spawn_system_task(self._rollup_chunk_ahead, content, k)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    async def open_rollup(self, content: RollupContent) -> int | None:
+        """A descriptor of the roll-up's whole file, written first if there is none (in a
+        worker thread, once however many ask at a time); None when there are no roll-up
+        files here or it cannot be written (then read_range serves it in chunks).  The
+        caller closes it."""
+        if self.rollup_files is None:
+            return None
+        key = ("rollup file", content.rollup.boundary, content.size)
+        for _ in range(3):
+            loading = self._loading.get(key)
+            if loading is None:
+                break
+            await loading.wait()
+        loading = self._loading[key] = trio.Event()
+        try:
+            return await trio.to_thread.run_sync(self._open_rollup_sync, content, limiter=self._limiter)
+        finally:
+            if self._loading.get(key) is loading:
+                del self._loading[key]
+            loading.set()
+
+    async def write_rollups(self, contents: Sequence[RollupContent]) -> None:
+        """Have the files of these roll-ups written, in this order (the torrent's, the order a
+        client checks them in), one at a time; those written before cost an open each."""
+        for content in contents:
+            key = (content.rollup.boundary, content.size)
+            if self.rollup_files is None:
+                return
+            if key in self._rollups_written:
+                continue
+            fd = await self.open_rollup(content)
+            if fd is not None:
+                os.close(fd)
+                self._rollups_written.add(key)
+
+    def _open_rollup_sync(self, content: RollupContent) -> int | None:
+        files = self.rollup_files
+        if files is None:
+            return None
+        try:
+            fd = files.open(content.rollup, content.size)
+            if fd is not None:
+                return fd
+            offsets = self._rollup_offsets_sync(content)
+            if offsets[-1] != content.size:
+                return None  # a bug, logged: the chunks serve it, padded to the listed size
+            chunks = range(-(-content.size // self.rollup_chunk))
+            if not files.write(content.rollup, content.size, (self._rollup_chunk_sync(content, k) for k in chunks)):
+                return None
+            return files.open(content.rollup, content.size)
+        except OSError as exc:
+            log.warning("roll-ups are served in chunks from now on: %s", exc)
+            self.rollup_files = None
+            return None
+
+    async def read_file(self, fd: int, size: int, off: int, length: int) -> bytes:
+        """Exactly the bytes of [off, off + length) of an open file of `size` bytes (a roll-up's,
+        open_rollup), cut at its end.  Read here when the page cache holds them
+        (RWF_NOWAIT), else in a worker thread."""
+        end = min(off + length, size)
+        if off >= end:
+            return b""
+        buf = bytearray(end - off)
+        got = 0
+        if self._nowait_reads:
+            try:
+                got = os.preadv(fd, [buf], off, os.RWF_NOWAIT)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                self._nowait_reads = False  # not on this file system
+        if got < len(buf):
+            await trio.to_thread.run_sync(_read_into, fd, buf, got, off, limiter=self._limiter)
+        return bytes(buf)
+
     @staticmethod
     def _chunk_key(content: RollupContent, k: int) -> tuple:
         return ("rollup chunk", content.rollup.boundary, content.size, k)
@@ -405,3 +493,13 @@ class PackStore:
                       content.rollup.boundary.decode(), offsets[-1], content.size)
         content.offsets = offsets
         return offsets
+
+
+def _read_into(fd: int, buf: bytearray, got: int, off: int) -> None:
+    """Fill buf[got:] from the file at off + got."""
+    view = memoryview(buf)
+    while got < len(buf):
+        n = os.preadv(fd, [view[got:]], off + got)
+        if n == 0:
+            raise OSError(errno.EIO, "a roll-up file ends before its listed size")
+        got += n

@@ -206,6 +206,11 @@ class TorrentContributor:
             out.append((f"{PACKS_DIR}/{content.rollup.path}", File(content, mtime)))
         return out
 
+    def published_rollups(self) -> list[RollupContent]:
+        """The roll-ups and tag groups the published torrents list, in their order."""
+        with self._lock:
+            return list(self._rollups.values())
+
     def _drop(self, label: str, key: bytes) -> None:
         """Stop wanting a torrent that cannot be built (a newer snapshot may want it again)."""
         with self._lock:

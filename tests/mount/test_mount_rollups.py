@@ -9,6 +9,7 @@ import logging
 import mmap
 import os
 import random
+import shutil
 import sqlite3
 
 import pytest
@@ -20,6 +21,7 @@ from gitfs_p2p.mount.fs import WALK_LOOKUPS, WALK_SHARE, PackFS
 from gitfs_p2p.mount.layout import Dir, File, PackDir, StaticContent, build_layout
 from gitfs_p2p.mount.store import ROLLUP_AHEAD, ROLLUP_SHARE, PackStore, RollupContent
 from gitfs_p2p.pack.rollup import ROLLUP_SPAN, TAG_GROUP_SPAN, header_size, parse_rollup, plan_history
+from gitfs_p2p.store.rollupfiles import RollupFiles
 from gitfs_p2p.store.rollups import rollup_boundaries, with_rollups
 from gitfs_p2p.store.source import PackSource
 from gitfs_p2p.store.torrents import build_repo_torrent, rollup_chunks, select_refs
@@ -188,6 +190,21 @@ def test_a_cached_torrent_whose_rollups_were_never_recorded_is_served_whole(moun
         cache.close()
 
 
+@needs_fuse
+def test_the_mount_writes_each_rollups_file_once_its_torrent_is_published(mounted650, sent, repo650):
+    """Beside the pack cache, so that a client's check reads roll-ups from files: each
+    published roll-up and tag group whole, with exactly the bytes the torrent hashed."""
+    torrents, source = sent
+    files = RollupFiles(os.path.join(repo650, ".git", "gitp2p"), max_bytes=1 << 30)
+    for t in torrents.values():
+        sizes = dict(t.files)
+        for r in t.rollups:
+            path = files.path(r, sizes[r.path])
+            assert wait_for(lambda: os.path.exists(path), timeout=60), path
+            with open(path, "rb") as fh:
+                assert fh.read() == b"".join(rollup_chunks(source, r)), path
+
+
 def _resident_pages(path: str) -> int:
     """How many of the file's pages are in the page cache (mincore of a mapping; reads nothing)."""
     import ctypes
@@ -215,12 +232,18 @@ def _resident_pages(path: str) -> int:
 
 @needs_fuse
 def test_a_rollup_read_from_the_start_has_the_rest_pushed_into_the_page_cache(repo650, sent, mount_of, tmp_path):
-    """A read of a roll-up's first page puts the bytes after it that the server has at hand
-    in the page cache (the reader's next reads are then no round trips), and they are the
-    roll-up's bytes."""
+    """Where no roll-up file can be written (here: a plain file is in the way), roll-ups are
+    served in chunks, and a read of a roll-up's first page puts the bytes after it that the
+    server has at hand in the page cache (the reader's next reads are then no round trips),
+    and they are the roll-up's bytes."""
     torrents, source = sent
     log_path = str(tmp_path / "mount.log")
-    m = mount_of(repo650, "--log", log_path)
+    repo = str(tmp_path / "repo")
+    shutil.copytree(repo650, repo, symlinks=True)
+    shutil.rmtree(os.path.join(repo, ".git", "gitp2p", "rollups"), ignore_errors=True)
+    with open(os.path.join(repo, ".git", "gitp2p", "rollups"), "w") as fh:
+        fh.write("not a directory")
+    m = mount_of(repo, "--log", log_path)
     rollup = torrents["all"].rollups[-1]
     path = m.p("packs", rollup.path)
     assert wait_for(lambda: os.path.exists(path), timeout=120)
@@ -239,6 +262,8 @@ def test_a_rollup_read_from_the_start_has_the_rest_pushed_into_the_page_cache(re
     with open(log_path) as fh:
         served = [line for line in fh if "FUSE operations served:" in line][0]
     assert " read=1 " in served or served.rstrip().endswith(" read=1"), served
+    with open(log_path) as fh:
+        assert "roll-ups are served in chunks from now on" in fh.read()
 
 
 # -- without mounting ------------------------------------------------------------------------------
@@ -261,6 +286,71 @@ def test_a_cached_torrent_gets_its_rollups_from_the_record_or_the_history(repo65
     finally:
         source.close()
         source.repo.close()
+
+
+def test_a_rollup_is_served_from_its_file_written_once(repo650, sent, tmp_path, monkeypatch):
+    """With roll-up files (as the mount has them): the first open writes a roll-up's file
+    whole, any range reads exactly (from the page cache or, once dropped, from the disk), and
+    a later store (a later mount) opens the file without asking the pack cache for a member."""
+    torrents, source = sent
+    sizes = dict(torrents["all"].files)
+    rollups = torrents["all"].rollups
+    files = RollupFiles(str(tmp_path / "gitp2p"), max_bytes=64 << 20)
+    expected = {r.boundary: b"".join(rollup_chunks(source, r)) for r in rollups}
+    rng = random.Random(7)
+
+    async def main(store, drop):
+        for r in rollups:
+            content = RollupContent(r, sizes[r.path])
+            fd = await store.open_rollup(content)
+            assert fd is not None
+            try:
+                if drop:  # the file's pages are dropped: reads go to a worker thread
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                ranges = [(rng.randrange(content.size + 10), rng.choice([1, 4096, 131072, 1 << 20])) for _ in range(40)]
+                for off, size in [(0, content.size), *ranges]:
+                    assert await store.read_file(fd, content.size, off, size) == expected[r.boundary][off : off + size]
+            finally:
+                os.close(fd)
+            with open(files.path(r, content.size), "rb") as fh:
+                assert fh.read() == expected[r.boundary]
+
+    trio.run(main, PackStore(source, rollup_files=files), False)
+    queries = []
+    monkeypatch.setattr(source.cache, "datas", lambda fmt, ids: queries.append(ids) or {})
+    trio.run(main, PackStore(source, rollup_files=files), True)
+    assert queries == []
+
+
+def test_rollup_files_keep_their_bound_and_a_damaged_one_is_written_again(repo650, sent, tmp_path):
+    """A file that does not fit without removing one used lately is not written (the roll-up
+    is served in chunks); one used long ago makes room; one of the wrong size is written again."""
+    torrents, source = sent
+    sizes = dict(torrents["all"].files)
+    r1, r2 = [r for r in torrents["all"].rollups if not r.tags][:2]
+    files = RollupFiles(str(tmp_path / "gitp2p"), max_bytes=max(sizes[r1.path], sizes[r2.path]) + 100)  # room for one
+    store = PackStore(source, rollup_files=files)
+    c1, c2 = RollupContent(r1, sizes[r1.path]), RollupContent(r2, sizes[r2.path])
+    expected2 = b"".join(rollup_chunks(source, r2))
+
+    async def main():
+        os.close(await store.open_rollup(c1))
+        assert await store.open_rollup(c2) is None  # c1's file was used just now
+        assert not os.path.exists(files.path(r2, c2.size))
+        assert await store.read_range(c2, 0, c2.size) == expected2
+        os.utime(files.path(r1, c1.size), ns=(0, 0))  # used long ago
+        os.close(await store.open_rollup(c2))
+        assert not os.path.exists(files.path(r1, c1.size))
+        os.truncate(files.path(r2, c2.size), 10)
+        fd = await store.open_rollup(c2)
+        try:
+            assert await store.read_file(fd, c2.size, 0, c2.size) == expected2
+        finally:
+            os.close(fd)
+        assert sorted(os.listdir(files.dir)) == [os.path.basename(files.path(r2, c2.size))]
+
+    trio.run(main)
+    assert store.rollup_files is files  # nothing failed
 
 
 def test_read_range_serves_any_range_from_a_small_read_cache(repo650, sent, caplog):
