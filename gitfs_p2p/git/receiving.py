@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import Iterable
 
 from dulwich.pack import write_pack_index_v2
 
@@ -201,7 +202,7 @@ class ReceivingRepo:
         except ValueError as exc:
             raise RepositoryError(f"{self.path}: {exc}") from None
 
-    def write_objects(self, plan: list[PlanEntry], wholes=None) -> str:
+    def write_objects(self, plan: Iterable[PlanEntry], wholes=None) -> str:
         """Store verified packs' objects durably as one pack (bundle.pack_plan of each, in
         order); returns its name.  wholes: as bundle.write_plan takes them."""
         pack, rows, checksum = write_plan(plan, wholes)

@@ -12,12 +12,18 @@ import itertools
 import os
 import struct
 import zlib
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
-from .packfile import OBJ_REF_DELTA, entry_header
+from .delta import apply_delta
+from .packfile import OBJ_OFS_DELTA, OBJ_REF_DELTA, entry_header
 from .verify import VerifiedPack
 
-__all__ = ["build_pack", "pack_plan", "write_plan", "PlanEntry", "WholeCompressor"]
+__all__ = ["build_pack", "pack_plan", "read_planned", "write_plan", "PlanEntry", "WholeCompressor", "MAX_DEPTH"]
+
+#: The longest chain of deltas the written pack holds (git's pack.depth default): a delta
+#: that would lie deeper is written whole, so a reader (git, or read_planned) applies at
+#: most this many deltas to get an object.
+MAX_DEPTH = 50
 
 
 #: One entry of the written pack: its id, and either received bytes to copy verbatim or
@@ -35,46 +41,95 @@ def build_pack(packs: list[VerifiedPack]) -> tuple[bytes, list[tuple[bytes, int,
     delta's base is then always earlier in the pack, so chains lead back to whole
     objects and never form a cycle: two packs may each hold a delta against an
     object the other holds as a delta (A against B in one, B against A in the other).
+    A delta that would lie more than MAX_DEPTH deltas deep is written whole too.
     A pack with OFS deltas (whose entries depend on their neighbours' offsets) is
     copied whole, after the bases it took from outside itself, written whole.
     Returns (pack, rows sorted by id: (id, offset, crc32), pack checksum).
     """
-    have: set[bytes] = set()
+    have: dict[bytes, int] = {}
     plan: list[PlanEntry] = []
     for vp in packs:
         plan += pack_plan(vp, have)
     return write_plan(plan)
 
 
-def pack_plan(vp: VerifiedPack, have: set[bytes]) -> list[PlanEntry]:
+def pack_plan(vp: VerifiedPack, have: dict[bytes, int]) -> list[PlanEntry]:
     """What one verified pack adds to the written pack (see build_pack), given the ids
-    written before it; adds its own to `have`.  Holds only the contents written whole, so
-    a caller that keeps the plan may let the pack's inflated objects go."""
+    written before it, each with its depth (the deltas to apply to read it: 0 for an
+    object written whole); adds its own to `have`.  Holds only the contents written
+    whole, so a caller that keeps the plan may let the pack's inflated objects go."""
     plan: list[PlanEntry] = []
 
-    def take(oid: bytes, what) -> None:
+    def take(oid: bytes, what, depth: int = 0) -> None:
         plan.append((oid, what))
-        have.add(oid)
+        have[oid] = depth
 
     view = memoryview(vp.data)
-    if vp.has_ofs_delta:
+    if vp.has_ofs_delta:  # its own chains are not followed: such a pack is written alone
         for oid, found in vp.external.items():
             if oid not in have:
                 take(oid, found)
         for e in vp.entries:
-            take(e.id, view[e.start : e.end])
+            take(e.id, view[e.start : e.end], 1 if e.type_num in (OBJ_OFS_DELTA, OBJ_REF_DELTA) else 0)
         return plan
     for e in vp.entries:
         if e.id in have:
             continue
-        if e.type_num == OBJ_REF_DELTA and e.base_id not in have:
+        if e.type_num != OBJ_REF_DELTA:
+            take(e.id, view[e.start : e.end])
+            continue
+        depth = have.get(e.base_id, MAX_DEPTH) + 1
+        if depth > MAX_DEPTH:  # a base not written before it, or a chain long enough
             take(e.id, vp.objects[e.id])
         else:
-            take(e.id, view[e.start : e.end])
+            take(e.id, view[e.start : e.end], depth)
     return plan
 
 
-def write_plan(plan: list[PlanEntry], wholes: Iterator[bytes] | None = None) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
+def read_planned(written: dict[bytes, "memoryview | tuple[int, bytes]"], oid: bytes,
+                 known: Callable[[bytes], tuple[int, bytes] | None]) -> tuple[int, bytes] | None:
+    """An object of a plan not written yet (written: id -> what the plan writes for it), as
+    (type, content): inflated, and its deltas applied along the plan's own chain (a kept
+    delta's base is always earlier in the plan); known(id) answers first for the bases
+    kept at hand.  None if the plan does not hold it, or holds it in an OFS-delta pack
+    (whose entries only make sense at their offsets: write the plan, then read the pack)."""
+    deltas: list[bytes] = []
+    while True:
+        what = written.get(oid)
+        if what is None or isinstance(what, tuple):
+            base = what
+            break
+        type_num, pos = _entry_type(what)
+        if type_num == OBJ_OFS_DELTA:
+            return None
+        if type_num != OBJ_REF_DELTA:
+            base = (type_num, zlib.decompress(what[pos:]))
+            break
+        deltas.append(zlib.decompress(what[pos + 20 :]))
+        oid = bytes(what[pos : pos + 20])
+        base = known(oid)
+        if base is not None:
+            break
+    if base is None:
+        return None
+    content = base[1]
+    for delta in reversed(deltas):
+        content = apply_delta(content, delta)
+    return base[0], content
+
+
+def _entry_type(entry: memoryview) -> tuple[int, int]:
+    """A pack entry's type and where its header (type and size) ends."""
+    pos = 1
+    byte = entry[0]
+    type_num = (byte >> 4) & 7
+    while byte & 0x80:
+        byte = entry[pos]
+        pos += 1
+    return type_num, pos
+
+
+def write_plan(plan: Iterable[PlanEntry], wholes: Iterator[bytes] | None = None) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
     """The pack of a plan (pack_plan's entries, in order): (pack, sorted index rows, checksum).
 
     wholes: the contents written whole, compressed already, in order (WholeCompressor)."""

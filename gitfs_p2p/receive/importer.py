@@ -22,7 +22,7 @@ from typing import Callable
 from .. import faults
 from ..errors import ReceiveError
 from ..git.receiving import ReceivingRepo
-from ..pack.bundle import PlanEntry, WholeCompressor, pack_plan
+from ..pack.bundle import WholeCompressor, pack_plan, read_planned
 from ..pack.commitpack import FORMAT_VERSION
 from ..pack.manifest import ManifestError, RefManifest
 from ..pack.manifest import checksum_ok as manifest_checksum_ok
@@ -56,10 +56,12 @@ DEFAULT_SETTLE = 10.0
 #: A file modified more recently than this is left for the next pass (watch mode only).
 QUIET = 0.3
 #: Bounds of one written pack (a batch of commit packs): packs, received bytes, and the
-#: inflated bytes of the objects it must write whole (a delta whose base lies outside it).
-BATCH_PACKS = 500
+#: inflated bytes of the objects it must write whole (a delta whose base lies outside it,
+#: held inflated until the batch is written).  Large, because every delta whose base went
+#: out in an earlier batch is written whole (docs/watcher.md).
+BATCH_PACKS = 5000
 BATCH_BYTES = 32 << 20
-BATCH_INFLATED = 32 << 20
+BATCH_INFLATED = 8 << 20
 #: Merge the repository's packs when there are more than this many.
 CONSOLIDATE_AT = 64
 DEFAULT_MAX_PACK_BYTES = 1 << 30
@@ -84,21 +86,24 @@ class _Verdict:
 class _Batch:
     """Verified packs not yet written: their received bytes and the plan of the pack that
     will hold them (bundle.pack_plan), which keeps only the objects to be written whole.
-    Their other objects are not kept here: Presence keeps them a while for reading, and
-    a read it cannot answer of an object still in a batch writes the batch first."""
+    Their other objects are not kept inflated here: Presence keeps them a while for
+    reading, and reads one it no longer keeps from the plan (bundle.read_planned)."""
 
     def __init__(self) -> None:
         self.packs: list[tuple[str, bytes]] = []  # (the commit or tag a pack is named for, its bytes)
         self.commits: set[str] = set()  # the commits and tags the batch's packs are named for
-        self.ids: set[bytes] = set()  # every object the written pack will hold
-        self.plan: list[PlanEntry] = []
+        self.ids: dict[bytes, int] = {}  # every object the written pack will hold -> its delta depth
+        self.plan: dict[bytes, memoryview | tuple[int, bytes]] = {}  # bundle's plan (ids are unique), by id
         self.wholes = WholeCompressor()  # the objects written whole, compressed meanwhile
         self.bytes = 0
         self.inflated = 0
 
     def add(self, vp: VerifiedPack) -> None:
         plan = pack_plan(vp, self.ids)
-        self.plan += plan
+        before = len(self.plan)
+        self.plan.update(plan)
+        if len(self.plan) != before + len(plan):  # the order of the wholes would be off
+            raise AssertionError(f"pack {vp.object_id}: the plan of a batch names an object twice")
         self.wholes.add(plan)
         self.packs.append((vp.object_id, vp.data))
         self.commits.add(vp.object_id)
@@ -143,7 +148,8 @@ class Importer:
         self.policy = self.repo.fsck_policy()
         self.report = report or (lambda line: log.info("%s", line))
         self._batch = _Batch()
-        self.presence = Presence(self.repo, self.cache, lambda: self._batch.commits, lambda oid: oid in self._batch.ids)
+        self.presence = Presence(self.repo, self.cache, lambda: self._batch.commits, lambda oid: oid in self._batch.ids,
+                                 lambda oid, known: read_planned(self._batch.plan, oid, known))
         self.refs = RefMover(self.repo, self.presence, force=force, remote=remote, report=self.report)
         self.scanner = DirScanner(self.dir, {self.git_dir, os.path.realpath(self.repo.path)}, self.report)
         self.settle = settle
@@ -481,7 +487,7 @@ class Importer:
     def _flush(self, result: PassResult) -> None:
         batch = self._batch
         if batch.packs:
-            name = self.repo.write_objects(batch.plan, batch.wholes.results())
+            name = self.repo.write_objects(batch.plan.items(), batch.wholes.results())
             log.info("wrote pack-%s with %d received packs", name, len(batch.packs))
         self.cache.put_received(FORMAT_VERSION, batch.packs)  # one transaction for the batch
         for object_id, _ in batch.packs:

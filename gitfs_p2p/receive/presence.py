@@ -30,14 +30,16 @@ OBJECT_OVERHEAD = 256
 
 class Presence:
     """Answers about REPO for one importer.  batch_ids(): the commits and tags verified,
-    not yet written; unwritten(binary id): the object is in that batch."""
+    not yet written; unwritten(binary id): the object is in that batch; read_unwritten(binary
+    id, known): the batch's object read from its plan (known: the objects at hand), or None."""
 
     def __init__(self, repo: ReceivingRepo, cache: PackCache, batch_ids: Callable[[], set[str]],
-                 unwritten: Callable[[bytes], bool]):
+                 unwritten: Callable[[bytes], bool], read_unwritten: Callable[..., tuple[int, bytes] | None]):
         self.repo = repo
         self.cache = cache
         self.batch_ids = batch_ids
         self.unwritten = unwritten
+        self.read_unwritten = read_unwritten
         self.imported: set[str] = set()
         self.trees = TreeCache()
         self._received: set[str] | None = None  # ids of received packs in the cache (loaded once)
@@ -115,13 +117,17 @@ class Presence:
         answers for its objects)."""
         recent = self._recent
         unwritten = self.unwritten
+        read_unwritten = self.read_unwritten
 
         def read(oid: bytes):
             hit = recent.get_hit(oid)
             if hit is not None:
                 return hit
-            if unwritten(oid):  # verified, no longer kept, not written yet: write it now
-                write_batch()
+            if unwritten(oid):  # verified, no longer kept, not written yet: from the batch's plan
+                found = read_unwritten(oid, recent.get_hit)
+                if found is not None:
+                    return found
+                write_batch()  # one it cannot read there: written first, then REPO answers
             return self.repo.read(oid)
 
         return RepoView(read, self.has_commit, self.has_tag, self.trees)

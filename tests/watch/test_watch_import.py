@@ -52,13 +52,16 @@ def test_whole_history_in_one_pass(tmp_path, sender, order):
     assert git("symbolic-ref", "HEAD", cwd=repo).strip() == sender.head
 
 
-def test_objects_not_kept_in_memory_are_read_after_writing_the_batch(tmp_path, sender, monkeypatch):
+@pytest.mark.parametrize("from_plan", [True, False], ids=["read-from-the-batch", "batch-written-first"])
+def test_objects_not_kept_in_memory_are_read_from_the_unwritten_batch(tmp_path, sender, monkeypatch, from_plan):
     """With nothing kept for reading, every delta base, parent commit and parent tree still in
-    the unwritten batch is found: the batch is written first, then REPO answers."""
+    the unwritten batch is found: read from the batch's plan (bundle.read_planned), so the
+    history is written as one pack; or, where the plan cannot answer, the batch is written
+    first, then REPO answers."""
     from gitfs_p2p.receive import presence
 
     monkeypatch.setattr(presence, "RECENT_BYTES", 0)
-    writes = []
+    writes, planned = [], []
     original = watch.Importer._flush
     monkeypatch.setattr(watch.Importer, "_flush", lambda self, result: (writes.append(len(self._batch.packs)), original(self, result)))
     d, repo = tmp_path / "dl", tmp_path / "repo"
@@ -66,10 +69,38 @@ def test_objects_not_kept_in_memory_are_read_after_writing_the_batch(tmp_path, s
     write_manifest(str(d), sender.manifest())
     with _importer(d, repo) as imp:
         imp.presence.trees = None  # no parsed trees either
+        read_unwritten = imp.presence.read_unwritten
+        imp.presence.read_unwritten = lambda oid, known: planned.append(oid) or (read_unwritten(oid, known) if from_plan else None)
         result = imp.run_pass(final=True)
     assert result.imported == result.total == len(sender.commits)
     assert not result.waiting and not result.quarantined
-    assert len([n for n in writes if n]) > len(sender.commits) // 2  # written mostly one pack at a time
+    assert len(planned) > len(sender.commits) // 2  # a base or parent of most packs
+    if from_plan:
+        assert [n for n in writes if n] == [len(sender.commits)]
+    else:
+        assert len([n for n in writes if n]) > len(sender.commits) // 2  # written mostly one pack at a time
+    _assert_same_as_sender(repo, sender)
+
+
+def test_written_delta_chains_are_bounded(tmp_path, sender, monkeypatch):
+    """A delta that would lie deeper than bundle.MAX_DEPTH in the written pack is written
+    whole (git's pack.depth): every chain git reads is at most that long."""
+    from gitfs_p2p.pack import bundle
+
+    monkeypatch.setattr(bundle, "MAX_DEPTH", 3)
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    deliver(str(d), sender, list(sender.commits))
+    write_manifest(str(d), sender.manifest())
+    with _importer(d, repo) as imp:
+        imp.run_pass(final=True)
+    pack_dir = repo / "objects" / "pack"
+    lengths = {}
+    for idx in sorted(pack_dir.glob("*.idx")):
+        for line in git("verify-pack", "-v", str(idx), cwd=repo).splitlines():
+            if line.startswith("chain length = "):
+                length, count = line[len("chain length = "):].split(": ")
+                lengths[int(length)] = lengths.get(int(length), 0) + int(count.split()[0])
+    assert max(lengths) == 3, lengths  # deltas kept up to the bound, none beyond it
     _assert_same_as_sender(repo, sender)
 
 
