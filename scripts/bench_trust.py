@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gitfs_p2p.trust import sigfile  # noqa: E402
-from gitfs_p2p.trust.signing import Signer  # noqa: E402
+from gitfs_p2p.trust.signing import SshSigner  # noqa: E402
 from gitfs_p2p.trust.verify import check_signature  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def main() -> int:
         allowed = os.path.join(tmp, "allowed")
         with open(allowed, "w") as fh:
             fh.write(f"bench {kind} {blob}\n")
-        signer = Signer(tmp, key, False)
+        signer = SshSigner(tmp, key, False)
         digest = "ab" * 32
         times: dict[str, list[float]] = {"sign": [], "verify": [], "check-novalidate": [], "true": []}
         for _ in range(args.runs):  # interleaved, so load changes hit every step alike

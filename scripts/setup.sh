@@ -11,7 +11,7 @@ APT_PACKAGES=(
     rtorrent qbittorrent-nox                               # more stock clients (a few interop pairs)
     python3-libtorrent opentracker                         # libtorrent peer, Debian's tracker
     iproute2                                               # `ip`: the interop test's private network namespace
-    gnupg                                                  # gpg: signed tags must verify after a transfer
+    gnupg                                                  # gpg: signed tags verify after a transfer; OpenPGP-signed manifests
     busybox                                                # its httpd (Range requests): a plain web seed in a test
 )
 PYTHON=${PYTHON:-python3}

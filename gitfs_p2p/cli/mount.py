@@ -30,8 +30,8 @@ is ready; --foreground stays attached and logs. Refs that move show up
 within a few seconds. Unmount with `gitp2p umount MOUNTPOINT` (or Ctrl-C /
 SIGTERM to a foreground mount).
 
-With `git config gitp2p.signManifests true` in REPO (and git's SSH signing
-set-up: gpg.format ssh, user.signingkey), each torrent's manifest is signed,
+With `git config gitp2p.signManifests true` in REPO (and git's signing set-up:
+gpg.format ssh or openpgp, user.signingkey), each torrent's manifest is signed,
 and packs/<label>.gitp2p-sig serves the signature (docs/trust.md)."""
 
 

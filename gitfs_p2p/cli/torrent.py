@@ -90,10 +90,11 @@ def register(sub) -> None:
         "(LABEL.gitp2p-refs) as the last file. Anyone holding the same commits and refs\n"
         "builds the same info-hash. A stock client seeds it straight from a mount:\n"
         "give it the .torrent and the mount point as its download directory.\n\n"
-        "With `git config gitp2p.signManifests true` (and git's SSH signing set-up:\n"
-        "gpg.format ssh, user.signingkey), the manifest is signed and the signature\n"
-        "(LABEL.gitp2p-sig) travels as the very last file; receivers that set\n"
-        "gitp2p.allowedSignersFile move refs only on a valid signature (docs/trust.md).",
+        "With `git config gitp2p.signManifests true` (and git's signing set-up:\n"
+        "gpg.format ssh or openpgp, user.signingkey), the manifest is signed and the\n"
+        "signature (LABEL.gitp2p-sig) travels as the very last file; receivers that set\n"
+        "gitp2p.allowedSignersFile (SSH keys) or gitp2p.verifyOpenPGP (the keys of\n"
+        "their gpg keyring) move refs only on a valid signature (docs/trust.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("repo", metavar="REPO", help="path to a git repository")

@@ -40,10 +40,12 @@ change unless --force. Received bytes are kept in REPO's pack cache, so REPO
 seeds exactly what it received. Safe to kill at any moment: run it again.
 
 Signed manifests: with `git -C REPO config gitp2p.allowedSignersFile FILE`
-(git's allowed-signers format, as gpg.ssh.allowedSignersFile), a manifest's
-refs move only when its signature (<label>.gitp2p-sig beside it) verifies for
-a key in FILE and is not older than the last one accepted from that key (a
-replay is refused even with --force); each refused ref is named with the
+(git's allowed-signers format, as gpg.ssh.allowedSignersFile) or
+`gitp2p.verifyOpenPGP true` (OpenPGP keys of your gpg keyring, valid at least
+at gpg.minTrustLevel, default marginal), a manifest's refs move only when its
+signature (<label>.gitp2p-sig beside it) verifies for an allowed key and is
+not older than the last one accepted from that key (a replay is refused even
+with --force); each refused ref is named with the
 reason, and the packs are imported all the same. See docs/trust.md.
 
 With --once, the exit status says whether everything arrived: 0 when every pack

@@ -23,7 +23,7 @@ from ..pack.verify import looks_partial
 from ..trust.sigfile import MAX_SIGNATURE_FILE, SIGNATURE_SUFFIX, SignatureFormatError
 from ..trust.sigfile import checksum_ok as signature_checksum_ok
 from ..trust.sigfile import parse as parse_signature
-from ..trust.verify import AcceptedLog, Checked, SignatureRefused, allowed_signers_file, check_signature
+from ..trust.verify import AcceptedLog, Checked, SignatureRefused, check_signature, not_required, signature_policy
 from .result import PassResult
 from .scan import file_key
 
@@ -52,7 +52,7 @@ class ManifestGate:
         """read(path, st): a file's bytes or None (scan.DirScanner.read); quarantine(path, why, result);
         refuse(ref name, why, result): the ref is not moved, for this reason."""
         self.git_dir = git_dir
-        self.allowed = allowed_signers_file(git_dir)
+        self.policy = signature_policy(git_dir)
         self.accepted = AcceptedLog(git_dir)
         self._read, self._rel, self._quarantine, self._refuse = read, rel, quarantine, refuse
         self.report = report
@@ -63,12 +63,7 @@ class ManifestGate:
         self._gone: dict[str, str] = {}  # signature path -> why it was quarantined
 
     def _allowed_state(self) -> tuple | None:
-        if self.allowed is None:
-            return None
-        try:
-            return file_key(os.stat(self.allowed))
-        except OSError:
-            return ()
+        return self.policy.state() if self.policy.required else None
 
     def _note(self, path: str, text: str) -> None:
         if (path, text) not in self._noted:
@@ -106,7 +101,7 @@ class ManifestGate:
                 return _Untrusted("wait", "its signature file is not complete yet")
             return _Untrusted("bad", str(exc))
         try:
-            return check_signature(sig, self.allowed)
+            return check_signature(sig, self.policy)
         except SignatureRefused as exc:
             return _Untrusted("refused", str(exc))
 
@@ -129,11 +124,11 @@ class ManifestGate:
                     outcome = _Untrusted("refused", f"its signature is for manifest {sig.name!r}, not {label!r}")
                 elif sig.manifest_sha256 != f.digest:
                     outcome = _Untrusted("refused", "its signature is of another manifest (the digests differ)")
-            if self.allowed is None:  # today's behaviour: nothing is refused for want of a signature
+            if not self.policy.required:  # today's behaviour: nothing is refused for want of a signature
                 if isinstance(outcome, Checked):
                     if not self.accepted.knows_key(outcome.sig.fingerprint):
                         self.report(f"{rel}: signed by {outcome.sig.key_type} key {outcome.sig.fingerprint} "
-                                    f"(not verified: gitp2p.allowedSignersFile is not set)")
+                                    f"(not verified: {not_required(outcome.sig)} is not set)")
                     self.accepted.record(outcome)
                 elif outcome is not None and outcome.kind == "refused":
                     self._note(sig_path, f"{rel}: ignoring its signature: {outcome.reason}")
@@ -142,7 +137,7 @@ class ManifestGate:
             if outcome is None:
                 gone = self._gone.get(sig_path)
                 self._refuse_all(f, f"{rel}: its signature file was quarantined: {gone}" if gone else
-                                 f"{rel} is not signed (gitp2p.allowedSignersFile is set)", result)
+                                 f"{rel} is not signed ({self.policy.settings()} is set)", result)
             elif isinstance(outcome, Checked):
                 signed.append((f, outcome))
             else:

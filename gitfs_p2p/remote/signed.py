@@ -20,7 +20,7 @@ from ..errors import FetchError
 from ..pack.manifest import MANIFEST_SUFFIX
 from ..trust.sigfile import SignatureFormatError
 from ..trust.sigfile import parse as parse_signature
-from ..trust.verify import AcceptedLog, Checked, SignatureRefused, allowed_signers_file, check_signature
+from ..trust.verify import AcceptedLog, Checked, SignatureRefused, check_signature, not_required, signature_policy
 
 __all__ = ["check_fetched"]
 
@@ -29,35 +29,36 @@ def check_fetched(git_dir: str, manifest_name: str, manifest_bytes: bytes, signa
                   where: str, notice: Callable[[str], None]) -> Checked | None:
     """Whether git may be told the manifest's refs (see the module docstring): the checked
     signature, None for an unsigned manifest taken as before; FetchError (one line) if not."""
-    allowed = allowed_signers_file(git_dir)
+    policy = signature_policy(git_dir)
     label = manifest_name[: -len(MANIFEST_SUFFIX)]
     refused = f"torrent {where}: refs not updated: "
     if signature is None:
-        if allowed is not None:
-            raise FetchError(refused + f"{manifest_name} is not signed (gitp2p.allowedSignersFile is set)")
+        if policy.required:
+            raise FetchError(refused + f"{manifest_name} is not signed ({policy.settings()} is set)")
         return None
     try:
         sig = parse_signature(signature)
-        checked = check_signature(sig, allowed)
+        checked = check_signature(sig, policy)
         if sig.name != label:
             raise SignatureRefused(f"its signature is for manifest {sig.name!r}, not {label!r}")
         if sig.manifest_sha256 != hashlib.sha256(manifest_bytes).hexdigest():
             raise SignatureRefused("its signature is of another manifest (the digests differ)")
     except SignatureFormatError as exc:
-        if allowed is None:
+        if not policy.required:
             notice(f"gitp2p: ignoring the manifest's signature: {exc}")
             return None
         raise FetchError(refused + f"bad ref signature: {exc}") from None
     except SignatureRefused as exc:
-        if allowed is None:
+        if not policy.required:
             notice(f"gitp2p: ignoring the manifest's signature: {exc}")
             return None
         raise FetchError(refused + str(exc)) from None
+    sig = checked.sig  # OpenPGP: named by the key gpg verified with
     log = AcceptedLog(git_dir)
-    if allowed is None:
+    if not policy.required:
         if not log.knows_key(sig.fingerprint):
             notice(f"gitp2p: {manifest_name} signed by {sig.key_type} key {sig.fingerprint} "
-                   "(not verified: gitp2p.allowedSignersFile is not set)")
+                   f"(not verified: {not_required(sig)} is not set)")
         log.record(checked)
         return checked
     why = log.replay(sig)

@@ -12,11 +12,17 @@ Version 1 (docs/pack-format.md, "Ref signature")::
     # sha256 <64-hex digest of every byte above this line>
 
 The first four lines, exactly as they stand (LF endings), are the signed payload:
-`ssh-keygen -Y sign -n gitp2p-refs@gitp2p` over them gives the armored block.  The
+`ssh-keygen -Y sign -n gitp2p-refs@gitp2p` over them gives the armored block.  With
+`gpg.format openpgp` the block is an OpenPGP detached signature of the same payload
+instead (`gpg --detach-sign`), armored in one pinned form: BEGIN line, one empty
+line, base64 lines of at most 76 characters, the `=` CRC-24 line, END line, no
+armor headers.  It holds one version 4 signature packet of type 0x00 (binary
+document); its issuer (fingerprint, or key id) is read from it to name the key
+before anything is verified.  OpenPGP has no namespace: our payload's first line
+keeps the signature from being anything else's (a commit or tag never starts so).  The
 name binds the signature to one manifest label; the sequence number only grows at
 the publisher, so a receiver can refuse an older one (replay); the digest binds it
-to the manifest's exact bytes.  The same payload (key, name, seq, digest) is what a
-BEP 46 item will carry later.  The last line, as in the manifest, makes a partly
+to the manifest's exact bytes.  The last line, as in the manifest, makes a partly
 downloaded (zero-filled) file detectably incomplete.
 """
 
@@ -39,6 +45,9 @@ __all__ = [
     "parse",
     "checksum_ok",
     "ssh_key_fingerprint",
+    "OPENPGP",
+    "armor_openpgp",
+    "dearmor_openpgp",
 ]
 
 SIGNATURE_SUFFIX = ".gitp2p-sig"
@@ -50,6 +59,11 @@ MAX_SEQ = (1 << 63) - 1
 _MAGIC = b"# gitp2p ref signature 1\n"
 _BEGIN = b"-----BEGIN SSH SIGNATURE-----\n"
 _END = b"-----END SSH SIGNATURE-----\n"
+_BEGIN_PGP = b"-----BEGIN PGP SIGNATURE-----\n"
+_END_PGP = b"-----END PGP SIGNATURE-----\n"
+#: RefSignature.key_type of an OpenPGP signature (SSH ones carry the key's own type, e.g. ssh-ed25519).
+OPENPGP = "openpgp"
+_CRC_LINE = re.compile(rb"=[A-Za-z0-9+/]{4}\Z")
 _NAME = re.compile(rb"[A-Za-z0-9._+-]{1,100}\Z")
 _HEX64 = re.compile(rb"[0-9a-f]{64}\Z")
 _SEQ = re.compile(rb"[1-9][0-9]{0,18}\Z")
@@ -65,10 +79,14 @@ class RefSignature:
     name: str  # the manifest's label
     seq: int
     manifest_sha256: str  # hex
-    armored: bytes  # the -----BEGIN SSH SIGNATURE----- block, as ssh-keygen wrote it
-    key_type: str  # from inside the signature: e.g. ssh-ed25519
-    key_blob: bytes  # the signer's public key (ssh wire format)
-    namespace: str
+    armored: bytes  # the -----BEGIN SSH SIGNATURE----- block, as ssh-keygen wrote it (or the PGP one)
+    key_type: str  # from inside the signature: e.g. ssh-ed25519; "openpgp" for an OpenPGP signature
+    key_blob: bytes  # the signer's public key (ssh wire format); OpenPGP: the issuer's fingerprint (or key id)
+    namespace: str  # "" for OpenPGP
+
+    @property
+    def openpgp(self) -> bool:
+        return self.key_type == OPENPGP
 
     @property
     def payload(self) -> bytes:
@@ -76,11 +94,15 @@ class RefSignature:
 
     @property
     def fingerprint(self) -> str:
-        return ssh_key_fingerprint(self.key_blob)
+        """`SHA256:...` as ssh-keygen prints it; an OpenPGP key's fingerprint (or key id) in hex."""
+        return self.key_blob.hex().upper() if self.openpgp else ssh_key_fingerprint(self.key_blob)
 
     @property
     def public_key(self) -> str:
-        """The signer's key as an allowed-signers / authorized_keys line would give it."""
+        """The signer's key as an allowed-signers / authorized_keys line would give it
+        (OpenPGP: `openpgp FINGERPRINT`)."""
+        if self.openpgp:
+            return f"{OPENPGP} {self.fingerprint}"
         return f"{self.key_type} {base64.b64encode(self.key_blob).decode()}"
 
 
@@ -140,10 +162,12 @@ def parse(data: bytes) -> RefSignature:
     if not _HEX64.match(fields[b"manifest"]):
         raise SignatureFormatError("bad manifest line")
     block = lines[4:-1]
+    if block[0] + b"\n" == _BEGIN_PGP and block[-1] + b"\n" == _END_PGP:
+        issuer = _openpgp_issuer(dearmor_openpgp(b"\n".join(block) + b"\n"))
+        return RefSignature(fields[b"name"].decode(), int(fields[b"seq"]), fields[b"manifest"].decode(),
+                            b"\n".join(block) + b"\n", OPENPGP, issuer, "")
     if block[0] + b"\n" != _BEGIN or block[-1] + b"\n" != _END:
-        if block[0].startswith(b"-----BEGIN PGP"):
-            raise SignatureFormatError("an OpenPGP signature: only SSH signatures are read (gpg.format ssh)")
-        raise SignatureFormatError("no SSH signature block (-----BEGIN SSH SIGNATURE-----)")
+        raise SignatureFormatError("no SSH or OpenPGP signature block (-----BEGIN SSH SIGNATURE-----)")
     b64 = block[1:-1]
     if not b64 or not all(_B64LINE.match(line) for line in b64):
         raise SignatureFormatError("the SSH signature block is not base64")
@@ -194,3 +218,129 @@ def _sshsig_fields(blob: bytes) -> tuple[str, bytes, str]:
 def ssh_key_fingerprint(key_blob: bytes) -> str:
     """`SHA256:...` as ssh-keygen prints it."""
     return "SHA256:" + base64.b64encode(hashlib.sha256(key_blob).digest()).decode().rstrip("=")
+
+
+# -- OpenPGP (RFC 4880): the armor, pinned, and the one signature packet inside ----------------
+def _crc24(data: bytes) -> int:
+    crc = 0xB704CE
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc <<= 1
+            if crc & 0x1000000:
+                crc ^= 0x1864CFB
+    return crc & 0xFFFFFF
+
+
+def armor_openpgp(packet: bytes) -> bytes:
+    """The pinned armor of a binary OpenPGP signature: no headers, 64-character lines, CRC-24."""
+    b64 = base64.b64encode(packet)
+    crc = base64.b64encode(_crc24(packet).to_bytes(3, "big"))
+    return (_BEGIN_PGP + b"\n" + b"".join(b64[i:i + 64] + b"\n" for i in range(0, len(b64), 64))
+            + b"=" + crc + b"\n" + _END_PGP)
+
+
+def dearmor_openpgp(armored: bytes, *, pinned: bool = True) -> bytes:
+    """The binary packet of an armored OpenPGP signature.  pinned: only the form armor_openpgp
+    writes (no armor headers); else headers (gpg's own output may have them) are skipped."""
+    lines = armored.replace(b"\r\n", b"\n").rstrip(b"\n").split(b"\n")
+    if len(lines) < 4 or lines[0] + b"\n" != _BEGIN_PGP or lines[-1] + b"\n" != _END_PGP:
+        raise SignatureFormatError("no OpenPGP signature block (-----BEGIN PGP SIGNATURE-----)")
+    body = lines[1:-1]
+    if pinned:
+        if body[0] != b"":
+            raise SignatureFormatError("the OpenPGP signature block has armor headers (none are allowed)")
+        body = body[1:]
+    else:
+        while body and body[0] != b"":
+            body = body[1:]
+        body = body[1:]
+    crc = None
+    if body and _CRC_LINE.match(body[-1]):
+        crc = base64.b64decode(body[-1][1:])
+        body = body[:-1]
+    if not body or not all(_B64LINE.match(line) for line in body) or (pinned and crc is None):
+        raise SignatureFormatError("the OpenPGP signature block is not base64 with its CRC line")
+    try:
+        packet = base64.b64decode(b"".join(body), validate=True)
+    except ValueError:
+        raise SignatureFormatError("the OpenPGP signature block is not base64") from None
+    if crc is not None and int.from_bytes(crc, "big") != _crc24(packet):
+        raise SignatureFormatError("the OpenPGP signature block's CRC does not match")
+    return packet
+
+
+def _openpgp_issuer(packet: bytes) -> bytes:
+    """The issuer of the single v4 binary-document signature packet that is `packet`: its
+    fingerprint (subpacket 33), else its key id (16), from the hashed area first."""
+    if not packet or not packet[0] & 0x80:
+        raise SignatureFormatError("not an OpenPGP packet")
+    first = packet[0]
+    if first & 0x40:  # new format
+        tag, pos = first & 0x3F, 1
+        if pos >= len(packet):
+            raise SignatureFormatError("the OpenPGP signature is truncated")
+        o1 = packet[pos]
+        if o1 < 192:
+            length, pos = o1, pos + 1
+        elif o1 < 224:
+            if pos + 1 >= len(packet):
+                raise SignatureFormatError("the OpenPGP signature is truncated")
+            length, pos = ((o1 - 192) << 8) + packet[pos + 1] + 192, pos + 2
+        elif o1 == 255:
+            if pos + 5 > len(packet):
+                raise SignatureFormatError("the OpenPGP signature is truncated")
+            length, pos = int.from_bytes(packet[pos + 1:pos + 5], "big"), pos + 5
+        else:
+            raise SignatureFormatError("an OpenPGP packet of partial lengths is not a signature")
+    else:
+        tag, kind = (first >> 2) & 0x0F, first & 0x03
+        if kind == 3:
+            raise SignatureFormatError("an OpenPGP packet of indeterminate length is not a signature")
+        n = 1 << kind
+        if 1 + n > len(packet):
+            raise SignatureFormatError("the OpenPGP signature is truncated")
+        length, pos = int.from_bytes(packet[1:1 + n], "big"), 1 + n
+    if tag != 2:
+        raise SignatureFormatError(f"an OpenPGP packet of type {tag}, not a signature (2)")
+    if pos + length != len(packet):
+        raise SignatureFormatError("the OpenPGP signature is truncated or followed by more packets "
+                                   "(one signature only)")
+    body = packet[pos:]
+    if len(body) < 6:
+        raise SignatureFormatError("the OpenPGP signature is truncated")
+    if body[0] != 4:
+        raise SignatureFormatError(f"an OpenPGP signature of version {body[0]}, not 4")
+    if body[1] != 0x00:
+        raise SignatureFormatError(f"an OpenPGP signature of type 0x{body[1]:02x}, not a binary document (0x00)")
+    found: dict[int, bytes] = {}
+    at = 4
+    for _area in range(2):  # hashed, then unhashed
+        if at + 2 > len(body):
+            raise SignatureFormatError("the OpenPGP signature is truncated")
+        end = at + 2 + int.from_bytes(body[at:at + 2], "big")
+        if end > len(body):
+            raise SignatureFormatError("the OpenPGP signature is truncated")
+        at += 2
+        while at < end:
+            o1 = body[at]
+            if o1 < 192:
+                n, at = o1, at + 1
+            elif o1 < 255:
+                if at + 1 >= end:
+                    raise SignatureFormatError("a bad OpenPGP subpacket")
+                n, at = ((o1 - 192) << 8) + body[at + 1] + 192, at + 2
+            else:
+                if at + 5 > end:
+                    raise SignatureFormatError("a bad OpenPGP subpacket")
+                n, at = int.from_bytes(body[at + 1:at + 5], "big"), at + 5
+            if n < 1 or at + n > end:
+                raise SignatureFormatError("a bad OpenPGP subpacket")
+            kind = body[at] & 0x7F
+            found.setdefault(kind, body[at + 1:at + n])
+            at += n
+    if 33 in found and len(found[33]) == 21 and found[33][0] == 4:
+        return found[33][1:]
+    if 16 in found and len(found[16]) == 8:
+        return found[16]
+    raise SignatureFormatError("the OpenPGP signature names no issuer")

@@ -1,11 +1,15 @@
-"""Signing ref manifests with git's own signing set-up (user.signingkey, gpg.format ssh).
+"""Signing ref manifests with git's own signing set-up (user.signingkey, gpg.format).
 
 `gitp2p.signManifests = true` in the publishing repository turns it on, as
-`commit.gpgSign` does for commits.  The key is git's: `user.signingkey` names a
-key file (private, or its .pub with the private half in ssh-agent) or gives the key
-itself (`key::ssh-ed25519 AAAA...`, signed through ssh-agent), and `gpg.ssh.program`
-replaces ssh-keygen, all as `git commit -S` reads them.  Only `gpg.format = ssh` is
-supported (an allowed-signers file, which receivers verify against, holds SSH keys).
+`commit.gpgSign` does for commits.  The key is git's, read as `git commit -S` reads it:
+
+- `gpg.format = ssh`: `user.signingkey` names a key file (private, or its .pub with
+  the private half in ssh-agent) or gives the key itself (`key::ssh-ed25519 AAAA...`,
+  signed through ssh-agent); `gpg.ssh.program` replaces ssh-keygen.
+- `gpg.format = openpgp` (git's default): `gpg --status-fd=2 -bsau KEY`, KEY being
+  `user.signingkey` or, unset, the committer's identity (`Name <email>`), with
+  `gpg.openpgp.program` or `gpg.program` replacing gpg; the armor is re-written in the
+  one pinned form (sigfile.py).
 
 The sequence number lives in GIT_DIR/gitp2p/sign-seq: each signature takes
 max(last + 1, unix time), written durably (fsync, rename, fsync of the directory)
@@ -30,9 +34,10 @@ from dataclasses import dataclass
 from ..durable import write_durably
 from ..errors import PublishError
 from ..git.runner import run_git
-from .sigfile import NAMESPACE, SIGNATURE_SUFFIX, SignatureFormatError, build, parse, payload
+from .sigfile import (NAMESPACE, SIGNATURE_SUFFIX, RefSignature, SignatureFormatError, armor_openpgp, build,
+                      dearmor_openpgp, parse, payload)
 
-__all__ = ["Signer", "signer_for", "sign_manifest", "next_seq"]
+__all__ = ["Signer", "SshSigner", "OpenPGPSigner", "signer_for", "sign_manifest", "next_seq"]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +45,7 @@ SIGN_TIMEOUT = 120.0  # a key with a passphrase asks on the terminal (or the age
 
 
 @dataclass(frozen=True)
-class Signer:
+class SshSigner:
     git_dir: str
     key: str  # a key file's path, or a public key given literally
     literal: bool  # key is `ssh-ed25519 AAAA...` (user.signingkey key::...): signed through ssh-agent
@@ -102,6 +107,69 @@ class Signer:
     def describe(self) -> str:
         return f"key::{self.key[:40]}..." if self.literal else self.key
 
+    def owns(self, sig: RefSignature) -> bool:
+        """sig was made by this signer's key (a kept signature may be used again)."""
+        blob = self.public_key_blob()
+        return blob is not None and not sig.openpgp and sig.key_blob == blob
+
+
+@dataclass(frozen=True)
+class OpenPGPSigner:
+    git_dir: str
+    key: str  # user.signingkey, or the committer's `Name <email>`, as git gives it to gpg -u
+    program: str = "gpg"
+
+    def _run(self, args: list[str], data: bytes | None = None) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run([self.program, *args], input=data if data is not None else b"",
+                                  capture_output=True, timeout=SIGN_TIMEOUT)
+        except FileNotFoundError:
+            raise PublishError(f"{self.program}: not found (gpg.openpgp.program or gpg.program; "
+                               "apt-get install gnupg)") from None
+        except subprocess.TimeoutExpired:
+            raise PublishError(f"{self.program} {args[0]} did not finish within {SIGN_TIMEOUT:g}s") from None
+
+    def fingerprints(self) -> set[bytes]:
+        """The fingerprints of the secret keys (primary and subkeys) that KEY names in the keyring."""
+        proc = self._run(["--batch", "--with-colons", "--list-secret-keys", "--", self.key])
+        if proc.returncode != 0:
+            return set()
+        out = set()
+        for line in proc.stdout.decode("utf-8", "replace").splitlines():
+            fields = line.split(":")
+            if fields[0] == "fpr" and len(fields) > 9 and fields[9]:
+                try:
+                    out.add(bytes.fromhex(fields[9]))
+                except ValueError:
+                    pass
+        return out
+
+    def sign(self, data: bytes) -> bytes:
+        """The armored OpenPGP detached signature of data (as git signs: gpg --status-fd=2 -bsau KEY)."""
+        proc = self._run(["--status-fd=2", "-bsau", self.key], data)
+        if proc.returncode != 0 or b"\n[GNUPG:] SIG_CREATED " not in b"\n" + proc.stderr:
+            why = [line for line in proc.stderr.decode(errors="replace").strip().splitlines()
+                   if not line.startswith("[GNUPG:]")]
+            raise PublishError(f"signing the ref manifest with OpenPGP key {self.key} failed: "
+                               f"{why[-1] if why else f'exit status {proc.returncode}'}")
+        try:
+            return armor_openpgp(dearmor_openpgp(proc.stdout, pinned=False))
+        except SignatureFormatError as exc:
+            raise PublishError(f"{self.program} -bsau wrote something that is not an OpenPGP signature: {exc}") from None
+
+    def describe(self) -> str:
+        return f"OpenPGP key {self.key}"
+
+    def owns(self, sig: RefSignature) -> bool:
+        if not sig.openpgp:
+            return False
+        fprs = self.fingerprints()
+        return sig.key_blob in fprs or any(f.endswith(sig.key_blob) for f in fprs)
+
+
+#: A repository's signer, by gpg.format.
+Signer = SshSigner | OpenPGPSigner
+
 
 def _config(git_dir: str, key: str, kind: str | None = None) -> str | None:
     args = ["config"] + ([f"--type={kind}"] if kind else []) + ["--get", key]
@@ -109,31 +177,53 @@ def _config(git_dir: str, key: str, kind: str | None = None) -> str | None:
     return out or None
 
 
+def _committer(git_dir: str) -> str | None:
+    """`Name <email>` of the committer, as git gives gpg when user.signingkey is unset."""
+    out = run_git("var", "GIT_COMMITTER_IDENT", git_dir=git_dir, check=False).strip()
+    cut = out.rfind(">")
+    return out[:cut + 1] if cut > 0 else None
+
+
+def _openpgp_signer(git_dir: str) -> OpenPGPSigner:
+    program = _config(git_dir, "gpg.openpgp.program") or _config(git_dir, "gpg.program") or "gpg"
+    key = _config(git_dir, "user.signingkey") or _committer(git_dir)
+    if key is None:
+        raise PublishError("gitp2p.signManifests is true but user.signingkey is not set and git knows no "
+                           "committer identity (git config user.signingkey FINGERPRINT)")
+    signer = OpenPGPSigner(git_dir, key, program)
+    if not signer.fingerprints():
+        raise PublishError(f"gitp2p.signManifests is true but {program} has no secret key for {key!r} "
+                           f"(user.signingkey; {program} --list-secret-keys)")
+    return signer
+
+
 def signer_for(git_dir: str) -> Signer | None:
     """The repository's signer when gitp2p.signManifests is true, else None; PublishError when it is
-    on but git's signing set-up cannot sign manifests (no user.signingkey, gpg.format openpgp)."""
+    on but git's signing set-up cannot sign manifests (no key, another gpg.format)."""
     if _config(git_dir, "gitp2p.signManifests", "bool") != "true":
         return None
     fmt = _config(git_dir, "gpg.format") or "openpgp"
+    if fmt == "openpgp":
+        return _openpgp_signer(git_dir)
     if fmt != "ssh":
         raise PublishError(
-            f"gitp2p.signManifests is true but gpg.format is {fmt!r}: gitp2p signs ref manifests with SSH keys only "
-            "(git config gpg.format ssh, and user.signingkey a key file or key::ssh-ed25519 ...)")
+            f"gitp2p.signManifests is true but gpg.format is {fmt!r}: gitp2p signs ref manifests with "
+            "gpg.format ssh or openpgp")
     key = _config(git_dir, "user.signingkey")
     if key is None:
         raise PublishError("gitp2p.signManifests is true but user.signingkey is not set "
                            "(git config user.signingkey ~/.ssh/id_ed25519.pub)")
     program = _config(git_dir, "gpg.ssh.program") or "ssh-keygen"
     if key.startswith("key::"):
-        return Signer(git_dir, key[len("key::"):].strip(), True, program)
+        return SshSigner(git_dir, key[len("key::"):].strip(), True, program)
     if key.startswith("ssh-"):  # git still accepts a bare literal key (deprecated form)
-        return Signer(git_dir, key.strip(), True, program)
+        return SshSigner(git_dir, key.strip(), True, program)
     path = os.path.expanduser(key)
     if not os.path.isabs(path):
         path = os.path.abspath(path)
     if not os.path.exists(path):
         raise PublishError(f"user.signingkey {key}: no such key file")
-    return Signer(git_dir, path, False, program)
+    return SshSigner(git_dir, path, False, program)
 
 
 def _state_dir(git_dir: str) -> str:
@@ -169,11 +259,10 @@ def sign_manifest(signer: Signer, label: str, manifest_bytes: bytes) -> bytes:
     digest = hashlib.sha256(manifest_bytes).hexdigest()
     kept_dir = os.path.join(_state_dir(signer.git_dir), "signed")
     kept = os.path.join(kept_dir, label + SIGNATURE_SUFFIX)
-    blob = signer.public_key_blob()
     try:
         with open(kept, "rb") as fh:
             old = parse(fh.read(64 << 10))
-        if blob is not None and old.key_blob == blob and old.manifest_sha256 == digest and old.name == label:
+        if old.manifest_sha256 == digest and old.name == label and signer.owns(old):
             return build(old.name, old.seq, old.manifest_sha256, old.armored)
     except (OSError, SignatureFormatError):
         pass
@@ -183,7 +272,7 @@ def sign_manifest(signer: Signer, label: str, manifest_bytes: bytes) -> bytes:
     try:
         data = build(label, seq, digest, armored)
     except SignatureFormatError as exc:
-        raise PublishError(f"{signer.program} -Y sign wrote something that is not an SSH signature: {exc}") from None
+        raise PublishError(f"{signer.program} wrote something that is not a signature: {exc}") from None
     os.makedirs(kept_dir, exist_ok=True)
     write_durably(kept, data)
     log.info("signed %s with %s, sequence number %d", label, parse(data).fingerprint, seq)

@@ -121,6 +121,25 @@ def _refused(proc, why: str, dest) -> None:
     assert not dest.exists(), "a refused clone left a directory"
 
 
+@pytest.mark.skipif(shutil.which("gpg-agent") is None, reason="gpg is not installed: scripts/setup.sh installs gnupg")
+def test_an_openpgp_signed_torrent_through_git_clone(tmp_path, web, homes, monkeypatch):
+    """gpg.format openpgp at the publisher; `git clone -c gitp2p.verifyOpenPGP=true` verifies
+    against the receiver's keyring (tests/trust/conftest.py): alice's key is certified there,
+    mallory's is only imported, so his torrent is refused before `list`."""
+    monkeypatch.setenv("GNUPGHOME", str(homes["pub"].path))
+    pub = Publisher(tmp_path / "pub", homes["alice"])
+    good = publish(pub, tmp_path, web, "good")
+    bad = publish(Publisher(tmp_path / "mallory", homes["mallory"]), tmp_path, web, "bad")
+    monkeypatch.setitem(ENV, "GNUPGHOME", str(homes["recv"].path))
+    dest = tmp_path / "clone"
+    proc = git(*LOOPBACK, "clone", "-c", "gitp2p.verifyOpenPGP=true", f"gitp2p::{good}", str(dest))
+    assert f"signed by Alice <alice@example.org> (openpgp key {homes['alice']})" in proc.stderr, proc.stderr
+    assert refs_of(dest)["refs/remotes/origin/main"] == refs_of(pub.path)["refs/heads/main"]
+    refused = tmp_path / "refused"
+    proc = git(*LOOPBACK, "clone", "-c", "gitp2p.verifyOpenPGP=true", f"gitp2p::{bad}", str(refused), check=False)
+    _refused(proc, "whose validity in your keyring is undefined, below gpg.minTrustLevel marginal", refused)
+
+
 def test_a_key_not_allowed_is_refused(tmp_path, web, keys, allowed):
     pub = Publisher(tmp_path / "pub", keys["mallory"])
     torrent = publish(pub, tmp_path, web, "one")

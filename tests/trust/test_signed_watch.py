@@ -242,11 +242,16 @@ def test_a_literal_key_signs_through_ssh_agent(tmp_path, keys, allowed):
 
 
 @pytest.mark.parametrize("setup,why", [
-    ({"gpg.format": "openpgp", "user.signingkey": "ABCD"}, "gitp2p signs ref manifests with SSH keys only"),
+    ({"gpg.format": "openpgp", "user.signingkey": "ABCD"}, "gpg has no secret key for 'ABCD'"),
+    ({"gpg.format": "x509"}, "gitp2p signs ref manifests with gpg.format ssh or openpgp"),
     ({"gpg.format": "ssh"}, "user.signingkey is not set"),
     ({"gpg.format": "ssh", "user.signingkey": "/nonexistent/key.pub"}, "no such key file"),
 ])
-def test_an_unusable_signing_setup_is_one_line(tmp_path, setup, why):
+def test_an_unusable_signing_setup_is_one_line(tmp_path, setup, why, monkeypatch):
+    home = tmp_path / "gnupg"  # an empty keyring, never the user's; no agent is started
+    home.mkdir(mode=0o700)
+    (home / "gpg.conf").write_text("no-autostart\n")
+    monkeypatch.setenv("GNUPGHOME", str(home))
     pub = Publisher(tmp_path / "pub", None)
     git("config", "gitp2p.signManifests", "true", cwd=pub.path)
     for key, value in setup.items():
