@@ -3,9 +3,10 @@
 
     scripts/bench_trust.py [--runs 9]
 
-A fresh ed25519 key in a temporary directory; each step is ssh-keygen run as gitp2p runs
-it (trust/signing.py, trust/verify.py), reported as the median of RUNS, next to a bare
-fork+exec of `true` measured in the same runs (the floor any subprocess pays).
+Fresh ed25519 keys in a temporary directory, an SSH one and an OpenPGP one (a throw-away
+GNUPGHOME, its gpg-agent a child of this script); each step is ssh-keygen or gpg run as
+gitp2p runs it (trust/signing.py, trust/verify.py), reported as the median of RUNS, next
+to a bare fork+exec of `true` measured in the same runs (the floor any subprocess pays).
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from gitfs_p2p.testing.gpghome import GpgHome  # noqa: E402
 from gitfs_p2p.trust import sigfile  # noqa: E402
-from gitfs_p2p.trust.signing import SshSigner  # noqa: E402
-from gitfs_p2p.trust.verify import check_signature  # noqa: E402
+from gitfs_p2p.trust.signing import OpenPGPSigner, SshSigner  # noqa: E402
+from gitfs_p2p.trust.verify import Policy, check_signature  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gitp2p-bench-trust-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gitp2p-bench-trust-") as tmp, GpgHome(os.path.join(tmp, "gnupg")) as home:
+        os.environ["GNUPGHOME"] = str(home.path)
+        pgp = OpenPGPSigner(tmp, home.make_key("Bench <bench@example.org>"))
+        keyring = Policy(None, openpgp=True)
         key = os.path.join(tmp, "k")
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f", key], check=True)
         with open(key + ".pub") as fh:
@@ -39,21 +44,25 @@ def main() -> int:
             fh.write(f"bench {kind} {blob}\n")
         signer = SshSigner(tmp, key, False)
         digest = "ab" * 32
-        times: dict[str, list[float]] = {"sign": [], "verify": [], "check-novalidate": [], "true": []}
+        times: dict[str, list[float]] = {}
+
+        def timed(name: str, step):
+            began = time.perf_counter()
+            out = step()
+            times.setdefault(name, []).append(time.perf_counter() - began)
+            return out
+
+        def signature(armored: bytes) -> sigfile.RefSignature:
+            return sigfile.parse(sigfile.build("all", 5, digest, armored))
+
+        payload = sigfile.payload("all", 5, digest)
         for _ in range(args.runs):  # interleaved, so load changes hit every step alike
-            start = time.perf_counter()
-            armored = signer.sign(sigfile.payload("all", 5, digest))
-            times["sign"].append(time.perf_counter() - start)
-            sig = sigfile.parse(sigfile.build("all", 5, digest, armored))
-            start = time.perf_counter()
-            check_signature(sig, allowed)
-            times["verify"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            check_signature(sig, None)
-            times["check-novalidate"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            subprocess.run(["true"], check=True)
-            times["true"].append(time.perf_counter() - start)
+            sig = signature(timed("sign", lambda: signer.sign(payload)))
+            timed("verify", lambda: check_signature(sig, allowed))
+            timed("check-novalidate", lambda: check_signature(sig, None))
+            sig = signature(timed("openpgp sign", lambda: pgp.sign(payload)))
+            timed("openpgp verify", lambda: check_signature(sig, keyring))
+            timed("true", lambda: subprocess.run(["true"], check=True))
     floor = statistics.median(times["true"])
     for name, values in times.items():
         median = statistics.median(values)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tsupport import GpgHome, allowed_signers, make_key
+from gitfs_p2p.testing.gpghome import GpgHome
+from tsupport import allowed_signers, make_key
 
 
 @pytest.fixture

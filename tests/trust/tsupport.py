@@ -6,15 +6,13 @@ Imported as ``tsupport`` (a unique name beside the other test folders' helpers).
 from __future__ import annotations
 
 import hashlib
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from testutil import git, gitp2p
 from torrentcore.metainfo import parse_torrent
 
-__all__ = ["make_key", "allowed_signers", "Publisher", "download", "refs_of", "watch_once", "receiver", "GpgHome"]
+__all__ = ["make_key", "allowed_signers", "Publisher", "download", "refs_of", "watch_once", "receiver"]
 
 
 def make_key(directory: Path, name: str) -> Path:
@@ -37,61 +35,6 @@ def allowed_signers(path: Path, *entries: tuple[str, Path]) -> Path:
 def refs_of(repo) -> dict[str, str]:
     out = git("for-each-ref", "--format=%(objectname) %(refname)", cwd=repo)
     return {name: oid for oid, name in (line.split() for line in out.splitlines())}
-
-
-# systemd's socket passing, which `gpg-agent --supervised` reads: the socket as fd 3, this pid
-_SUPERVISED = """import os, sys
-os.dup2(int(sys.argv[1]), 3)
-os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="1", LISTEN_FDNAMES="std")
-os.execvp("gpg-agent", ["gpg-agent", "--homedir", sys.argv[2], "--supervised"])
-"""
-
-
-class GpgHome:
-    """A throw-away GNUPGHOME whose gpg-agent is a child of this process: `gpg-agent
-    --supervised` on a socket bound here (a daemonized agent would outlive the test, and
-    `gpgconf --kill` leaves it a zombie of init).  Keys made without passphrase."""
-
-    def __init__(self, path: Path):
-        path.mkdir(mode=0o700)
-        self.path = path
-        (path / "gpg.conf").write_text("no-autostart\n")  # our agent or none: never a daemon of gpg's
-        sock = socket.socket(socket.AF_UNIX)
-        try:
-            sock.bind(str(path / "S.gpg-agent"))
-            sock.listen(16)
-            self.agent = subprocess.Popen(
-                [sys.executable, "-c", _SUPERVISED, str(sock.fileno()), str(path)],
-                pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=open(path / "agent.log", "wb"))
-        finally:
-            sock.close()
-
-    def gpg(self, *args: str, input: bytes | None = None) -> bytes:
-        proc = subprocess.run(["gpg", "--homedir", str(self.path), "--batch", *args], input=input,
-                              capture_output=True, timeout=60)
-        assert proc.returncode == 0, f"gpg {' '.join(args)}: {proc.stderr.decode(errors='replace')}"
-        return proc.stdout
-
-    def make_key(self, uid: str) -> str:
-        """A new ed25519 signing key; its fingerprint."""
-        self.gpg("--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
-        return self.fingerprint(uid)
-
-    def fingerprint(self, uid: str) -> str:
-        lines = self.gpg("--with-colons", "--list-keys", uid).decode().splitlines()
-        return next(line.split(":")[9] for line in lines if line.startswith("fpr:"))
-
-    def export(self, uid: str) -> bytes:
-        return self.gpg("--export", uid)
-
-    def close(self) -> None:
-        self.agent.terminate()
-        try:
-            self.agent.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.agent.kill()
-            self.agent.wait(timeout=20)
 
 
 class Publisher:
