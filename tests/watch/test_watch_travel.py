@@ -19,6 +19,7 @@ import subprocess
 import pytest
 
 from gitfs_p2p.pack.rollup import tag_group
+from gitfs_p2p.testing.gpghome import GpgHome
 from gitfs_p2p.testing.swarm import Mount
 from testutil import client_download, git, gitp2p
 from torrentcore.metainfo import parse_torrent
@@ -79,25 +80,13 @@ def test_a_quirky_history_travels_whole(quirky, tmp_path):
         assert git("cat-file", "-p", tag, cwd=received) == git("cat-file", "-p", tag, cwd=path)
 
 
-def _gpg_home(tmp_path) -> dict[str, str]:
-    home = tmp_path / "gnupg"
-    home.mkdir(mode=0o700)
-    env = dict(os.environ, GNUPGHOME=str(home))
-    proc = subprocess.run(
-        ["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Release Signer <release@example.invalid>",
-         "ed25519", "sign", "never"],
-        env=env, capture_output=True,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    return env
-
-
 @pytest.fixture
 def gpg_env(tmp_path):
-    """A GnuPG home of this test's own with one signing key; its gpg-agent is stopped after."""
-    env = _gpg_home(tmp_path)
-    yield env
-    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True)
+    """A GnuPG home of this test's own with one signing key; its gpg-agent is the test's child
+    (gitfs_p2p/testing/gpghome.py: gpg's own daemon would outlive the test), stopped after."""
+    with GpgHome(tmp_path / "gnupg") as home:
+        home.make_key("Release Signer <release@example.invalid>")
+        yield dict(os.environ, GNUPGHOME=str(home.path))
 
 
 @pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed (scripts/setup.sh installs gnupg)")
