@@ -17,7 +17,6 @@ import pyfuse3
 import trio
 
 from ..errors import GitfsError, MountError
-from ..store.rollupfiles import RollupFiles
 from ..store.source import PackSource, Progress
 from .fs import PackFS
 from ..git.snapshot import RepoSnapshot, read_snapshot, refs_signature
@@ -31,6 +30,9 @@ log = logging.getLogger(__name__)
 
 #: How often the refs are read.
 POLL_INTERVAL = 2.0
+#: The kernel reads ahead this much of a file of the mount (READs of up to 1 MiB: libfuse
+#: offers the kernel 256 pages a request); FUSE's default is 128 KiB.
+READAHEAD_KB = 1024
 #: glibc malloc in the serving process: at most this many arenas (one per thread by
 #: default, each keeping what its thread freed) ...
 MALLOC_ARENAS = 2
@@ -54,6 +56,18 @@ def bound_malloc() -> None:
         return
     mallopt(-8, MALLOC_ARENAS)  # M_ARENA_MAX
     mallopt(-3, MALLOC_MMAP_THRESHOLD)  # M_MMAP_THRESHOLD (also ends its dynamic raising)
+
+
+def set_readahead(st_dev: int, kb: int) -> None:
+    """Let the kernel read ahead kb KiB of a file of this mount at a time (its own
+    backing device's read_ahead_kb, which FUSE starts at 128).  Only root may; for
+    others the default stays."""
+    path = f"/sys/class/bdi/{os.major(st_dev)}:{os.minor(st_dev)}/read_ahead_kb"
+    try:
+        with open(path, "w") as fh:
+            fh.write(str(kb))
+    except OSError as exc:
+        log.debug("readahead stays as it is (%s: %s)", path, exc.strerror)
 
 
 def mount_options(repo_name: str, *, allow_other: bool = False) -> set[str]:
@@ -93,9 +107,8 @@ class MountService:
         self.contributors = list(contributors)
         self.poll_interval = poll_interval
         self.allow_other = allow_other
-        # Roll-ups are kept whole beside the pack cache (as many bytes as it may keep).
-        rollup_files = RollupFiles(source.cache.dir, max_bytes=source.cache.max_bytes)
-        self.store = PackStore(source, read_cache_bytes=read_cache_bytes, progress=progress, rollup_files=rollup_files)
+        self.store = PackStore(source, read_cache_bytes=read_cache_bytes, progress=progress,
+                               rollup_files=source.rollup_files)
         self.repo_name = os.path.abspath(self.repo_path)
         self.fs: PackFS | None = None
         self._started = int(time.time())
@@ -160,7 +173,8 @@ class MountService:
                 self._nursery = nursery
                 nursery.start_soon(self._serve_fuse, nursery.cancel_scope)
                 # Answered only once the kernel's INIT is done and the root works.
-                await trio.to_thread.run_sync(os.stat, self.mountpoint)
+                st = await trio.to_thread.run_sync(os.stat, self.mountpoint)
+                set_readahead(st.st_dev, READAHEAD_KB)
                 for contributor in self.contributors:
                     if hasattr(contributor, "on_changed"):
                         contributor.on_changed = lambda: self._refresh_now.set()

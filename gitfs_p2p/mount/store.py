@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from array import array
 from typing import Sequence
 
@@ -121,7 +122,8 @@ class PackStore:
         #: where roll-ups are kept whole (None: served in chunks only)
         self.rollup_files = rollup_files
         self._nowait_reads = hasattr(os, "RWF_NOWAIT")
-        self._rollups_written: set[tuple[bytes, int]] = set()  # (boundary, size) of files known whole
+        #: (boundary, size) of the roll-up files known whole -> when this process last marked them used
+        self._rollups_written: dict[tuple[bytes, int], float] = {}
         self.sizes: dict[bytes, int] = {}
         self.progress = progress
         self._lock = threading.Lock()
@@ -335,8 +337,19 @@ class PackStore:
         worker thread, once however many ask at a time); None when there are no roll-up
         files here or it cannot be written (then read_range serves it in chunks).  The
         caller closes it."""
-        if self.rollup_files is None:
+        files = self.rollup_files
+        if files is None:
             return None
+        touched = self._rollups_written.get((content.rollup.boundary, content.size))
+        if touched is not None and time.monotonic() - touched < files.keep_used_s / 2:
+            # Whole, and marked used lately: opened here, no worker thread (a check opens
+            # every file of the torrent, and each trip to a thread costs more than this).
+            try:
+                fd = files.open(content.rollup, content.size, touch=False)
+            except OSError:
+                fd = None
+            if fd is not None:
+                return fd
         key = ("rollup file", content.rollup.boundary, content.size)
         for _ in range(3):
             loading = self._loading.get(key)
@@ -363,7 +376,6 @@ class PackStore:
             fd = await self.open_rollup(content)
             if fd is not None:
                 os.close(fd)
-                self._rollups_written.add(key)
 
     def _open_rollup_sync(self, content: RollupContent) -> int | None:
         files = self.rollup_files
@@ -371,15 +383,17 @@ class PackStore:
             return None
         try:
             fd = files.open(content.rollup, content.size)
+            if fd is None:
+                offsets = self._rollup_offsets_sync(content)
+                if offsets[-1] != content.size:
+                    return None  # a bug, logged: the chunks serve it, padded to the listed size
+                chunks = range(-(-content.size // self.rollup_chunk))
+                if not files.write(content.rollup, content.size, (self._rollup_chunk_sync(content, k) for k in chunks)):
+                    return None
+                fd = files.open(content.rollup, content.size)
             if fd is not None:
-                return fd
-            offsets = self._rollup_offsets_sync(content)
-            if offsets[-1] != content.size:
-                return None  # a bug, logged: the chunks serve it, padded to the listed size
-            chunks = range(-(-content.size // self.rollup_chunk))
-            if not files.write(content.rollup, content.size, (self._rollup_chunk_sync(content, k) for k in chunks)):
-                return None
-            return files.open(content.rollup, content.size)
+                self._rollups_written[(content.rollup.boundary, content.size)] = time.monotonic()
+            return fd
         except OSError as exc:
             log.warning("roll-ups are served in chunks from now on: %s", exc)
             self.rollup_files = None

@@ -17,7 +17,7 @@ import os
 import tempfile
 import threading
 import time
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..pack.commitpack import FORMAT_VERSION
 from ..pack.rollup import ROLLUP_SUFFIX, TAGS_SUFFIX, Rollup
@@ -38,6 +38,7 @@ class RollupFiles:
     def __init__(self, cache_dir: str, *, max_bytes: int):
         self.dir = os.path.join(cache_dir, ROLLUP_FILES_DIR, f"format-{FORMAT_VERSION}")
         self.max_bytes = max_bytes
+        self.keep_used_s = KEEP_USED_S
         self._lock = threading.Lock()
         self._total: int | None = None  # bytes of the files, as last counted plus written since
 
@@ -45,9 +46,9 @@ class RollupFiles:
         suffix = TAGS_SUFFIX if rollup.tags else ROLLUP_SUFFIX
         return os.path.join(self.dir, f"{rollup.boundary.decode('ascii')}-{size}{suffix}")
 
-    def open(self, rollup: Rollup, size: int) -> int | None:
+    def open(self, rollup: Rollup, size: int, *, touch: bool = True) -> int | None:
         """A read-only descriptor of the roll-up's file, or None if there is none (or it
-        was not whole: then it is removed).  Marks the file used (its mtime)."""
+        was not whole: then it is removed).  touch: mark the file used (its mtime)."""
         path = self.path(rollup, size)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -59,7 +60,8 @@ class RollupFiles:
                 os.close(fd)
                 self._remove(path)
                 return None
-            os.utime(fd)
+            if touch:
+                os.utime(fd)
         except OSError:
             os.close(fd)
             raise
@@ -68,35 +70,55 @@ class RollupFiles:
     def write(self, rollup: Rollup, size: int, chunks: Iterable[bytes]) -> bool:
         """Write the roll-up's file from its bytes in order; False (nothing kept) when they
         do not add up to size or the file would not fit the bound."""
-        if size > self.max_bytes:
-            return False
-        os.makedirs(self.dir, exist_ok=True)
-        if not self._make_room(size):
-            return False
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
+        out = _Writer(self, rollup, size)
         try:
-            written = 0
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in chunks:
-                    fh.write(chunk)
-                    written += len(chunk)
-                    if written > size:
-                        break
-                fh.flush()
-                os.fdatasync(fh.fileno())
-            if written != size:
-                log.error("BUG: roll-up %s: its bytes add up to %s, the torrent lists %d",
-                          rollup.boundary.decode(), f"more than {size}" if written > size else written, size)
+            if out.fh is None:
                 return False
-            os.rename(tmp, self.path(rollup, size))
-            tmp = None
-            with self._lock:
-                if self._total is not None:
-                    self._total += size
-            return True
+            for chunk in chunks:
+                out.add(chunk)
+                if out.written > size:
+                    break
+            return out.finish()
         finally:
-            if tmp is not None:
-                self._remove(tmp)
+            out.abandon()
+
+    def writing(self, rollup: Rollup, size: int, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The roll-up's bytes as they come (to a torrent build hashing them), its file
+        written from them on the way unless it is there already.  A file that cannot be
+        written is left out with a warning; the bytes come all the same."""
+        if os.path.exists(self.path(rollup, size)):
+            yield from chunks
+            return
+        out: _Writer | None = None
+        try:
+            out = _Writer(self, rollup, size)
+            if out.fh is None:
+                out = None
+        except OSError as exc:
+            log.warning("roll-up %s: no file written (%s)", rollup.boundary.decode(), exc)
+        try:
+            for chunk in chunks:
+                if out is not None:
+                    try:
+                        out.add(chunk)
+                    except OSError as exc:
+                        log.warning("roll-up %s: no file written (%s)", rollup.boundary.decode(), exc)
+                        out.abandon()
+                        out = None
+                yield chunk
+            if out is not None:
+                try:
+                    out.finish()
+                except OSError as exc:
+                    log.warning("roll-up %s: no file written (%s)", rollup.boundary.decode(), exc)
+        finally:
+            if out is not None:
+                out.abandon()
+
+    def _added(self, size: int) -> None:
+        with self._lock:
+            if self._total is not None:
+                self._total += size
 
     def _make_room(self, nbytes: int) -> bool:
         """Remove the least recently used files until nbytes more fit the bound (and an
@@ -116,7 +138,7 @@ class RollupFiles:
         files = []
         now = time.time_ns()
         stale = now - 3600 * 10**9  # a temporary file this old was left by a crash
-        used = now - KEEP_USED_S * 10**9
+        used = now - int(self.keep_used_s * 10**9)
         with os.scandir(self.dir) as it:
             for entry in it:
                 try:
@@ -140,3 +162,48 @@ class RollupFiles:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+class _Writer:
+    """One roll-up's file being written: a temporary file, synced and renamed when whole."""
+
+    def __init__(self, files: RollupFiles, rollup: Rollup, size: int):
+        self.files, self.rollup, self.size = files, rollup, size
+        self.fh = None
+        self.tmp: str | None = None
+        self.written = 0
+        if size > files.max_bytes:
+            return
+        os.makedirs(files.dir, exist_ok=True)
+        if not files._make_room(size):
+            return
+        fd, self.tmp = tempfile.mkstemp(dir=files.dir, prefix=".tmp-")
+        self.fh = os.fdopen(fd, "wb")
+
+    def add(self, chunk: bytes) -> None:
+        self.fh.write(chunk)
+        self.written += len(chunk)
+
+    def finish(self) -> bool:
+        """Keep the file if it is whole (True); else say so (a bug) and drop it."""
+        self.fh.flush()
+        os.fdatasync(self.fh.fileno())
+        self.fh.close()
+        self.fh = None
+        if self.written != self.size:
+            log.error("BUG: roll-up %s: its bytes add up to %s, the torrent lists %d", self.rollup.boundary.decode(),
+                      f"more than {self.size}" if self.written > self.size else self.written, self.size)
+            return False
+        os.rename(self.tmp, self.files.path(self.rollup, self.size))
+        self.tmp = None
+        self.files._added(self.size)
+        return True
+
+    def abandon(self) -> None:
+        """Close and remove whatever was not kept."""
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+        if self.tmp is not None:
+            self.files._remove(self.tmp)
+            self.tmp = None

@@ -10,6 +10,7 @@ Thread-safe.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 from ..pack.commitpack import FORMAT_VERSION, CommitPacker
 from ..pack.objects import CommitInfo
 from .cache import DEFAULT_CACHE_BYTES, PackCache, build_locked
+from .rollupfiles import RollupFiles
 
 if TYPE_CHECKING:
     from ..git.repo import GitRepo
@@ -52,6 +54,7 @@ class PackSource:
         self.workers = workers
         self._cache_bytes = cache_bytes
         self._cache = cache
+        self._rollup_files: RollupFiles | None = None
         self._packer = packer if packer is not None or repo is None else CommitPacker(repo)
         self._build_lock = threading.Lock()
         self._cache_lock = threading.Lock()
@@ -63,6 +66,14 @@ class PackSource:
             if self._cache is None:
                 self._cache = PackCache(self.git_dir, max_bytes=self._cache_bytes)
             return self._cache
+
+    @property
+    def rollup_files(self) -> RollupFiles:
+        """Roll-ups kept whole beside the cache (store/rollupfiles.py), up to as many bytes."""
+        with self._cache_lock:
+            if self._rollup_files is None:
+                self._rollup_files = RollupFiles(os.path.join(self.git_dir, "gitp2p"), max_bytes=self._cache_bytes)
+            return self._rollup_files
 
     def close(self) -> None:
         if self._cache is not None:

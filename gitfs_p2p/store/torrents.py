@@ -198,9 +198,10 @@ def build_repo_torrent(
         files.append((label + SIGNATURE_SUFFIX, len(signature)))
 
     def stream() -> Iterator[bytes]:
+        sizes = dict(files)
         for e in entries:
-            if isinstance(e, Rollup):
-                yield from rollup_chunks(source, e, commit_sizes)
+            if isinstance(e, Rollup):  # its file is written on the way, for whoever serves it (a mount)
+                yield from source.rollup_files.writing(e, sizes[e.path], rollup_chunks(source, e, commit_sizes))
             else:
                 yield source.pack(e)
         yield manifest_bytes

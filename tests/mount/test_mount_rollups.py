@@ -190,12 +190,22 @@ def test_a_cached_torrent_whose_rollups_were_never_recorded_is_served_whole(moun
         cache.close()
 
 
+def _copy_without_rollup_files(repo650: str, dest: str) -> str:
+    shutil.copytree(repo650, dest, symlinks=True)
+    shutil.rmtree(os.path.join(dest, ".git", "gitp2p", "rollups"), ignore_errors=True)
+    return dest
+
+
 @needs_fuse
-def test_the_mount_writes_each_rollups_file_once_its_torrent_is_published(mounted650, sent, repo650):
+def test_the_mount_writes_each_rollups_file_once_its_torrent_is_published(mounted650, sent, repo650, mount_of,
+                                                                          tmp_path):
     """Beside the pack cache, so that a client's check reads roll-ups from files: each
-    published roll-up and tag group whole, with exactly the bytes the torrent hashed."""
+    published roll-up and tag group whole, with exactly the bytes the torrent hashed
+    (here the torrents are in the pack cache, their roll-ups' files are not)."""
     torrents, source = sent
-    files = RollupFiles(os.path.join(repo650, ".git", "gitp2p"), max_bytes=1 << 30)
+    repo = _copy_without_rollup_files(repo650, str(tmp_path / "repo"))
+    mount_of(repo)
+    files = RollupFiles(os.path.join(repo, ".git", "gitp2p"), max_bytes=1 << 30)
     for t in torrents.values():
         sizes = dict(t.files)
         for r in t.rollups:
@@ -238,9 +248,7 @@ def test_a_rollup_read_from_the_start_has_the_rest_pushed_into_the_page_cache(re
     and they are the roll-up's bytes."""
     torrents, source = sent
     log_path = str(tmp_path / "mount.log")
-    repo = str(tmp_path / "repo")
-    shutil.copytree(repo650, repo, symlinks=True)
-    shutil.rmtree(os.path.join(repo, ".git", "gitp2p", "rollups"), ignore_errors=True)
+    repo = _copy_without_rollup_files(repo650, str(tmp_path / "repo"))
     with open(os.path.join(repo, ".git", "gitp2p", "rollups"), "w") as fh:
         fh.write("not a directory")
     m = mount_of(repo, "--log", log_path)
@@ -286,6 +294,30 @@ def test_a_cached_torrent_gets_its_rollups_from_the_record_or_the_history(repo65
     finally:
         source.close()
         source.repo.close()
+
+
+def test_a_torrent_build_writes_its_rollups_files_as_it_hashes_them(repo650, sent, tmp_path):
+    """Each roll-up's and tag group's file, whole, beside the pack cache of the repository the
+    torrent is built from (and nothing left half-written); the torrent is the same."""
+    torrents, source = sent
+    repo = _copy_without_rollup_files(repo650, str(tmp_path / "repo"))
+    cache = sqlite3.connect(os.path.join(repo, ".git", "gitp2p", "cache.sqlite3"), isolation_level=None)
+    cache.execute("DELETE FROM torrents")  # built again, not found
+    cache.close()
+    copy = PackSource(GitRepo(repo))
+    try:
+        manifest, _ = select_refs(copy, [], all_refs=True)
+        t = build_repo_torrent(copy, manifest, "all")
+        assert t.torrent == torrents["all"].torrent
+        sizes = dict(t.files)
+        files = copy.rollup_files
+        assert sorted(os.listdir(files.dir)) == sorted(os.path.basename(files.path(r, sizes[r.path])) for r in t.rollups)
+        for r in t.rollups:
+            with open(files.path(r, sizes[r.path]), "rb") as fh:
+                assert fh.read() == b"".join(rollup_chunks(source, r))
+    finally:
+        copy.close()
+        copy.repo.close()
 
 
 def test_a_rollup_is_served_from_its_file_written_once(repo650, sent, tmp_path, monkeypatch):
