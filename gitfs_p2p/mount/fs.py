@@ -20,7 +20,8 @@ from typing import Callable
 import pyfuse3
 
 from ..errors import GitfsError
-from .layout import Content, Dir, Directory, File, Inodes, Layout, Link, PackDir
+from ..pack.rollup import ROLLUP_DIR
+from .layout import PACKS_DIR, Content, Dir, Directory, File, Inodes, Layout, Link, PackDir
 from .store import PREFETCH_PACKS, PackContent, PackStore, RollupContent
 
 __all__ = ["PackFS", "LONG_TIMEOUT", "SHORT_TIMEOUT", "BLOCK_SIZE", "WALK_LOOKUPS", "WALK_SHARE"]
@@ -32,6 +33,8 @@ LONG_TIMEOUT = 3600.0
 #: Names that follow moving refs (and directories) are re-checked this often.
 SHORT_TIMEOUT = 1.0
 BLOCK_SIZE = 128 << 10
+#: Where a torrent's roll-ups and tag groups are (a check looks each one up).
+ROLLUPS_PATH = f"{PACKS_DIR}/{ROLLUP_DIR}"
 PAGE = 4096
 #: Files up to this size have their bytes handed to the kernel's page cache when opened
 #: (FUSE_NOTIFY_STORE), so the reader's first read needs no round trip to this process; a
@@ -41,8 +44,8 @@ PUSH_BYTES = 256 << 10
 #: Pushes wait for the pusher thread in a queue of at most this many bytes (beyond it an
 #: open pushes nothing: its reads come as READs).
 PUSH_QUEUE_BYTES = 4 << 20
-#: After this many lookups of names in packs/ a client is walking the packs (checking a
-#: torrent): `on_walk` is called, once per layout, and lists the directory, so that the
+#: After this many lookups of names in packs/ (or packs/rollups/) a client is walking the
+#: packs (checking a torrent): `on_walk(path)` is called, once per layout, and lists the directory, so that the
 #: kernel learns every name and attribute in a few READDIRPLUS round trips instead of
 #: one LOOKUP per file.
 WALK_LOOKUPS = 32
@@ -117,9 +120,9 @@ class PackFS(pyfuse3.Operations):
         self._push_queued = 0  # bytes in the queue
         self._pusher: threading.Thread | None = None
         #: called (from the trio thread) when a client walks packs/ by name; see WALK_LOOKUPS
-        self.on_walk: Callable[[], None] | None = None
-        self._walk_lookups = 0
-        self._walked: object = None  # the PackDir on_walk was last called for
+        self.on_walk: Callable[[str], None] | None = None
+        self._walk_lookups: collections.Counter[str] = collections.Counter()  # by directory path
+        self._walked: dict[str, object] = {}  # directory path -> the directory on_walk was last called for
         self._dirs: dict[int, tuple[int, Directory]] = {}
         self._next_fh = 1
         #: FUSE operations served, by handler name (logged at unmount)
@@ -202,15 +205,15 @@ class PackFS(pyfuse3.Operations):
             return await self._attr(grandparent, self.inodes.node(grandparent)[2])
         entry = directory.get(text)
         inode = self.inodes.ino_for(parent_inode, text, entry)
-        if isinstance(directory, PackDir) and directory is not self._walked:
-            self._count_walk(directory)
+        if (isinstance(directory, PackDir) or parent.path == ROLLUPS_PATH) and self._walked.get(parent.path) is not directory:
+            self._count_walk(parent.path, directory)
         return await self._attr(inode, entry)
 
-    def _count_walk(self, directory: PackDir) -> None:
-        self._walk_lookups += 1
-        if self._walk_lookups >= max(WALK_LOOKUPS, len(directory) // WALK_SHARE) and self.on_walk is not None:
-            self._walked, self._walk_lookups = directory, 0
-            self.on_walk()
+    def _count_walk(self, path: str, directory: Directory) -> None:
+        self._walk_lookups[path] += 1
+        if self._walk_lookups[path] >= max(WALK_LOOKUPS, len(directory) // WALK_SHARE) and self.on_walk is not None:
+            self._walked[path], self._walk_lookups[path] = directory, 0
+            self.on_walk(path)
 
     @_fuse_boundary
     async def getattr(self, inode, ctx=None):

@@ -21,7 +21,7 @@ from ..store.source import PackSource, Progress
 from .fs import PackFS
 from ..git.snapshot import RepoSnapshot, read_snapshot, refs_signature
 from .guard import start_guard
-from .layout import PACKS_DIR, Contributor, Layout, build_layout, readme_text
+from .layout import Contributor, Layout, build_layout, readme_text
 from .store import DEFAULT_READ_CACHE_BYTES, PackStore
 
 __all__ = ["MountService", "mount_options", "bound_malloc", "POLL_INTERVAL"]
@@ -179,7 +179,7 @@ class MountService:
                     if hasattr(contributor, "on_changed"):
                         contributor.on_changed = lambda: self._refresh_now.set()
                 nursery.start_soon(self._watch_refs)
-                self.fs.on_walk = lambda: nursery.start_soon(self._list_packs)
+                self.fs.on_walk = lambda path: nursery.start_soon(self._list_ahead, path)
                 # Every size the persistent cache knows, so lookups need no worker thread.
                 nursery.start_soon(self._learn_sizes, snapshot)
                 for contributor in self.contributors:
@@ -211,23 +211,24 @@ class MountService:
             self._refresh_now = trio.Event()
             await self.refresh()
 
-    async def _list_packs(self) -> None:
-        """List packs/ through the mount, so the kernel caches every entry (READDIRPLUS).
+    async def _list_ahead(self, path: str) -> None:
+        """List packs/ (or packs/rollups/) through the mount, so the kernel caches every
+        entry (READDIRPLUS).
 
         Called when a client looks packs up one by one (a torrent check): the listing
         runs ahead of it and its remaining lookups are answered by the kernel.
         """
 
-        def list_packs() -> int:
-            with os.scandir(os.path.join(self.mountpoint, PACKS_DIR)) as it:
+        def list_dir() -> int:
+            with os.scandir(os.path.join(self.mountpoint, path)) as it:
                 return sum(1 for _ in it)
 
         try:
-            count = await trio.to_thread.run_sync(list_packs)
+            count = await trio.to_thread.run_sync(list_dir)
         except OSError as exc:
-            log.warning("packs/ not listed ahead: %s", exc)
+            log.warning("%s/ not listed ahead: %s", path, exc)
             return
-        log.info("packs/ listed ahead of a client walking it (%d entries)", count)
+        log.info("%s/ listed ahead of a client walking it (%d entries)", path, count)
 
     async def _learn_sizes(self, snapshot: RepoSnapshot) -> None:
         """Every pack size the persistent cache knows, so lookups need no worker thread.

@@ -485,7 +485,7 @@ def test_a_walk_of_few_names_in_a_long_packs_dir_lists_nothing():
 
     fs = PackFS(layout, Sizes(), started=1)
     walks = []
-    fs.on_walk = lambda: walks.append(len(walks))
+    fs.on_walk = walks.append
 
     async def look_up(names):
         packs = await fs.lookup(1, b"packs", None)
@@ -495,7 +495,41 @@ def test_a_walk_of_few_names_in_a_long_packs_dir_lists_nothing():
     trio.run(look_up, [cid + b".pack" for cid in ids[: WALK_LOOKUPS * 2]])
     assert walks == []
     trio.run(look_up, [cid + b".pack" for cid in ids[: len(ids) // WALK_SHARE]])
-    assert walks == [0]
+    assert walks == ["packs"]
+
+
+def test_a_walk_of_the_rollups_lists_them():
+    """A check looks every roll-up up by name in packs/rollups/ (a few hundred to 2,000 of
+    them): after WALK_LOOKUPS lookups the server lists that directory, once."""
+    ids = [b"%040x" % i for i in range(10)]
+    snap = RepoSnapshot({}, None, CommitList(ids, [1] * len(ids)))
+    names = [f"{i:040x}.rollup" for i in range(WALK_LOOKUPS * 3)]
+
+    def rollups(snapshot):
+        for name in names:
+            yield f"packs/rollups/{name}", File(StaticContent(name.encode()), 1)
+
+    layout = build_layout(snap, pack_content=lambda cid: StaticContent(b"pack " + cid, key=("pack", cid)),
+                          readme=b"readme\n", started=1, contributors=[rollups])
+
+    class Sizes:
+        async def size(self, content):
+            return content.size_nowait()
+
+    fs = PackFS(layout, Sizes(), started=1)
+    walks = []
+    fs.on_walk = walks.append
+
+    async def look_up(names):
+        packs = await fs.lookup(1, b"packs", None)
+        inside = await fs.lookup(packs.st_ino, b"rollups", None)
+        for name in names:
+            await fs.lookup(inside.st_ino, name.encode(), None)
+
+    trio.run(look_up, names[: WALK_LOOKUPS - 1])
+    assert walks == []
+    trio.run(look_up, names)
+    assert walks == ["packs/rollups"]
 
 
 def test_a_tag_pack_is_read_with_the_tags_listed_after_it():
