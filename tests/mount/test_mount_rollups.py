@@ -471,21 +471,28 @@ def test_contributed_rollups_make_a_directory_inside_packs(repo650):
     assert "packs/0123456789012345678901234567890123456789.pack" not in layout.dirs
 
 
-def test_a_walk_of_few_names_in_a_long_packs_dir_lists_nothing():
-    """A torrent with roll-ups names few files in packs/ (its tail and tags): looking those up
-    does not make the server list 100,000 entries (an inode each); looking up a share does."""
-    ids = [b"%040x" % i for i in range(WALK_SHARE * WALK_LOOKUPS * 4)]
+def _walked_fs(ids: list[bytes], contributors=()) -> tuple[PackFS, list[str]]:
+    """A PackFS on a layout of these commits (and contributed files), and the paths its
+    on_walk is called with."""
     snap = RepoSnapshot({}, None, CommitList(ids, [1] * len(ids)))
     layout = build_layout(snap, pack_content=lambda cid: StaticContent(b"pack " + cid, key=("pack", cid)),
-                          readme=b"readme\n", started=1)
+                          readme=b"readme\n", started=1, contributors=contributors)
 
     class Sizes:
         async def size(self, content):
             return content.size_nowait()
 
     fs = PackFS(layout, Sizes(), started=1)
-    walks = []
+    walks: list[str] = []
     fs.on_walk = walks.append
+    return fs, walks
+
+
+def test_a_walk_of_few_names_in_a_long_packs_dir_lists_nothing():
+    """A torrent with roll-ups names few files in packs/ (its tail and tags): looking those up
+    does not make the server list 100,000 entries (an inode each); looking up a share does."""
+    ids = [b"%040x" % i for i in range(WALK_SHARE * WALK_LOOKUPS * 4)]
+    fs, walks = _walked_fs(ids)
 
     async def look_up(names):
         packs = await fs.lookup(1, b"packs", None)
@@ -501,24 +508,13 @@ def test_a_walk_of_few_names_in_a_long_packs_dir_lists_nothing():
 def test_a_walk_of_the_rollups_lists_them():
     """A check looks every roll-up up by name in packs/rollups/ (a few hundred to 2,000 of
     them): after WALK_LOOKUPS lookups the server lists that directory, once."""
-    ids = [b"%040x" % i for i in range(10)]
-    snap = RepoSnapshot({}, None, CommitList(ids, [1] * len(ids)))
     names = [f"{i:040x}.rollup" for i in range(WALK_LOOKUPS * 3)]
 
     def rollups(snapshot):
         for name in names:
             yield f"packs/rollups/{name}", File(StaticContent(name.encode()), 1)
 
-    layout = build_layout(snap, pack_content=lambda cid: StaticContent(b"pack " + cid, key=("pack", cid)),
-                          readme=b"readme\n", started=1, contributors=[rollups])
-
-    class Sizes:
-        async def size(self, content):
-            return content.size_nowait()
-
-    fs = PackFS(layout, Sizes(), started=1)
-    walks = []
-    fs.on_walk = walks.append
+    fs, walks = _walked_fs([b"%040x" % i for i in range(10)], [rollups])
 
     async def look_up(names):
         packs = await fs.lookup(1, b"packs", None)
