@@ -18,13 +18,13 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Collection
 
 from dulwich.pack import write_pack_index_v2
 
 from .. import faults
 from ..errors import ReceiveError, RepositoryError
-from ..pack.bundle import PlanEntry, write_plan
+from ..pack.bundle import PlanEntry, write_plan_to
 from ..pack.fsck import FsckPolicy
 from ..pack.packfile import OBJ_COMMIT, OBJ_TAG
 from .runner import READER_CONFIG, ObjectReader, run_git
@@ -202,25 +202,34 @@ class ReceivingRepo:
         except ValueError as exc:
             raise RepositoryError(f"{self.path}: {exc}") from None
 
-    def write_objects(self, plan: Iterable[PlanEntry], wholes=None) -> str:
+    def write_objects(self, plan: Collection[PlanEntry]) -> str:
         """Store verified packs' objects durably as one pack (bundle.pack_plan of each, in
-        order); returns its name.  wholes: as bundle.write_plan takes them."""
-        pack, rows, checksum = write_plan(plan, wholes)
+        order); returns its name."""
+        # Temporary names must not end in .idx: git takes any *.idx in objects/pack for a
+        # pack index, and could read one half-written.  The pack is written as it is made
+        # (its name, its checksum, is known at the end), never whole in memory.
+        new_pack = os.path.join(self.pack_dir, f"{_TMP_PREFIX}new-pack")
+        if os.path.exists(new_pack):
+            os.unlink(new_pack)
+        with open(new_pack, "xb") as fh:
+            rows, checksum = write_plan_to(plan, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(new_pack, 0o444)
         name = checksum.hex()
         idx = io.BytesIO()
         write_pack_index_v2(idx, rows, checksum)  # dulwich: the .idx v2 git reads
         idx = idx.getvalue()
         final = os.path.join(self.pack_dir, f"pack-{name}")
         if os.path.exists(final + ".idx"):
+            os.unlink(new_pack)
             return name
         intent = os.path.join(self.state_dir, "writing")
-        # Temporary names must not end in .idx: git takes any *.idx in objects/pack for a
-        # pack index, and could read one half-written.
         tmp = os.path.join(self.pack_dir, f"{_TMP_PREFIX}{name}")
         for suffix in ("-pack", "-idx"):
             if os.path.exists(tmp + suffix):
                 os.unlink(tmp + suffix)
-        _write_synced(tmp + "-pack", pack)
+        os.replace(new_pack, tmp + "-pack")
         _write_synced(tmp + "-idx", idx)
         with open(intent + ".tmp", "w") as fh:
             fh.write(name + "\n")

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import io
 import itertools
 import os
 import struct
 import zlib
-from typing import Callable, Iterable, Iterator
+from collections import deque
+from typing import BinaryIO, Callable, Collection, Iterator
 
 from .delta import apply_delta
 from .packfile import OBJ_OFS_DELTA, OBJ_REF_DELTA, entry_header
 from .verify import VerifiedPack
 
-__all__ = ["build_pack", "pack_plan", "read_planned", "write_plan", "PlanEntry", "WholeCompressor", "MAX_DEPTH"]
+__all__ = ["build_pack", "pack_plan", "read_planned", "write_plan", "write_plan_to", "PlanEntry", "WholeCompressor", "MAX_DEPTH"]
 
 #: The longest chain of deltas the written pack holds (git's pack.depth default): a delta
 #: that would lie deeper is written whole, so a reader (git, or read_planned) applies at
@@ -26,9 +28,10 @@ __all__ = ["build_pack", "pack_plan", "read_planned", "write_plan", "PlanEntry",
 MAX_DEPTH = 50
 
 
-#: One entry of the written pack: its id, and either received bytes to copy verbatim or
-#: (type, content) to write whole.
-PlanEntry = tuple[bytes, "memoryview | tuple[int, bytes]"]
+#: One entry of the written pack: its id, and either received bytes to copy verbatim,
+#: (type, content) to write whole, or (type, size, zlib bytes): written whole, compressed
+#: already (WholeCompressor).
+PlanEntry = tuple[bytes, "memoryview | tuple[int, bytes] | tuple[int, int, bytes]"]
 
 
 def build_pack(packs: list[VerifiedPack]) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
@@ -86,7 +89,7 @@ def pack_plan(vp: VerifiedPack, have: dict[bytes, int]) -> list[PlanEntry]:
     return plan
 
 
-def read_planned(written: dict[bytes, "memoryview | tuple[int, bytes]"], oid: bytes,
+def read_planned(written: dict[bytes, "memoryview | tuple[int, bytes] | tuple[int, int, bytes]"], oid: bytes,
                  known: Callable[[bytes], tuple[int, bytes] | None]) -> tuple[int, bytes] | None:
     """An object of a plan not written yet (written: id -> what the plan writes for it), as
     (type, content): inflated, and its deltas applied along the plan's own chain (a kept
@@ -97,7 +100,7 @@ def read_planned(written: dict[bytes, "memoryview | tuple[int, bytes]"], oid: by
     while True:
         what = written.get(oid)
         if what is None or isinstance(what, tuple):
-            base = what
+            base = what if what is None or len(what) == 2 else (what[0], zlib.decompress(what[2]))
             break
         type_num, pos = _entry_type(what)
         if type_num == OBJ_OFS_DELTA:
@@ -129,44 +132,55 @@ def _entry_type(entry: memoryview) -> tuple[int, int]:
     return type_num, pos
 
 
-def write_plan(plan: Iterable[PlanEntry], wholes: Iterator[bytes] | None = None) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
-    """The pack of a plan (pack_plan's entries, in order): (pack, sorted index rows, checksum).
+def write_plan(plan: Collection[PlanEntry]) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
+    """The pack of a plan (pack_plan's entries, in order): (pack, sorted index rows, checksum)."""
+    out = io.BytesIO()
+    rows, trailer = write_plan_to(plan, out)
+    return out.getvalue(), rows, trailer
 
-    wholes: the contents written whole, compressed already, in order (WholeCompressor)."""
-    if wholes is None:
-        wholes = _compressed([what[1] for _, what in plan if isinstance(what, tuple)])
-    parts: list[bytes] = [b""]
+
+def write_plan_to(plan: Collection[PlanEntry], out: BinaryIO) -> tuple[list[tuple[bytes, int, int]], bytes]:
+    """Write the pack of a plan into `out` as it goes (only one entry at a time is built):
+    (sorted index rows, checksum)."""
+    wholes = _compressed([what[1] for _, what in plan if isinstance(what, tuple) and len(what) == 2])
+    sha = hashlib.sha1()
     rows: list[tuple[bytes, int, int]] = []  # id, offset, crc32
-    pos = 12
+    header = struct.pack(">4sLL", b"PACK", 2, len(plan))
+    sha.update(header)
+    out.write(header)
+    pos = len(header)
     for oid, what in plan:
-        raw = entry_header(what[0], len(what[1])) + next(wholes) if isinstance(what, tuple) else what
-        parts.append(raw)
+        if not isinstance(what, tuple):
+            raw = what
+        elif len(what) == 2:
+            raw = entry_header(what[0], len(what[1])) + next(wholes)
+        else:
+            raw = entry_header(what[0], what[1]) + what[2]
+        sha.update(raw)
+        out.write(raw)
         rows.append((oid, pos, zlib.crc32(raw)))
         pos += len(raw)
-    parts[0] = struct.pack(">4sLL", b"PACK", 2, len(rows))
-    sha = hashlib.sha1()
-    for p in parts:
-        sha.update(p)
     trailer = sha.digest()
-    pack = b"".join(parts) + trailer
-    return pack, sorted(rows), trailer
+    out.write(trailer)
+    return sorted(rows), trailer
 
 
 class WholeCompressor:
     """Compresses the contents a plan writes whole as the plan grows, in a thread beside the
-    caller (zlib lets go of the GIL: on another core while the next packs are checked), so
-    that writing the plan only waits for what is left."""
+    caller (zlib lets go of the GIL: on another core while the next packs are checked), and
+    puts them back into the plan compressed (settle), so that a batch holds its objects
+    written whole compressed, and writing the plan only waits for what is left."""
 
     def __init__(self) -> None:
-        self._jobs: list[concurrent.futures.Future] = []
-        self._pending: list[bytes] = []
+        self._jobs: deque[tuple[concurrent.futures.Future, list[tuple[bytes, tuple[int, bytes]]]]] = deque()
+        self._pending: list[tuple[bytes, tuple[int, bytes]]] = []
         self._pending_bytes = 0
 
     def add(self, part: list[PlanEntry]) -> None:
-        """The entries just appended to the plan (pack_plan's output for one pack)."""
-        for _, what in part:
-            if isinstance(what, tuple):
-                self._pending.append(what[1])
+        """The entries just put into the plan (pack_plan's output for one pack)."""
+        for oid, what in part:
+            if isinstance(what, tuple) and len(what) == 2:
+                self._pending.append((oid, what))
                 self._pending_bytes += len(what[1])
         if self._pending_bytes >= COMPRESS_JOB_BYTES:
             self._submit()
@@ -175,13 +189,19 @@ class WholeCompressor:
         # A job a megabyte at least: the thread takes the GIL twice a job (compress_all lets
         # it go for the whole list), so the checks beside it are rarely interrupted.
         if self._pending:
-            self._jobs.append(_background().submit(_compress_all, self._pending))
+            job = _background().submit(_compress_all, [content for _, (_, content) in self._pending])
+            self._jobs.append((job, self._pending))
             self._pending, self._pending_bytes = [], 0
 
-    def results(self) -> Iterator[bytes]:
-        """Every whole content's zlib bytes, in plan order (write_plan's `wholes`)."""
-        self._submit()
-        return itertools.chain.from_iterable(job.result() for job in self._jobs)
+    def settle(self, plan: dict[bytes, object], *, wait: bool = False) -> None:
+        """Put the contents compressed so far into the plan (id -> what, as the batch keeps
+        it) as (type, size, zlib bytes); wait: every one, the last ones compressed now."""
+        if wait:
+            self._submit()
+        while self._jobs and (wait or self._jobs[0][0].done()):
+            job, part = self._jobs.popleft()
+            for (oid, (type_num, content)), compressed in zip(part, job.result(), strict=True):
+                plan[oid] = (type_num, len(content), compressed)
 
 
 #: Contents gathered before WholeCompressor hands them to its thread.

@@ -57,11 +57,11 @@ DEFAULT_SETTLE = 10.0
 QUIET = 0.3
 #: Bounds of one written pack (a batch of commit packs): packs, received bytes, and the
 #: inflated bytes of the objects it must write whole (a delta whose base lies outside it,
-#: held inflated until the batch is written).  Large, because every delta whose base went
+#: held compressed once compressed).  Large, because every delta whose base went
 #: out in an earlier batch is written whole (docs/watcher.md).
 BATCH_PACKS = 5000
 BATCH_BYTES = 32 << 20
-BATCH_INFLATED = 8 << 20
+BATCH_INFLATED = 32 << 20
 #: Merge the repository's packs when there are more than this many.
 CONSOLIDATE_AT = 64
 DEFAULT_MAX_PACK_BYTES = 1 << 30
@@ -93,8 +93,8 @@ class _Batch:
         self.packs: list[tuple[str, bytes]] = []  # (the commit or tag a pack is named for, its bytes)
         self.commits: set[str] = set()  # the commits and tags the batch's packs are named for
         self.ids: dict[bytes, int] = {}  # every object the written pack will hold -> its delta depth
-        self.plan: dict[bytes, memoryview | tuple[int, bytes]] = {}  # bundle's plan (ids are unique), by id
-        self.wholes = WholeCompressor()  # the objects written whole, compressed meanwhile
+        self.plan: dict[bytes, memoryview | tuple] = {}  # bundle's plan (ids are unique), by id
+        self.wholes = WholeCompressor()  # compresses the objects written whole meanwhile
         self.bytes = 0
         self.inflated = 0
 
@@ -105,6 +105,7 @@ class _Batch:
         if len(self.plan) != before + len(plan):  # the order of the wholes would be off
             raise AssertionError(f"pack {vp.object_id}: the plan of a batch names an object twice")
         self.wholes.add(plan)
+        self.wholes.settle(self.plan)  # those compressed meanwhile are held compressed
         self.packs.append((vp.object_id, vp.data))
         self.commits.add(vp.object_id)
         self.bytes += len(vp.data)
@@ -487,7 +488,8 @@ class Importer:
     def _flush(self, result: PassResult) -> None:
         batch = self._batch
         if batch.packs:
-            name = self.repo.write_objects(batch.plan.items(), batch.wholes.results())
+            batch.wholes.settle(batch.plan, wait=True)
+            name = self.repo.write_objects(batch.plan.items())
             log.info("wrote pack-%s with %d received packs", name, len(batch.packs))
         self.cache.put_received(FORMAT_VERSION, batch.packs)  # one transaction for the batch
         for object_id, _ in batch.packs:

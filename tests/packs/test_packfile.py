@@ -184,18 +184,30 @@ def test_compiled_entry_reader_agrees_with_the_reference(data, limits):
        st.integers(1, 4))
 def test_whole_objects_compressed_beside_the_checks_are_zlibs(contents, per_pack):
     """The objects a batch writes whole, compressed in a thread as packs are planned
-    (bundle.WholeCompressor, _speedups.compress_all), come out as zlib.compress(c, 1), in order."""
+    (bundle.WholeCompressor, _speedups.compress_all) and put back into the plan, come out as
+    zlib.compress(c, 1), in the plan's order, and the plan reads and writes the same."""
     from gitfs_p2p.pack import bundle
 
     assert bundle._compiled_compress_all is not None, "setup builds the compiled twin"
     assert bundle._compiled_compress_all(contents, 1) == [zlib.compress(c, 1) for c in contents]
-    plan = [(bytes(20), (OBJ_BLOB, c)) if i % 2 else (bytes(20), memoryview(b"verbatim")) for i, c in enumerate(contents)]
+    entries = [(bytes([i]) * 20, (OBJ_BLOB, c) if i % 2 else memoryview(entry_header(OBJ_BLOB, 1) + zlib.compress(b"v")))
+               for i, c in enumerate(contents)]
+    reference = bundle.write_plan(dict(entries).items())
     for job_bytes in (bundle.COMPRESS_JOB_BYTES, 1000):  # one job at the end; jobs as the plan grows
+        plan: dict = {}
         zipper = bundle.WholeCompressor()
         saved, bundle.COMPRESS_JOB_BYTES = bundle.COMPRESS_JOB_BYTES, job_bytes
         try:
-            for i in range(0, len(plan), per_pack):
-                zipper.add(plan[i : i + per_pack])
+            for i in range(0, len(entries), per_pack):
+                plan.update(entries[i : i + per_pack])
+                zipper.add(entries[i : i + per_pack])
+                zipper.settle(plan)
         finally:
             bundle.COMPRESS_JOB_BYTES = saved
-        assert list(zipper.results()) == [zlib.compress(what[1], 1) for _, what in plan if isinstance(what, tuple)]
+        zipper.settle(plan, wait=True)
+        assert list(plan) == [oid for oid, _ in entries]
+        assert [what for what in plan.values() if isinstance(what, tuple)] == [
+            (OBJ_BLOB, len(what[1]), zlib.compress(what[1], 1)) for _, what in entries if isinstance(what, tuple)]
+        for oid, what in entries:
+            assert bundle.read_planned(plan, oid, lambda _: None) == (what if isinstance(what, tuple) else (OBJ_BLOB, b"v"))
+        assert bundle.write_plan(plan.items()) == reference
