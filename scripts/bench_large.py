@@ -555,6 +555,7 @@ def _checks(repo: str, work: str, torrent: str, disk: str, out: dict) -> None:
 
     measure("libtorrent", lambda path: bench_mount._check_libtorrent(torrent, path))
     with Transmission(os.path.join(work, "transmission")) as client:
+        bench_mount._check_transmission(client, torrent, disk)  # not counted: see bench_mount._run_checks
         measure("transmission", lambda path: bench_mount._check_transmission(client, torrent, path))
 
 
