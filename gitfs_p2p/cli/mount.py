@@ -124,7 +124,8 @@ def _service(args, repo_path: str, mountpoint: str, git_dir: str, log_path: str 
     source = PackSource(git_dir=git_dir, cache_bytes=args.cache_bytes,
                         workers=Workers(repo_path, cache_bytes=args.cache_bytes, workers=args.jobs,
                                         log_path=log_path))
-    torrents = TorrentContributor(source, trackers=args.tracker, web_seeds=args.web_seed, signer=signer_for(git_dir))
+    torrents = TorrentContributor(source, trackers=args.tracker, web_seeds=args.web_seed, signer=signer_for(git_dir),
+                                  git_dir=git_dir)
     return MountService(
         source,
         mountpoint,

@@ -317,9 +317,11 @@ def manifest_for_snapshot(snapshot: RepoSnapshot, label: str) -> RefManifest | N
     return manifest
 
 
-def manifest_file(snapshot: RepoSnapshot, label: str) -> File | None:
-    """packs/<label>.gitp2p-refs for this snapshot; mtime: the newest commit or tag it names."""
-    manifest = manifest_for_snapshot(snapshot, label)
+def manifest_file(snapshot: RepoSnapshot, label: str, manifest: RefManifest | None = None) -> File | None:
+    """packs/<label>.gitp2p-refs for this snapshot (or `manifest`, of its refs); mtime: the
+    newest commit or tag it names."""
+    if manifest is None:
+        manifest = manifest_for_snapshot(snapshot, label)
     if manifest is None:
         return None
     times = [0]

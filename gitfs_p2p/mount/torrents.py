@@ -11,25 +11,32 @@ with `packs/rollups/<boundary>.rollup` for each roll-up it lists and
 all's usually share the roll-ups; tag groups are all's).  When the repository
 signs its manifests (gitp2p.signManifests, trust/signing.py), each torrent ends in
 the manifest's signature, laid out beside it as `packs/<label>.gitp2p-sig`.
+
+When the repository publishes chosen refs under its name (gitp2p.publishRefs, set by
+`gitp2p publish REPO REF...`; trust/names.py), the mount builds a third torrent, of those
+refs, labelled as `gitp2p torrent REPO REF...` labels it (`main+v1.0`), with its manifest
+laid out beside it.  The setting is read again when the repository's config file changes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 from typing import Callable
 
 import trio
 
-from ..errors import GitfsError
+from ..errors import GitfsError, PublishError
 from ..git.snapshot import RepoSnapshot
 from .layout import PACKS_DIR, PUBLISHED_LABELS, TORRENTS_DIR, File, StaticContent, manifest_file, manifest_for_snapshot
 from .store import RollupContent
 from ..store.rollups import recorded_rollups, with_rollups
 from ..store.source import PackSource
-from ..pack.manifest import RefManifest
-from ..store.torrents import RepoTorrent, build_repo_torrent, cached_repo_torrent
+from ..pack.manifest import MANIFEST_SUFFIX, RefManifest
+from ..store.torrents import RepoTorrent, build_repo_torrent, cached_repo_torrent, manifest_for
+from ..trust.names import published_choice, published_label
 from ..trust.sigfile import SIGNATURE_SUFFIX
 from ..trust.signing import Signer, sign_manifest
 
@@ -52,8 +59,12 @@ class TorrentContributor:
     """
 
     def __init__(self, source: PackSource, *, trackers: list[str] = (), web_seeds: list[str] = (),
-                 signer: Signer | None = None):
+                 signer: Signer | None = None, git_dir: str | None = None):
         self.source = source
+        self.git_dir = git_dir  # None: no torrent of chosen refs (gitp2p.publishRefs not read)
+        self._config = _config_path(git_dir) if git_dir else None
+        self._choice: tuple[str, ...] = ()
+        self._choice_stamp: tuple | None = None  # the config file's when the choice was read
         self.trackers = list(trackers)
         self.web_seeds = list(web_seeds)
         self.signer = signer  # None: unsigned manifests
@@ -71,10 +82,42 @@ class TorrentContributor:
         self.on_changed: Callable[[], None] | None = None
 
     def changed(self) -> bool:
-        """True once after a build finished."""
+        """True once after a build finished, or when the repository's config changed (the
+        chosen refs may have)."""
         with self._lock:
             changed, self._changed = self._changed, False
+            if self._config is not None and _stamp(self._config) != self._choice_stamp:
+                changed = True
             return changed
+
+    def _chosen(self) -> tuple[str, ...]:
+        """gitp2p.publishRefs, read again when the config file changed (a worker thread)."""
+        if self.git_dir is None:
+            return ()
+        stamp = _stamp(self._config)
+        if stamp != self._choice_stamp:
+            self._choice = published_choice(self.git_dir)
+            self._choice_stamp = stamp
+        return self._choice
+
+    def _manifests(self, snapshot: RepoSnapshot) -> list[tuple[str, RefManifest | None, bool]]:
+        """(label, manifest or None, whether this contributor lays the manifest out) for each
+        torrent the snapshot wants: HEAD, all, and the chosen refs' (module docstring)."""
+        out = [(label, manifest_for_snapshot(snapshot, label), False) for label in LABELS]
+        choice = self._chosen()
+        if choice:
+            label = published_label(choice)
+            try:
+                manifest, _ = manifest_for(snapshot.published, snapshot.head, list(choice))
+            except PublishError as exc:
+                log.warning("no torrent of gitp2p.publishRefs (%s): %s", " ".join(choice), exc)
+            else:
+                if label in LABELS:
+                    log.warning("no torrent of gitp2p.publishRefs (%s): its label %s is the mount's own",
+                                " ".join(choice), label)
+                else:
+                    out.append((label, manifest, True))
+        return out
 
     def idle(self) -> bool:
         """Nothing wanted that is not built (tests, benchmarks)."""
@@ -224,19 +267,21 @@ class TorrentContributor:
         out = []
         wanted = []
         published = []
+        manifests = self._manifests(snapshot)
         with self._lock:
-            for label in LABELS:
-                manifest = manifest_for_snapshot(snapshot, label)
+            for label, manifest, lay_out in manifests:
                 if manifest is None:  # no refs yet, HEAD unborn, ...
                     log.info("no %s torrent for these refs", label)
                     continue
                 key = manifest.to_bytes()
+                if lay_out:  # the exact manifest (the layout reads a label's refs by short name)
+                    out.append((f"{PACKS_DIR}/{label}{MANIFEST_SUFFIX}", manifest_file(snapshot, label, manifest)))
                 t = self._built.get((label, key))
                 if t is None:
                     wanted.append((label, key, manifest))
                     continue
                 # The same mtime as the manifest's (stable while the refs stand still).
-                mtime = manifest_file(snapshot, label).mtime
+                mtime = manifest_file(snapshot, label, manifest).mtime
                 out.append((f"{TORRENTS_DIR}/{label}.torrent", File(StaticContent(t.torrent), mtime)))
                 if t.signature is not None:
                     out.append((f"{PACKS_DIR}/{label}{SIGNATURE_SUFFIX}", File(StaticContent(t.signature), mtime)))
@@ -250,3 +295,20 @@ class TorrentContributor:
             except trio.RunFinishedError:
                 pass
         return out
+
+
+def _config_path(git_dir: str) -> str:
+    """The repository's config file (a linked worktree's is in the common dir)."""
+    try:
+        with open(os.path.join(git_dir, "commondir"), encoding="utf-8") as fh:
+            return os.path.join(git_dir, fh.read().strip(), "config")
+    except OSError:
+        return os.path.join(git_dir, "config")
+
+
+def _stamp(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)

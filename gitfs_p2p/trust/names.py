@@ -28,6 +28,7 @@ from .verify import load_accepted
 
 __all__ = [
     "SCHEME", "Name", "NameRefused", "parse_name", "publisher_key", "key_path", "AcceptedNames", "check_item",
+    "PUBLISH_REFS", "ALL_LABEL", "published_choice", "set_published_choice", "published_label",
 ]
 
 SCHEME = "gitp2p://"
@@ -54,6 +55,37 @@ class Name:
     @property
     def key_hex(self) -> str:
         return self.public_key.hex()
+
+
+#: git config: the refs a repository publishes under its name (full ref names separated by
+#: spaces, one value: written at once; `gitp2p publish REPO REF...` sets it).  Unset: every
+#: branch and tag.
+PUBLISH_REFS = "gitp2p.publishRefs"
+#: The label of the mount's torrent of every branch and tag (mount/layout.py).
+ALL_LABEL = "all"
+
+
+def published_choice(git_dir: str) -> tuple[str, ...]:
+    """gitp2p.publishRefs: the chosen refs, sorted (empty: every branch and tag)."""
+    out = run_git("config", "--get-all", PUBLISH_REFS, git_dir=git_dir, check=False)
+    return tuple(sorted(set(out.split())))
+
+
+def set_published_choice(git_dir: str, choice) -> None:
+    """Set gitp2p.publishRefs to these full ref names (none: unset it, publish everything)."""
+    if choice:
+        run_git("config", "--replace-all", PUBLISH_REFS, " ".join(sorted(set(choice))), git_dir=git_dir)
+    else:
+        run_git("config", "--unset-all", PUBLISH_REFS, git_dir=git_dir, check=False)
+
+
+def published_label(choice: tuple[str, ...]) -> str:
+    """The label of the torrent a name publishes: `all`, or the one `gitp2p torrent REPO
+    REF...` gives the chosen refs (their short names joined by `+`), so the mount's torrent
+    of the choice has the same info-hash as that command's."""
+    from ..store.torrents import label_for
+
+    return label_for(sorted(choice)) if choice else ALL_LABEL
 
 
 def check_name(name: str) -> str:
