@@ -46,7 +46,14 @@ def _extra_commands():
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # A command whose trailing positionals may come after its options (`publish REPO --name N
+    # main v1.0`) says which (set_defaults(intermixed=DEST)); argparse alone stops at the option.
+    tail = getattr(args, "intermixed", None)
+    if extra and tail and not any(e.startswith("-") for e in extra):
+        getattr(args, tail).extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="gitp2p: %(message)s",

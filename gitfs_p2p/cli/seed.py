@@ -60,16 +60,22 @@ REPO publishes then: the name is a BEP 46 item in the BitTorrent DHT, signed
 with REPO's own ed25519 key (made on first publish in REPO's git dir,
 gitp2p/dht-key, or the file gitp2p.dhtKey names; keep it secret), naming the
 info-hash of REPO's newest torrent of every branch and tag (the mount's
-all.torrent, signed too when gitp2p.signManifests is set).
+all.torrent, signed too when gitp2p.signManifests is set), or, given REFs, of
+those branches and tags only (`gitp2p publish REPO main v1.0`: the torrent
+`gitp2p torrent REPO main v1.0` makes, which the mount then builds too).
 
-The command sets gitp2p.publishName = NAME in REPO, prints the address, and
-seeds REPO as `gitp2p seed` does (same options; the DHT is on: --dht, or
---dht-node for a room's own DHT), putting the name again whenever refs move.
-When a `gitp2p seed` of REPO already runs, it takes the name up by itself (it
-reads gitp2p.publishName at every poll): the command then only waits until the
-name is published.  NAME defaults to REPO's directory name.  With --no-seed it
-only prints the address: `git push gitp2p://KEY/NAME BRANCH` from REPO then
-starts a background seed (docs/names.md)."""
+The command sets gitp2p.publishName = NAME and gitp2p.publishRefs = the REFs'
+full names (unset without REFs) in REPO, prints the address, and seeds REPO as
+`gitp2p seed` does (same options; the DHT is on: --dht, or --dht-node for a
+room's own DHT), putting the name again whenever the published refs move.
+When a `gitp2p seed` of REPO already runs, it takes the name and the refs up by
+itself (it reads both settings at every poll): the command then only waits
+until the name is published.  NAME defaults to REPO's directory name.  (Before
+REFs, `gitp2p publish REPO NAME` gave the name: one argument that is no branch
+or tag of REPO is still taken as NAME; one that is both is refused as unclear.)
+With --no-seed it only prints the address: `git push gitp2p://KEY/NAME BRANCH`
+from REPO then starts a background seed, and publishes BRANCH: added to the
+REFs when REPO publishes chosen refs (docs/names.md)."""
 
 
 def _add_seed_options(p) -> None:
@@ -122,13 +128,15 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("repo", metavar="REPO", help="path to a git repository (work tree or bare)")
-    p.add_argument("name", metavar="NAME", nargs="?",
+    p.add_argument("refs", metavar="REF", nargs="*",
+                   help="branches and tags to publish (default: every branch and tag)")
+    p.add_argument("--name", metavar="NAME",
                    help="the name (1-64 of A-Z a-z 0-9 . _ -; default: REPO's directory name)")
     p.add_argument("--no-seed", action="store_true",
                    help="only make the key, set the name and print the address (`git push` to it then "
                         "starts the seed)")
     _add_seed_options(p)
-    p.set_defaults(func=cmd_publish)
+    p.set_defaults(func=cmd_publish, intermixed="refs")
 
 
 def _seed_running(git_dir: str) -> int | None:
@@ -152,21 +160,25 @@ def cmd_publish(args) -> int:
 
     from ..git.runner import run_git
     from ..seed.service import read_published
-    from ..trust.names import Name, check_name, key_path, publisher_key
+    from ..trust.names import Name, check_name, key_path, published_label, publisher_key, set_published_choice
 
     repo_path = os.path.abspath(args.repo)
     git_dir = _git_dir(repo_path)
+    name, choice = _name_and_refs(repo_path, args.name, args.refs)
     try:
-        name = check_name(args.name or _clone_dir(repo_path))
+        name = check_name(name or _clone_dir(repo_path))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    label = published_label(choice)
     made = not os.path.exists(key_path(git_dir))
     key = publisher_key(git_dir, create=True)
     address = Name(key.public, name).address
+    set_published_choice(git_dir, choice)
     run_git("config", "gitp2p.publishName", name, git_dir=git_dir)
     if made:
         print(f"made the publishing key {key_path(git_dir)} (secret: keep it, and keep it private)")
-    print(f"publishing {repo_path} as {address}")
+    what = ", ".join(_short(r) for r in choice) if choice else "every branch and tag"
+    print(f"publishing {repo_path} ({what}) as {address}")
     print(f"  git clone {shlex.quote(address)} {shlex.quote(_clone_dir(repo_path))}", flush=True)
     if args.no_seed:
         return 0
@@ -176,7 +188,7 @@ def cmd_publish(args) -> int:
         deadline = time.monotonic() + args.wait
         while time.monotonic() < deadline:
             done = read_published(git_dir)
-            if done.get("address") == address:
+            if done.get("address") == address and done.get("label", "all") == label:
                 print(f"published {address}: torrent {done.get('info_hash')}, sequence number {done.get('seq')}")
                 return 0
             time.sleep(0.2)
@@ -184,6 +196,48 @@ def cmd_publish(args) -> int:
     if not (args.dht or args.dht_node):
         args.dht = True  # a name lives in the DHT
     return cmd_seed(args)
+
+
+def _short(ref: str) -> str:
+    return ref.split("/", 2)[2] if ref.startswith(("refs/heads/", "refs/tags/")) else ref
+
+
+def _name_and_refs(repo_path: str, name: str | None, args: list[str]) -> tuple[str | None, tuple[str, ...]]:
+    """(NAME or None, the chosen refs' full names) from `publish`'s arguments: all REFs, but
+    one argument without --name that is no branch or tag is the NAME of before REFs."""
+    from ..git.repo import GitRepo
+    from ..trust.names import ALL_LABEL, check_name, published_label
+
+    with GitRepo(repo_path) as repo:
+        refs = repo.published_refs()
+
+    def full(arg: str) -> str | None:
+        return next((c for c in (arg, f"refs/heads/{arg}", f"refs/tags/{arg}") if c in refs), None)
+
+    if name is None and len(args) == 1:
+        try:
+            check_name(args[0])
+            could_be_name = True
+        except ValueError:
+            could_be_name = False
+        if full(args[0]) is None and could_be_name:
+            return args[0], ()  # `gitp2p publish REPO NAME`
+        if full(args[0]) is not None and could_be_name:
+            raise UsageError(
+                f"{args[0]!r} is a branch or tag of {repo_path}, and could be the name to publish under: "
+                f"say `--name NAME {args[0]}` to publish only {args[0]}, or `--name {args[0]}` to publish "
+                "every branch and tag under that name")
+    choice = []
+    for arg in args:
+        ref = full(arg)
+        if ref is None:
+            raise UsageError(f"{arg}: not a branch or tag of {repo_path} (a name is given with --name NAME)")
+        choice.append(ref)
+    choice = tuple(sorted(set(choice)))
+    if choice and published_label(choice) in ("HEAD", ALL_LABEL):
+        raise UsageError(f"{' '.join(args)}: its torrent's label would be {published_label(choice)!r}, the "
+                         "mount's own torrent of that name; publish it with others (or rename the ref)")
+    return name, choice
 
 
 def _listen_interfaces(addr: str, port: int) -> tuple[str, ...]:

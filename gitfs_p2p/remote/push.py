@@ -4,9 +4,13 @@ A name is a key's, and the key lives with a repository (trust/names.py): the rep
 that holds KEY's key is the publisher, so a push updates *its own* refs (a refspec
 `main:release` sets its `refs/heads/release`; `main` alone changes nothing there), makes
 sure a seed of it publishes NAME (gitp2p.publishName; a running `gitp2p seed`/`publish`
-takes it up at its next poll, otherwise `gitp2p publish GIT_DIR NAME --daemon` is started
-with the engine settings from git config), and waits until the seed has put the name for
-a torrent whose manifest holds the pushed refs (GIT_DIR/gitp2p/published).
+takes it up at its next poll, otherwise `gitp2p seed GIT_DIR --daemon` is started with the
+engine settings from git config), and waits until the seed has put the name for a torrent
+whose manifest holds the pushed refs (GIT_DIR/gitp2p/published).
+
+A push publishes the refs it pushes: when the repository publishes chosen refs
+(gitp2p.publishRefs, `gitp2p publish REPO REF...`), a pushed ref that is not among them is
+added to them (and said); refs not pushed stay as they were, published or not.
 
 The seed must stay up for others to download: the pushing repository keeps seeding
 after git returns (stop it with the `kill PID` line the push prints), as a server would.
@@ -20,7 +24,7 @@ import time
 
 from ..errors import FetchError, GitfsError
 from ..git.runner import run_git
-from ..trust.names import Name, publisher_key
+from ..trust.names import Name, published_choice, publisher_key, set_published_choice
 from .fetch import Options
 
 __all__ = ["PushSpec", "parse_push", "push", "published_refs"]
@@ -54,8 +58,9 @@ def published_refs(git_dir: str, name: Name) -> dict[str, str]:
     return {k: v for k, v in refs.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def _rev(git_dir: str, rev: str) -> str | None:
-    out = run_git("rev-parse", "--verify", "--quiet", rev + "^{}", git_dir=git_dir, check=False).strip()
+def _rev(git_dir: str, rev: str, *, peel: bool = True) -> str | None:
+    out = run_git("rev-parse", "--verify", "--quiet", rev + ("^{}" if peel else ""), git_dir=git_dir,
+                  check=False).strip()
     return out or None
 
 
@@ -124,8 +129,14 @@ def push(git_dir: str, name: Name, specs: list[PushSpec], opts: Options, say) ->
     answers: dict[str, str | None] = {}
     for spec in specs:
         answers[spec.dst] = _update(git_dir, spec)
-    wanted = {s.dst: _rev(git_dir, s.dst) for s in specs if answers[s.dst] is None}
+    # as a manifest names them: an annotated tag by the tag object's id
+    wanted = {s.dst: _rev(git_dir, s.dst, peel=False) for s in specs if answers[s.dst] is None}
     if wanted:
+        choice = published_choice(git_dir)
+        added = sorted(set(wanted) - set(choice)) if choice else []
+        if added:
+            set_published_choice(git_dir, choice + tuple(added))
+            say(f"gitp2p: {' '.join(added)} added to the refs {name.address} publishes (gitp2p.publishRefs)")
         if not current:
             run_git("config", "gitp2p.publishName", name.name, git_dir=git_dir)
         pid = _seed_running(git_dir)
@@ -146,7 +157,8 @@ def push(git_dir: str, name: Name, specs: list[PushSpec], opts: Options, say) ->
 
 
 def _start_seed(git_dir: str, name: Name, opts: Options, say) -> int:
-    cmd = [sys.executable, "-m", "gitfs_p2p.cli", "publish", git_dir, name.name, "--daemon", *_seed_args(opts)]
+    # gitp2p.publishName (and gitp2p.publishRefs) are set: the seed publishes by them
+    cmd = [sys.executable, "-m", "gitfs_p2p.cli", "seed", git_dir, "--daemon", *_seed_args(opts)]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=MIN_PUBLISH_WAIT)
     if proc.returncode != 0:
         why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]

@@ -8,7 +8,8 @@ added in libtorrent's seed mode: no check up front (the mount serves the exact b
 each piece is still verified the first time a peer asks for it.
 
 Publishing (`gitp2p publish`, or `gitp2p.publishName` set in the repository): the mount's
-torrent of that label (`all` by default) is named in the DHT under the repository's key
+torrent of every branch and tag (`all`), or of the refs chosen by gitp2p.publishRefs (the
+mount builds it too: mount/torrents.py), is named in the DHT under the repository's key
 (trust/names.py): a BEP 46 item is put whenever its info-hash changes (refs moved) and
 again every REPUBLISH seconds (items are dropped by DHT nodes that do not hear of them
 for a while).  The setting is read again at every poll, so a running seed takes up a name
@@ -39,7 +40,7 @@ from torrentcore.session import Engine, EngineConfig, EngineError, Torrent
 from ..durable import write_durably
 from ..git.runner import run_git
 from ..pack.manifest import MANIFEST_SUFFIX, ManifestError, RefManifest
-from ..trust.names import Name, check_name, publisher_key
+from ..trust.names import ALL_LABEL, Name, check_name, published_choice, published_label, publisher_key
 
 from ..errors import GitfsError, MountError, UsageError, find_in_group
 from ..serving import serve_until_signal
@@ -57,8 +58,6 @@ STATUS_INTERVAL = 60.0
 REPUBLISH = 30 * 60.0
 #: Seconds before a failed put is tried again.
 PUT_RETRY = 10.0
-#: The default label of the published torrent (every branch and tag).
-PUBLISH_LABEL = "all"
 #: The longest a following `git fetch` may take.
 FOLLOW_TIMEOUT = 600.0
 
@@ -232,16 +231,17 @@ class SeedService:
         published: tuple[str, str] | None = None  # (address, info-hash) put last
         due = 0.0
         while True:
+            label = ALL_LABEL
             try:
                 wanted = await trio.to_thread.run_sync(publish_name, self.git_dir)
                 if wanted is not None:
                     check_name(wanted)
                     key = await trio.to_thread.run_sync(lambda: publisher_key(self.git_dir, create=True))
+                label = published_label(await trio.to_thread.run_sync(published_choice, self.git_dir))
             except (ValueError, GitfsError) as exc:
                 self.say(f"not publishing: gitp2p.publishName: {exc}")
                 wanted = None
-            offer = next((o for o, _ in self.seeding.values() if o.origin == "mount" and o.label == PUBLISH_LABEL),
-                         None)
+            offer = next((o for o, _ in self.seeding.values() if o.origin == "mount" and o.label == label), None)
             if wanted is not None and offer is not None:
                 name = Name(key.public, wanted)
                 now = trio.current_time()
@@ -255,9 +255,9 @@ class SeedService:
                         published = None
                     else:
                         published, due = (name.address, offer.info_hash), now + REPUBLISH
-                        refs = await trio.to_thread.run_sync(self._published_refs)
+                        refs = await trio.to_thread.run_sync(self._published_refs, label)
                         record = {"address": name.address, "info_hash": offer.info_hash, "seq": seq,
-                                  "pid": os.getpid(), "refs": refs}
+                                  "pid": os.getpid(), "label": label, "refs": refs}
                         await trio.to_thread.run_sync(
                             write_durably, published_path(self.git_dir), json.dumps(record).encode() + b"\n")
                         self.say(f"published {name.address}: torrent {offer.info_hash}, sequence number {seq} "
@@ -307,10 +307,10 @@ class SeedService:
             # a torrent received by the fetch is seeded at the next poll (sync)
             await trio.sleep(every)
 
-    def _published_refs(self) -> dict[str, str]:
+    def _published_refs(self, label: str) -> dict[str, str]:
         """The refs of the mount's published manifest (read when the name is put: a `git push`
         waits for its refs there; the mount writes a torrent and its manifest together)."""
-        path = os.path.join(self.mountpoint, "packs", PUBLISH_LABEL + MANIFEST_SUFFIX)
+        path = os.path.join(self.mountpoint, "packs", label + MANIFEST_SUFFIX)
         try:
             with open(path, "rb") as fh:
                 return dict(RefManifest.from_bytes(fh.read()).refs)

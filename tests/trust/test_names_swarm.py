@@ -34,16 +34,19 @@ PUBLISHED = re.compile(r"^published (gitp2p://[0-9a-f]{64}/\S+): torrent ([0-9a-
 
 
 class Publishing(Seed):
-    """`gitp2p -v publish REPO NAME --dht-node ...` (a seed that also puts the name)."""
+    """`gitp2p -v publish REPO NAME --dht-node ...` (a seed that also puts the name), or with
+    refs, `gitp2p -v publish REPO --name NAME REF... --dht-node ...`."""
 
-    def __init__(self, repo, workdir, name: str, nodes: list[str]):
+    def __init__(self, repo, workdir, name: str, nodes: list[str], refs: tuple[str, ...] = ()):
         super().__init__(repo, workdir, announce_every=0, args=tuple(a for n in nodes for a in ("--dht-node", n)))
         self.name = name
+        self.refs = refs
 
     def command(self) -> list[str]:
         cmd = super().command()
         at = cmd.index("seed")
-        return cmd[:at] + ["publish", cmd[at + 1], self.name] + cmd[at + 2:]
+        named = ["--name", self.name, *self.refs] if self.refs else [self.name]  # the form of before
+        return cmd[:at] + ["publish", cmd[at + 1], *named] + cmd[at + 2:]
 
     def published(self) -> list[tuple[str, str, int]]:
         return [(a, ih, int(seq)) for a, ih, seq in PUBLISHED.findall(self.output())]
@@ -83,9 +86,18 @@ def swarm(tmp_path_factory):
                    "not_allowed": allowed_signers(base / "not-allowed", ("mallory@example.org", mallory))}
 
 
-def room_config(room, allowed) -> list[str]:
-    out = ["-c", "gitp2p.listen=127.0.0.1:0", "-c", "gitp2p.utp=false", "-c", "gitp2p.timeout=30",
-           "-c", f"gitp2p.allowedSignersFile={allowed}"]
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`gitp2p ARGS`, which must succeed."""
+    done = subprocess.run([sys.executable, "-m", "gitfs_p2p.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def room_config(room, allowed=None) -> list[str]:
+    out = ["-c", "gitp2p.listen=127.0.0.1:0", "-c", "gitp2p.utp=false", "-c", "gitp2p.timeout=30"]
+    if allowed is not None:
+        out += ["-c", f"gitp2p.allowedSignersFile={allowed}"]
     for node in room.nodes:
         out += ["-c", f"gitp2p.dhtNode={node}"]
     return out
@@ -171,13 +183,9 @@ def test_git_push_publishes_from_the_repository_holding_the_key(swarm):
     `git push` to it starts a background seed that publishes; a later push hands over to it."""
     base, room = swarm["base"], swarm["room"]
     other = Publisher(base / "other", None)
-    made = subprocess.run([sys.executable, "-m", "gitfs_p2p.cli", "publish", str(other.path), "other", "--no-seed"],
-                          capture_output=True, text=True, timeout=60, env=ENV)
-    assert made.returncode == 0, made.stderr
+    made = cli("publish", str(other.path), "other", "--no-seed", timeout=60)
     address = re.search(r"gitp2p://[0-9a-f]{64}/other", made.stdout).group(0)
-    engine = ["-c", "gitp2p.listen=127.0.0.1:0", "-c", "gitp2p.utp=false", "-c", "gitp2p.timeout=30"]
-    for node in room.nodes:
-        engine += ["-c", f"gitp2p.dhtNode={node}"]
+    engine = room_config(room)
     seed_pid = None
     try:
         pushed = run_git(*engine, "push", address, "main", cwd=other.path)
@@ -224,3 +232,43 @@ def test_a_clones_seed_follows_the_name(swarm):
         assert (f"all: refs moved, seeding {newer} instead of {current}" in out
                 or f"stopped seeding all {current} (no longer offered)" in out), out
         assert "following origin: up to date with its name" in follower.output()
+
+
+def test_publish_chosen_refs_and_push_adds_one(swarm, tmp_path):
+    """`gitp2p publish REPO --name chosen main v1.0`: the name publishes the torrent `gitp2p torrent
+    REPO main v1.0` makes (same info-hash), a clone by the name gets exactly main and v1.0 (not the
+    branch wip, nor its commit); `git push NAME wip` then adds wip to what the name publishes."""
+    base, room = swarm["base"], swarm["room"]
+    pub = Publisher(base / "chosen", swarm["alice"])
+    git("tag", "-a", "-m", "release", "v1.0", cwd=pub.path)
+    git("checkout", "-q", "-b", "wip", cwd=pub.path)
+    wip = pub.commit("not published")
+    git("checkout", "-q", "main", cwd=pub.path)
+    pub.commit("after the tag")
+    expected = re.search(r"info-hash ([0-9a-f]{40})", cli("torrent", str(pub.path), "main", "v1.0").stdout).group(1)
+    engine = room_config(room)
+
+    seed = Publishing(pub.path, base / "chosen-seed", "chosen", room.nodes, refs=("main", "v1.0"))
+    with seed:
+        address, ih, _ = seed.wait_published()
+        assert address.endswith("/chosen") and ih == expected
+        assert "(main, v1.0) as gitp2p://" in seed.output()
+        clone = base / "clone-chosen"
+        done = run_git("clone", *room_config(room, swarm["allowed"]), address, str(clone))
+        assert "verified" in done.stderr
+        pub_refs, got = refs_of(pub.path), refs_of(clone)
+        assert got["refs/remotes/origin/main"] == pub_refs["refs/heads/main"]
+        assert got["refs/tags/v1.0"] == pub_refs["refs/tags/v1.0"]  # the tag object itself
+        assert sorted(r for r in got if not r.startswith("refs/heads/")) == [
+            "refs/remotes/origin/HEAD", "refs/remotes/origin/main", "refs/tags/v1.0"]
+        assert run_git("cat-file", "-e", wip, cwd=clone, check=False).returncode != 0  # wip's commit: not sent
+        assert run_git("fsck", "--strict", cwd=clone).returncode == 0
+
+        pushed = run_git(*engine, "push", address, "wip", cwd=pub.path)
+        assert "refs/heads/wip added to the refs" in pushed.stderr, pushed.stderr
+        assert f"(pid {seed.proc.pid})" in pushed.stderr and "kill" not in pushed.stderr  # the running seed
+        assert git("config", "gitp2p.publishRefs", cwd=pub.path).split() == [
+            "refs/heads/main", "refs/heads/wip", "refs/tags/v1.0"]
+        run_git("fetch", "origin", cwd=clone)
+        assert refs_of(clone)["refs/remotes/origin/wip"] == wip
+        assert run_git("fsck", "--strict", cwd=clone).returncode == 0

@@ -125,3 +125,51 @@ def test_a_push_moves_the_publishers_own_refs_as_git_push_would(tmp_path):
     assert "checked-out branch" in push("+refs/heads/release:refs/heads/main") and rev("main") == head
     assert "deleting" in push(":refs/heads/ahead") and rev("ahead") == old
     assert "no such revision" in push("refs/heads/nope:refs/heads/x")
+
+
+def _publish(*args: str):
+    from testutil import gitp2p
+
+    proc = gitp2p("publish", *args, "--no-seed", timeout=60)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+def _setting(repo, key: str) -> str:
+    return git("config", "--get-all", key, cwd=repo, check=False).strip()
+
+
+def test_publish_chosen_refs_or_a_name_as_before(tmp_path):
+    """`gitp2p publish REPO [REF...] [--name NAME]`: REFs set gitp2p.publishRefs (full names), no REF
+    unsets it; one argument that is no branch or tag is the NAME of before; one that is both is
+    refused, saying how to say either."""
+    from tsupport import Publisher
+
+    pub = Publisher(tmp_path / "proj", None)
+    git("tag", "-a", "-m", "one", "v1.0", cwd=pub.path)
+    git("branch", "wip", cwd=pub.path)
+
+    code, out, err = _publish(str(pub.path), "main", "v1.0")
+    assert code == 0, err
+    assert "(main, v1.0) as gitp2p://" in out and out.split("as gitp2p://")[1].split()[0].endswith("/proj")
+    assert _setting(pub.path, "gitp2p.publishRefs") == "refs/heads/main refs/tags/v1.0"
+    assert _setting(pub.path, "gitp2p.publishName") == "proj"
+
+    code, out, err = _publish(str(pub.path), "--name", "other", "refs/heads/wip")
+    assert code == 0, err
+    assert _setting(pub.path, "gitp2p.publishRefs") == "refs/heads/wip"
+    assert _setting(pub.path, "gitp2p.publishName") == "other" and "(wip) as gitp2p://" in out
+
+    code, out, err = _publish(str(pub.path), "renamed")  # the form of before: NAME, every ref
+    assert code == 0, err
+    assert _setting(pub.path, "gitp2p.publishRefs") == ""
+    assert _setting(pub.path, "gitp2p.publishName") == "renamed" and "(every branch and tag) as" in out
+
+    code, out, err = _publish(str(pub.path), "wip")
+    assert code == 2 and "'wip' is a branch or tag of" in err and "--name NAME wip" in err and "--name wip" in err
+    assert _setting(pub.path, "gitp2p.publishName") == "renamed"  # nothing changed
+
+    code, out, err = _publish(str(pub.path), "main", "nope")
+    assert code == 2 and "nope: not a branch or tag of" in err, err
+    code, out, err = _publish(str(pub.path), "--name", "x", "nope")
+    assert code == 2 and "nope: not a branch or tag of" in err, err
+    assert _setting(pub.path, "gitp2p.publishRefs") == ""
