@@ -249,16 +249,28 @@ def _check_transmission(client, torrent: str, save_path: str, timeout: float = 3
 def _run_checks(repo_path: str, work: str, out: dict) -> None:
     """Each stock client's full check of all.torrent: a fresh mount against a regular directory."""
     from gitfs_p2p.testing.clients.transmission import Transmission
+    from torrentcore.metainfo import parse_torrent
 
     torrent = os.path.join(work, "all.torrent")
     disk = os.path.join(work, "check-disk")
     with _Mount(repo_path, os.path.join(work, "mnt-check0")) as m:
         _wait_file(os.path.join(m.path, "torrents", "all.torrent"))
         shutil.copyfile(os.path.join(m.path, "torrents", "all.torrent"), torrent)
-        shutil.copytree(os.path.join(m.path, "packs"), os.path.join(disk, "packs"))  # listed and found names
-    copies = [os.path.join(root, f) for root, _, files in os.walk(disk) for f in files]
+        # Exactly the torrent's files (the name packs/ lists can be many more, all of a
+        # large history's packs), so that the disk holds what the client checks.
+        with open(torrent, "rb") as fh:
+            meta = parse_torrent(fh.read())
+        rels = [os.path.join(meta.name, *f.path) if meta.multi_file else meta.name for f in meta.files]
+        copies = []
+        for rel in rels:
+            dst = os.path.join(disk, rel)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(os.path.join(m.path, rel), dst)
+            copies.append(dst)
     out["check_files"] = len(copies)
-    out["check_bytes"] = sum(os.path.getsize(p) for p in copies)
+    out["check_bytes"] = sum(f.length for f in meta.files)
+    if out["check_bytes"] != sum(os.path.getsize(p) for p in copies):
+        raise RuntimeError("the copied files' sizes differ from the torrent's")
 
     def measure(name: str, check) -> None:
         with _Mount(repo_path, os.path.join(work, f"mnt-check-{name}")) as m:
