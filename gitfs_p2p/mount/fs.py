@@ -15,6 +15,7 @@ import os
 import queue
 import stat
 import threading
+import time
 from typing import Callable
 
 import pyfuse3
@@ -70,6 +71,7 @@ def _fuse_boundary(handler):
     @functools.wraps(handler)
     async def translated(self, *args):
         self.ops[name] += 1
+        t0 = time.perf_counter()
         try:
             return await handler(self, *args)
         except pyfuse3.FUSEError:
@@ -84,6 +86,8 @@ def _fuse_boundary(handler):
         except Exception:
             log.exception("BUG in %s%r; answered EIO", handler.__name__, args[:2])
             raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            self.op_seconds[name] += time.perf_counter() - t0
 
     return translated
 
@@ -129,6 +133,8 @@ class PackFS(pyfuse3.Operations):
         self._next_fh = 1
         #: FUSE operations served, by handler name (logged at unmount)
         self.ops: collections.Counter[str] = collections.Counter()
+        #: seconds spent in each handler, awaits included (logged at unmount)
+        self.op_seconds: collections.Counter[str] = collections.Counter()
 
     # -- helpers --------------------------------------------------------------------------------
     def _new_fh(self) -> int:

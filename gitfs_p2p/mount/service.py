@@ -189,6 +189,8 @@ class MountService:
                 task_status.started()
         finally:
             log.info("FUSE operations served: %s", " ".join(f"{k}={v}" for k, v in sorted(self.fs.ops.items())))
+            log.info("FUSE handlers' time, ms: %s",
+                     " ".join(f"{k}={1e3 * v:.1f}" for k, v in sorted(self.fs.op_seconds.items())))
             self.fs.close()
             # After an unmount from outside (gitp2p umount) the kernel side is gone already.
             pyfuse3.close(unmount=not self._unmounted_outside)
