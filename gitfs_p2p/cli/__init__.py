@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
+import re
 import sys
 
 from .. import __version__
@@ -23,7 +25,24 @@ seeds the same torrent.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The commands, in the order `gitp2p --help` lists them, and the module that registers each.
+# A run of one command imports and registers only that command's module: registering the
+# others costs their imports (the tracker's pulls in trio and the tracker server, about a
+# tenth of a second) and nothing of theirs is used. tests/packs/test_cli_commands.py checks this
+# table against what the modules register.
+COMMANDS = {
+    "packs": "packs", "pack": "packs",
+    "mount": "mount", "umount": "mount",
+    "watch": "watch",
+    "torrent": "torrent",
+    "tracker": "tracker",
+    "seed": "seed", "publish": "seed",
+}
+
+
+def build_parser(modules: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or the top level and the commands of the named modules only
+    (see _modules_for)."""
     parser = argparse.ArgumentParser(
         prog="gitp2p", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -31,21 +50,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for register in _extra_commands():
-        register(sub)
+    for name in dict.fromkeys(COMMANDS.values()) if modules is None else modules:
+        importlib.import_module(f".{name}", __name__).register(sub)
     return parser
 
 
-def _extra_commands():
-    """Each command module registers its own subcommands (imports stay light)."""
-    from . import mount, packs, seed, torrent, tracker, watch
-
-    return (packs.register, mount.register, watch.register, torrent.register, tracker.register, seed.register)
+def _modules_for(argv: list[str]) -> list[str] | None:
+    """The command modules a run of argv needs, None for all: the one of its command (its
+    first word after the top level's own options, which take no values), none when
+    --version comes first (argparse prints it and exits there). All for anything else (no
+    command, an unknown word, `--`, `-`, a misspelt option, top-level --help): the whole
+    parser then says what it always said. Every message of a run, --help included, is
+    the same as the whole parser's."""
+    for word in argv:
+        if len(word) > 2 and "--version".startswith(word):
+            return []
+        if re.fullmatch(r"-v+", word) or (len(word) > 2 and "--verbose".startswith(word)):
+            continue
+        return [COMMANDS[word]] if word in COMMANDS else None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
+    parser = build_parser(_modules_for(argv))
     args, extra = parser.parse_known_args(argv)
     # A command whose trailing positionals may come after its options (`publish REPO --name N
     # main v1.0`) says which (set_defaults(intermixed=DEST)); argparse alone stops at the option.

@@ -10,7 +10,6 @@ import tempfile
 import time
 
 from ..errors import GitfsError
-from ..store.cache import DEFAULT_CACHE_BYTES
 
 __all__ = ["progress_printer", "open_source", "write_output", "parse_size", "cache_option"]
 
@@ -140,6 +139,8 @@ def jobs_option() -> argparse.ArgumentParser:
 
 def cache_option() -> argparse.ArgumentParser:
     """The --cache-bytes option every command that builds packs takes."""
+    from ..store.cache import DEFAULT_CACHE_BYTES  # (sqlite3, the pack modules): not for `gitp2p watch`
+
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
         "--cache-bytes",
