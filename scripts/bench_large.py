@@ -102,11 +102,34 @@ def _cpu_ticks(pid: int) -> int:
     return sum(int(x) for x in fields[11:15])
 
 
+class CpuProgress:
+    """CPU time a process tree used, from samples of each process's ticks: never decreasing.
+
+    The sum over a tree's processes is not monotonic: a parent's cutime grows only when it
+    reaps a child, and a sample may read the parent just before it reaps a worker and the
+    worker's /proc just after (gone, 0 ticks), so the sum drops by everything that worker
+    ever used.  At the end of `gitp2p packs` with 2 workers that drop (minutes of CPU) once
+    made a busy tree look idle for 60 s: "stalled" at the pool's shutdown.  Counted here:
+    what each process gained since the last sample it was in; a process that vanished adds
+    nothing, and a reap shows up as progress of the parent."""
+
+    def __init__(self):
+        self.ticks = 0
+        self._last: dict[int, int] = {}
+
+    def add(self, ticks_by_pid: dict[int, int]) -> int:
+        """Take one sample (pid -> utime+stime+cutime+cstime); the ticks used so far."""
+        for pid, ticks in ticks_by_pid.items():
+            self.ticks += max(0, ticks - self._last.get(pid, 0))
+        self._last = dict(ticks_by_pid)
+        return self.ticks
+
+
 class TreeSampler:
     """Peak of the summed RSS of a process and all its descendants, and each one's VmHWM.
 
-    A tree whose CPU time has not moved for `stall_s` seconds is *stalled* (a worker pool
-    that lost its workers waits forever: CPython gh-115634, below)."""
+    A tree whose CPU time (CpuProgress) has not moved for `stall_s` seconds is *stalled*
+    (a worker pool that lost its workers waits forever: CPython gh-115634, below)."""
 
     def __init__(self, pid: int, interval: float = 0.2, stall_s: float | None = None):
         self.pid, self.interval, self.stall_s = pid, interval, stall_s
@@ -118,6 +141,7 @@ class TreeSampler:
         self.pids: set[int] = set()
         self.stalled = threading.Event()
         self._cpu: list[tuple[float, int]] = []  # (when, CPU ticks of the tree) over the last stall_s
+        self._progress = CpuProgress()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -131,12 +155,12 @@ class TreeSampler:
 
     def sample(self) -> None:
         kids = _children_map()
-        todo, total, anon, ticks, seen = [self.pid], 0, 0, 0, set()
+        todo, total, anon, ticks_by_pid, seen = [self.pid], 0, 0, {}, set()
         while todo:
             pid = todo.pop()
             todo.extend(kids.get(pid, ()))
             seen.add(pid)
-            ticks += _cpu_ticks(pid)
+            ticks_by_pid[pid] = _cpu_ticks(pid)
             st = _status_kb(pid)
             total += st.get("VmRSS", 0)
             anon += st.get("RssAnon", 0)
@@ -152,6 +176,7 @@ class TreeSampler:
         self.peak_sum_kb = max(self.peak_sum_kb, total)
         self.peak_anon_sum_kb = max(self.peak_anon_sum_kb, anon)
         self.pids = seen
+        ticks = self._progress.add(ticks_by_pid)
         if self.stall_s is not None:
             now = time.monotonic()
             self._cpu.append((now, ticks))
@@ -173,6 +198,11 @@ class TreeSampler:
         while not self._stop.is_set():
             self.sample()
             self._stop.wait(self.interval)
+
+    @property
+    def cpu_ticks(self) -> int:
+        """CPU time the tree used up to the last sample (clock ticks; CpuProgress)."""
+        return self._progress.ticks
 
     @property
     def peak_sum_mb(self) -> float:
