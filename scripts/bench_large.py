@@ -186,6 +186,21 @@ class TreeSampler:
             if now - self._cpu[0][0] >= self.stall_s and ticks - self._cpu[0][1] < CLOCK_TICKS:
                 self.stalled.set()
 
+    def describe(self) -> list[str]:
+        """Each process of the tree as last sampled: pid, state, kernel wait channel, CPU
+        ticks, command (recorded before a stalled tree is killed, to tell a hang apart)."""
+        out = []
+        for pid in sorted(self.pids):
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    state = fh.read().rsplit(")", 1)[1].split()[0]
+                with open(f"/proc/{pid}/wchan") as fh:
+                    wchan = fh.read() or "-"
+            except OSError:
+                state, wchan = "gone", "-"
+            out.append(f"{pid} {state} {wchan} {_cpu_ticks(pid)} {self.names.get(pid, '?')}")
+        return out
+
     def kill(self) -> None:
         """SIGKILL the whole tree (the processes this script started)."""
         for pid in sorted(self.pids, reverse=True):
@@ -234,18 +249,21 @@ def run_measured(cmd: list[str], *, cwd=None, stdin=None, stdout=subprocess.DEVN
     err = []
     reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
     reader.start()
+    tree = None
     with TreeSampler(proc.pid, stall_s=stall_s) as sampler:
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if sampler.stalled.wait(0.2):
+                tree = sampler.describe()
                 sampler.kill()
                 _, status, usage = os.wait4(proc.pid, 0)
                 break
     seconds = time.monotonic() - t0
     reader.join()
     code = os.waitstatus_to_exitcode(status)
+    extra = {"stall_tree": tree} if tree is not None else {}
     stderr = err[0].decode(errors="replace") if err else ""
     stalled = sampler.stalled.is_set()
     if check and code != 0 and not stalled:
@@ -260,6 +278,7 @@ def run_measured(cmd: list[str], *, cwd=None, stdin=None, stdout=subprocess.DEVN
         "code": code,
         "stalled": stalled,
         "stderr": stderr,
+        **extra,
     }
 
 
@@ -448,6 +467,8 @@ def run(repo: str, work: str, out: dict, skip: frozenset[str] = frozenset(), log
             r["stderr_tail"] = r["stderr"].strip().splitlines()[-1:] or ""
             out[key + "_stalled"] = r
             log(f"  gitp2p {args[0]} stalled after {r['s']:.0f} s ({r['stderr_tail']}); again with -j 1")
+            for line in r.get("stall_tree", ()):
+                log(f"    {line}")
         raise RuntimeError(f"gitp2p {' '.join(args)} -j 1 stalled")
 
     log("gitp2p packs, empty cache")

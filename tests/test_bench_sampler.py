@@ -76,3 +76,14 @@ def test_a_worker_reaped_between_two_reads_takes_no_cpu_away(bench_large, monkey
         if child.returncode is None:
             child.kill()
             child.wait()
+
+
+def test_an_idle_tree_is_stalled_killed_and_described(bench_large):
+    """A process that only sleeps uses no CPU: stalled after stall_s, killed, and its
+    state recorded (what tells a real hang apart next time)."""
+    r = bench_large.run_measured([sys.executable, "-c", "import time; time.sleep(60)"], stall_s=1.0)
+    assert r["stalled"]
+    assert r["code"] == -9
+    assert len(r["stall_tree"]) == 1
+    pid, state = r["stall_tree"][0].split()[:2]
+    assert int(pid) > 0 and state == "S"
