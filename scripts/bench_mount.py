@@ -48,6 +48,8 @@ import sys
 import tempfile
 import time
 
+from gitfs_p2p.mount.daemon import find_mount
+
 __all__ = ["run"]
 
 READ_CHUNK = 1 << 20
@@ -62,9 +64,7 @@ def _gitp2p(*args: str) -> subprocess.CompletedProcess:
 
 
 def _mounted(path: str) -> bool:
-    target = os.path.abspath(path)
-    with open("/proc/self/mountinfo") as fh:
-        return any(len(f) >= 5 and f[4] == target for f in (line.split(" - ")[0].split() for line in fh))
+    return find_mount(path) is not None
 
 
 class _Mount:

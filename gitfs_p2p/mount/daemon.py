@@ -51,9 +51,18 @@ def find_mount(path: str) -> str | None:
     return entry[1] if entry is not None else None
 
 
+def kernel_path(path: str) -> str:
+    """The path the kernel's mount table names for path: its directory with symlinks
+    resolved (a mountpoint under a symlinked directory is listed under the real one).  The
+    last component is left alone, so a hung FUSE mount there is never stat'ed."""
+    target = os.path.abspath(path)
+    parent, name = os.path.split(target)
+    return os.path.join(os.path.realpath(parent), name) if name else target
+
+
 def mount_entry(path: str) -> tuple[str, str] | None:
     """(the kernel's mount id, filesystem type) of the mount exactly at path, or None."""
-    target = os.path.abspath(path)
+    target = kernel_path(path)
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
             lines = fh.read().splitlines()

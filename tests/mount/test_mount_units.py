@@ -400,3 +400,16 @@ def test_refs_signature_sees_every_kind_of_ref_change(moving_repo):
     assert child.refs == here.refs and child.head == here.head == "refs/heads/b2"
     assert child.commits.ids[: len(previous.commits)] == previous.commits.ids
     assert set(child.commits.ids) == set(here.commits.ids)
+
+
+def test_a_mount_is_found_through_a_symlinked_directory(tmp_path):
+    """The kernel lists a mountpoint under its real directory: a path through a symlink to
+    that directory must find it too (a bench run from a symlinked checkout left its mounts
+    behind, its unmount finding nothing there).  /proc is a real mount on every Linux."""
+    from gitfs_p2p.mount.daemon import find_mount, kernel_path
+
+    (tmp_path / "root").symlink_to("/")
+    assert find_mount("/proc") == "proc"
+    assert kernel_path(str(tmp_path / "root" / "proc")) == "/proc"
+    assert find_mount(str(tmp_path / "root" / "proc")) == "proc"
+    assert find_mount(str(tmp_path / "root")) is None  # the symlink itself is no mountpoint
