@@ -40,11 +40,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-from torrentcore.metainfo import parse_torrent
-
 from bench_swarm import git_daemon_clone_seconds, print_results
 from gitfs_p2p.testing.clients import CLIENTS
-from gitfs_p2p.testing.procs import client_available, wait_until
+from gitfs_p2p.testing.procs import client_available, torrent_info_hash
 from gitfs_p2p.testing.seeding import Seed
 from gitfs_p2p.testing.swarm import Mount, Watcher, all_commits, published_refs
 from gitfs_p2p.testing.trackers import EmbeddedTracker
@@ -80,7 +78,8 @@ def _one_run(repo: Path, work: Path, tracker, downloader: str, expected: dict[st
             running.append(seed)
             start = time.monotonic()
             seed.launch()
-            info_hash = _wait_torrent(seed, torrent)
+            shutil.copyfile(seed.torrent("all", timeout=TIMEOUT, step=0.05), torrent)
+            info_hash = torrent_info_hash(torrent)
             marks["build"] = time.monotonic() - start
             wait_seeding, nudge = (lambda timeout: seed.wait_seeding(info_hash, timeout)), None
         dest, received = work / "download", work / "received.git"
@@ -101,23 +100,6 @@ def _one_run(repo: Path, work: Path, tracker, downloader: str, expected: dict[st
         for thing in reversed(running):
             thing.stop()
     return marks
-
-
-def _wait_torrent(seed: Seed, copy: Path) -> str:
-    """Copy the seed's mount's torrents/all.torrent once it is published; its info-hash."""
-    path = seed.mountpoint / "torrents" / "all.torrent"
-
-    def ready() -> str | None:
-        seed._check_alive()
-        try:
-            data = path.read_bytes()
-            return parse_torrent(data).info_hash.hex() if data else None
-        except (OSError, ValueError):
-            return None
-    info_hash = wait_until(ready, TIMEOUT, "gitp2p seed's mount to publish all.torrent", step=0.05,
-                           details=seed.details)
-    shutil.copyfile(path, copy)
-    return info_hash
 
 
 def _line(marks: dict[str, float], git_s: float) -> str:

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from .procs import Background, ClientError, LOOPBACK, free_port, kill_group, tail, wait_until
-from .swarm import GITP2P
+from .swarm import GITP2P, published_torrent
 
 __all__ = ["Seed", "SEEDING_LINE"]
 
@@ -93,6 +93,11 @@ class Seed(Background):
             self._check_alive()
             return any(ih == info_hash for _, _, ih in self.seeded())
         wait_until(seen, timeout, f"gitp2p seed to seed {info_hash}", details=self.details)
+
+    def torrent(self, label: str = "all", *, timeout: float = 120, step: float = 0.25) -> Path:
+        """Path of torrents/LABEL.torrent in the seed's mount once it is published."""
+        return published_torrent(self.mountpoint, label, timeout=timeout, step=step, details=self.details,
+                                 check=self._check_alive)
 
     def magnet(self, info_hash: str) -> str:
         """The magnet link the seed printed for `info_hash`."""

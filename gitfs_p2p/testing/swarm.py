@@ -21,7 +21,7 @@ from .procs import Background, ClientError, kill_group, tail, wait_until
 
 __all__ = [
     "GITP2P", "git", "make_sample_repo", "advance", "published_refs", "all_commits", "fsck_full",
-    "Mount", "Watcher", "is_mounted", "pid_alive", "unmount", "new_bytes_range", "fsck_findings",
+    "Mount", "Watcher", "published_torrent", "is_mounted", "pid_alive", "unmount", "new_bytes_range", "fsck_findings",
 ]
 
 GITP2P = [sys.executable, "-m", "gitfs_p2p.cli"]
@@ -146,6 +146,28 @@ def unmount(path) -> None:
         subprocess.run(["fusermount3", "-u", "-z", str(path)], capture_output=True, timeout=30)
 
 
+def published_torrent(mountpoint, label: str = "all", *, timeout: float = 120, not_hash: str | None = None,
+                      step: float = 0.25, details=None, check=None) -> Path:
+    """Path of MOUNTPOINT/torrents/LABEL.torrent once the mount publishes it (and its
+    manifest), optionally once its info-hash differs from *not_hash*; check() is called at
+    each look (it raises when the process serving the mount is gone)."""
+    path = Path(mountpoint) / "torrents" / f"{label}.torrent"
+    manifest = Path(mountpoint) / "packs" / f"{label}.gitp2p-refs"
+
+    def ready():
+        if check is not None:
+            check()
+        try:
+            ih = parse_torrent(path.read_bytes()).info_hash.hex()
+        except (OSError, ValueError):
+            return None
+        if not_hash is not None and ih == not_hash:
+            return None
+        return path if manifest.exists() else None
+    what = f"the mount to publish torrents/{label}.torrent and packs/{label}.gitp2p-refs"
+    return wait_until(ready, timeout, what + (" for the new refs" if not_hash else ""), step=step, details=details)
+
+
 class Mount(Background):
     """`gitp2p mount REPO MOUNTPOINT --tracker URL [ARGS]` in the background; stop() unmounts."""
 
@@ -178,20 +200,8 @@ class Mount(Background):
                 step: float = 0.25) -> Path:
         """Path of torrents/LABEL.torrent once the mount publishes it (and its manifest),
         optionally waiting until its info-hash differs from *not_hash*."""
-        path = self.path / "torrents" / f"{label}.torrent"
-        manifest = self.path / "packs" / f"{label}.gitp2p-refs"
-
-        def ready():
-            try:
-                ih = parse_torrent(path.read_bytes()).info_hash.hex()
-            except (OSError, ValueError):
-                return None
-            if not_hash is not None and ih == not_hash:
-                return None
-            return path if manifest.exists() else None
-        what = f"the mount to publish torrents/{label}.torrent and packs/{label}.gitp2p-refs"
-        return wait_until(ready, timeout, what + (" for the new refs" if not_hash else ""), step=step,
-                          details=lambda: tail(self.log))
+        return published_torrent(self.path, label, timeout=timeout, not_hash=not_hash, step=step,
+                                 details=lambda: tail(self.log))
 
     def stop(self) -> None:
         unmount(self.path)
