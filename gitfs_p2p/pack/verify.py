@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .checker import Checker, PackRejected, RepoView, TreeCache, parse_named
 from .delta import DeltaError, apply_delta
@@ -95,9 +96,9 @@ class Waiting:
     unresolved: bool = False  # the named object itself lies in deltas whose bases are absent
 
 
-@dataclass(frozen=True)
-class StoredEntry:
-    """One entry of the received pack: its id and where its bytes lie."""
+class StoredEntry(NamedTuple):
+    """One entry of the received pack: its id and where its bytes lie (a tuple: a pack
+    has one per object, and a frozen dataclass costs several times as much to make)."""
 
     id: bytes  # binary
     start: int

@@ -72,7 +72,7 @@ MEMBER_MARK = "#"
 @dataclass(slots=True)
 class _Verdict:
     key: tuple
-    kind: str  # "done" | "waiting" | "incomplete" | "ready" | "changing" | "rejected"
+    kind: str  # "done" | "waiting" | "incomplete" | "ready" | "changing" | "rejected" | "peeked" | "expanded"
     commit: str | None = None
     needs: frozenset[str] = frozenset()
     reason: str = ""
@@ -322,19 +322,25 @@ class Importer:
         if size > self.max_pack_bytes:
             self._reject(path, key, f"{size} bytes, more than the bound of {self.max_pack_bytes}", result)
             return None
-        data = self._read(path, st)
-        if data is None:
-            return _Verdict(key, "changing", commit)
-        try:
-            check_complete(data)
-            needs = peek(data, commit, self.limits)
-        except PackIncomplete as exc:
-            verdict = _Verdict(key, "incomplete", commit, reason=str(exc), partial=exc.partial, mtime=st.st_mtime)
-            self._verdicts[path] = verdict
-            return self._maybe_give_up(path, verdict, now, result)
-        except PackRejected as exc:
-            self._reject(path, key, str(exc), result)
-            return None
+        if old is not None and old.key == key and old.kind in ("peeked", "waiting"):
+            # Read and peeked in this very state (by _expand, or an earlier pass): what it
+            # needs is known, and verify_pack reads it again anyway and decides.
+            needs = old.needs
+        else:
+            data = self._read(path, st)
+            if data is None:
+                return _Verdict(key, "changing", commit)
+            try:
+                check_complete(data)
+                needs = peek(data, commit, self.limits)
+            except PackIncomplete as exc:
+                verdict = _Verdict(key, "incomplete", commit, reason=str(exc), partial=exc.partial, mtime=st.st_mtime)
+                self._verdicts[path] = verdict
+                return self._maybe_give_up(path, verdict, now, result)
+            except PackRejected as exc:
+                self._reject(path, key, str(exc), result)
+                return None
+            del data
         if needs is not None:
             missing = frozenset(n for n in needs if not self.presence.satisfied(n))
             if missing:
@@ -383,12 +389,17 @@ class Importer:
                 raise RollupError(f"the file is named {boundary}, not the id of the tags it holds")
             if not tags and boundary not in {m[0] for m in members}:
                 raise RollupError(f"the file is named for {boundary}, which it does not hold")
+            peeked: dict[str, frozenset[str]] = {}  # member -> what it needs (peek), read once here
             for oid, start, end in members:
                 data = self.scanner.read(path, st, start, end)
                 if data is None:
                     result.changing += 1
                     return ()
                 check_complete(data)
+                try:
+                    peeked[oid] = peek(data, oid, self.limits) or frozenset()  # None: ready, verify_pack tells
+                except PackRejected:
+                    pass  # _classify reads it again and refuses it, with its roll-up
         except (RollupError, PackIncomplete) as exc:
             if isinstance(exc, RollupError) and not exc.partial:
                 self._reject(path, key, f"bad {'tag group' if tags else 'roll-up'}: {exc}", result)
@@ -400,6 +411,8 @@ class Importer:
             return ()
         paths = {f"{path}{MEMBER_MARK}{oid}": (path, start, end) for oid, start, end in members}
         self._members.update(paths)
+        for oid, needs in peeked.items():
+            self._verdicts[f"{path}{MEMBER_MARK}{oid}"] = _Verdict(key, "peeked", oid, needs=needs)
         if tags:
             self._groups[boundary] = tuple(oid for oid, _, _ in members)
         self._verdicts[path] = _Verdict(key, "expanded", boundary, members=tuple(paths))
