@@ -117,10 +117,7 @@ def _report(line: str) -> None:
 
 
 def cmd_watch(args) -> int:
-    import trio
-
     from ..receive.importer import DEFAULT_MAX_PACK_BYTES, DEFAULT_REMOTE, DEFAULT_SETTLE, Importer
-    from ..receive.watcher import Watcher
 
     settle = DEFAULT_SETTLE if args.settle is None else args.settle
     importer = Importer(
@@ -142,6 +139,10 @@ def cmd_watch(args) -> int:
                 return 0
             print("gitp2p: not finished: the packs and refs above could not be imported or set", file=sys.stderr)
             return NOT_FINISHED
+        import trio  # not for --once: trio and the watch loop take a tenth of a second to import
+
+        from ..receive.watcher import Watcher
+
         watcher = Watcher(importer, poll=args.poll, on_pass=show)
         trio.run(watcher.run)
         return 0

@@ -54,7 +54,9 @@ log = logging.getLogger(__name__)
 #: An incomplete file unchanged this long (and not looking pre-allocated) is given up on.
 DEFAULT_SETTLE = 10.0
 #: A file modified more recently than this is left for the next pass (watch mode only).
-QUIET = 0.3
+#: Short: the last files of a download wait this long after the last piece, and a file
+#: read too early costs only a read (its trailer does not match yet: looked at again).
+QUIET = 0.1
 #: Bounds of one written pack (a batch of commit packs): packs, received bytes, and the
 #: inflated bytes of the objects it must write whole (a delta whose base lies outside it,
 #: held compressed once compressed).  Large, because every delta whose base went
@@ -317,6 +319,7 @@ class Importer:
             if old.kind == "incomplete":
                 return self._maybe_give_up(path, old, now, result)
         if not final and now - st.st_mtime < self.quiet:
+            result.quiet_until = max(result.quiet_until, st.st_mtime + self.quiet)
             return _Verdict(key, "changing", commit)
         size = st.st_size if path not in self._members else self._members[path][2] - self._members[path][1]
         if size > self.max_pack_bytes:
@@ -373,6 +376,7 @@ class Importer:
             return ()
         if not final and now - st.st_mtime < self.quiet:
             result.changing += 1
+            result.quiet_until = max(result.quiet_until, st.st_mtime + self.quiet)
             return ()
         try:
             head = self.scanner.read(path, st, 0, header_size(0))
@@ -529,6 +533,7 @@ class Importer:
                 self._maybe_give_up(path, old, now, result)
                 return None
         if not final and now - st.st_mtime < self.quiet:
+            result.quiet_until = max(result.quiet_until, st.st_mtime + self.quiet)
             return None
         data = self.scanner.read(path, st)
         if data is None:

@@ -22,6 +22,7 @@ class PassResult:
     waiting: dict[str, frozenset[str]] = field(default_factory=dict)  # commit -> needs
     incomplete: list[str] = field(default_factory=list)  # relative paths
     changing: int = 0
+    quiet_until: float = 0.0  # time.time() at which the files left in their quiet period leave it
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
     refs_set: list[tuple[str, str]] = field(default_factory=list)
     refs_waiting: dict[str, str] = field(default_factory=dict)  # ref -> commit

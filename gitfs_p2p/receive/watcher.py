@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
 
 import trio
@@ -78,10 +79,13 @@ class Watcher:
                 busy = result.changing or result.incomplete
                 if self._inotify is None:
                     timeout = self.poll
+                elif result.quiet_until:
+                    # A file left alone in its quiet period (a manifest too) is looked at again
+                    # as soon as it ends: the last files of a download are imported that soon.
+                    timeout = max(result.quiet_until - time.time(), 0.0) + 0.01
                 else:
                     # inotify wakes us on change; a short timeout still re-checks files in
-                    # their quiet or settle period, a long one is a safety net.
-                    # A file still in its quiet period is looked at again as soon as it ends.
+                    # their settle period, a long one is a safety net.
                     timeout = (self.importer.quiet + 0.05 if result.changing
                                else max(self.poll, self.importer.quiet) if busy else 30.0)
                 await self._wait_for_change(timeout)
