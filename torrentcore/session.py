@@ -39,6 +39,9 @@ PUMP_WAIT_MS = 200
 _UDP_SOCKETS = {getattr(lt.socket_type_t, name) for name in ("udp", "utp") if hasattr(lt.socket_type_t, name)}
 #: Seconds between DHT announces in a room's private DHT (libtorrent's default: 15 minutes).
 PRIVATE_DHT_ANNOUNCE = 5
+#: A read-only engine looks its torrents' peers up in the DHT itself (it never announces): at
+#: once, then after 1, 2, 4... seconds, at most this many apart (in a room PRIVATE_DHT_ANNOUNCE)
+PEER_LOOKUP_MAX = 60
 
 
 class EngineError(RuntimeError):
@@ -64,7 +67,11 @@ class EngineConfig:
     utp: bool = True
     loopback: bool = False
     #: BEP 43: ask the DHT, but stay out of other nodes' routing tables (a short-lived engine,
-    #: as `git fetch`'s: nodes that leave make everyone's lookups wait for their timeouts)
+    #: as `git fetch`'s: nodes that leave make everyone's lookups wait for their timeouts).
+    #: Its torrents never announce themselves either (DHT announce_peer): libtorrent's nodes
+    #: put every node whose announce they take into their routing table, read-only or not
+    #: (kademlia/node.cpp, `node_seen` after the token check).  The engine looks their peers
+    #: up instead (get_peers, PEER_LOOKUP_MAX) and dials them.
     dht_read_only: bool = False
     upload_slots: int = 8
     extra: dict = field(default_factory=dict)  # raw libtorrent settings, last word
@@ -107,6 +114,8 @@ class EngineConfig:
         }
         if self.dht and self.dht_read_only:
             s["dht_read_only"] = True
+            # the answers to our own peer lookups (dht_get_peers_reply)
+            s["alert_mask"] |= cat.dht_operation_notification
         if self.dht_nodes:
             # given nodes replace libtorrent's public bootstrap routers
             s["dht_bootstrap_nodes"] = ",".join(self.dht_nodes)
@@ -257,6 +266,9 @@ class Torrent:
         self.info_hash = info_hash
         self._send, self.events = trio.open_memory_channel[Event](EVENT_BUFFER)
         self.dropped = 0
+        # a read-only engine's own DHT peer lookups (Engine._look_up_peers)
+        self._next_lookup = float("-inf")
+        self._lookup_gap = 0.0
 
     def _post(self, event: Event) -> None:
         try:
@@ -348,7 +360,9 @@ class Torrent:
         self.handle.connect_peer((host, port))
 
     def reannounce(self) -> None:
+        """Ask the trackers (and the DHT) for peers again, now."""
         self.handle.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
+        self._next_lookup, self._lookup_gap = float("-inf"), 0.0
 
     def resume(self) -> None:
         self.handle.resume()
@@ -384,6 +398,8 @@ class Engine:
 
     def _dispatch(self, alerts: list) -> None:
         for alert in alerts:
+            if type(alert).__name__ == "dht_get_peers_reply_alert":
+                self._dial_found(alert)
             try:
                 event = _event(alert)
             except Exception:  # an alert type the bindings expose oddly: keep the message
@@ -401,6 +417,37 @@ class Engine:
                     send.send_nowait(event)
                 except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
+
+    @property
+    def _own_peer_lookups(self) -> bool:
+        """The engine's torrents do not use the DHT themselves; the engine asks for their peers."""
+        return self.config.dht and self.config.dht_read_only
+
+    def _look_up_peers_now(self) -> None:
+        """Start a DHT peer lookup (get_peers, no announce) for each torrent whose turn it is."""
+        now = trio.current_time()
+        most = PRIVATE_DHT_ANNOUNCE if self.config.private_dht else PEER_LOOKUP_MAX
+        for t in list(self.torrents.values()):
+            if now < t._next_lookup:
+                continue
+            self.session.dht_get_peers(lt.sha1_hash(bytes.fromhex(t.info_hash)))
+            t._lookup_gap = min(max(2 * t._lookup_gap, 1.0), most)
+            t._next_lookup = now + t._lookup_gap
+
+    async def _look_up_peers(self) -> None:
+        while True:
+            self._look_up_peers_now()
+            await trio.sleep(0.25)
+
+    def _dial_found(self, alert) -> None:
+        t = self.torrents.get(str(alert.info_hash))
+        if t is None:
+            return
+        for peer in alert.peers():
+            try:
+                t.handle.connect_peer(peer)
+            except (RuntimeError, TypeError, ValueError) as exc:  # an address libtorrent cannot dial
+                log.debug("libtorrent: cannot dial %s found in the DHT: %s", peer, exc)
 
     def listen(self, buffer: int = EVENT_BUFFER) -> trio.MemoryReceiveChannel:
         """A channel of every event from now on (close it when done)."""
@@ -433,8 +480,11 @@ class Engine:
         try:
             await self._wait_listening()
             await self._bootstrap_dht()
-            task_status.started(self)
-            await trio.sleep_forever()
+            async with trio.open_nursery() as nursery:
+                if self._own_peer_lookups:
+                    nursery.start_soon(self._look_up_peers)
+                task_status.started(self)
+                await trio.sleep_forever()
         finally:
             self._stop.set()
             with trio.CancelScope(shield=True):
@@ -485,6 +535,8 @@ class Engine:
             flags |= lt.torrent_flags.seed_mode
         if sequential:
             flags |= lt.torrent_flags.sequential_download
+        if self._own_peer_lookups:
+            flags |= lt.torrent_flags.disable_dht  # no announce_peer: see EngineConfig.dht_read_only
         params.flags = flags
         if file_priorities is not None:
             params.file_priorities = [int(p) for p in file_priorities]
@@ -542,6 +594,8 @@ class Engine:
             return old
         t = Torrent(self, handle, info_hash)
         self.torrents[info_hash] = t
+        if self._own_peer_lookups:
+            self._look_up_peers_now()
         return t
 
     def remove(self, torrent: Torrent) -> None:
@@ -552,6 +606,17 @@ class Engine:
 
     def add_dht_node(self, host: str, port: int) -> None:
         self.session.add_dht_node((host, port))
+
+    def dht_table(self) -> list[tuple[str, int]]:
+        """(address, port) of every node in the DHT's routing table: what libtorrent would save
+        to start from next time (its session state; the bindings give no other list of it)."""
+        params = self.session.session_state(lt.save_state_flags_t.save_dht_state)
+        state = lt.write_session_params(params, lt.save_state_flags_t.save_dht_state).get(b"dht state", {})
+        out = []
+        for compact in [*state.get(b"nodes", []), *state.get(b"nodes6", [])]:
+            host, port = compact[:-2], int.from_bytes(compact[-2:], "big")
+            out.append((str(ipaddress.ip_address(host)), port))
+        return out
 
     # -- BEP 44 mutable items (BEP 46 names) -------------------------------------------------
     async def _need_dht(self, timeout: float) -> None:

@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from gitfs_p2p.testing.dhtroom import DhtRoom
+from torrentcore.metainfo import build_info, build_torrent
 from torrentcore.mutable import SigningKey, info_hash_of, value_for, verify
 from torrentcore.session import Engine, EngineConfig, EngineError
 
@@ -87,3 +88,27 @@ def test_the_dht_must_be_on():
                 await engine.get_mutable(bytes(32), b"x")
             nursery.cancel_scope.cancel()
     trio.run(main)
+
+
+def test_a_read_only_engine_finds_peers_in_the_dht_and_stays_out_of_its_tables(room, tmp_path):
+    """The remote helper's engine (read-only, short-lived) downloads a torrent whose only peer it
+    found through the DHT, and the nodes it met do not keep it in their routing tables.  It must
+    not announce itself: libtorrent's nodes put any node whose announce_peer they take into their
+    tables, read-only or not, and once it had left, every put and lookup of the publisher waited
+    for it (15-16 s each after a `git clone` by name, measured; docs/names.md)."""
+    data = os.urandom(200_000)
+    (tmp_path / "seed").mkdir()
+    (tmp_path / "seed" / "blob").write_bytes(data)
+    torrent = build_torrent(build_info([(("blob",), len(data))], [data], "blob"))
+
+    async def body(publisher, reader):
+        await publisher.add_torrent(torrent, str(tmp_path / "seed"), seed_mode=True)
+        fetching = await reader.add_torrent(torrent, str(tmp_path / "fetch"))
+        await fetching.wait_for(lambda: fetching.status().seeding, 50, "the download (peers from the DHT)")
+        await fetching.flush()
+        assert (tmp_path / "fetch" / "blob").read_bytes() == data
+        table = publisher.dht_table()
+        assert table, "the publisher's routing table holds the room's nodes"
+        assert ("127.0.0.1", reader.listen_port) not in table, table
+
+    _run(room, body)
