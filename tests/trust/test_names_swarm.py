@@ -196,10 +196,15 @@ def test_git_push_publishes_from_the_repository_holding_the_key(swarm):
         run_git("clone", *engine, address, str(clone))
         assert refs_of(clone)["refs/remotes/origin/main"] == refs_of(other.path)["refs/heads/main"]
 
+        # the running seed publishes a moved main by itself (within a second or so): a push of
+        # main could find it published already ("Everything up-to-date").  A push to another
+        # name makes that ref, so it always has something to hand over to the seed.
         new = other.commit("pushed later")
-        again = run_git(*engine, "push", address, "main", cwd=other.path)
+        again = run_git(*engine, "push", address, "main:release", cwd=other.path)
         assert f"(pid {seed_pid})" in again.stderr and "kill" not in again.stderr  # the running seed took it
+        assert "main -> release" in again.stderr, again.stderr
         run_git("fetch", "origin", cwd=clone)
+        assert refs_of(clone)["refs/remotes/origin/release"] == new
         assert refs_of(clone)["refs/remotes/origin/main"] == new
 
         # a repository without the key cannot push to the name
