@@ -81,7 +81,7 @@ class _Verdict:
     partial: bool = True
     mtime: float = 0.0
     manifest: RefManifest | None = None
-    members: tuple[str, ...] = ()  # a roll-up's members' paths (MEMBER_MARK)
+    header: bytes = b""  # a roll-up's header (its members' ids and sizes), read again when it opens
     digest: str = ""  # a manifest's sha256 (hex), for its signature
 
 
@@ -246,48 +246,63 @@ class Importer:
         refused_here = {path for path, st in packs + manifests if self.quarantined.known(file_key(st))}
         rollups = [(p, st) for p, st in packs if rollup_from_name(os.path.basename(p)) is not None]
         packs = [(p, st) for p, st in packs if commit_from_name(os.path.basename(p)) is not None]
-        self.presence.ask_first(sorted({rollup_from_name(os.path.basename(p)) for p, _ in rollups}))
+        boundaries = sorted({rollup_from_name(os.path.basename(p)) for p, _ in rollups})
+        self.presence.ask_first(boundaries)
+        # A roll-up's members are taken one roll-up at a time, once what they need from
+        # outside it is in (for a chain: the roll-up below), so what the importer holds
+        # per member is one roll-up's, not a whole history's.
+        shut: list[tuple[str, os.stat_result, _Verdict]] = []  # complete roll-ups not opened yet
         for path, st in rollups:
             if path not in refused_here:
-                packs.extend((member, st) for member in self._expand(path, st, now, final, result))
+                verdict = self._expand(path, st, now, final, result)
+                if verdict is not None:
+                    shut.append((path, st, verdict))
         seen = {path for path, _ in packs + manifests + rollups}
+        self._members = {m: w for m, w in self._members.items() if w[0] in seen}
         for path in list(self._verdicts):
-            if path not in seen:
+            if path not in seen and path not in self._members:
                 del self._verdicts[path]
-        self._members = {m: w for m, w in self._members.items() if m in seen}
         del seen
 
-        # One batched question to REPO for every pack named in DIR, instead of one per pack.
-        self.presence.ask_first(sorted({_named(p) for p, _ in packs}))
+        # One batched question to REPO for every pack named in DIR (a roll-up's members: when it opens).
+        self.presence.ask_first(sorted({_named(p) for p, _ in packs}.union(boundaries, *(v.needs for _, _, v in shut))))
         ready: dict[str, tuple[str, os.stat_result]] = {}
         waiting: dict[str, tuple[str, os.stat_result, frozenset[str]]] = {}
         self._live: dict[str, int] = {}  # commit -> its files not rejected
         manifests = [(path, st) for path, st in manifests if path not in refused_here]
         signatures = [(path, st) for path, st in manifests if is_signature(path)]
         manifests = [(path, st) for path, st in manifests if not is_signature(path)]
-        for path, st in packs:
-            commit = _named(path)
-            if path in refused_here:
-                continue  # refused earlier and left in place: not read again until it changes
-            result.files_present.add(commit)
-            verdict = self._classify(path, st, commit, now, final, result)
-            if verdict is None:
-                continue
-            self._live[commit] = self._live.get(commit, 0) + 1
-            if verdict.kind == "ready":
-                ready.setdefault(commit, (path, st))
-            elif verdict.kind == "waiting":
-                waiting.setdefault(commit, (path, st, verdict.needs))
-            elif verdict.kind == "changing":
-                result.changing += 1
-            elif verdict.kind == "incomplete":
-                result.incomplete.append(self.scanner.rel(path))
-        del packs  # a roll-up's members are many: hold what is left of them only once
+        met = {id(r) for r in shut if all(self.presence.satisfied(n) for n in r[2].needs)}
 
-        self._import(ready, waiting, result)
+        def open_more() -> list[str]:
+            """The members of the roll-ups whose needs are met (in REPO, or since by what this
+            pass verified: REPO answered for the rest above), made ready in their order,
+            parents first; verify_pack checks each (and says if one has to wait after all)."""
+            nonlocal shut
+            arrived = self._batch.commits
+            opening = [r for r in shut if id(r) in met or all(n in arrived or n in self.imported for n in r[2].needs)]
+            met.clear()
+            opened = {id(r) for r in opening}
+            shut = [r for r in shut if id(r) not in opened]
+            fresh = []
+            for path, st, verdict in opening:
+                for member, commit in self._open(path, st, verdict):
+                    result.files_present.add(commit)
+                    self._live[commit] = self._live.get(commit, 0) + 1
+                    if self.is_imported(commit):
+                        self._members.pop(member, None)
+                    elif commit not in ready and commit not in waiting:
+                        ready[commit] = (member, st)
+                        fresh.append(commit)
+            return fresh
+
+        self._classify_all(packs, refused_here, ready, waiting, now, final, result)
+        del packs
+        self._import(ready, waiting, result, open_more)
+        self._shut(shut, waiting, result)
         live = [c for c, n in self._live.items() if n > 0]
-        result.total = len(live)
-        result.imported = sum(1 for c in live if c in self.imported)
+        result.total += len(live)
+        result.imported += sum(1 for c in live if c in self.imported)
         for commit, (_, _, needs) in waiting.items():
             result.waiting[commit] = needs
         self.presence.forget()  # objects were written: the answers are stale
@@ -305,11 +320,49 @@ class Importer:
         result.causes = causes(result, self.quarantined.by_object, self.quarantine_dir)
         return result
 
+    def _classify_all(self, packs, refused_here, ready, waiting, now, final, result: PassResult) -> None:
+        """Classify pack files into ready and waiting."""
+        for path, st in packs:
+            commit = _named(path)
+            if path in refused_here:
+                continue  # refused earlier and left in place: not read again until it changes
+            result.files_present.add(commit)
+            verdict = self._classify(path, st, commit, now, final, result)
+            if verdict is None:
+                continue
+            self._live[commit] = self._live.get(commit, 0) + 1
+            if verdict.kind == "ready":
+                ready.setdefault(commit, (path, st))
+            elif verdict.kind == "waiting":
+                waiting.setdefault(commit, (path, st, verdict.needs))
+            elif verdict.kind == "changing":
+                result.changing += 1
+            elif verdict.kind == "incomplete":
+                result.incomplete.append(self.scanner.rel(path))
+
+    def _shut(self, shut, waiting, result: PassResult) -> None:
+        """Count the roll-ups left closed (what they need never came) in the pass's result:
+        each waits, as its boundary, for what its members need from outside it; so does
+        any member that a pack waits for."""
+        asked = {n for _, _, needs in waiting.values() for n in needs}
+        for path, st, verdict in shut:
+            needs = frozenset(n for n in verdict.needs if n not in self.imported)
+            result.files_present.add(verdict.commit)
+            result.waiting[verdict.commit] = needs
+            for oid, _, _ in self._parse_header(path, st, verdict):
+                if oid not in self._live:
+                    result.total += 1
+                    result.imported += oid in self.imported
+                if oid in asked and oid != verdict.commit:
+                    result.files_present.add(oid)
+                    result.waiting[oid] = needs
+
     def _classify(self, path, st, commit, now, final, result) -> _Verdict | None:
         key = file_key(st)
         old = self._verdicts.get(path)
         if self.is_imported(commit):  # nothing to remember: is_imported answers every time
             self._verdicts.pop(path, None)
+            self._members.pop(path, None)
             return _Verdict(key, "done", commit)
         if old is not None and old.key == key:
             if old.kind == "rejected":
@@ -354,73 +407,91 @@ class Importer:
         self._verdicts[path] = verdict
         return verdict
 
-    def _expand(self, path, st, now, final, result: PassResult) -> tuple[str, ...]:
-        """The member paths of a complete roll-up (each then checked as a commit pack) or tag
-        group (each a tag pack); none while it is incomplete, refused, or imported already
+    def _expand(self, path, st, now, final, result: PassResult) -> _Verdict | None:
+        """The "expanded" verdict of a complete roll-up (its members then checked as commit
+        packs when it opens: `needs`, its first member's, are met) or tag group (each a tag
+        pack; opens at once); None while it is incomplete, refused, or imported already
         (its boundary commit is; a tag group's tags are)."""
         key = file_key(st)
         boundary = rollup_from_name(os.path.basename(path))
         tags = is_tag_group_name(os.path.basename(path))  # a tag group (named for its tags)
         old = self._verdicts.get(path)
         if old is not None and old.key == key:
+            if old.kind == "expanded" and not self.is_imported(boundary):
+                return old
             if old.kind == "expanded":
-                return old.members
+                self._verdicts[path] = _Verdict(key, "done", boundary)  # its header is not needed any more
+                return None
             if old.kind in ("rejected", "done"):
-                return ()
+                return None
             if old.kind == "incomplete":
                 if self._maybe_give_up(path, old, now, result) is not None:
                     result.incomplete.append(self.scanner.rel(path))
-                return ()
+                return None
         if self.is_imported(boundary):
             self._verdicts[path] = _Verdict(key, "done", boundary)
-            return ()
+            return None
         if not final and now - st.st_mtime < self.quiet:
             result.changing += 1
             result.quiet_until = max(result.quiet_until, st.st_mtime + self.quiet)
-            return ()
+            return None
+        needs: set[str] = set()  # what its members need from outside it
         try:
             head = self.scanner.read(path, st, 0, header_size(0))
             if head is None:
                 result.changing += 1
-                return ()
+                return None
             count = int.from_bytes(head[-4:], "big") if len(head) == header_size(0) else 0
             head = self.scanner.read(path, st, 0, header_size(count)) if count else head
             if head is None:
                 result.changing += 1
-                return ()
+                return None
             members = parse_rollup(head, self.max_pack_bytes, file_size=st.st_size, magic=TAGS_MAGIC if tags else None)
             if tags and tag_group_id([m[0] for m in members]) != boundary:
                 raise RollupError(f"the file is named {boundary}, not the id of the tags it holds")
             if not tags and boundary not in {m[0] for m in members}:
                 raise RollupError(f"the file is named for {boundary}, which it does not hold")
-            peeked: dict[str, frozenset[str]] = {}  # member -> what it needs (peek), read once here
             for oid, start, end in members:
                 data = self.scanner.read(path, st, start, end)
                 if data is None:
                     result.changing += 1
-                    return ()
+                    return None
                 check_complete(data)
-                try:
-                    peeked[oid] = peek(data, oid, self.limits) or frozenset()  # None: ready, verify_pack tells
-                except PackRejected:
-                    pass  # _classify reads it again and refuses it, with its roll-up
+                if not tags:
+                    try:
+                        needs.update(peek(data, oid, self.limits) or ())  # None: verify_pack tells
+                    except PackRejected:
+                        pass  # verify_pack refuses it, with its roll-up, once it opens
         except (RollupError, PackIncomplete) as exc:
             if isinstance(exc, RollupError) and not exc.partial:
                 self._reject(path, key, f"bad {'tag group' if tags else 'roll-up'}: {exc}", result)
-                return ()
+                return None
             verdict = _Verdict(key, "incomplete", boundary, reason=str(exc), partial=exc.partial, mtime=st.st_mtime)
             self._verdicts[path] = verdict
             if self._maybe_give_up(path, verdict, now, result) is not None:
                 result.incomplete.append(self.scanner.rel(path))
-            return ()
-        paths = {f"{path}{MEMBER_MARK}{oid}": (path, start, end) for oid, start, end in members}
-        self._members.update(paths)
-        for oid, needs in peeked.items():
-            self._verdicts[f"{path}{MEMBER_MARK}{oid}"] = _Verdict(key, "peeked", oid, needs=needs)
+            return None
+        needs.difference_update(oid for oid, _, _ in members)
         if tags:
             self._groups[boundary] = tuple(oid for oid, _, _ in members)
-        self._verdicts[path] = _Verdict(key, "expanded", boundary, members=tuple(paths))
-        return tuple(paths)
+        verdict = self._verdicts[path] = _Verdict(key, "expanded", boundary, needs=frozenset(needs), header=bytes(head))
+        return verdict
+
+    def _parse_header(self, path, st, verdict: _Verdict) -> list[tuple[str, int, int]]:
+        magic = TAGS_MAGIC if is_tag_group_name(os.path.basename(path)) else None
+        return parse_rollup(verdict.header, self.max_pack_bytes, file_size=st.st_size, magic=magic)
+
+    def _open(self, path, st, verdict: _Verdict) -> list[tuple[str, str]]:
+        """A roll-up's members (path, commit), each known by its path (MEMBER_MARK) until
+        imported; REPO asked about them in one batch."""
+        members = self._parse_header(path, st, verdict)
+        self.presence.ask_more([oid for oid, _, _ in members])
+        out = []
+        for oid, start, end in members:
+            member = f"{path}{MEMBER_MARK}{oid}"
+            self._members[member] = (path, start, end)
+            out.append((member, oid))
+        return out
 
     def _maybe_give_up(self, path, verdict: _Verdict, now: float, result: PassResult) -> _Verdict | None:
         """Quarantine an incomplete file only if it cannot be a download in progress."""
@@ -433,8 +504,10 @@ class Importer:
         self._verdicts[path] = _Verdict(key, "rejected", reason=reason)
         self.quarantine(path, reason, result)
 
-    def _import(self, ready, waiting, result: PassResult) -> None:
-        """Verify and write ready packs, parents first; packs they unblock follow in the same pass."""
+    def _import(self, ready, waiting, result: PassResult, open_more=list) -> None:
+        """Verify and write ready packs, parents first; packs they unblock follow in the same
+        pass.  open_more(): when nothing else is left to do, more packs put in ready (roll-ups'
+        members), in the order to verify them; none: the pass is over."""
         by_need: dict[str, list[str]] = {}
         for commit, (_, _, needs) in waiting.items():
             for n in needs:
@@ -443,7 +516,12 @@ class Importer:
         retry: list[str] = []  # packs whose named object sits in deltas with absent bases
         requeued: set[str] = set()
         added = 0  # packs verified since `retry` was last tried
-        while queue or (retry and added):
+        while True:
+            if not queue and not (retry and added):
+                queue.extend(open_more())
+                if not queue:
+                    break
+                continue
             if not queue:  # something arrived meanwhile: the missing bases may be here now
                 queue, retry, added = deque(retry), [], 0
             commit = queue.popleft()

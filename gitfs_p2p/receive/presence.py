@@ -44,6 +44,7 @@ class Presence:
         self.trees = TreeCache()
         self._received: set[str] | None = None  # ids of received packs in the cache (loaded once)
         self._types: dict[str, int | None] = {}  # REPO's answers, valid for one pass
+        self._more: dict[str, int | None] = {}  # and those of the last ask_more (a roll-up's members)
         self._recent = LRU(RECENT_BYTES)  # binary id -> (type, content) of objects verified lately
 
     def remember(self, *objects: dict) -> None:
@@ -57,9 +58,15 @@ class Presence:
         """Ask REPO the types of these objects in one batch (answers kept until forget())."""
         self._types = self.repo.types(hex_ids)
 
+    def ask_more(self, hex_ids: list[str]) -> None:
+        """Ask REPO about these too (a roll-up opened in the middle of a pass), in one batch;
+        they replace the answers of the last ask_more (that roll-up is imported meanwhile)."""
+        self._more = self.repo.types(hex_ids)
+
     def forget(self) -> None:
         """Objects were written: the batched answers are stale."""
         self._types = {}
+        self._more = {}
 
     def let_go(self) -> None:
         """Drop the objects and trees kept for reading (while git repacks beside us,
@@ -85,6 +92,8 @@ class Presence:
         """REPO's type for oid; answers of the pass's batched question first (see run_pass)."""
         if oid in self._types:
             return self._types[oid]
+        if oid in self._more:
+            return self._more[oid]
         return self.repo.type_of(oid)
 
     def has_commit(self, commit: str) -> bool:

@@ -97,6 +97,51 @@ def test_rollups_arriving_newest_first_wait_for_their_history(tmp_path, sender, 
     assert refs_of(str(repo)) == sender.refs
 
 
+def test_members_are_held_one_rollup_at_a_time(tmp_path, sender, plan):
+    """What the importer keeps per roll-up member (its path, its verdict) exists for the
+    roll-ups being imported, not for the whole history at once (issue 15: 200,000 members
+    took the watcher to 400 MB); a roll-up opens when the one below it is in."""
+    d, repo = tmp_path / "dir", tmp_path / "repo"
+    deliver_all(d, sender, plan)
+    largest = max(len(r.members) for r in plan.rollups)
+    assert largest < sum(len(r.members) for r in plan.rollups) // 2  # so the bound below says something
+    held = []
+    with _importer(d, repo) as imp:
+        read = imp._read
+
+        def counting(path, *args):
+            held.append((len(imp._members), sum(1 for p in imp._verdicts if "#" in p)))
+            return read(path, *args)
+
+        imp._read = counting
+        result = imp.run_pass(final=True)
+        assert result.finished and result.imported == result.total == len(sender.commits)
+        assert not imp._members and not [p for p in imp._verdicts if "#" in p]
+    assert len(held) >= len(sender.commits) - len(plan.tail)  # every member was read to be checked
+    assert max(m for m, _ in held) <= largest and max(v for _, v in held) <= largest
+    assert refs_of(str(repo)) == sender.refs
+
+
+def test_rollups_above_a_missing_one_are_not_read(tmp_path, sender, plan):
+    """A roll-up whose history has not arrived waits as one pack, named for its boundary;
+    the first missing roll-up is the cause, and none of its members is held."""
+    d, repo = tmp_path / "dir", tmp_path / "repo"
+    first = plan.rollups[0]
+    deliver_all(d, sender, plan, skip={first.boundary})
+    with _importer(d, repo) as imp:
+        result = imp.run_pass(final=True)
+        assert result.new == 0 and not imp._members and not result.quarantined
+        assert {r.boundary.decode() for r in plan.rollups[1:]} <= set(result.waiting)
+        assert result.total == len(sender.commits) - len(first.members)  # counted by commit
+        cause, why, count = result.causes[0]
+        assert cause == first.boundary.decode() and why == "has no file in DIR yet"
+        assert count >= len(plan.rollups) - 1
+        put_rollup(d, f"{first.boundary.decode()}.rollup", rollup_bytes(sender, first))
+        result = imp.run_pass(final=True)
+        assert result.finished, result.progress_line()
+    assert refs_of(str(repo)) == sender.refs
+
+
 def test_a_rollup_still_being_written_waits_then_imports(tmp_path, sender, plan):
     d, repo = tmp_path / "dir", tmp_path / "repo"
     first = plan.rollups[0]
