@@ -184,7 +184,7 @@ def test_swarm_mount_to_watcher(tmp_path, request, record_property,
     if network == "loopback" and _cannot_meet(seeder_name, downloader_name):
         _connect_or_fail_fast(seeder, downloader)
     # A client that cannot dial loopback peers is reached when the seed re-announces.
-    downloader.wait_complete(DOWNLOAD_TIMEOUT, nudge=seeder.reannounce)
+    downloader.wait_complete(DOWNLOAD_TIMEOUT, nudge=seeder.reannounce, rechoke=(seeder, downloader))
     total = downloader.status()["total"]
     fetched = downloader.downloaded_bytes()
     record_property("full_download_bytes", fetched)
@@ -221,7 +221,7 @@ def test_swarm_mount_to_watcher(tmp_path, request, record_property,
     assert seeder.verified_fraction() == 1.0, seeder.details()
     tracker.wait_peers(info_hash2, seeders=1, timeout=60)
     downloader.download(torrent2, dest)
-    downloader.wait_complete(DOWNLOAD_TIMEOUT, nudge=seeder.reannounce)
+    downloader.wait_complete(DOWNLOAD_TIMEOUT, nudge=seeder.reannounce, rechoke=(seeder, downloader))
     update = new_bytes_range(torrent, torrent2)
     fetched2 = downloader.downloaded_bytes()
     record_property("update", {**update, "fetched": fetched2})

@@ -76,7 +76,7 @@ def test_stock_client_downloads_from_seed(swarm, tmp_path, client_name):
     try:
         dest = tmp_path / "download"
         client.download(torrent, dest)
-        status = client.wait_complete(DOWNLOAD_TIMEOUT)
+        status = client.wait_complete(DOWNLOAD_TIMEOUT, rechoke=(client,))
         assert status["info_hash"].lower() == info_hash
         assert client.downloaded_bytes() >= status["total"], client.details()
         assert _same_files(torrent, dest / "packs", seed.mountpoint) == []

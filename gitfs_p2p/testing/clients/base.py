@@ -57,11 +57,14 @@ class Client:
         return wait_until(lambda: self._alive_status(lambda s: s["checked"]), timeout,
                           f"{self.label} to finish checking {self.torrent}", details=self.details)
 
-    def wait_complete(self, timeout: float = 120, *, on_progress=None, nudge=None) -> dict:
-        """Wait until every byte is verified; on_progress(status) each poll; nudge() every ~3 s."""
+    def wait_complete(self, timeout: float = 120, *, on_progress=None, nudge=None, rechoke=()) -> dict:
+        """Wait until every byte is verified; on_progress(status) each poll; nudge() every ~3 s;
+        rechoke_now() of each client in *rechoke* (this one, its seeds) each poll."""
         last_nudge = [time.monotonic()]
 
         def done():
+            for client in rechoke:
+                client.rechoke_now()
             st = self._alive_status(lambda s: True)
             if on_progress is not None:
                 on_progress(st)
@@ -86,6 +89,11 @@ class Client:
 
     def reannounce(self) -> None:
         """Announce again now, so the client learns of peers that arrived after it."""
+
+    def rechoke_now(self) -> None:
+        """If a connected peer waits on this client to unchoke it or to say it is interested,
+        and the client would decide that only at a later periodic pulse, make it decide now.
+        Nothing to do for a client that decides as soon as a peer arrives."""
 
     def last_announce(self) -> tuple[int, int] | None:
         """(time, peers the tracker returned) of the last successful announce of the current

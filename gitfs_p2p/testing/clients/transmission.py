@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from torrentcore.metainfo import build_info, build_torrent
 
 from ..procs import ClientError, LOOPBACK, free_port, post_json, start
 from .base import Client
@@ -29,6 +32,8 @@ class Transmission(Client):
         self._session_id = ""
         self.torrent_id: int | None = None
         self._checked = False
+        self._pulse_id: int | None = None
+        self._last_pulse = 0.0
 
     def settings(self) -> dict:
         return {
@@ -114,6 +119,48 @@ class Transmission(Client):
                 self.rpc("torrent-reannounce", ids=[self.torrent_id])
             except (OSError, urllib.error.URLError, ClientError):
                 pass
+
+    #: seconds between two rechoke pulses forced by rechoke_now()
+    PULSE_SPACING = 0.5
+
+    def rechoke_now(self) -> None:
+        """libtransmission 3.00 decides whom it unchokes (as a seed) and which peers it tells
+        it is interested (as a downloader) only in its rechoke pulse, every 10 s
+        (peer-mgr.c: RECHOKE_PERIOD_MSEC, rechokePulse), so a transfer with a peer that has
+        just connected starts up to 10 s late, on each side where transmission is. Starting
+        any torrent of the session runs that pulse at once for every torrent
+        (tr_peerMgrStartTorrent -> rechokePulse): when a connected peer waits on one of those
+        two decisions, start and stop an idle torrent of this daemon's own (one byte, no
+        tracker, no peers; it never holds data), so the decision is taken now."""
+        if self.torrent_id is None or self.proc is None or self.proc.poll() is not None:
+            return
+        if time.monotonic() - self._last_pulse < self.PULSE_SPACING:
+            return
+        try:
+            t = self.rpc("torrent-get", ids=[self.torrent_id], fields=["percentDone", "peers"])["torrents"][0]
+        except (OSError, urllib.error.URLError, ValueError, ClientError, IndexError):
+            return
+        complete = t["percentDone"] >= 1.0
+        waiting = [p for p in t["peers"]
+                   if (p["peerIsInterested"] and p["peerIsChoked"])
+                   or (not complete and p["progress"] > 0 and not p["clientIsInterested"])]
+        if not waiting:
+            return
+        if self._pulse_id is None:
+            pulse_dir = self.config_dir / "rechoke-pulse"
+            pulse_dir.mkdir(exist_ok=True)
+            torrent = pulse_dir / "rechoke-pulse.torrent"
+            torrent.write_bytes(build_torrent(build_info([(("rechoke-pulse",), 1)], [b"\0"], "rechoke-pulse")))
+            added = self.rpc("torrent-add", filename=str(torrent), paused=True,
+                             **{"download-dir": str(pulse_dir)})
+            self._pulse_id = (added.get("torrent-added") or added.get("torrent-duplicate"))["id"]
+        self.rpc("torrent-start-now", ids=[self._pulse_id])
+        self.rpc("torrent-stop", ids=[self._pulse_id])
+        self._last_pulse = time.monotonic()
+
+    def stop(self) -> None:
+        super().stop()
+        self._pulse_id = None
 
     def last_announce(self) -> tuple[int, int] | None:
         if self.torrent_id is None:
