@@ -3,8 +3,9 @@
 For every seeder/downloader pair among transmission, aria2 and libtorrent, and for both
 trackers (`gitp2p tracker` and Debian's opentracker), on 127.0.0.1 over TCP:
 
-1. generate repository A (300 commits, merged side branches, an unmerged branch, a
-   lightweight and an annotated tag), mount it, take the mount's torrents/all.torrent,
+1. repository A (300 commits, merged side branches, an unmerged branch, a lightweight
+   and an annotated tag; generated once per module, each scenario mounts its own copy),
+   mount it, take the mount's torrents/all.torrent,
    start the tracker (opentracker: put the info-hash on its allow-list);
 2. the seeder checks the mount (save path = the mount, no copy) at 100% and seeds it;
 3. the downloader fetches everything into a plain directory;
@@ -115,12 +116,21 @@ def cleanup():
     assert not errors and not leftover, f"cleanup failed: {errors} mounts left: {leftover}"
 
 
+@pytest.fixture(scope="module")
+def generated_a(tmp_path_factory) -> Path:
+    """Repository A as make_sample_repo() generates it (COMMITS commits, seed 3), once for
+    the module instead of once a scenario (0.5-1 s each). Every scenario works on a copy
+    (step 6 moves A forward); this one is never mounted, so no copy starts with packs or
+    torrents cached in its git dir: each mount builds them as before."""
+    return make_sample_repo(tmp_path_factory.mktemp("interop-history") / "A", COMMITS, seed=3)
+
+
 def _same_files(torrent_dir: Path, src: Path, names) -> list[str]:
     return [n for n in names if (torrent_dir / n).read_bytes() != (src / n).read_bytes()]
 
 
 @pytest.mark.parametrize("seeder_name,downloader_name,tracker_name,network", list(_cases()))
-def test_swarm_mount_to_watcher(tmp_path, request, record_property,
+def test_swarm_mount_to_watcher(tmp_path, request, record_property, generated_a,
                                 seeder_name, downloader_name, tracker_name, network):
     for reason in (client_available(seeder_name), client_available(downloader_name),
                    tracker_available(tracker_name)):
@@ -134,7 +144,7 @@ def test_swarm_mount_to_watcher(tmp_path, request, record_property,
     tracker = TRACKERS[tracker_name](tmp_path / "tracker", host=hosts[0])
     cleanup(tracker)
     tracker.start()
-    repo_a = make_sample_repo(tmp_path / "A", COMMITS, seed=3)
+    repo_a = Path(shutil.copytree(generated_a, tmp_path / "A", symlinks=True))
     mount_a = Mount(repo_a, tmp_path / "mnt-A", tracker=tracker.announce_url)
     cleanup(mount_a)
     mount_a.start()
