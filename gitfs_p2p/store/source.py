@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 #: Fewer packs than this to build are built in this process (worker start-up costs more).
 PARALLEL_MIN = 256
 
+#: Packs built in this process between two drops of the repository's pack pages they
+#: touched (GitRepo.drop_mapped_pages; a worker drops them after each job of as many).
+DROP_PAGES_EVERY = 64
+
 #: progress(done, total) is called now and then during long work.
 Progress = Callable[[int, int], None]
 
@@ -57,6 +61,7 @@ class PackSource:
         self._rollup_files: RollupFiles | None = None
         self._packer = packer if packer is not None or repo is None else CommitPacker(repo)
         self._build_lock = threading.Lock()
+        self._built = 0  # packs built in this process (DROP_PAGES_EVERY)
         self._cache_lock = threading.Lock()
 
     @property
@@ -117,7 +122,14 @@ class PackSource:
         if self.workers is not None:
             return self.workers.build([oid], want_bytes=True)[oid][1]
         with self._build_lock:  # the packer's caches are not for two threads at once
-            return build_locked(self.git_dir, self.cache, self._packer, oid)
+            data = build_locked(self.git_dir, self.cache, self._packer, oid)
+            self._built += 1
+            # Building reads trees and blobs all over the pack files, which dulwich maps
+            # whole: without this `gitp2p packs -j 1` of a 200,000-commit history held
+            # 560 MB of their pages (754 MB RSS, 190 MB anonymous).
+            if self._built % DROP_PAGES_EVERY == 0 and hasattr(self.repo, "drop_mapped_pages"):
+                self.repo.drop_mapped_pages()
+            return data
 
     def pack(self, commit_id: bytes) -> bytes:
         """The pack's bytes: cached (or received) bytes verbatim, else built and cached.

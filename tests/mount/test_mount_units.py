@@ -244,6 +244,31 @@ def test_a_history_walk_does_not_keep_the_pack_pages_it_read(tmp_path):
         assert _mapped_kb(pack_dir) == 0  # the walk drops them itself
 
 
+def test_packs_built_in_this_process_do_not_keep_the_pack_pages(tmp_path, monkeypatch):
+    """`gitp2p packs -j 1` builds in its own process: every DROP_PAGES_EVERY packs it lets go
+    of the pack pages the builds touched, as a worker does after each job."""
+    from testutil import generate
+
+    from gitfs_p2p.store import source as source_module
+
+    repo = str(tmp_path / "repo")
+    generate(repo, 120, seed=5)
+    git("gc", "-q", cwd=repo)
+    pack_dir = os.path.join(repo, ".git", "objects", "pack")
+    monkeypatch.setattr(source_module, "DROP_PAGES_EVERY", 20)
+    with GitRepo(repo) as r:
+        source = PackSource(r)
+        try:
+            commits = source.commits()
+            r.drop_mapped_pages()  # the walk's own
+            assert [size for _, size in source.sizes(commits[:60])]
+            assert _mapped_kb(pack_dir) == 0  # 60 built: dropped after the 60th
+            assert [size for _, size in source.sizes(commits[60:70])]
+            assert _mapped_kb(pack_dir) > 0  # 10 more: held until the 80th
+        finally:
+            source.close()
+
+
 class CountingSource(PackSource):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
