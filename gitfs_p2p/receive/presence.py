@@ -59,9 +59,12 @@ class Presence:
         self._types = self.repo.types(hex_ids)
 
     def ask_more(self, hex_ids: list[str]) -> None:
-        """Ask REPO about these too (a roll-up opened in the middle of a pass), in one batch;
-        they replace the answers of the last ask_more (that roll-up is imported meanwhile)."""
-        self._more = self.repo.types(hex_ids)
+        """Ask REPO about those of these the pack cache has received packs for (is_imported
+        answers for the others without REPO; a roll-up opened in the middle of a pass), in
+        one batch; they replace the answers of the last ask_more (imported meanwhile)."""
+        if self._received is None:
+            self._received = self.cache.received_ids(FORMAT_VERSION)
+        self._more = self.repo.types([h for h in hex_ids if h in self._received])
 
     def forget(self) -> None:
         """Objects were written: the batched answers are stale."""
