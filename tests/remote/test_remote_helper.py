@@ -102,7 +102,8 @@ def seeding(name: str, workdir, torrent, mount: Mount, tracker):
 def test_clone_from_a_stock_seeder(seeder, swarm, tmp_path):
     source, mount, tracker = swarm
     torrent = mount.torrent("all")
-    with seeding(seeder, tmp_path / "client", torrent, mount, tracker):
+    # rechoking: transmission unchokes the clone's engine at once, not at its next 10 s pulse
+    with seeding(seeder, tmp_path / "client", torrent, mount, tracker) as client, client.rechoking():
         clone = str(tmp_path / "clone")
         proc = git(*LOOPBACK, "clone", "--progress", f"gitp2p::{torrent}", clone)
     assert re.search(r"Receiving packs: 100% \(\d+/\d+\), .*, done\.", proc.stderr), proc.stderr
@@ -123,7 +124,7 @@ def test_clone_by_magnet_then_fetch_new_commits(swarm, tmp_path):
     torrent = mount.torrent("all")
     ih = torrent_info_hash(torrent)
     clone = str(tmp_path / "clone")
-    with seeding("transmission", tmp_path / "client", torrent, mount, tracker) as client:
+    with seeding("transmission", tmp_path / "client", torrent, mount, tracker) as client, client.rechoking():
         magnet = f"magnet:?xt=urn:btih:{ih}&tr={tracker.announce_url}"
         proc = git(*LOOPBACK, "clone", "-q", f"gitp2p::{magnet}", clone)
         assert proc.stderr == "", proc.stderr

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -94,6 +96,28 @@ class Client:
         """If a connected peer waits on this client to unchoke it or to say it is interested,
         and the client would decide that only at a later periodic pulse, make it decide now.
         Nothing to do for a client that decides as soon as a peer arrives."""
+
+    @contextlib.contextmanager
+    def rechoking(self, every: float = 0.25):
+        """While the block runs (a download by a process of its own, such as `git clone`,
+        that no wait_complete() polls), call rechoke_now() every *every* seconds from a
+        thread; it ends with the block. A failed call is left to the block to notice."""
+        done = threading.Event()
+
+        def pulse():
+            while not done.wait(every):
+                try:
+                    self.rechoke_now()
+                except (OSError, urllib.error.URLError, ValueError, ClientError):
+                    pass
+
+        thread = threading.Thread(target=pulse, name=f"rechoke {self.label}", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            done.set()
+            thread.join(timeout=30)
 
     def last_announce(self) -> tuple[int, int] | None:
         """(time, peers the tracker returned) of the last successful announce of the current

@@ -132,12 +132,13 @@ class Transmission(Client):
         (tr_peerMgrStartTorrent -> rechokePulse): when a connected peer waits on one of those
         two decisions, start and stop an idle torrent of this daemon's own (one byte, no
         tracker, no peers; it never holds data), so the decision is taken now."""
-        if self.torrent_id is None or self.proc is None or self.proc.poll() is not None:
+        torrent_id, proc = self.torrent_id, self.proc  # (also called from a rechoking() thread)
+        if torrent_id is None or proc is None or proc.poll() is not None:
             return
         if time.monotonic() - self._last_pulse < self.PULSE_SPACING:
             return
         try:
-            t = self.rpc("torrent-get", ids=[self.torrent_id], fields=["percentDone", "peers"])["torrents"][0]
+            t = self.rpc("torrent-get", ids=[torrent_id], fields=["percentDone", "peers"])["torrents"][0]
         except (OSError, urllib.error.URLError, ValueError, ClientError, IndexError):
             return
         complete = t["percentDone"] >= 1.0
