@@ -8,6 +8,7 @@ One class per client, all with the same small interface:
     client.wait_checked(timeout); client.verified_fraction()
     client.wait_complete(timeout); client.downloaded_bytes(); client.uploaded_bytes()
     client.reannounce()                         # tell the tracker again (learn new peers)
+    client.rechoke_now(); with client.rechoking(): ...  # transmission: unchoke/ask now, not in 10 s
     client.stop()                               # kill its process group, remove its config
 
 A client holds one torrent at a time: calling ``seed``/``download`` again replaces the
