@@ -11,7 +11,8 @@ Two sources, read from files (blocking: callers run `scan` in a worker thread):
   manifest, renamed to the stored manifest (and, in a signed torrent, its signature,
   after it, to the stored `<info-hash>.gitp2p-sig`), so the receiver seeds the very
   info-hash it received.  One whose packs are not all in the mount's `packs/` is left out, with a
-  note, and looked at again when the mount's torrents change or every RECHECK seconds.
+  note, and looked at again when the first pack it lacked appears there (one `stat` a poll),
+  when the mount's torrents change, or every RECHECK seconds.
 
 `plan` (pure) turns what is seeded and what is offered into what to add and drop.
 """
@@ -146,8 +147,9 @@ class ReceivedTorrents:
     def __init__(self, git_dir: str, mountpoint: str):
         self.directory = received_dir(git_dir)
         self.packs = os.path.join(mountpoint, "packs")
-        #: name -> (signature of the .torrent and its manifest, offer or None, note, checked at)
-        self._seen: dict[str, tuple[tuple, Offer | None, str, float]] = {}
+        #: name -> (signature of the .torrent and its manifest, offer or None, note, checked at,
+        #: a pack it lacked in the mount, as a path there, or None)
+        self._seen: dict[str, tuple[tuple, Offer | None, str, float, str | None]] = {}
 
     def scan(self, *, recheck: bool = False) -> tuple[list[Offer], list[str]]:
         """(offers, notes): a note says why a received torrent is not seeded, once per
@@ -166,31 +168,39 @@ class ReceivedTorrents:
             except FileNotFoundError:
                 sig = None
             known = self._seen.get(name)
+            # a torrent left out for a pack the mount lacked: looked at again once that pack is
+            # there (a clone's seed that fetched: the mount lays the new packs out a poll or
+            # two after the fetch; its own torrents, of its branches, need not change)
             if known is not None and known[0] == sig and (
-                known[1] is not None or not (recheck or now - known[3] > RECHECK)
+                known[1] is not None or not (recheck or now - known[3] > RECHECK
+                                             or (known[4] is not None and os.path.exists(known[4])))
             ):
-                offer, note, checked = known[1], known[2], known[3]
+                offer, note, checked, lacked = known[1], known[2], known[3], known[4]
             else:
-                offer, note = self._check(path, manifest) if sig else (None, f"no {os.path.basename(manifest)} beside it")
+                if sig:
+                    offer, note, lacked = self._check(path, manifest)
+                else:
+                    offer, note, lacked = None, f"no {os.path.basename(manifest)} beside it", None
                 checked = now
                 if offer is None and (known is None or known[2] != note):
                     notes.append(f"not seeding received {name}: {note}")
-            seen[name] = (sig, offer, note, checked)
+            seen[name] = (sig, offer, note, checked, lacked)
             if offer is not None:
                 offers.append(offer)
         self._seen = seen
         return offers, notes
 
-    def _check(self, path: str, manifest: str) -> tuple[Offer | None, str]:
+    def _check(self, path: str, manifest: str) -> tuple[Offer | None, str, str | None]:
+        """(offer, "", None), or (None, why not, the path in the mount of a pack it lacks or None)."""
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
             t = parse_torrent(data)
         except (OSError, MetainfoError) as exc:
-            return None, f"unreadable ({exc})"
+            return None, f"unreadable ({exc})", None
         name = os.path.basename(path)[: -len(TORRENT_SUFFIX)]
         if t.info_hash.hex() != name.lower():
-            return None, f"its info-hash is {t.info_hash.hex()}, not its name"
+            return None, f"its info-hash is {t.info_hash.hex()}, not its name", None
         files = ["/".join(f.path) for f in t.files]
         stored = []  # (file index, the stored file seeded in its place)
         if len(files) >= 2 and files[-1].endswith(SIGNATURE_SUFFIX):
@@ -200,21 +210,22 @@ class ReceivedTorrents:
         if t.name != "packs" or not t.multi_file or not files[-1].endswith(MANIFEST_SUFFIX) \
                 or not all(_pack_or_rollup(f) for f in files[:-1]):
             return None, ("not a repository torrent (packs/rollups/*.rollup, packs/*.pack, then "
-                          "packs/<label>.gitp2p-refs and, if signed, packs/<label>.gitp2p-sig)")
+                          "packs/<label>.gitp2p-refs and, if signed, packs/<label>.gitp2p-sig)"), None
         for index, path_ in stored:
             try:
                 size = os.path.getsize(path_)
             except OSError:
-                return None, f"no {os.path.basename(path_)} beside it"
+                return None, f"no {os.path.basename(path_)} beside it", None
             if size != t.files[index].length:
-                return None, f"its {os.path.basename(path_)} is {size} bytes, the torrent says {t.files[index].length}"
+                return None, (f"its {os.path.basename(path_)} is {size} bytes, the torrent says "
+                              f"{t.files[index].length}"), None
         missing = [f for f in files[:-1] if not os.path.exists(os.path.join(self.packs, f))]
         if missing:
             return None, (f"{len(missing)} of {len(files) - 1} packs are not in the mount "
-                          f"(packs/{missing[0]}, ...)")
+                          f"(packs/{missing[0]}, ...)"), os.path.join(self.packs, missing[0])
         label = files[-1][: -len(MANIFEST_SUFFIX)]
         renamed = tuple((index, os.path.abspath(path_)) for index, path_ in stored)
-        return Offer(label, "received", t.info_hash.hex(), data, os.path.abspath(path), t.trackers, renamed), ""
+        return Offer(label, "received", t.info_hash.hex(), data, os.path.abspath(path), t.trackers, renamed), "", None
 
 
 def _pack_or_rollup(path: str) -> bool:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gitfs_p2p.seed.catalog import Offer, plan
+from gitfs_p2p.seed.catalog import Offer, ReceivedTorrents, plan, received_dir
 from gitfs_p2p.testing.procs import LOOPBACK, free_port, wait_until
 from gitfs_p2p.testing.swarm import GITP2P, Mount, is_mounted, make_sample_repo, pid_alive
+from torrentcore.metainfo import build_info, build_torrent, parse_torrent
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -120,3 +121,32 @@ def test_plan_seeds_an_info_hash_once():
     p = plan({}, [mine, received])
     assert p.add == (mine,) and p.drop == () and p.moved == ()
     assert plan({mine.info_hash: mine}, [mine, received]) == plan({mine.info_hash: mine}, [mine])
+
+
+def test_a_received_torrent_is_seeded_as_soon_as_the_pack_it_lacked_is_in_the_mount(tmp_path):
+    """A clone's seed that fetched: the remote helper leaves the new torrent, and the mount lays
+    out its new packs a poll or two later.  The torrent is looked at again when the pack it
+    lacked appears, not only when the mount's own torrents change or RECHECK seconds later
+    (a --follow seed started seeding the publisher's new torrent 30 s late, seen in
+    tests/trust/test_names_swarm.py)."""
+    packs = tmp_path / "mount" / "packs"
+    packs.mkdir(parents=True)
+    pack, manifest = b"PACK" + os.urandom(60), b"refs\n"
+    names = ["a" * 40 + ".pack", "all.gitp2p-refs"]
+    info = build_info([((names[0],), len(pack)), ((names[1],), len(manifest))],
+                      [pack + manifest], "packs", multi_file=True)
+    data = build_torrent(info)
+    ih = parse_torrent(data).info_hash.hex()
+    received = Path(received_dir(str(tmp_path / "git")))
+    received.mkdir(parents=True)
+    (received / f"{ih}.torrent").write_bytes(data)
+    (received / f"{ih}.gitp2p-refs").write_bytes(manifest)
+    catalog = ReceivedTorrents(str(tmp_path / "git"), str(tmp_path / "mount"))
+
+    offers, notes = catalog.scan()
+    assert offers == [] and notes == [f"not seeding received {ih}.torrent: 1 of 1 packs are not in the mount "
+                                      f"(packs/{names[0]}, ...)"]
+    assert catalog.scan() == ([], [])  # still lacking: said once
+    (packs / names[0]).write_bytes(pack)
+    offers, notes = catalog.scan()  # at once: no recheck asked for, well within RECHECK
+    assert [(o.label, o.origin, o.info_hash) for o in offers] == [("all", "received", ih)] and notes == []
