@@ -435,6 +435,9 @@ class Engine:
             t._next_lookup = now + t._lookup_gap
 
     async def _look_up_peers(self) -> None:
+        # a lookup before the routing table has a node finds nobody, and would use up the
+        # quick retries while the DHT bootstraps (public routers: seconds)
+        await self._need_dht(60.0)
         while True:
             self._look_up_peers_now()
             await trio.sleep(0.25)
@@ -594,7 +597,7 @@ class Engine:
             return old
         t = Torrent(self, handle, info_hash)
         self.torrents[info_hash] = t
-        if self._own_peer_lookups:
+        if self._own_peer_lookups and self._dht_ready:
             self._look_up_peers_now()
         return t
 
