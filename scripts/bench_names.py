@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,6 +93,11 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 pass
             kill_group(proc)
+    mountpoint = pub / ".git" / "gitp2p" / "seed-mount"
+    if not os.path.ismount(mountpoint):
+        shutil.rmtree(base, ignore_errors=True)
+    else:
+        print(f"{mountpoint} is still mounted: unmount it (fusermount3 -u), then remove {base}", file=sys.stderr)
     return 0
 
 
