@@ -53,7 +53,9 @@ def order(infos: dict[bytes, CommitInfo]) -> list[CommitInfo]:
 
 
 #: Commits read between two drops of the pack pages a walk touched (GitRepo.drop_mapped_pages).
-DROP_PAGES_EVERY = 10_000
+#: A walk of the 200,000-commit history peaks at 120-126 MB of them every 10,000 commits,
+#: 49-53 MB every 1,000, for the same CPU (BENCHMARKS.md, "Peak memory").
+DROP_PAGES_EVERY = 1_000
 
 
 def read_history(repo: CommitReader, tips: Iterable[bytes]) -> list[CommitInfo]:
