@@ -43,16 +43,20 @@ class Watcher:
         self._inotify = None
         self._watched: set[str] = set()
 
-    def _watch_dirs(self) -> None:
+    def _watch_dirs(self) -> int:
+        """Watch the directories the last pass saw; returns how many were not watched before."""
         if self._inotify is None:
-            return
+            return 0
+        added = 0
         for d in self.importer.dirs:
             if d not in self._watched:
                 try:
                     self._inotify.add_watch(d, _WATCH_MASK)
                     self._watched.add(d)
+                    added += 1
                 except OSError as exc:
                     log.info("cannot watch %s (%s); it is polled", d, exc)
+        return added
 
     async def _wait_for_change(self, timeout: float) -> None:
         if self._inotify is None:
@@ -71,11 +75,17 @@ class Watcher:
             first = True
             while True:
                 result = await trio.to_thread.run_sync(self.importer.run_pass)
-                self._watch_dirs()
+                new_watches = self._watch_dirs()
                 self.on_pass(result)
                 if first:
                     task_status.started()
                     first = False
+                if new_watches:
+                    # A file written into a directory after the pass scanned it but before its
+                    # watch was added raised no event: one more pass, at once, sees it (a
+                    # client's first files land in packs/ just as the watcher starts).
+                    await trio.sleep(0)
+                    continue
                 busy = result.changing or result.incomplete
                 if self._inotify is None:
                     timeout = self.poll

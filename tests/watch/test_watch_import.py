@@ -465,3 +465,57 @@ def test_crossing_deltas_in_one_batch_make_no_delta_cycle(tmp_path):
         proc = subprocess.run(["git", "verify-pack", str(idx)], capture_output=True, text=True)
         assert proc.returncode == 0, (idx.name, proc.stderr)
     assert git("cat-file", "-p", blob_a, cwd=dest) == text_a
+
+
+def test_files_written_before_a_new_directory_is_watched_are_not_left_for_the_safety_poll(tmp_path, sender):
+    """A pass scans DIR, then the watcher adds inotify watches for the directories it saw; a
+    pack written in between raises no event.  The watcher must look again at once, not at its
+    30 s safety poll (seen in an interop run: a whole download left 30 s on disk).  The gap is
+    made certain here by writing the packs right after the first pass's scan, before the watch
+    exists; waits are recorded and cut to 0.5 s, so the test never waits out the safety poll."""
+    import trio
+
+    from gitfs_p2p.receive.watcher import Watcher
+
+    d, repo = tmp_path / "dl", tmp_path / "repo"
+    (d / "packs").mkdir(parents=True)
+    commits = list(sender.commits)
+    passes, waits = [], []
+    with _importer(d, repo) as imp:
+        real_pass = imp.run_pass
+
+        def run_pass(**kw):
+            result = real_pass(**kw)
+            if len(passes) == 0:  # after the first scan, before the watch: the gap
+                deliver(str(d), sender, commits)
+                write_manifest(str(d), sender.manifest())
+            return result
+
+        imp.run_pass = run_pass
+        watcher = Watcher(imp, poll=1.0)
+        scope = trio.CancelScope()
+
+        async def wait_for_change(timeout):  # recorded; a wait of at most 0.5 s, at most 20 of them
+            waits.append((len(passes), timeout))
+            if len(waits) >= 20:
+                scope.cancel()
+            await trio.sleep(min(timeout, 0.5))
+
+        def on_pass(result):
+            passes.append(result)
+            if result.finished and result.total:
+                scope.cancel()
+
+        watcher._wait_for_change = wait_for_change
+        watcher.on_pass = on_pass
+
+        async def main():
+            with scope:
+                await watcher.run()
+
+        trio.run(main)
+    lines = [p.progress_line() for p in passes]
+    assert passes[-1].finished and passes[-1].total == len(commits), lines
+    assert passes[1].total == len(commits), lines  # the second pass saw every pack...
+    assert not [w for w in waits if w[0] == 1], waits  # ...and came at once, with no wait before it
+    _assert_same_as_sender(repo, sender)
