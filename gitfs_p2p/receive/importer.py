@@ -74,7 +74,7 @@ MEMBER_MARK = "#"
 @dataclass(slots=True)
 class _Verdict:
     key: tuple
-    kind: str  # "done" | "waiting" | "incomplete" | "ready" | "changing" | "rejected" | "peeked" | "expanded"
+    kind: str  # "done" | "waiting" | "incomplete" | "ready" | "changing" | "rejected" | "expanded"
     commit: str | None = None
     needs: frozenset[str] = frozenset()
     reason: str = ""
@@ -378,9 +378,9 @@ class Importer:
         if size > self.max_pack_bytes:
             self._reject(path, key, f"{size} bytes, more than the bound of {self.max_pack_bytes}", result)
             return None
-        if old is not None and old.key == key and old.kind in ("peeked", "waiting"):
-            # Read and peeked in this very state (by _expand, or an earlier pass): what it
-            # needs is known, and verify_pack reads it again anyway and decides.
+        if old is not None and old.key == key and old.kind == "waiting":
+            # Read and peeked in this very state by an earlier pass: what it needs is known,
+            # and verify_pack reads it again anyway and decides.
             needs = old.needs
         else:
             data = self._read(path, st)
