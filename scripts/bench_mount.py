@@ -143,9 +143,11 @@ def run(repo_path: str, out: dict) -> None:
         with _Mount(repo_path, os.path.join(work, "mnt1")) as m:
             out["mount_s"] = round(m.seconds, 3)
             out["first_listing_s"] = round(_ls_l(os.path.join(m.path, "packs")), 3)
-            names = os.listdir(os.path.join(m.path, "packs"))
-            out["packs"] = len(names)
-            sizes = {n: os.stat(os.path.join(m.path, "packs", n)).st_size for n in names}
+            # packs/ also holds the directory rollups/ (its files are a torrent's, not a
+            # commit's): the per-commit packs are its regular files.
+            with os.scandir(os.path.join(m.path, "packs")) as entries:
+                sizes = {e.name: e.stat().st_size for e in entries if e.is_file()}
+            out["packs"] = len(sizes)
         chosen, total = [], 0
         for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
             if total >= READ_LIMIT:
