@@ -171,6 +171,7 @@ class MountService:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._stop_workers_when_cancelled)
                 nursery.start_soon(self._serve_fuse, nursery.cancel_scope)
                 # Answered only once the kernel's INIT is done and the root works.
                 st = await trio.to_thread.run_sync(os.stat, self.mountpoint)
@@ -197,6 +198,17 @@ class MountService:
             if guard is not None:  # the process this mount started, and only it
                 guard.terminate()
                 guard.wait()
+
+    async def _stop_workers_when_cancelled(self) -> None:
+        """When the mount ends (unmounted from outside, a signal), the worker jobs not yet
+        started are cancelled at once: the threads waiting on them (a cold mount's pack
+        builds, a snapshot queued behind them) return, and the nursery can end, within
+        the jobs already running, not after every queued one."""
+        try:
+            await trio.sleep_forever()
+        finally:
+            if self.source.workers is not None:
+                self.source.workers.stop()
 
     async def _serve_fuse(self, scope: trio.CancelScope) -> None:
         await pyfuse3.main()

@@ -438,3 +438,57 @@ def test_a_mount_is_found_through_a_symlinked_directory(tmp_path):
     assert kernel_path(str(tmp_path / "root" / "proc")) == "/proc"
     assert find_mount(str(tmp_path / "root" / "proc")) == "proc"
     assert find_mount(str(tmp_path / "root")) is None  # the symlink itself is no mountpoint
+
+
+def test_stopped_workers_cancel_their_queued_builds(repo60, tmp_path, monkeypatch):
+    """When a mount ends while its worker builds are queued (a cold mount of a big history
+    queues thousands), stop() cancels every job no worker has taken: the thread waiting on
+    them gets WorkersStopped at once and the rest is never built, where before the server
+    waited for every queued build after its unmount (ten minutes of both cores on the
+    200,000-commit history).  The one worker is kept busy by 30 jobs of 0.2 s queued first,
+    so the 60 builds (one pack a job) are all still queued when stop() comes."""
+    import shutil
+    import threading
+    import time
+
+    from gitfs_p2p.pack.commitpack import FORMAT_VERSION
+    from gitfs_p2p.store import builders
+    from gitfs_p2p.store.builders import WorkersStopped
+    from gitfs_p2p.store.cache import PackCache
+
+    repo = str(tmp_path / "copy")
+    shutil.copytree(repo60, repo, symlinks=True, ignore=shutil.ignore_patterns("gitp2p"))
+    ids = [c.decode() for c in _snapshot(repo).commits.ids]
+    monkeypatch.setattr(builders, "BUILD_CHUNK", 1)  # the ids are cut into jobs in this process
+    workers = Workers(repo, cache_bytes=0, workers=1)
+    outcome = []
+
+    def build():
+        try:
+            outcome.append(workers.build(ids))
+        except WorkersStopped as exc:
+            outcome.append(exc)
+
+    try:
+        workers.start()
+        busy = [workers._submit(time.sleep, 0.2) for _ in range(30)]
+        thread = threading.Thread(target=build)
+        thread.start()
+        for _ in range(600):  # until the thread's 60 jobs are queued behind them (bounded)
+            if len(workers._jobs) >= len(busy) + len(ids) or not thread.is_alive():
+                break
+            time.sleep(0.01)
+        workers.stop()
+        thread.join(60)
+        assert not thread.is_alive()
+        assert sum(f.cancelled() for f in busy) >= len(busy) - 5
+        with pytest.raises(WorkersStopped):
+            workers.snapshot(None)  # nothing new is taken either
+    finally:
+        workers.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], WorkersStopped), outcome
+    cache = PackCache(os.path.join(repo, ".git"))
+    try:
+        assert cache.sizes(FORMAT_VERSION, ids) == {}  # not one of the queued builds ran
+    finally:
+        cache.close()
