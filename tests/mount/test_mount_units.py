@@ -206,15 +206,15 @@ def test_a_new_mount_starts_from_the_history_kept_in_the_cache(tmp_path, repo60,
     assert len(walks) == 3 and damaged.commits == rewound.commits and "damaged" in caplog.text
 
 
-def _mapped_kb(path_part: str) -> int:
-    """Resident KB of this process's mappings of pack files (not their indexes) whose
-    path holds path_part."""
+def _mapped_kb(path_part: str, suffix: str = ".pack") -> int:
+    """Resident KB of this process's mappings of pack files (or, with suffix ".idx", their
+    indexes) whose path holds path_part."""
     total, counting = 0, False
     with open("/proc/self/smaps") as fh:
         for line in fh:
             fields = line.split()
             if fields and "-" in fields[0] and not fields[0].endswith(":"):
-                counting = len(fields) > 5 and path_part in fields[5] and fields[5].endswith(".pack")
+                counting = len(fields) > 5 and path_part in fields[5] and fields[5].endswith(suffix)
             elif counting and fields[0] == "Rss:":
                 total += int(fields[1])
     return total
@@ -237,9 +237,10 @@ def test_a_history_walk_does_not_keep_the_pack_pages_it_read(tmp_path):
             r.read_raw(tip)
         for info in read_history(r, tips)[:50]:
             r.read_raw(info.tree)
-        assert _mapped_kb(pack_dir) > 0
+        assert _mapped_kb(pack_dir) > 0 and _mapped_kb(pack_dir, ".idx") > 0
         r.drop_mapped_pages()
         assert _mapped_kb(pack_dir) == 0
+        assert _mapped_kb(pack_dir, ".idx") == 0  # the index's pages too
         assert len(read_history(r, tips)) == 300
         assert _mapped_kb(pack_dir) == 0  # the walk drops them itself
 
