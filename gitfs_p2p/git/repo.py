@@ -120,7 +120,7 @@ class GitRepo:
             for store in [self._repo.object_store, *getattr(self._repo.object_store, "alternates", ())]:
                 for pack in list(getattr(store, "_pack_cache", {}).values()):
                     # the pack and its index, each loaded lazily (only packs read so far): a
-                    # worker's lookups touch most of a 60 MB index over a few dozen builds
+                    # worker's lookups touch most of a 34 MB index over a few dozen builds
                     for part in (getattr(pack, "_data", None), getattr(pack, "_idx", None)):
                         contents = getattr(part, "_contents", None)
                         if isinstance(contents, mmap.mmap) and not contents.closed:
