@@ -32,6 +32,8 @@
                           (python3-libtorrent 2.0, mmap reads) or transmission (3.00, pread)
   check_CLIENT_warm_mount_s / ..._warm_disk_s / ..._warm_ratio
                           the same check again, both page caches warm
+                          (each: the median of check_CLIENT_rounds rounds, a fresh mount
+                          each round; check_CLIENT_[warm_]ratio_range: the rounds' ratios)
 
 Read ratios above 1 mean the mount is faster than the plain file; check ratios are the
 other way round (time on the mount / time on disk), as the goal is stated.  Nothing here
@@ -43,6 +45,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +60,13 @@ READ_LIMIT = 256 << 20
 LARGE_PACK_BYTES = 64 << 20
 #: Seconds a fresh mount is left alone after its torrent appears, before a client checks it.
 SETTLE_S = 3.0
+#: Rounds of each client's checks (medians reported).  transmission 3.00's verify thread
+#: sleeps 100 ms at its first piece and again each time its one-second clock ticks
+#: (libtransmission/verify.c, MSEC_TO_SLEEP_PER_SECOND_DURING_VERIFY): on a check of
+#: 0.1-0.3 s of work, one sample is 100-200 ms off either way, and single-sample ratios
+#: of the same code ran from 0.5x to 2.1x.  libtorrent's are steadier.
+CHECK_ROUNDS_LIBTORRENT = 3
+CHECK_ROUNDS_TRANSMISSION = 5
 
 
 def _gitp2p(*args: str) -> subprocess.CompletedProcess:
@@ -274,30 +284,40 @@ def _run_checks(repo_path: str, work: str, out: dict) -> None:
     if out["check_bytes"] != sum(os.path.getsize(p) for p in copies):
         raise RuntimeError("the copied files' sizes differ from the torrent's")
 
-    def measure(name: str, check) -> None:
-        with _Mount(repo_path, os.path.join(work, f"mnt-check-{name}")) as m:
-            _wait_file(os.path.join(m.path, "torrents", "all.torrent"))  # built: the pack cache is warm
-            time.sleep(SETTLE_S)  # the ref poll that publishes the torrent is over
-            mount_cold = check(m.path)
-            mount_warm = check(m.path)
-            status = m.status()
-        for path in copies:
-            _drop_cache(path)
-        disk_cold = check(disk)
-        disk_warm = check(disk)
-        for kind, mount_s, disk_s in (("", mount_cold, disk_cold), ("warm_", mount_warm, disk_warm)):
+    def measure(name: str, check, rounds: int) -> None:
+        """`rounds` rounds, each a fresh mount checked twice (cold, warm) then the disk
+        twice (page cache dropped, then warm); every figure is the median over the rounds."""
+        times: dict[str, list[float]] = {"mount": [], "warm_mount": [], "disk": [], "warm_disk": []}
+        hwm = 0
+        for i in range(rounds):
+            with _Mount(repo_path, os.path.join(work, f"mnt-check-{name}-{i}")) as m:
+                _wait_file(os.path.join(m.path, "torrents", "all.torrent"))  # built: the pack cache is warm
+                time.sleep(SETTLE_S)  # the ref poll that publishes the torrent is over
+                times["mount"].append(check(m.path))
+                times["warm_mount"].append(check(m.path))
+                hwm = max(hwm, m.status().get("VmHWM", 0))
+            for path in copies:
+                _drop_cache(path)
+            times["disk"].append(check(disk))
+            times["warm_disk"].append(check(disk))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        for kind in ("", "warm_"):
+            mount_s, disk_s = med[f"{kind}mount"], med[f"{kind}disk"]
             out[f"check_{name}_{kind}mount_s"] = round(mount_s, 3)
             out[f"check_{name}_{kind}disk_s"] = round(disk_s, 3)
             out[f"check_{name}_{kind}ratio"] = round(mount_s / disk_s, 2) if disk_s else None
-        out[f"check_{name}_peak_rss_MB"] = round(status.get("VmHWM", 0) / 1024, 1)
+            ratios = [m / d for m, d in zip(times[f"{kind}mount"], times[f"{kind}disk"]) if d]
+            out[f"check_{name}_{kind}ratio_range"] = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else None
+        out[f"check_{name}_rounds"] = rounds
+        out[f"check_{name}_peak_rss_MB"] = round(hwm / 1024, 1)
 
-    measure("libtorrent", lambda path: _check_libtorrent(torrent, path))
+    measure("libtorrent", lambda path: _check_libtorrent(torrent, path), CHECK_ROUNDS_LIBTORRENT)
     with Transmission(os.path.join(work, "transmission")) as client:
         # A fresh transmission daemon's first check is slower wherever its files are
         # (0.52-0.62 s against 0.26-0.36 s for the same files on disk, BENCHMARKS.md): one
         # check of the disk first, not counted, so that the mount's is not that one.
         _check_transmission(client, torrent, disk)
-        measure("transmission", lambda path: _check_transmission(client, torrent, path))
+        measure("transmission", lambda path: _check_transmission(client, torrent, path), CHECK_ROUNDS_TRANSMISSION)
 
 
 def _record_reads(out: dict, prefix: str, nbytes: int, cold: float, warm: float,
