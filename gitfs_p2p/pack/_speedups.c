@@ -543,6 +543,12 @@ fail:
 
 /* -- fsck's scan of a tree ---------------------------------------------------------------- */
 
+/* How far back a directory's entry looks for a file of the same name (past names that extend
+   it with a byte below '/', which sort between the two); a tree needing more is not simple. */
+#define SAME_NAME_SCAN 64
+/* Distinct modes tree_scan remembers (more: it asks its dictionary). */
+#define SEEN_MODES 8
+
 typedef struct {
     const unsigned char *name;
     Py_ssize_t len;
@@ -594,7 +600,12 @@ static PyObject *tree_scan(PyObject *self, PyObject *args)
     PyObject *modes = PyDict_New(), *special = PyList_New(0), *result = NULL;
     tree_name_t *names = NULL;
     Py_ssize_t count = 0, cap = 0;
-    int null_sha1 = 0, orderly = 1;
+    int null_sha1 = 0, orderly = 1, must_sort = 0;
+    struct {
+        const unsigned char *name;
+        Py_ssize_t len;
+    } seen_mode[SEEN_MODES];
+    int seen_modes = 0;
     if (modes == NULL || special == NULL)
         goto done;
     while (p < end) {
@@ -609,18 +620,30 @@ static PyObject *tree_scan(PyObject *self, PyObject *args)
             }
         }
         null_sha1 |= zero;
-        PyObject *mode_key = PyBytes_FromStringAndSize((const char *)e.mode_at, e.mode_len);
-        if (mode_key == NULL)
-            goto done;
-        int present = PyDict_Contains(modes, mode_key);
-        if (present == 0) {
-            PyObject *value = PyLong_FromUnsignedLong(e.mode & 0xffff);
-            present = value == NULL ? -1 : PyDict_SetItem(modes, mode_key, value);
-            Py_XDECREF(value);
+        /* A tree has few distinct modes: those seen are remembered here, so that a mode
+           makes its key (a bytes object) once, not once per entry. */
+        int known = 0;
+        for (int i = 0; i < seen_modes && !known; i++)
+            known = seen_mode[i].len == e.mode_len && memcmp(seen_mode[i].name, e.mode_at, (size_t)e.mode_len) == 0;
+        if (!known) {
+            PyObject *mode_key = PyBytes_FromStringAndSize((const char *)e.mode_at, e.mode_len);
+            if (mode_key == NULL)
+                goto done;
+            int present = PyDict_Contains(modes, mode_key);
+            if (present == 0) {
+                PyObject *value = PyLong_FromUnsignedLong(e.mode & 0xffff);
+                present = value == NULL ? -1 : PyDict_SetItem(modes, mode_key, value);
+                Py_XDECREF(value);
+            }
+            Py_DECREF(mode_key);
+            if (present < 0)
+                goto done;
+            if (seen_modes < SEEN_MODES) {
+                seen_mode[seen_modes].name = e.mode_at;
+                seen_mode[seen_modes].len = e.mode_len;
+                seen_modes++;
+            }
         }
-        Py_DECREF(mode_key);
-        if (present < 0)
-            goto done;
 
         int odd = memchr(first_set, e.name[0], (size_t)first_len) != NULL;
         for (Py_ssize_t i = 0; !odd && i < e.name_len; i++) {
@@ -646,11 +669,35 @@ static PyObject *tree_scan(PyObject *self, PyObject *args)
         names[count].name = e.name;
         names[count].len = e.name_len;
         names[count].dir = (e.mode & S_IFMT_) == S_IFDIR_;
-        if (count && key_cmp(&names[count - 1], &names[count]) > 0)
+        int order = count ? key_cmp(&names[count - 1], &names[count]) : -1;
+        if (order > 0)
             orderly = 0;
+        else if (order == 0)
+            must_sort = 1;  /* a key twice: the same name, or a directory's and a file's "name/" */
+        if (orderly && names[count].dir && !must_sort) {
+            /* Keys so far strictly increasing: a name can only repeat as a file's and a
+               directory's, the file's sorting before, past names that extend it with a byte
+               below '/'. */
+            const tree_name_t *d = &names[count];
+            for (Py_ssize_t j = count - 1, steps = 0; j >= 0; j--, steps++) {
+                const tree_name_t *k = &names[j];
+                if (k->len < d->len || memcmp(k->name, d->name, (size_t)d->len) != 0)
+                    break;
+                if (k->len == d->len) {
+                    orderly = 0;
+                    break;
+                }
+                if (steps == SAME_NAME_SCAN) {
+                    must_sort = 1;  /* too far to look back: the sort below decides */
+                    break;
+                }
+                if (k->name[d->len] >= '/')
+                    break;
+            }
+        }
         count++;
     }
-    if (orderly && count > 1) {
+    if (orderly && must_sort && count > 1) {
         qsort(names, (size_t)count, sizeof(tree_name_t), name_cmp);
         for (Py_ssize_t i = 1; i < count && orderly; i++)
             if (name_cmp(&names[i - 1], &names[i]) == 0)
@@ -672,9 +719,6 @@ done:
 
 /* -- the entries two trees do not share ------------------------------------------------- */
 
-/* How far back a directory's entry looks for a file of the same name (past names that extend
-   it with a byte below '/', which sort between the two); a tree needing more is not simple. */
-#define SAME_NAME_SCAN 64
 
 typedef struct {
     tree_entry_t e;

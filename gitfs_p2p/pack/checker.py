@@ -24,15 +24,32 @@ class PackRejected(ValueError):
     """The file is complete and wrong: it must never touch the repository."""
 
 
+#: Headers parse_named read lately, by content: a pack's commit is read again as its child's
+#: parent a moment later (and peek reads it before verify_pack does).  Emptied when full.
+_HEADERS: dict[bytes, tuple[int, CommitHeader | TagHeader]] = {}
+_HEADERS_MAX = 4096
+
+
 def parse_named(type_num: int, raw: bytes, oid: str) -> CommitHeader | TagHeader:
+    """The header of the commit or tag oid (raw: its content); PackRejected if git cannot read
+    it or it is neither.  A pure function of (type_num, raw): remembered by content."""
+    hit = _HEADERS.get(raw) if type(raw) is bytes else None
+    if hit is not None and hit[0] == type_num:
+        return hit[1]
     try:
         if type_num == OBJ_COMMIT:
-            return parse_commit(raw)
-        if type_num == OBJ_TAG:
-            return parse_tag(raw)
+            header = parse_commit(raw)
+        elif type_num == OBJ_TAG:
+            header = parse_tag(raw)
+        else:
+            raise PackRejected(f"the file is named for {oid}, which is a {TYPE_NAMES[type_num].decode()}, not a commit or tag")
     except ObjectParseError as exc:
         raise PackRejected(f"{TYPE_NAMES[type_num].decode()} {oid} cannot be read by git: {exc}") from None
-    raise PackRejected(f"the file is named for {oid}, which is a {TYPE_NAMES[type_num].decode()}, not a commit or tag")
+    if type(raw) is bytes:
+        if len(_HEADERS) >= _HEADERS_MAX:
+            _HEADERS.clear()
+        _HEADERS[raw] = (type_num, header)
+    return header
 
 
 #: Bytes of trees TreeCache keeps (estimated: TreeCache.weight).

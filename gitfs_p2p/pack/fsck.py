@@ -145,14 +145,14 @@ def _fsck_ident(raw: bytes, pos: int, oid: str, kind: str) -> tuple[int, Finding
 
     if line[:1] == b"<":
         return bad("missingNameBeforeEmail", "missing space before email")
-    p = _span_not(line, 0, b"<>\n")
+    p = _span_not(line, 0)
     if line[p : p + 1] == b">":
         return bad("badName", "bad name")
     if line[p : p + 1] != b"<":
         return bad("missingEmail", "missing email")
     if p == 0 or line[p - 1 : p] != b" ":
         return bad("missingSpaceBeforeEmail", "missing space before email")
-    p = _span_not(line, p + 1, b"<>\n")
+    p = _span_not(line, p + 1)
     if line[p : p + 1] != b">":
         return bad("badEmail", "bad email")
     p += 1
@@ -172,11 +172,13 @@ def _fsck_ident(raw: bytes, pos: int, oid: str, kind: str) -> tuple[int, Finding
     return nxt, None
 
 
-def _span_not(data: bytes, pos: int, stop: bytes) -> int:
-    n = len(data)
-    while pos < n and data[pos] not in stop:
-        pos += 1
-    return pos
+_IDENT_STOP = re.compile(rb"[<>\n]")
+
+
+def _span_not(data: bytes, pos: int) -> int:
+    """The first position from pos of `<`, `>` or a newline (C's strcspn(p, "<>\\n")), or len(data)."""
+    m = _IDENT_STOP.search(data, pos)
+    return len(data) if m is None else m.start()
 
 
 def _sha1_line(raw: bytes, pos: int) -> bool:
@@ -278,6 +280,10 @@ _S_IFMT = 0o170000
 _S_IFLNK = 0o120000
 _S_IFDIR = 0o040000
 _STANDARD_MODES = {0o100755, 0o100644, 0o120000, 0o040000, 0o160000}
+#: Modes as written that raise no finding (git writes these): a tree with only these skips
+#: the per-mode checks; 100664 raises one only in strict mode.
+_PLAIN_MODES = frozenset({b"100644", b"100755", b"120000", b"40000", b"160000"})
+_PLAIN_MODES_LAX = _PLAIN_MODES | {b"100664"}
 
 
 @dataclass
@@ -383,6 +389,8 @@ def fsck_tree(oid: str, raw: bytes, *, strict: bool = False, keep_entries: bool 
     # reader takes): parsing it cannot fail, and is needed only for an odd name or order.
     scan = _compiled_scan(raw, _SPECIAL_FIRST_BYTES) if _compiled_scan is not None else None
     if scan is not None and not keep_entries and not scan[2] and scan[3]:
+        if not scan[0] and (_PLAIN_MODES if strict else _PLAIN_MODES_LAX).issuperset(scan[1]):
+            return report  # the common tree: no id all zeros, no name worth a look, in order, plain modes
         entries: list = []
     else:
         try:

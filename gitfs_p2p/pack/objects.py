@@ -211,25 +211,23 @@ def _iter_tree_slowly(raw: bytes, pos: int) -> Iterator[RawTreeEntry]:
         pos = nul + 21
 
 
+#: What C's strtoumax reads: leading white space (isspace), a sign, decimal digits.
+_STRTOUMAX = re.compile(rb"[ \t\n\v\f\r]*([+-]?)([0-9]*)")
+
+
 def strtoumax_end(data: bytes, pos: int) -> tuple[int, int]:
     """C's strtoumax(data + pos, &end, 10): (value, end position); end == pos when no digits."""
-    n = len(data)
-    i = pos
-    while i < n and data[i] in b" \t\n\v\f\r":
-        i += 1
-    negative = False
-    if i < n and data[i] in b"+-":
-        negative = data[i] == 0x2D
-        i += 1
-    start = i
-    while i < n and 0x30 <= data[i] <= 0x39:
-        i += 1
-    if i == start:
+    m = _STRTOUMAX.match(data, pos)
+    digits = m.group(2)
+    if not digits:
         return 0, pos
-    value = int(data[start:i])
+    significant = digits.lstrip(b"0")
+    if len(significant) > 20:  # past 2**64 - 1 (and past what int() takes: a hostile date)
+        return _UINTMAX, m.end()  # ERANGE
+    value = int(significant or b"0")
     if value > _UINTMAX:
-        return _UINTMAX, i  # ERANGE
-    return ((-value) & _UINTMAX if negative else value), i
+        return _UINTMAX, m.end()  # ERANGE
+    return ((-value) & _UINTMAX if m.group(1) == b"-" else value), m.end()
 
 
 def strtoumax(data: bytes, pos: int) -> int:

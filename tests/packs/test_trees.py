@@ -97,6 +97,47 @@ def test_compiled_fsck_scan_agrees_with_the_reference(raw):
     assert fsck._compiled_scan(raw, fsck._SPECIAL_FIRST_BYTES) == fsck._tree_scan_py(entries)
 
 
+def _dir_and_file(between: int) -> bytes:
+    """A file `a`, `between` names that sort between it and a directory `a` (`a-0`, `a-1`, ...), then the directory."""
+    out = b"100644 a\0" + b"\x01" * 20
+    out += b"".join(b"100644 a-%03d\0" % i + b"\x02" * 20 for i in range(between))
+    return out + b"40000 a\0" + b"\x03" * 20
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _dir_and_file(0),  # the same name as a file's and a directory's, side by side
+        _dir_and_file(5),  # ... with names between them (git's sort puts them there)
+        _dir_and_file(63),
+        _dir_and_file(64),  # the compiled scan's look back ends (SAME_NAME_SCAN): it sorts
+        _dir_and_file(200),
+        b"40000 a\0" + b"\x01" * 20 + b"100644 a/\0" + b"\x02" * 20,  # a directory's key twice, names unique
+        b"100644 a/\0" + b"\x02" * 20 + b"40000 a\0" + b"\x01" * 20,
+        b"100644 a\0" + b"\x01" * 20 + b"100644 a\0" + b"\x01" * 20,  # a file twice
+        b"".join(b"%s x%d\0" % (m, i) + b"\x01" * 20 for i, m in
+                 enumerate([b"100644", b"100755", b"120000", b"40000", b"160000", b"100664", b"40000", b"0100644",
+                            b"10", b"100644", b"100600", b"1"])),  # more modes than the scan remembers
+    ],
+)
+def test_compiled_fsck_scan_on_edges(raw):
+    from gitfs_p2p.pack import fsck
+
+    assert fsck._compiled_scan(raw, fsck._SPECIAL_FIRST_BYTES) == fsck._tree_scan_py(parse_tree(raw))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(trees() | nearly_sorted_trees() | st.sampled_from([_dir_and_file(n) for n in (0, 3, 64, 70)]),
+       st.booleans())
+def test_fsck_tree_without_entries_finds_what_it_finds_with_them(raw, strict):
+    """The receiver's fsck_tree (keep_entries=False: a plain tree returns early) against the full one."""
+    from gitfs_p2p.pack import fsck
+
+    lean = fsck.fsck_tree("ab" * 20, raw, strict=strict, keep_entries=False)
+    full = fsck.fsck_tree("ab" * 20, raw, strict=strict)
+    assert (lean.findings, lean.gitmodules, lean.gitattributes) == (full.findings, full.gitmodules, full.gitattributes)
+
+
 @st.composite
 def connect_cases(draw):
     """A tree's entries, the pack's objects and parent maps drawn from a few names and ids,

@@ -1,0 +1,106 @@
+"""The receiver's checks made cheaper: each fast path against the plain reading it replaced."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gitfs_p2p.pack import checker, fsck, objects
+from gitfs_p2p.pack.checker import PackRejected, parse_named
+from gitfs_p2p.pack.objects import CommitHeader, TagHeader
+from gitfs_p2p.pack.packfile import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG
+
+_UINTMAX = (1 << 64) - 1
+
+
+def _strtoumax_end_loop(data: bytes, pos: int) -> tuple[int, int]:
+    """C's strtoumax(data + pos, &end, 10), byte by byte (the reading strtoumax_end replaced)."""
+    n = len(data)
+    i = pos
+    while i < n and data[i] in b" \t\n\v\f\r":
+        i += 1
+    negative = False
+    if i < n and data[i] in b"+-":
+        negative = data[i] == 0x2D
+        i += 1
+    start = i
+    while i < n and 0x30 <= data[i] <= 0x39:
+        i += 1
+    if i == start:
+        return 0, pos
+    value = 0
+    for c in data[start:i]:  # no int(): it refuses more than 4300 digits
+        value = min(value * 10 + c - 0x30, _UINTMAX + 1)
+    if value > _UINTMAX:
+        return _UINTMAX, i
+    return ((-value) & _UINTMAX if negative else value), i
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=30) | st.text(" \t\n\v\f\r+-0123456789x>", max_size=30).map(str.encode), st.integers(0, 31))
+def test_strtoumax_end_reads_as_c_does(data, pos):
+    assert objects.strtoumax_end(data, min(pos, len(data))) == _strtoumax_end_loop(data, min(pos, len(data)))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"18446744073709551615", b"18446744073709551616", b"99999999999999999999", b"100000000000000000000",
+     b"-1", b"+5", b"-", b"  \t-0", b"0" * 5000 + b"7 ", b"9" * 5000 + b" +0000", b"-" + b"9" * 5000],
+)
+def test_strtoumax_end_on_edges(data):
+    assert objects.strtoumax_end(data, 0) == _strtoumax_end_loop(data, 0)
+
+
+def _commit(date: bytes) -> bytes:
+    return b"tree " + b"ab" * 20 + b"\nauthor A <a@b> 1 +0000\ncommitter C <c@d> " + date + b" +0000\n\nm\n"
+
+
+def test_a_date_of_thousands_of_digits_is_git_s_overflow_not_a_crash():
+    """int() refuses more than 4300 digits; git's strtoumax says ERANGE, fsck badDateOverflow."""
+    raw = _commit(b"9" * 5000)
+    assert objects.parse_commit(raw).date == _UINTMAX
+    assert [f.msg_id for f in fsck.fsck_commit("cd" * 20, raw)] == ["badDateOverflow"]
+    assert fsck.FsckPolicy(strict=True).first_refusal(fsck.fsck_commit("cd" * 20, raw)) is not None
+
+
+def _span_not_loop(data: bytes, pos: int) -> int:
+    while pos < len(data) and data[pos] not in b"<>\n":
+        pos += 1
+    return pos
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text("ab <>\n\0", max_size=20).map(str.encode), st.integers(0, 21))
+def test_identity_scan_stops_where_the_loop_stops(data, pos):
+    pos = min(pos, len(data))
+    assert fsck._span_not(data, pos) == _span_not_loop(data, pos)
+
+
+def test_parse_named_remembers_headers_by_content_only():
+    raw = _commit(b"1234567890")
+    first = parse_named(OBJ_COMMIT, raw, "cd" * 20)
+    assert first == CommitHeader("ab" * 20, (), 1234567890)
+    assert parse_named(OBJ_COMMIT, bytes(raw), "ef" * 20) is first  # another object with these bytes: the same header
+    with pytest.raises(PackRejected, match="tag .* cannot be read by git"):
+        parse_named(OBJ_TAG, raw, "cd" * 20)  # the same bytes as a tag: read as a tag
+    with pytest.raises(PackRejected, match="which is a blob"):
+        parse_named(OBJ_BLOB, raw, "cd" * 20)
+    tag = b"object " + b"ab" * 20 + b"\ntype commit\ntag v1\ntagger T <t> 5 +0000\n\nm\n"
+    assert parse_named(OBJ_TAG, tag, "12" * 20) == TagHeader("ab" * 20, "commit", b"v1", 5)
+
+
+def test_parse_named_refuses_every_time():
+    bad = b"tree " + b"zz" * 20 + b"\n\n"
+    for _ in range(2):  # a refusal is never remembered as a header
+        with pytest.raises(PackRejected, match="cannot be read by git"):
+            parse_named(OBJ_COMMIT, bad, "cd" * 20)
+    assert bad not in checker._HEADERS
+
+
+def test_parse_named_stays_bounded(monkeypatch):
+    monkeypatch.setattr(checker, "_HEADERS", {})
+    monkeypatch.setattr(checker, "_HEADERS_MAX", 8)
+    for date in range(20):
+        assert parse_named(OBJ_COMMIT, _commit(b"%d" % date), "cd" * 20).date == date
+        assert len(checker._HEADERS) <= 8
