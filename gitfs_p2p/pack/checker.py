@@ -52,6 +52,9 @@ def parse_named(type_num: int, raw: bytes, oid: str) -> CommitHeader | TagHeader
     return header
 
 
+#: The types of object a commit pack may hold.
+_COMMIT_PACK_TYPES = frozenset((OBJ_COMMIT, OBJ_TREE, OBJ_BLOB))
+
 #: Bytes of trees TreeCache keeps (estimated: TreeCache.weight).
 TREE_CACHE_BYTES = 16 << 20
 #: What one kept tree costs besides its content: its id, the LRU's links and weight.
@@ -137,19 +140,23 @@ class Checker:
 
     def fsck_objects(self) -> None:
         """Every object of the pack, by git fsck's rules, under the policy."""
+        strict = self.policy.strict
+        trees = self.repo.trees
         for oid, (type_num, content) in self.objects.items():
-            hex_id = oid.hex()
-            if type_num == OBJ_COMMIT:
-                self._refuse(fsck_commit(hex_id, content))
+            if type_num == OBJ_TREE:
+                report = fsck_tree(oid.hex(), content, strict=strict, keep_entries=False)
+                if report.findings:
+                    self._refuse(report.findings)
+                if trees is not None:
+                    trees.put(oid, content)
+                if report.gitmodules:
+                    self.gitmodules.update(report.gitmodules)
+                if report.gitattributes:
+                    self.gitattributes.update(report.gitattributes)
+            elif type_num == OBJ_COMMIT:
+                self._refuse(fsck_commit(oid.hex(), content))
             elif type_num == OBJ_TAG:
-                self._refuse(fsck_tag(hex_id, content))
-            elif type_num == OBJ_TREE:
-                report = fsck_tree(hex_id, content, strict=self.policy.strict, keep_entries=False)
-                self._refuse(report.findings)
-                if self.repo.trees is not None:
-                    self.repo.trees.put(oid, content)
-                self.gitmodules.update(report.gitmodules)
-                self.gitattributes.update(report.gitattributes)
+                self._refuse(fsck_tag(oid.hex(), content))
         for oid in sorted(self.gitmodules):
             blob = self._object(oid)
             if blob is None:
@@ -171,10 +178,10 @@ class Checker:
 
     # -- the two kinds of pack --------------------------------------------------------------
     def commit_pack(self, header: CommitHeader) -> None:
-        commits = [oid for oid, (t, _) in self.objects.items() if t == OBJ_COMMIT]
-        if len(commits) != 1:
-            raise PackRejected(f"a commit pack holds one commit, this one holds {len(commits)}")
-        if any(t not in (OBJ_COMMIT, OBJ_TREE, OBJ_BLOB) for t, _ in self.objects.values()):
+        types = [t for t, _ in self.objects.values()]
+        if types.count(OBJ_COMMIT) != 1:
+            raise PackRejected(f"a commit pack holds one commit, this one holds {types.count(OBJ_COMMIT)}")
+        if not _COMMIT_PACK_TYPES.issuperset(types):
             raise PackRejected("a commit pack holds only a commit, trees and blobs")
         self.fsck_objects()
         parent_roots = []

@@ -198,6 +198,10 @@ def peek(data: bytes, named: str, limits: Limits = WATCH_LIMITS) -> frozenset[st
     raise PackRejected(f"the file is named for {named}, which the pack does not hold")
 
 
+#: The header git hashes before an object's content, by type ("blob %d\0" % size).
+_ID_HEADER = {t: name + b" %d\0" for t, name in TYPE_NAMES.items()}
+
+
 def _resolve(data: bytes, repo: RepoView, limits: Limits):
     """Every object of the pack, deltas applied (bases from the pack, then the repository).
 
@@ -209,7 +213,6 @@ def _resolve(data: bytes, repo: RepoView, limits: Limits):
         raw = read_pack_all(data, limits)
     except PackError as exc:
         raise PackRejected(str(exc)) from None
-    by_offset = {e.offset: i for i, e in enumerate(raw)}
     resolved: list[tuple[int, bytes] | None] = [None] * len(raw)
     ids: list[bytes | None] = [None] * len(raw)
     objects: dict[bytes, tuple[int, bytes]] = {}
@@ -217,46 +220,58 @@ def _resolve(data: bytes, repo: RepoView, limits: Limits):
     wait_ref: dict[bytes, list[int]] = {}
     wait_ofs: dict[int, list[int]] = {}
     total = 0
-    stack: list[int] = []
+    max_total = limits.max_total_inflated
+    max_size = limits.max_object_size
+    settled: list[int] = []  # settled, their dependents not looked at yet
+    id_header = _ID_HEADER
+    sha1 = hashlib.sha1
 
     def settle(i: int, type_num: int, content: bytes) -> None:
         nonlocal total
         total += len(content)
-        if total > limits.max_total_inflated:
-            raise PackRejected(f"objects inflate past the bound of {limits.max_total_inflated} bytes")
-        oid = object_id(type_num, content)
+        if total > max_total:
+            raise PackRejected(f"objects inflate past the bound of {max_total} bytes")
+        h = sha1(id_header[type_num] % len(content))  # object_id(type_num, content)
+        h.update(content)
+        oid = h.digest()
         if oid in objects:
             raise PackRejected(f"object {oid.hex()} appears twice in the pack")
-        resolved[i] = (type_num, content)
+        resolved[i] = objects[oid] = (type_num, content)
         ids[i] = oid
-        objects[oid] = (type_num, content)
-        stack.append(i)
+        settled.append(i)
 
-    def apply(i: int, base: tuple[int, bytes]) -> None:
-        try:
-            content = apply_delta(base[1], raw[i].data, max_size=limits.max_object_size)
-        except DeltaError as exc:
-            raise PackRejected(f"object {i} at offset {raw[i].offset}: {exc}") from None
-        settle(i, base[0], content)
+    def apply_all(waiting: list[int], base: tuple[int, bytes]) -> None:
+        for i in waiting:
+            try:
+                content = apply_delta(base[1], raw[i].data, max_size=max_size)
+            except DeltaError as exc:
+                raise PackRejected(f"object {i} at offset {raw[i].offset}: {exc}") from None
+            settle(i, base[0], content)
 
+    offsets = None  # the entries' offsets, once an OFS delta needs them
     for i, e in enumerate(raw):
         if e.type_num == OBJ_REF_DELTA:
             wait_ref.setdefault(e.base_id, []).append(i)
         elif e.type_num == OBJ_OFS_DELTA:
-            if e.base_offset not in by_offset:
+            if offsets is None:
+                offsets = {e.offset for e in raw}
+            if e.base_offset not in offsets:
                 raise PackRejected(f"object {i} at offset {e.offset}: delta base offset does not start an object")
             wait_ofs.setdefault(e.base_offset, []).append(i)
         else:
             settle(i, e.type_num, e.data)
 
     def propagate() -> None:
-        while stack:
-            i = stack.pop()
-            base = resolved[i]
-            for j in wait_ofs.pop(raw[i].offset, ()):
-                apply(j, base)
-            for j in wait_ref.pop(ids[i], ()):
-                apply(j, base)
+        while settled:
+            i = settled.pop()
+            if wait_ofs:
+                waiting = wait_ofs.pop(raw[i].offset, None)
+                if waiting:
+                    apply_all(waiting, resolved[i])
+            if wait_ref:
+                waiting = wait_ref.pop(ids[i], None)
+                if waiting:
+                    apply_all(waiting, resolved[i])
 
     propagate()
     tried: set[bytes] = set()
@@ -270,8 +285,7 @@ def _resolve(data: bytes, repo: RepoView, limits: Limits):
             if found[0] not in TYPE_NAMES:
                 raise PackRejected(f"delta base {base_id.hex()} is not an object")
             external[base_id] = found
-            for j in wait_ref.pop(base_id):
-                apply(j, found)
+            apply_all(wait_ref.pop(base_id), found)
             propagate()
             progress = True
         if not progress:

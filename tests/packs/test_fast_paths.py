@@ -104,3 +104,35 @@ def test_parse_named_stays_bounded(monkeypatch):
     for date in range(20):
         assert parse_named(OBJ_COMMIT, _commit(b"%d" % date), "cd" * 20).date == date
         assert len(checker._HEADERS) <= 8
+
+
+_TOKENS = [b"tree ", b"parent ", b"author ", b"committer ", b"ab" * 20, b"AB" * 20, b"zz" * 20, b"\n", b"\n\n", b" ",
+           b"A U Thor", b"", b"<", b">", b"a@b", b"<a@b>", b"0", b"00", b"1234567890", b"9" * 18, b"9" * 19,
+           b"+0000", b"-0130", b"+051800", b"0000", b"\0", b"x", b"-", b"+"]
+
+
+@st.composite
+def commit_heads(draw):
+    """Commits near the plain shape: well-formed ones with a token or two changed, and token soup."""
+    ident = [b"A U Thor", b" ", b"<a@b>", b" ", b"1234567890", b" ", b"+0000", b"\n"]
+    parts = [b"tree ", b"ab" * 20, b"\n"] + [b"parent ", b"cd" * 20, b"\n"] * draw(st.integers(0, 2))
+    parts += [b"author "] + ident + [b"committer "] + ident
+    parts += draw(st.sampled_from([[b"\n", b"msg\n"], [b"\n"], [b"gpgsig x\n", b"\n", b"m"], [], [b"\n", b"m\0"]]))
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 1, 2, 3]))):
+        at = draw(st.integers(0, len(parts) - 1))
+        parts[at] = draw(st.sampled_from(_TOKENS))
+    if draw(st.integers(0, 7)) == 0:
+        parts = draw(st.lists(st.sampled_from(_TOKENS), max_size=30))
+    return b"".join(parts)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(commit_heads())
+def test_fsck_commit_in_one_match_finds_what_the_checks_find(raw):
+    assert fsck.fsck_commit("cd" * 20, raw) == fsck._fsck_commit("cd" * 20, raw)
+
+
+@pytest.mark.parametrize("date", [b"0", b"999999999999999999", b"9223372036854775807", b"9223372036854775808", b"01"])
+def test_fsck_commit_dates_near_the_bounds(date):
+    raw = _commit(date)
+    assert fsck.fsck_commit("cd" * 20, raw) == fsck._fsck_commit("cd" * 20, raw)
