@@ -1054,6 +1054,22 @@ static const sorted_entry_t *find_key(const sorted_entry_t *v, Py_ssize_t n, con
     return NULL;
 }
 
+/* find_key for keys asked in increasing order (ahead: larger than every key asked before):
+   walks *cursor forward, so a tree read beside its parent's costs one pass over both, not a
+   search per entry; a key not ahead (a tree out of order) is searched for. */
+static const sorted_entry_t *seek_key(const sorted_entry_t *v, Py_ssize_t n, Py_ssize_t *cursor,
+                                      const tree_name_t *key, int ahead)
+{
+    if (!ahead)
+        return find_key(v, n, key);
+    Py_ssize_t i = *cursor;
+    int c = -1;
+    while (i < n && (c = key_cmp(&v[i].key, key)) < 0)
+        i++;
+    *cursor = i;
+    return i < n && c == 0 ? &v[i] : NULL;
+}
+
 /* 0 blob, 1 tree, 2 gitlink: objects.mode_kind of a mode. */
 static int kind_class(uint32_t mode)
 {
@@ -1087,7 +1103,9 @@ static PyObject *connect_raw(PyObject *self, PyObject *args)
         return NULL;
     const Py_ssize_t nparents = PyList_GET_SIZE(parent_raws), nids = ids.len / 20;
     sorted_entry_t **par = NULL;
-    Py_ssize_t *counts = NULL;
+    Py_ssize_t *counts = NULL, *cursors = NULL;
+    tree_name_t last = {NULL, 0, 0};
+    int have_last = 0;
     PyObject *result = NULL;
     const unsigned char *idv = ids.buf, *typev = types.buf;
     if (ids.len % 20 != 0 || types.len != nids) {
@@ -1096,7 +1114,8 @@ static PyObject *connect_raw(PyObject *self, PyObject *args)
     }
     par = PyMem_Calloc((size_t)(nparents ? nparents : 1), sizeof(sorted_entry_t *));
     counts = PyMem_Calloc((size_t)(nparents ? nparents : 1), sizeof(Py_ssize_t));
-    if (par == NULL || counts == NULL) {
+    cursors = PyMem_Calloc((size_t)(nparents ? nparents : 1), sizeof(Py_ssize_t));
+    if (par == NULL || counts == NULL || cursors == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1133,6 +1152,11 @@ static PyObject *connect_raw(PyObject *self, PyObject *args)
         if (kind == 2)
             continue; /* a commit of another repository */
         const tree_name_t key = {e.name, e.name_len, kind == 1};
+        const int ahead = !have_last || key_cmp(&last, &key) < 0;
+        if (ahead) {
+            last = key;
+            have_last = 1;
+        }
         Py_ssize_t lo = 0, hi = nids, found = -1;
         while (lo < hi) {
             Py_ssize_t mid = lo + (hi - lo) / 2;
@@ -1159,7 +1183,7 @@ static PyObject *connect_raw(PyObject *self, PyObject *args)
             if (kind == 1) {
                 PyObject *below = PyList_New(0);
                 for (Py_ssize_t m = 0; below != NULL && m < nparents; m++) {
-                    const sorted_entry_t *s = find_key(par[m], counts[m], &key);
+                    const sorted_entry_t *s = seek_key(par[m], counts[m], &cursors[m], &key, ahead);
                     if (s == NULL)
                         continue;
                     PyObject *sub = PyBytes_FromStringAndSize((const char *)s->e.id, 20);
@@ -1181,7 +1205,7 @@ static PyObject *connect_raw(PyObject *self, PyObject *args)
         }
         int in_parent = 0;
         for (Py_ssize_t m = 0; m < nparents && !in_parent; m++) {
-            const sorted_entry_t *s = find_key(par[m], counts[m], &key);
+            const sorted_entry_t *s = seek_key(par[m], counts[m], &cursors[m], &key, ahead);
             in_parent = s != NULL && kind_class(s->e.mode) == kind && memcmp(s->e.id, e.id, 20) == 0;
         }
         if (!in_parent) {
@@ -1204,6 +1228,7 @@ done:
         PyMem_Free(par[m]);
     PyMem_Free(par);
     PyMem_Free(counts);
+    PyMem_Free(cursors);
     PyBuffer_Release(&raw);
     PyBuffer_Release(&ids);
     PyBuffer_Release(&types);
@@ -1231,6 +1256,8 @@ static PyObject *pack_entries(PyObject *self, PyObject *args)
         return NULL;
     PyObject *out = NULL;
     const unsigned char *d = data.buf;
+    z_stream zs;
+    int zs_ready = 0;
     if (!PyType_IsSubtype(entry_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "entry_type must be a tuple type");
         goto fail;
@@ -1244,6 +1271,8 @@ static PyObject *pack_entries(PyObject *self, PyObject *args)
     const Py_ssize_t len = data.len - 20;
     Py_ssize_t pos = 12;
     unsigned long long total = 0;
+    zs_ready = 0;
+    memset(&zs, 0, sizeof zs);
     out = PyList_New(0);
     if (out == NULL)
         goto fail;
@@ -1318,9 +1347,8 @@ static PyObject *pack_entries(PyObject *self, PyObject *args)
             Py_DECREF(base_offset);
             goto fail;
         }
-        z_stream zs;
-        memset(&zs, 0, sizeof zs);
-        int zrc = inflateInit(&zs);
+        /* one stream for the pack, reset per entry (its state is allocated once, not per object) */
+        int zrc = zs_ready ? inflateReset(&zs) : inflateInit(&zs);
         if (zrc != Z_OK) {
             Py_DECREF(content);
             Py_DECREF(base_id);
@@ -1328,13 +1356,13 @@ static PyObject *pack_entries(PyObject *self, PyObject *args)
             PyErr_NoMemory();
             goto fail;
         }
+        zs_ready = 1;
         zs.next_in = (unsigned char *)d + pos;
         zs.avail_in = (uInt)((len - pos) > 0x7fffffff ? 0x7fffffff : (len - pos));
         zs.next_out = (unsigned char *)PyBytes_AS_STRING(content);
         zs.avail_out = (uInt)(size + 1);
         zrc = inflate(&zs, Z_FINISH);
         const unsigned long long got = zs.total_out, used = zs.total_in;
-        inflateEnd(&zs);
         if (zrc != Z_STREAM_END || got != size || (len - pos) > 0x7fffffff) {
             Py_DECREF(content);
             Py_DECREF(base_id);
@@ -1370,13 +1398,19 @@ static PyObject *pack_entries(PyObject *self, PyObject *args)
     }
     if (pos != len)
         goto refused;
+    if (zs_ready)
+        inflateEnd(&zs);
     PyBuffer_Release(&data);
     return out;
 refused:
+    if (zs_ready)
+        inflateEnd(&zs);
     Py_XDECREF(out);
     PyBuffer_Release(&data);
     Py_RETURN_NONE;
 fail:
+    if (zs_ready)
+        inflateEnd(&zs);
     Py_XDECREF(out);
     PyBuffer_Release(&data);
     return NULL;
