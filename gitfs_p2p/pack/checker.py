@@ -301,9 +301,8 @@ class Checker:
             self._look_at(tree_id, parent_dirs, queue, outside)
         if not outside:
             return
-        known = {v for tree_id in list(self._parent_raws) for v in self._parent_tree(tree_id).values()}
-        known |= {(KIND_TREE, r) for r in parent_roots}
-        left = [o for o in outside if (o[2], o[1]) not in known]
+        roots = {(KIND_TREE, r) for r in parent_roots}
+        left = [o for o in outside if (o[2], o[1]) not in roots and not self._in_trees_read(o[1], o[2])]
         if left:
             known = self._closure(parent_roots)
             left = [o for o in left if (o[2], o[1]) not in known]
@@ -317,6 +316,16 @@ class Checker:
             note = "" if present is None else " (an object with that id lies in the repository, but no complete history holds it)"
             raise PackRejected(f"{what}: {tree_id.hex()} names {kind} {oid.hex()}, which is neither in the pack nor {where}{note}")
 
+    def _in_trees_read(self, oid: bytes, kind: str) -> bool:
+        """(kind, oid) is an entry of a parent's tree read so far.  Only a tree whose bytes
+        hold the id can name it: the others are not parsed (every tree read so far parses:
+        connect_raw read it whole, or _parent_tree did)."""
+        want = (kind, oid)
+        for tree_id, raw in list(self._parent_raws.items()):
+            if oid in raw and want in self._parent_tree(tree_id).values():
+                return True
+        return False
+
     def _closure(self, roots: list[bytes]) -> set[tuple[str, bytes]]:
         """(kind, id) of everything below the parents' roots (bounded: MAX_PARENT_WALK trees)."""
         out: set[tuple[str, bytes]] = set()
@@ -329,10 +338,9 @@ class Checker:
             seen.add(tree_id)
             if len(seen) > MAX_PARENT_WALK:
                 raise PackRejected(f"proving the pack's outside objects would read more than {MAX_PARENT_WALK} trees")
-            for name, (kind, oid) in (self._parent_tree(tree_id) or {}).items():
-                out.add((kind, oid))
-                if kind == KIND_TREE:
-                    stack.append(oid)
+            below = self._parent_tree(tree_id).values()
+            out.update(below)
+            stack.extend([oid for kind, oid in below if kind == KIND_TREE])
         return out
 
 

@@ -31,3 +31,22 @@ class LRU(OrderedDict):
         while self.weight > self.budget and len(self) > 1:
             old, _ = self.popitem(last=False)
             self.weight -= self._weights.pop(old)
+
+    def put_many(self, items) -> None:
+        """put(key, value, weight) for each (key, value, weight) of items, in order (one call
+        for a pack's objects: the same evictions, without a call per object)."""
+        weights = self._weights
+        budget = self.budget
+        total = self.weight
+        try:
+            for key, value, weight in items:
+                if key in self:
+                    continue
+                self[key] = value
+                weights[key] = weight
+                total += weight
+                while total > budget and len(self) > 1:
+                    old, _ = self.popitem(last=False)
+                    total -= weights.pop(old)
+        finally:
+            self.weight = total

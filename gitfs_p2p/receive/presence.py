@@ -49,10 +49,10 @@ class Presence:
 
     def remember(self, *objects: dict) -> None:
         """Objects of a verified pack (binary id -> (type, content)): kept a while for reading."""
+        largest = RECENT_BYTES // 8
         for found in objects:
-            for oid, value in found.items():
-                if len(value[1]) <= RECENT_BYTES // 8:
-                    self._recent.put(oid, value, OBJECT_OVERHEAD + len(value[1]))
+            self._recent.put_many((oid, value, OBJECT_OVERHEAD + len(value[1]))
+                                  for oid, value in found.items() if len(value[1]) <= largest)
 
     def ask_first(self, hex_ids: list[str]) -> None:
         """Ask REPO the types of these objects in one batch (answers kept until forget())."""

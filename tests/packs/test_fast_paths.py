@@ -136,3 +136,84 @@ def test_fsck_commit_in_one_match_finds_what_the_checks_find(raw):
 def test_fsck_commit_dates_near_the_bounds(date):
     raw = _commit(date)
     assert fsck.fsck_commit("cd" * 20, raw) == fsck._fsck_commit("cd" * 20, raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(1, 40), st.lists(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 15)), max_size=8), max_size=8))
+def test_lru_put_many_is_put_after_put(budget, batches):
+    """Presence keeps a pack's objects with one put_many: the same contents, order and weight."""
+    from gitfs_p2p.pack.lru import LRU
+
+    one, many = LRU(budget), LRU(budget)
+    for batch in batches:
+        for key, weight in batch:
+            one.put(key, ("v", key), weight)
+        many.put_many((key, ("v", key), weight) for key, weight in batch)
+        assert list(one.items()) == list(many.items()) and one.weight == many.weight
+
+
+def _tree(*entries: tuple[bytes, bytes, bytes]) -> bytes:
+    return b"".join(mode + b" " + name + b"\0" + oid for mode, name, oid in entries)
+
+
+def _check_child(parent_entries, sub_parent, child_sub, repo_trees=()):
+    """Checker.connected for a child whose tree `d` (in the pack) replaces the parent's; the
+    parent's root holds parent_entries and `d` = sub_parent; repo_trees are in the repository
+    too.  Returns None or the refusal."""
+    from gitfs_p2p.pack.checker import Checker, RepoView, TreeCache
+    from gitfs_p2p.pack.fsck import FsckPolicy
+    from gitfs_p2p.pack.packfile import OBJ_TREE, object_id
+
+    repo: dict[bytes, tuple[int, bytes]] = {}
+
+    def put(store, type_num, raw):
+        oid = object_id(type_num, raw)
+        store[oid] = (type_num, raw)
+        return oid
+
+    for raw in (b"", *repo_trees):  # b"": EMPTY_TREE
+        put(repo, OBJ_TREE, raw)
+
+    d_parent = put(repo, OBJ_TREE, sub_parent)
+    p_root = put(repo, OBJ_TREE, _tree(*parent_entries, (b"40000", b"d", d_parent)))
+    pack: dict[bytes, tuple[int, bytes]] = {}
+    d_child = put(pack, OBJ_TREE, child_sub)
+    c_root = put(pack, OBJ_TREE, _tree(*parent_entries, (b"40000", b"d", d_child)))
+    check = Checker("ee" * 20, pack, {}, RepoView(repo.get, lambda c: True, trees=TreeCache()), FsckPolicy())
+    try:
+        check.connected(c_root, [p_root], "commit " + "ee" * 20)
+    except PackRejected as exc:
+        return str(exc)
+    return None
+
+
+BLOB_Y = b"\x07" * 20
+NAME_HOLDS_Z = b"\x01" * 20  # a name whose bytes are an id: the bytes are in the tree, the id is not
+
+
+def test_an_object_moved_within_a_parent_tree_read_is_proven():
+    assert _check_child([], _tree((b"100644", b"b", BLOB_Y)), _tree((b"100644", b"c", BLOB_Y))) is None
+
+
+def test_an_id_that_is_only_a_name_s_bytes_proves_nothing():
+    refusal = _check_child([], _tree((b"100644", NAME_HOLDS_Z, BLOB_Y)), _tree((b"100644", b"c", NAME_HOLDS_Z)))
+    assert refusal is not None and "neither in the pack nor in a parent's tree" in refusal
+
+
+EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
+
+
+def test_an_id_read_as_a_tree_is_not_proven_as_a_blob():
+    sub = _tree((b"40000", b"t", EMPTY_TREE))
+    refusal = _check_child([], sub, _tree((b"100644", b"c", EMPTY_TREE)))
+    assert refusal is not None and f"names {EMPTY_TREE.hex()} as a blob, it is a tree" in refusal
+
+
+def test_an_object_copied_from_elsewhere_in_a_parent_is_proven():
+    """Not in the trees read beside the pack's: found by the walk below the parents' roots."""
+    from gitfs_p2p.pack.packfile import OBJ_TREE, object_id
+
+    elsewhere = _tree((b"100644", b"y", BLOB_Y))
+    e = (b"40000", b"e", object_id(OBJ_TREE, elsewhere))
+    assert _check_child([e], b"", _tree((b"100644", b"c", BLOB_Y)), [elsewhere]) is None
+    assert "neither in the pack nor" in _check_child([e], b"", _tree((b"100644", b"c", b"\x08" * 20)), [elsewhere])
