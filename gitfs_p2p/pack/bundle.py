@@ -1,7 +1,7 @@
 """The pack the receiver writes: many verified packs' objects as one self-contained pack.
 
 Pure: verified packs in, (pack bytes, index rows, pack checksum) out; the .idx v2 is
-written from the rows by dulwich (git/receiving.py), the repository side.
+written from the rows by git/receiving.py (pack_index_v2), the repository side.
 """
 
 from __future__ import annotations

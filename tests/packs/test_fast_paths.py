@@ -217,3 +217,23 @@ def test_an_object_copied_from_elsewhere_in_a_parent_is_proven():
     e = (b"40000", b"e", object_id(OBJ_TREE, elsewhere))
     assert _check_child([e], b"", _tree((b"100644", b"c", BLOB_Y)), [elsewhere]) is None
     assert "neither in the pack nor" in _check_child([e], b"", _tree((b"100644", b"c", b"\x08" * 20)), [elsewhere])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.builds(bytes.__add__, st.sampled_from([b"\x00", b"\x01", b"\x7f", b"\xff"]),
+                                    st.binary(min_size=19, max_size=19)) | st.binary(min_size=20, max_size=20),
+                          st.integers(0, (1 << 31) - 1) | st.integers(1 << 31, 1 << 40),
+                          st.integers(0, (1 << 32) - 1)), max_size=40, unique_by=lambda r: r[0]),
+       st.binary(min_size=20, max_size=20))
+def test_pack_index_is_the_one_dulwich_writes(rows, checksum):
+    """The .idx the importer writes (git/receiving.py) against dulwich's write_pack_index_v2."""
+    import io
+
+    from dulwich.pack import write_pack_index_v2
+
+    from gitfs_p2p.git.receiving import pack_index_v2
+
+    rows = sorted(rows)
+    theirs = io.BytesIO()
+    write_pack_index_v2(theirs, rows, checksum)
+    assert pack_index_v2(rows, checksum) == theirs.getvalue()
