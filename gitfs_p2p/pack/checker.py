@@ -25,9 +25,14 @@ class PackRejected(ValueError):
 
 
 #: Headers parse_named read lately, by content: a pack's commit is read again as its child's
-#: parent a moment later (and peek reads it before verify_pack does).  Emptied when full.
+#: parent a moment later (and peek reads it before verify_pack does).  Emptied when full:
+#: past _HEADERS_MAX entries or _HEADERS_BYTES bytes of content (a commit's message may be
+#: long: one larger than _HEADER_LARGEST is parsed every time).
 _HEADERS: dict[bytes, tuple[int, CommitHeader | TagHeader]] = {}
 _HEADERS_MAX = 4096
+_HEADERS_BYTES = 2 << 20
+_HEADER_LARGEST = 16 << 10
+_headers_bytes = 0
 
 
 def parse_named(type_num: int, raw: bytes, oid: str) -> CommitHeader | TagHeader:
@@ -45,10 +50,13 @@ def parse_named(type_num: int, raw: bytes, oid: str) -> CommitHeader | TagHeader
             raise PackRejected(f"the file is named for {oid}, which is a {TYPE_NAMES[type_num].decode()}, not a commit or tag")
     except ObjectParseError as exc:
         raise PackRejected(f"{TYPE_NAMES[type_num].decode()} {oid} cannot be read by git: {exc}") from None
-    if type(raw) is bytes:
-        if len(_HEADERS) >= _HEADERS_MAX:
+    if type(raw) is bytes and len(raw) <= _HEADER_LARGEST:
+        global _headers_bytes
+        if len(_HEADERS) >= _HEADERS_MAX or _headers_bytes + len(raw) > _HEADERS_BYTES:
             _HEADERS.clear()
+            _headers_bytes = 0
         _HEADERS[raw] = (type_num, header)
+        _headers_bytes += len(raw)
     return header
 
 

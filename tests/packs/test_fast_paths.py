@@ -100,10 +100,21 @@ def test_parse_named_refuses_every_time():
 
 def test_parse_named_stays_bounded(monkeypatch):
     monkeypatch.setattr(checker, "_HEADERS", {})
+    monkeypatch.setattr(checker, "_headers_bytes", 0)
     monkeypatch.setattr(checker, "_HEADERS_MAX", 8)
     for date in range(20):
         assert parse_named(OBJ_COMMIT, _commit(b"%d" % date), "cd" * 20).date == date
         assert len(checker._HEADERS) <= 8
+    monkeypatch.setattr(checker, "_HEADERS_MAX", 10_000)
+    monkeypatch.setattr(checker, "_HEADERS_BYTES", 10_000)
+    sizes = set()
+    for date in range(300):  # about 190 bytes each: the bound in bytes empties it
+        parse_named(OBJ_COMMIT, _commit(b"%d" % date + b" " * 100), "cd" * 20)
+        assert sum(map(len, checker._HEADERS)) == checker._headers_bytes <= 10_000
+        sizes.add(len(checker._HEADERS))
+    assert max(sizes) > 40 and 1 in sizes
+    long = _commit(b"1") + b"x" * checker._HEADER_LARGEST
+    assert parse_named(OBJ_COMMIT, long, "cd" * 20).date == 1 and long not in checker._HEADERS
 
 
 _TOKENS = [b"tree ", b"parent ", b"author ", b"committer ", b"ab" * 20, b"AB" * 20, b"zz" * 20, b"\n", b"\n\n", b" ",
