@@ -368,6 +368,40 @@ def _special_name(oid: str, e, mode16: int, flags: dict, findings: list, report:
                 report.gitmodules.append(e.id)
 
 
+#: _special_name's verdicts by (name, symbolic link or not): a history's trees hold the same
+#: dotted names again and again (`.gitignore`, `.github`, ...).  Emptied when full.
+_NAME_VERDICTS: dict[tuple[bytes, bool], tuple] = {}
+_NAME_VERDICTS_MAX = 4096
+#: Longer names are checked every time (the table stays small).
+_NAME_VERDICT_LONGEST = 255
+
+
+def _special_name_again(oid: str, e, mode16: int, flags: dict, findings: list, report: "TreeReport") -> None:
+    """_special_name, its verdict on a name remembered: it depends on the name and on
+    whether the entry is a symbolic link, nothing else (the finding names the tree, the
+    report the entry's id: both filled in here)."""
+    key = (e.name, mode16 & _S_IFMT == _S_IFLNK)
+    verdict = _NAME_VERDICTS.get(key)
+    if verdict is None:
+        seen: dict[str, bool] = {}
+        found: list[Finding] = []
+        marks = TreeReport(found, [], [], [])
+        _special_name(oid, e, mode16, seen, found, marks)
+        verdict = (tuple(seen), tuple((f.msg_id, f.message) for f in found), len(marks.gitmodules),
+                   len(marks.gitattributes))
+        if len(e.name) <= _NAME_VERDICT_LONGEST:
+            if len(_NAME_VERDICTS) >= _NAME_VERDICTS_MAX:
+                _NAME_VERDICTS.clear()
+            _NAME_VERDICTS[key] = verdict
+    set_flags, found_ids, modules, attributes = verdict
+    for flag in set_flags:
+        flags[flag] = True
+    for msg_id, message in found_ids:
+        findings.append(finding(oid, "tree", msg_id, message))
+    report.gitmodules.extend([e.id] * modules)
+    report.gitattributes.extend([e.id] * attributes)
+
+
 def _is_less_than_slash(c: int) -> bool:
     return c != 0 and c < 0x2F
 
@@ -426,7 +460,7 @@ def fsck_tree(oid: str, raw: bytes, *, strict: bool = False, keep_entries: bool 
             flags["badFilemode"] = True
     for i in special:  # the rare names worth a closer look
         e = entries[i]
-        _special_name(oid, e, e.mode & 0xFFFF, flags, findings, report)
+        _special_name_again(oid, e, e.mode & 0xFFFF, flags, findings, report)
     # Order and duplicates: names unique and keys (a directory's name + "/") never
     # decreasing is what git's verify_ordered accepts; anything else is judged entry by
     # entry exactly as git does (which of "not sorted" and "duplicate" it is).

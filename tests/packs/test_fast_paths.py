@@ -248,3 +248,31 @@ def test_pack_index_is_the_one_dulwich_writes(rows, checksum):
     theirs = io.BytesIO()
     write_pack_index_v2(theirs, rows, checksum)
     assert pack_index_v2(rows, checksum) == theirs.getvalue()
+
+
+_DOTTED = [b".git", b".GIT", b".git.", b"git~1", b".gitmodules", b".GITMODULES", b"gitmod~1", b"gi7eba~9",
+           b".gitignore", b".gitattributes", b".mailmap", b"mailma~1", b"a\\gitmod~1", b"a\\.gitmodules .",
+           b".github", b".coveragerc", b".", b"..", b"a/b", ".g\u200cit".encode(), b"x~y", "é".encode()]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_DOTTED), st.sampled_from([b"100644", b"120000", b"40000", b"160000"]),
+                          st.sampled_from([b"\x01" * 20, b"\x02" * 20])), max_size=6),
+       st.booleans())
+def test_remembered_name_verdicts_report_what_the_rules_report(entries, strict):
+    """fsck_tree with _special_name's verdicts remembered (warm, as the second tree of a history
+    with the same names sees them) against the rules run on every name (cold)."""
+    raw = b"".join(mode + b" " + name + b"\0" + oid for name, mode, oid in entries)
+    remembered = fsck._special_name_again
+    fsck._special_name_again = fsck._special_name
+    try:
+        cold = fsck.fsck_tree("ab" * 20, raw, strict=strict)
+    finally:
+        fsck._special_name_again = remembered
+    fsck._NAME_VERDICTS.clear()
+    fsck.fsck_tree("ef" * 20, raw, strict=strict)
+    warm = fsck.fsck_tree("cd" * 20, raw, strict=strict)
+    assert [(f.msg_id, f.message, f.object_type) for f in warm.findings] == \
+           [(f.msg_id, f.message, f.object_type) for f in cold.findings]
+    assert all(f.object_id == "cd" * 20 for f in warm.findings)
+    assert (warm.gitmodules, warm.gitattributes) == (cold.gitmodules, cold.gitattributes)
