@@ -86,6 +86,10 @@ class TreeCache:
     def put(self, tree_id: bytes, raw: bytes) -> None:
         self._trees.put(tree_id, raw, self.weight(raw))
 
+    def put_many(self, trees: list[tuple[bytes, bytes]]) -> None:
+        """put(tree_id, raw) of each, in order."""
+        self._trees.put_many([(tree_id, raw, _TREE_OVERHEAD + len(raw)) for tree_id, raw in trees])
+
     @staticmethod
     def weight(raw: bytes) -> int:
         return _TREE_OVERHEAD + len(raw)
@@ -149,14 +153,13 @@ class Checker:
     def fsck_objects(self) -> None:
         """Every object of the pack, by git fsck's rules, under the policy."""
         strict = self.policy.strict
-        trees = self.repo.trees
+        checked: list[tuple[bytes, bytes]] = []  # the pack's trees, kept for the packs to come
         for oid, (type_num, content) in self.objects.items():
             if type_num == OBJ_TREE:
                 report = fsck_tree(oid.hex(), content, strict=strict, keep_entries=False)
                 if report.findings:
                     self._refuse(report.findings)
-                if trees is not None:
-                    trees.put(oid, content)
+                checked.append((oid, content))
                 if report.gitmodules:
                     self.gitmodules.update(report.gitmodules)
                 if report.gitattributes:
@@ -165,6 +168,8 @@ class Checker:
                 self._refuse(fsck_commit(oid.hex(), content))
             elif type_num == OBJ_TAG:
                 self._refuse(fsck_tag(oid.hex(), content))
+        if self.repo.trees is not None and checked:
+            self.repo.trees.put_many(checked)
         for oid in sorted(self.gitmodules):
             blob = self._object(oid)
             if blob is None:
