@@ -439,6 +439,9 @@ class Fetcher:
         want_bytes = sum(w.size for w in wanted)
         state = {"dirty": False, "running": False, "linked": 0,
                  "done0": min(t.status().wanted_done, want_bytes)}  # came before (during list)
+        # the importer's task sleeps until a pack is linked (wake), and says when it has
+        # nothing left to do (idle): no poll between the last piece and the pass that takes it
+        wake, idle = trio.Event(), trio.Event()
         ready = self._ready_dir()
         save = self._save_path()
         files = t.files()
@@ -464,6 +467,7 @@ class Fetcher:
                     w.linked = True
                     state["linked"] += 1
                     state["dirty"] = True
+                    wake.set()
 
         def show(final: bool = False) -> None:
             st = t.status()
@@ -474,17 +478,21 @@ class Fetcher:
             self.progress.update("Receiving packs", state["linked"], total, done, rate, final=final)
 
         async def importing(task_status=trio.TASK_STATUS_IGNORED) -> None:
+            nonlocal wake, idle
             task_status.started()
             while True:
-                if state["dirty"]:
-                    state["dirty"], state["running"] = False, True
-                    res = await trio.to_thread.run_sync(lambda: importer.run_pass(final=True))
-                    result.refused.extend(res.quarantined)
-                    state["running"] = False
-                    if res.quarantined:
-                        return
-                else:
-                    await trio.sleep(TICK / 2)
+                await wake.wait()
+                wake = trio.Event()
+                state["dirty"], state["running"] = False, True
+                res = await trio.to_thread.run_sync(lambda: importer.run_pass(final=True))
+                result.refused.extend(res.quarantined)
+                state["running"] = False
+                if res.quarantined:
+                    idle.set()
+                    return
+                if not state["dirty"]:
+                    idle.set()
+                    idle = trio.Event()
 
         async def tick() -> None:
             done = complete()
@@ -501,11 +509,10 @@ class Fetcher:
             await self._stalling(lambda: state["linked"] == total, f"{total} packs", tick)
             show(final=True)
             # the last packs' pass: wait for it, then one more for whatever it unblocked
-            while state["dirty"] or state["running"]:
-                if result.refused:
-                    break
+            while (state["dirty"] or state["running"]) and not result.refused:
                 self.progress.update("Importing packs", min(self._imported, total), total)
-                await trio.sleep(TICK / 5)
+                with trio.move_on_after(self.progress.every):
+                    await idle.wait()
             nursery.cancel_scope.cancel()
         if result.refused:
             rel, why = result.refused[0]

@@ -119,15 +119,22 @@ class Helper:
             self.fetcher.clean()
 
     async def _batch(self, command: str, first: str) -> list[str]:
-        """The arguments of a batch of `command` lines, up to the blank line that ends it."""
+        """The arguments of a batch of `command` lines, up to the blank line that ends it.
+        Read in one go (a clone's batch has a line per ref: a thread hand-off per line
+        took 45-85 ms for 136 refs, measured)."""
+
+        def read_batch() -> list[str]:
+            lines = []
+            while (line := self.stdin.readline().decode("utf-8", "surrogateescape").rstrip("\n")):
+                lines.append(line)
+            return lines
+
         batch = [first]
-        while True:
-            more = await self._readline()
-            if not more:
-                return batch
+        for more in await trio.to_thread.run_sync(read_batch, abandon_on_cancel=True):
             if not more.startswith(command + " "):
                 raise FetchError(f"git sent {more!r} inside a {command} batch")
             batch.append(more[len(command) + 1:])
+        return batch
 
     def _option(self, rest: str) -> str:
         name, _, value = rest.partition(" ")
@@ -215,7 +222,30 @@ def _git_dir() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run one conversation with git.  As the program (no argv given, the console script):
+    leave with os._exit once everything is written, as git waits for this process to end
+    before it checks out (see _leave)."""
+    if argv is None:
+        _leave(_main(sys.argv[1:]))
+    return _main(argv)
+
+
+def _leave(code: int) -> None:
+    """Exit without the interpreter's teardown: 40-70 ms of freeing modules and objects
+    (measured on a clone of 5,000 commits) that git would wait for.  Nothing is lost:
+    every file this process wrote is closed and synced before the conversation ends
+    (the importer's packs, its cache, the kept torrent), the `git config` it ran has
+    finished, the engine is closed, and only stdout, stderr and the log handlers hold
+    buffered bytes."""
+    try:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] in (["-h"], ["--help"]) or len(argv) not in (1, 2):
         sys.stdout.write(USAGE) if argv[:1] in (["-h"], ["--help"]) else sys.stderr.write(USAGE)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
