@@ -27,13 +27,15 @@ magnet link, and its sequence number recorded once the manifest passed its check
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import trio
 
@@ -47,9 +49,11 @@ from ..git.runner import run_git
 from ..pack.manifest import ManifestError, RefManifest
 from ..trust.names import AcceptedNames, check_item
 from ..trust.sigfile import SIGNATURE_SUFFIX
-from ..receive.importer import Importer
 from .address import Address, Layout, check_layout, load_torrent
 from .signed import check_fetched
+
+if TYPE_CHECKING:
+    from ..receive.importer import Importer
 
 __all__ = ["Options", "options_from_config", "Progress", "Fetcher", "engine_config"]
 
@@ -226,6 +230,8 @@ class Fetcher:
         self.trackers: tuple[str, ...] = ()
         self.web_seeds: tuple[str, ...] = ()
         self._imported = 0  # packs the importer wrote in this fetch (progress)
+        self._files: set[str] = set()  # the ids the wanted files are named for (a roll-up: its boundary)
+        self._importer: concurrent.futures.Future | None = None  # _start_importer
         self.resolved: tuple[int, str] | None = None  # a name's item: (sequence number, info-hash)
 
     # -- paths ------------------------------------------------------------------------
@@ -317,6 +323,7 @@ class Fetcher:
 
     async def _wait_manifest(self) -> None:
         t = self.torrent
+        self._start_importer()
         index, sig = self.layout.manifest, self.layout.signature
         files = t.files()
         await self._stalling(lambda: all(t.file_progress()[i] >= files[i][1] for i in (index, sig) if i is not None),
@@ -385,18 +392,12 @@ class Fetcher:
     async def fetch(self) -> FetchResult:
         """Download the packs the repository lacks and import them as they complete."""
         t = self.torrent
-        ready = self._ready_dir()
-        os.makedirs(ready, exist_ok=True)
         result = FetchResult()
         self._imported = 0
-
-        files: set[str] = set()  # the ids the wanted files are named for (a roll-up: its boundary)
-
-        def written(ids: list[str]) -> None:  # in the importer's thread; read by the progress line
-            self._imported += sum(1 for oid in ids if oid in files)
-
-        importer = await trio.to_thread.run_sync(
-            lambda: Importer(ready, self.git_dir, report=lambda line: log.info("%s", line), on_written=written))
+        self._files = files = set()
+        self._start_importer()
+        importer = await trio.to_thread.run_sync(self._importer.result, abandon_on_cancel=True)
+        self._importer = None
         try:
             ids = [oid for _, oid, _ in self.layout.packs]
             have = await trio.to_thread.run_sync(self._present, importer, ids)
@@ -420,6 +421,39 @@ class Fetcher:
         finally:
             await trio.to_thread.run_sync(importer.close)
         return result
+
+    def _start_importer(self) -> None:
+        """Build fetch()'s importer in a thread of its own, from the time the torrent is
+        known: importing its modules (dulwich, the checks, SQLite) and opening the
+        repository (a git process, config) take 0.1-0.15 s, which then pass while the
+        network brings the manifest rather than after git asks for the packs."""
+        if self._importer is not None:
+            return
+        ready = self._ready_dir()
+        os.makedirs(ready, exist_ok=True)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def build() -> None:
+            try:
+                from ..receive.importer import Importer
+
+                future.set_result(Importer(ready, self.git_dir, report=lambda line: log.info("%s", line),
+                                           on_written=self._written))
+            except BaseException as exc:  # noqa: B036 - handed to whoever waits for it
+                future.set_exception(exc)
+
+        threading.Thread(target=build, name="gitp2p-importer", daemon=True).start()
+        self._importer = future
+
+    def _written(self, ids: list[str]) -> None:
+        """The importer wrote these (in its thread); read by the progress line."""
+        self._imported += sum(1 for oid in ids if oid in self._files)
+
+    def _drop_importer(self) -> None:
+        """Close an importer built for a fetch that did not come (it holds the repository's lock)."""
+        future, self._importer = self._importer, None
+        if future is not None and future.done() and future.exception() is None:
+            future.result().close()
 
     async def _flush(self) -> None:
         try:
@@ -562,11 +596,13 @@ class Fetcher:
 
     def clean_if_empty(self) -> None:
         """After a failure: remove the download directories unless they hold data worth resuming."""
+        self._drop_importer()
         if self.torrent is not None and self.torrent.status().wanted_done == 0:
             self.clean()
 
     def clean(self) -> None:
         """Remove the download directories of this torrent (after its packs are imported)."""
+        self._drop_importer()
         if self.torrent is None:
             return
         self.engine.remove(self.torrent)
