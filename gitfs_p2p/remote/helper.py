@@ -69,6 +69,7 @@ class Helper:
         self.engine: Engine | None = None
         self.fetcher: Fetcher | None = None
         self._nursery = None
+        self.check_connectivity = False  # git asked us to (a clone): see Fetcher._lock_tips
 
     # -- talking to git -----------------------------------------------------------------
     async def _readline(self) -> str | None:
@@ -101,7 +102,7 @@ class Helper:
                 break
             command, _, rest = line.partition(" ")
             if command == "capabilities":
-                self._write("option\nfetch\npush\n\n")
+                self._write("option\nfetch\npush\ncheck-connectivity\n\n")
             elif command == "option":
                 self._write(self._option(rest) + "\n")
             elif command == "list" and rest == "for-push":
@@ -140,6 +141,9 @@ class Helper:
         name, _, value = rest.partition(" ")
         if name == "progress":
             self.opts.progress = value == "true"
+            return "ok"
+        if name == "check-connectivity":
+            self.check_connectivity = value == "true"
             return "ok"
         if name == "verbosity":
             try:
@@ -205,10 +209,12 @@ class Helper:
         strangers = sorted(wanted - named)
         if strangers:
             raise FetchError(f"git asked for {strangers[0]}, which torrent {fetcher.torrent.info_hash} does not publish")
-        result = await fetcher.fetch()
+        result = await fetcher.fetch(vouch=wanted if self.check_connectivity else ())
         fetcher.keep_for_seeding()
         self._report(f"gitp2p: {result.packs} packs ({result.bytes} bytes) fetched, {result.skipped} were "
                      f"here already; {result.received} bytes received from peers")
+        if result.lock is not None:
+            self._write(f"lock {result.lock}\nconnectivity-ok\n")
 
 
 def _git_dir() -> str:

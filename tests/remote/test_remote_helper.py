@@ -33,8 +33,9 @@ ENV = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.e
 LOOPBACK = ["-c", "gitp2p.listen=127.0.0.1:0", "-c", "gitp2p.utp=false", "-c", "gitp2p.timeout=30"]
 
 
-def git(*args: str, cwd=None, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["git", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+def git(*args: str, cwd=None, check: bool = True, timeout: float = 180, env=None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["git", *args], cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
@@ -105,10 +106,23 @@ def test_clone_from_a_stock_seeder(seeder, swarm, tmp_path):
     # rechoking: transmission unchokes the clone's engine at once, not at its next 10 s pulse
     with seeding(seeder, tmp_path / "client", torrent, mount, tracker) as client, client.rechoking():
         clone = str(tmp_path / "clone")
-        proc = git(*LOOPBACK, "clone", "--progress", f"gitp2p::{torrent}", clone)
+        # (git prints what the helper says)
+        proc = git(*LOOPBACK, "clone", "--progress", f"gitp2p::{torrent}", clone,
+                   env={"GIT_TRANSPORT_HELPER_DEBUG": "1"})
     assert re.search(r"Receiving packs: 100% \(\d+/\d+\), .*, done\.", proc.stderr), proc.stderr
     assert re.search(r"Importing packs: 100% \((\d+)/\1\), done\.", proc.stderr), proc.stderr
     assert_clone_of(clone, source)
+    # git asked us to check the clone's connectivity, and was told it holds, with the pack
+    # of the tips kept until the refs were set (then git removed the .keep)
+    assert "Debug: Remote helper: -> option check-connectivity true" in proc.stderr, proc.stderr
+    assert "Debug: Remote helper: <- connectivity-ok" in proc.stderr, proc.stderr
+    lock = re.search(r"Debug: Remote helper: <- lock (\S+\.keep)$", proc.stderr, re.M)
+    assert lock, proc.stderr
+    assert os.path.dirname(lock.group(1)) == os.path.realpath(os.path.join(clone, ".git", "objects", "pack"))
+    assert not os.path.exists(lock.group(1))
+    with open(lock.group(1)[: -len(".keep")] + ".idx", "rb") as idx:
+        shown = subprocess.run(["git", "show-index"], stdin=idx, capture_output=True, text=True, check=True)
+    assert {line.split()[1] for line in shown.stdout.splitlines()} == set(refs(clone).values())
     ih = torrent_info_hash(torrent)
     # kept for `gitp2p seed`: the same torrent, and its manifest
     received = os.path.join(clone, ".git", "gitp2p", "received")
