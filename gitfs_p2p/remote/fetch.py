@@ -97,27 +97,44 @@ def _config(git_dir: str, key: str, *, all_values: bool = False, kind: str | Non
     return [line for line in out.splitlines() if line]
 
 
+def _config_matching(git_dir: str, pattern: str, *, kind: str | None = None) -> dict[str, list[str]]:
+    """Every value of the keys matching pattern (git lowercases section and key names), in
+    git's order (the last one wins): one git process for several keys."""
+    args = ["config", "--null", "--get-regexp", pattern]
+    if kind:
+        args.insert(1, f"--type={kind}")
+    found: dict[str, list[str]] = {}
+    for item in run_git(*args, git_dir=git_dir, check=False).split("\0"):
+        key, _, value = item.partition("\n")
+        if value:  # (a key without a value: as `--get-all`'s empty line, nothing)
+            found.setdefault(key, []).append(value)
+    return found
+
+
 def options_from_config(git_dir: str) -> Options:
     """Options from `git config` (repository, global, and `git -c`): gitp2p.listen, lan, dht,
-    dhtNode, peer, utp, timeout."""
+    dhtNode, peer, utp, timeout.  Two git processes (one for the booleans, which git reads
+    as git does), not one a key: they run before the engine starts."""
     opts = Options()
-    listen = _config(git_dir, "gitp2p.listen", all_values=True)
+    values = _config_matching(git_dir, r"^gitp2p\.(listen|dhtnode|peer|timeout)$")
+    flags = _config_matching(git_dir, r"^gitp2p\.(lan|dht|utp)$", kind="bool")
+    listen = values.get("gitp2p.listen", [])
     if listen:
         for item in listen:
             _host_port(item, "gitp2p.listen", any_port=True)
         opts.listen = tuple(listen)
     for key, attr in (("gitp2p.lan", "lan"), ("gitp2p.dht", "dht"), ("gitp2p.utp", "utp")):
-        value = _config(git_dir, key, kind="bool")
+        value = flags.get(key)
         if value:
             setattr(opts, attr, value[-1] == "true")
-    nodes = _config(git_dir, "gitp2p.dhtNode", all_values=True)
+    nodes = values.get("gitp2p.dhtnode", [])
     for node in nodes:
         _host_port(node, "gitp2p.dhtNode")
     if nodes:
         opts.dht = True
         opts.dht_nodes = tuple(nodes)
-    opts.peers = tuple(_host_port(p, "gitp2p.peer") for p in _config(git_dir, "gitp2p.peer", all_values=True))
-    timeout = _config(git_dir, "gitp2p.timeout")
+    opts.peers = tuple(_host_port(p, "gitp2p.peer") for p in values.get("gitp2p.peer", []))
+    timeout = values.get("gitp2p.timeout")
     if timeout:
         try:
             opts.timeout = float(timeout[-1])
