@@ -490,6 +490,10 @@ class Engine:
                 await trio.sleep_forever()
         finally:
             self._stop.set()
+            # wake the pump now: blocked in wait_for_alert with nothing to come, it would
+            # see _stop only PUMP_WAIT_MS later (git waits for a helper's engine to close:
+            # 200 ms at the end of two clones in three, measured)
+            self.session.post_session_stats()
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(pump.join, 2 * PUMP_WAIT_MS / 1000 + 5)
                 for t in list(self.torrents.values()):
