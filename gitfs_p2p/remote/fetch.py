@@ -49,6 +49,7 @@ from ..git.runner import run_git
 from ..pack.manifest import ManifestError, RefManifest
 from ..trust.names import AcceptedNames, check_item
 from ..trust.sigfile import SIGNATURE_SUFFIX
+from ..trust.verify import signature_policy
 from .address import Address, Layout, check_layout, load_torrent
 from .signed import check_fetched
 
@@ -227,6 +228,20 @@ class FetchResult:
     lock: str | None = None  # the .keep of the pack holding the tips vouched for (fetch(vouch=...))
 
 
+def _in_thread(name: str, fn: Callable, *args) -> concurrent.futures.Future:
+    """fn(*args) in a thread of its own, started now; its result, or its exception, in the Future."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: B036 - handed to whoever waits for the Future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
 class Fetcher:
     """One gitp2p address, fetched into one repository (see the module docstring)."""
 
@@ -345,6 +360,8 @@ class Fetcher:
         self._start_importer()
         index, sig = self.layout.manifest, self.layout.signature
         files = t.files()
+        # the repository's signature policy (five `git config`) is read while the manifest comes
+        policy = _in_thread("gitp2p-policy", signature_policy, self.git_dir)
         await self._stalling(lambda: all(t.file_progress()[i] >= files[i][1] for i in (index, sig) if i is not None),
                              "the ref manifest")
         await self._flush()
@@ -358,10 +375,11 @@ class Fetcher:
         if sig is not None:
             with open(self._file_path(sig), "rb") as fh:
                 self.signature_bytes = fh.read(files[sig][1])
+        policy = await trio.to_thread.run_sync(policy.result, abandon_on_cancel=True)  # (or its GitfsError)
         try:
             await trio.to_thread.run_sync(
                 check_fetched, self.git_dir, self.layout.manifest_name, self.manifest_bytes, self.signature_bytes,
-                t.info_hash, self._notice)
+                t.info_hash, self._notice, policy)
         except FetchError:
             self.clean()  # a refused torrent is not worth resuming
             raise
@@ -456,19 +474,13 @@ class Fetcher:
             return
         ready = self._ready_dir()
         os.makedirs(ready, exist_ok=True)
-        future: concurrent.futures.Future = concurrent.futures.Future()
 
-        def build() -> None:
-            try:
-                from ..receive.importer import Importer
+        def build() -> Importer:
+            from ..receive.importer import Importer
 
-                future.set_result(Importer(ready, self.git_dir, report=lambda line: log.info("%s", line),
-                                           on_written=self._written))
-            except BaseException as exc:  # noqa: B036 - handed to whoever waits for it
-                future.set_exception(exc)
+            return Importer(ready, self.git_dir, report=lambda line: log.info("%s", line), on_written=self._written)
 
-        threading.Thread(target=build, name="gitp2p-importer", daemon=True).start()
-        self._importer = future
+        self._importer = _in_thread("gitp2p-importer", build)
 
     def _written(self, ids: list[str]) -> None:
         """The importer wrote these (in its thread); read by the progress line."""

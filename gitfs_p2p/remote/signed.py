@@ -20,16 +20,19 @@ from ..errors import FetchError
 from ..pack.manifest import MANIFEST_SUFFIX
 from ..trust.sigfile import SignatureFormatError
 from ..trust.sigfile import parse as parse_signature
-from ..trust.verify import AcceptedLog, Checked, SignatureRefused, check_signature, not_required, signature_policy
+from ..trust.verify import (AcceptedLog, Checked, Policy, SignatureRefused, check_signature, not_required,
+                            signature_policy)
 
 __all__ = ["check_fetched"]
 
 
 def check_fetched(git_dir: str, manifest_name: str, manifest_bytes: bytes, signature: bytes | None,
-                  where: str, notice: Callable[[str], None]) -> Checked | None:
+                  where: str, notice: Callable[[str], None], policy: Policy | None = None) -> Checked | None:
     """Whether git may be told the manifest's refs (see the module docstring): the checked
-    signature, None for an unsigned manifest taken as before; FetchError (one line) if not."""
-    policy = signature_policy(git_dir)
+    signature, None for an unsigned manifest taken as before; FetchError (one line) if not.
+    policy: the repository's signature_policy, if read already."""
+    if policy is None:
+        policy = signature_policy(git_dir)
     label = manifest_name[: -len(MANIFEST_SUFFIX)]
     refused = f"torrent {where}: refs not updated: "
     if signature is None:
