@@ -482,6 +482,7 @@ class Engine:
         pump.start()
         try:
             await self._wait_listening()
+            log.debug("engine listening on port %d", self.listen_port)
             await self._bootstrap_dht()
             async with trio.open_nursery() as nursery:
                 if self._own_peer_lookups:
@@ -501,6 +502,7 @@ class Engine:
                 self.torrents.clear()
                 session, self.session = self.session, None
                 await trio.to_thread.run_sync(self._close_session, session)
+                log.debug("engine closed")
 
     @staticmethod
     def _close_session(session) -> None:

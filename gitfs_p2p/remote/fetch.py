@@ -300,6 +300,7 @@ class Fetcher:
             priorities, prefetch = await self._first_priorities()
             self.torrent = await self.engine.add_torrent(
                 self.torrent_bytes, os.path.join(self.base, ih), file_priorities=priorities, sequential=prefetch)
+            log.debug("torrent added")
             self._dial()
         self.report(f"gitp2p: torrent {self.torrent.info_hash}: {len(self.layout.packs)} packs")
         await self._wait_manifest()
@@ -325,12 +326,14 @@ class Fetcher:
         ih = magnet.info_hash.hex()
         self.torrent = await self.engine.add_magnet(uri, os.path.join(self.base, ih),
                                                     dont_download=True)
+        log.debug("magnet link added")
         self._dial()
         self.progress.line(f"gitp2p: looking for peers of {ih}")
         try:
             await self.torrent.wait_for(lambda: self.torrent.has_metadata, self.opts.timeout, "metadata")
         except EngineError:
             raise _no_peers(ih, "the torrent's metadata", self.opts.timeout) from None
+        log.debug("metadata received")
         self.layout = check_layout(self.torrent.info_section(), f"metadata of {ih}", info_only=True)
         priorities, prefetch = await self._first_priorities()
         self.torrent.prioritize_files(priorities)
@@ -365,6 +368,7 @@ class Fetcher:
         await self._stalling(lambda: all(t.file_progress()[i] >= files[i][1] for i in (index, sig) if i is not None),
                              "the ref manifest")
         await self._flush()
+        log.debug("manifest received")
         path = self._file_path(index)
         with open(path, "rb") as fh:
             self.manifest_bytes = fh.read()
@@ -383,6 +387,7 @@ class Fetcher:
         except FetchError:
             self.clean()  # a refused torrent is not worth resuming
             raise
+        log.debug("manifest checked: %d refs", len(self.manifest.refs))
         if self.resolved is not None:  # the name's item led to a manifest we take: remember it
             seq, ih = self.resolved
             await trio.to_thread.run_sync(lambda: AcceptedNames(self.git_dir).record(self.address.name, seq, ih))
@@ -461,6 +466,7 @@ class Fetcher:
             result.packs = len(wanted)
             if vouch and self.cloning:
                 result.lock = await trio.to_thread.run_sync(self._lock_tips, importer, sorted(vouch))
+                log.debug("tips pack: %s", result.lock)
         finally:
             await trio.to_thread.run_sync(importer.close)
         return result
@@ -478,7 +484,9 @@ class Fetcher:
         def build() -> Importer:
             from ..receive.importer import Importer
 
-            return Importer(ready, self.git_dir, report=lambda line: log.info("%s", line), on_written=self._written)
+            importer = Importer(ready, self.git_dir, report=lambda line: log.info("%s", line), on_written=self._written)
+            log.debug("importer ready")
+            return importer
 
         self._importer = _in_thread("gitp2p-importer", build)
 
@@ -568,6 +576,8 @@ class Fetcher:
                         pass
                     w.linked = True
                     state["linked"] += 1
+                    if state["linked"] in (1, total):
+                        log.debug("%s pack downloaded", "first" if state["linked"] == 1 else "last")
                     state["dirty"] = True
                     wake.set()
 
@@ -586,7 +596,9 @@ class Fetcher:
                 await wake.wait()
                 wake = trio.Event()
                 state["dirty"], state["running"] = False, True
+                log.debug("import pass starts (%d of %d packs downloaded)", state["linked"], total)
                 res = await trio.to_thread.run_sync(lambda: importer.run_pass(final=True))
+                log.debug("import pass done: %d packs imported", res.new)
                 result.refused.extend(res.quarantined)
                 state["running"] = False
                 if res.quarantined:
@@ -620,6 +632,7 @@ class Fetcher:
             rel, why = result.refused[0]
             raise FetchError(f"refused {rel} from torrent {t.info_hash}: {why}")
         final = await trio.to_thread.run_sync(lambda: importer.run_pass(final=True))
+        log.debug("last import pass done: %d packs imported", final.new)
         missing = [w.oid for w in wanted if not importer.is_imported(w.oid)]
         if final.quarantined or missing:
             reasons = [f"{rel}: {why}" for rel, why in final.quarantined]

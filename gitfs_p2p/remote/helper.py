@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 
 import trio
 
@@ -101,6 +102,7 @@ class Helper:
             if not line:  # EOF, or the blank line that ends the conversation
                 break
             command, _, rest = line.partition(" ")
+            log.debug("git: %s", line if command != "fetch" else "fetch (a batch)")
             if command == "capabilities":
                 self._write("option\nfetch\npush\ncheck-connectivity\n\n")
             elif command == "option":
@@ -116,6 +118,7 @@ class Helper:
                 self._write("\n")
             else:
                 raise FetchError(f"git sent an unknown command {line[:80]!r}")
+        log.debug("git hung up")
         if self.fetcher is not None:
             self.fetcher.clean()
 
@@ -215,6 +218,7 @@ class Helper:
                      f"here already; {result.received} bytes received from peers")
         if result.lock is not None:
             self._write(f"lock {result.lock}\nconnectivity-ok\n")
+        log.debug("fetch answered%s", ", connectivity-ok" if result.lock is not None else "")
 
 
 def _git_dir() -> str:
@@ -243,6 +247,7 @@ def _leave(code: int) -> None:
     (the importer's packs, its cache, the kept torrent), the `git config` it ran has
     finished, the engine is closed, and only stdout, stderr and the log handlers hold
     buffered bytes."""
+    log.debug("exiting")
     try:
         logging.shutdown()
         sys.stdout.flush()
@@ -259,8 +264,15 @@ def _main(argv: list[str]) -> int:
     url = argv[1] if len(argv) == 2 else argv[0]
     if url.startswith("gitp2p::"):
         url = url[len("gitp2p::"):]
-    level = logging.DEBUG if os.environ.get("GITP2P_DEBUG") else logging.WARNING
-    logging.basicConfig(level=level, stream=sys.stderr, format="gitp2p: %(message)s")
+    if os.environ.get("GITP2P_DEBUG"):
+        # each line stamped with the UTC time of day, as GIT_TRACE2's (scripts/clone_timeline.py)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("gitp2p: %(asctime)s.%(msecs)03d %(message)s", "%H:%M:%S"))
+        handler.formatter.converter = time.gmtime
+        logging.basicConfig(level=logging.DEBUG, handlers=[handler])
+        log.debug("started (modules imported)")
+    else:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="gitp2p: %(message)s")
     try:
         helper = Helper(remote, url, _git_dir())
         trio.run(helper.run)
