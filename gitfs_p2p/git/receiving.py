@@ -21,6 +21,7 @@ import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from itertools import accumulate
+from operator import itemgetter
 from typing import Collection
 
 from .. import faults
@@ -67,25 +68,27 @@ class RefState:
     head_born: bool  # HEAD resolves to an object
 
 
+_ID, _OFFSET, _CRC = (itemgetter(i) for i in range(3))
+
+
 def pack_index_v2(rows: list[tuple[bytes, int, int]], pack_checksum: bytes) -> bytes:
     """The .idx (version 2) git reads beside a pack: rows (binary id, offset, crc32) sorted by
     id, as bundle.write_plan_to returns them; the bytes dulwich's write_pack_index_v2 writes
     (tests/packs/test_fast_paths.py), built a table at a time instead of a row at a time."""
-    ids = b"".join(oid for oid, _, _ in rows)
+    ids = b"".join(map(_ID, rows))
     if len(ids) != 20 * len(rows):
         raise ValueError("pack index rows must hold 20-byte ids")
     counts = Counter(ids[::20])  # rows by their id's first byte
     fan_out = struct.pack(">256L", *accumulate(counts.get(i, 0) for i in range(256)))
-    crcs = struct.pack(f">{len(rows)}L", *(crc for _, _, crc in rows))
+    crcs = struct.pack(f">{len(rows)}L", *map(_CRC, rows))
+    offsets = list(map(_OFFSET, rows))
     large: list[int] = []
-    small = []
-    for _, offset, _ in rows:
-        if offset < 1 << 31:
-            small.append(offset)
-        else:  # past 2 GiB: an index into the table of 8-byte offsets
-            small.append((1 << 31) + len(large))
-            large.append(offset)
-    body = b"".join([b"\377tOc", struct.pack(">L", 2), fan_out, ids, crcs, struct.pack(f">{len(small)}L", *small),
+    if offsets and max(offsets) >= 1 << 31:  # past 2 GiB: an index into the table of 8-byte offsets
+        for i, offset in enumerate(offsets):
+            if offset >= 1 << 31:
+                offsets[i] = (1 << 31) + len(large)
+                large.append(offset)
+    body = b"".join([b"\377tOc", struct.pack(">L", 2), fan_out, ids, crcs, struct.pack(f">{len(offsets)}L", *offsets),
                      struct.pack(f">{len(large)}Q", *large), pack_checksum])
     return body + hashlib.sha1(body).digest()
 

@@ -10,6 +10,7 @@ import concurrent.futures
 import hashlib
 import io
 import itertools
+import operator
 import os
 import struct
 import zlib
@@ -140,15 +141,18 @@ def write_plan(plan: Collection[PlanEntry]) -> tuple[bytes, list[tuple[bytes, in
 
 
 def write_plan_to(plan: Collection[PlanEntry], out: BinaryIO) -> tuple[list[tuple[bytes, int, int]], bytes]:
-    """Write the pack of a plan into `out` as it goes (only one entry at a time is built):
-    (sorted index rows, checksum)."""
+    """Write the pack of a plan into `out` as it goes (entries built, hashed and written
+    WRITE_CHUNK bytes at a time, not one by one): (sorted index rows, checksum)."""
     wholes = _compressed([what[1] for _, what in plan if isinstance(what, tuple) and len(what) == 2])
     sha = hashlib.sha1()
-    rows: list[tuple[bytes, int, int]] = []  # id, offset, crc32
     header = struct.pack(">4sLL", b"PACK", 2, len(plan))
     sha.update(header)
     out.write(header)
-    pos = len(header)
+    ids: list[bytes] = []
+    raws: list = []
+    crcs: list[int] = []
+    lengths: list[int] = []
+    held = 0
     for oid, what in plan:
         if not isinstance(what, tuple):
             raw = what
@@ -156,13 +160,33 @@ def write_plan_to(plan: Collection[PlanEntry], out: BinaryIO) -> tuple[list[tupl
             raw = entry_header(what[0], len(what[1])) + next(wholes)
         else:
             raw = entry_header(what[0], what[1]) + what[2]
-        sha.update(raw)
-        out.write(raw)
-        rows.append((oid, pos, zlib.crc32(raw)))
-        pos += len(raw)
+        raws.append(raw)
+        ids.append(oid)
+        held += len(raw)
+        if held >= WRITE_CHUNK:
+            _write_chunk(raws, sha, out, crcs, lengths)
+            held = 0
+    _write_chunk(raws, sha, out, crcs, lengths)
     trailer = sha.digest()
     out.write(trailer)
-    return sorted(rows), trailer
+    offsets = itertools.accumulate(lengths, initial=len(header))  # one more than ids: zip stops
+    # Ids are unique in a plan, so the id alone orders the rows (cheaper than whole tuples).
+    return sorted(zip(ids, offsets, crcs), key=_row_id), trailer
+
+
+#: Bytes of pack entries built, hashed and written as one piece.
+WRITE_CHUNK = 1 << 20
+_row_id = operator.itemgetter(0)
+
+
+def _write_chunk(raws: list, sha, out: BinaryIO, crcs: list[int], lengths: list[int]) -> None:
+    """Hash and write these entries as one piece, note their crc32s and lengths; empties raws."""
+    crcs += map(zlib.crc32, raws)
+    lengths += map(len, raws)
+    piece = b"".join(raws)
+    sha.update(piece)
+    out.write(piece)
+    raws.clear()
 
 
 class WholeCompressor:
