@@ -217,22 +217,26 @@ class PackCache:
 
     def put_received(self, fmt: int, packs: list[tuple[str, bytes]]) -> None:
         """Record received packs (commit or tag id in hex, bytes), kept verbatim, in one
-        transaction: all of them or none (one commit instead of one a pack)."""
+        transaction: all of them or none (one commit instead of one a pack).  One query per
+        500 ids finds rows built here that they replace, one statement inserts them all."""
         rows = [(fmt, oid, len(data), hashlib.sha256(data).digest(), data, RECEIVED_CHECKED)
                 for oid, data in packs]
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for row in rows:
-                        self._seq += 1
-                        old = self._db.execute("SELECT received, LENGTH(data) FROM packs WHERE format=? AND commit_id=?",
-                                               row[:2]).fetchone()
-                        if old is not None and not old[0] and old[1]:
-                            self._evictable_bytes -= old[1]
-                        self._db.execute(
-                            "INSERT OR REPLACE INTO packs (format, commit_id, size, sha256, data, received, seq)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?)", (*row, self._seq))
+                    freed = 0  # bytes of rows built here (evictable) that received ones replace
+                    for i in range(0, len(packs), 500):
+                        chunk = [oid for oid, _ in packs[i : i + 500]]
+                        marks = ",".join("?" * len(chunk))
+                        query = (f"SELECT COALESCE(SUM(LENGTH(data)), 0) FROM packs WHERE format=? AND received=0"
+                                 f" AND data IS NOT NULL AND commit_id IN ({marks})")
+                        freed += self._db.execute(query, (fmt, *chunk)).fetchone()[0]
+                    first = self._seq + 1
+                    self._seq += len(rows)
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO packs (format, commit_id, size, sha256, data, received, seq)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)", [(*row, seq) for seq, row in enumerate(rows, first)])
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
@@ -240,6 +244,7 @@ class PackCache:
                     raise
             except sqlite3.DatabaseError as exc:
                 raise _cache_error(self.path, exc) from None
+            self._evictable_bytes -= freed
 
     def get_torrent(self, key: bytes) -> tuple[bytes, str] | None:
         """(torrent bytes, tag ids text) stored under key, if any."""

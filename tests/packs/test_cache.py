@@ -52,6 +52,30 @@ def test_datas_reads_the_bytes_of_many_packs_at_once_and_only_those_kept(tmp_pat
         cache.close()
 
 
+def test_received_packs_replace_built_ones_and_leave_the_eviction_budget(tmp_path):
+    """Received bytes are never evicted, so built rows they replace stop counting against the
+    bound: the built packs put after them keep their bytes up to the bound, not below it.
+    More ids than one query's worth (500), some of them built here first."""
+    git_dir = tmp_path / "repo.git"
+    built = [f"{i:040x}" for i in range(700)]
+    cache = PackCache(str(git_dir), max_bytes=700 * 40)
+    try:
+        for cid in built:
+            cache.put(2, cid, cid.encode())  # 40 bytes each: the bound exactly
+        received = [(cid, b"R" + cid.encode()) for cid in built[:600:2] + [f"{i:040x}" for i in range(900, 1200)]]
+        cache.put_received(2, received)
+        assert cache.received_ids(2) == {cid for cid, _ in received}
+        assert all(cache.get(2, cid).data == data and cache.get(2, cid).received for cid, data in received)
+        later = [f"{i:040x}" for i in range(2000, 2300)]  # fills the 300 packs' worth just freed
+        for cid in later:
+            cache.put(2, cid, cid.encode())
+        assert all(cache.get(2, cid).data == cid.encode() for cid in built[1:600:2] + built[600:] + later)
+        cache.put(2, "f" * 40, b"f" * 40)  # one past the bound: the oldest built row goes
+        assert cache.get(2, built[1]).data is None and cache.get(2, built[3]).data is not None
+    finally:
+        cache.close()
+
+
 def test_building_in_worker_processes_gives_the_same_packs(fresh_history, tmp_path, monkeypatch):
     """`gitp2p packs -j N`: packs built by a pool of worker processes (store/builders.Workers,
     real spawned interpreters) are the bytes one process builds, oldest first or not."""
