@@ -191,7 +191,14 @@ class WorkersStopped(GitfsError):
 
 
 class Workers:
-    """Worker processes for one repository; thread-safe (each call waits for its job)."""
+    """Worker processes for one repository; thread-safe (each call waits for its job).
+
+    Each worker is a pool of its own (a ProcessPoolExecutor of one process), so that the
+    builds of a run of commits go to one worker in order: its packer then moves from each
+    commit to the next, where chunks dealt out in turn made both workers jump 64 commits
+    at every chunk (15% more CPU for the 5,000-commit history's packs).  Other jobs go to
+    the worker with the fewest waiting.
+    """
 
     def __init__(self, repo_path: str, *, cache_bytes: int, workers: int = 1, tasks_per_worker: int | None = TASKS_PER_WORKER,
                  log_path: str | None = None):
@@ -202,26 +209,37 @@ class Workers:
         self._stopped = False
         self._jobs: weakref.WeakSet[concurrent.futures.Future] = weakref.WeakSet()  # for stop()
         self._jobs_lock = threading.Lock()
-        self._pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            max_tasks_per_child=tasks_per_worker,
-            initializer=_start_worker,
-            initargs=(log_path, os.getpid()),
-        )
+        self._pools = [
+            concurrent.futures.ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                max_tasks_per_child=tasks_per_worker,
+                initializer=_start_worker,
+                initargs=(log_path, os.getpid()),
+            )
+            for _ in range(max(1, workers))
+        ]
+        # each pool's jobs not yet done (for the choice of a pool)
+        self._queued: list[weakref.WeakSet[concurrent.futures.Future]] = [weakref.WeakSet() for _ in self._pools]
 
     def start(self) -> None:
-        """Start the worker process (and multiprocessing's resource tracker) now.
+        """Start the worker processes (and multiprocessing's resource tracker) now, all at once.
 
         What they inherit is what the caller has at this moment: a background mount starts
         them while its stderr is its log, so no worker holds its caller's terminal or pipe."""
         from multiprocessing import resource_tracker
 
         resource_tracker.ensure_running()
-        self._pool.submit(_noop).result()
+        for f in [pool.submit(_noop) for pool in self._pools]:
+            f.result()
+
+    def processes(self) -> list[int]:
+        """The worker processes' ids (those started so far)."""
+        return [pid for pool in self._pools for pid in (getattr(pool, "_processes", None) or {})]
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in self._pools:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def stop(self) -> None:
         """Cancel every job not yet started and take no new one, without waiting: each thread
@@ -234,12 +252,17 @@ class Workers:
         for future in jobs:
             future.cancel()  # a job a worker has taken runs on; close() waits for it
 
-    def _submit(self, fn, *args) -> concurrent.futures.Future:
+    def _submit(self, fn, *args, pool: int | None = None) -> concurrent.futures.Future:
+        """Queue a job on the given pool, or on the one with the fewest jobs not done."""
         with self._jobs_lock:
             if self._stopped:
                 raise WorkersStopped("stopping: no new build is started")
-            future = self._pool.submit(fn, *args)
+            if pool is None:
+                pool = min(range(len(self._pools)),
+                           key=lambda k: sum(1 for f in list(self._queued[k]) if not f.done()))
+            future = self._pools[pool].submit(fn, *args)
             self._jobs.add(future)
+            self._queued[pool].add(future)
         return future
 
     def _result(self, future: concurrent.futures.Future):
@@ -248,30 +271,67 @@ class Workers:
         except concurrent.futures.CancelledError:
             raise WorkersStopped("stopping: the builds not yet started were cancelled") from None
 
-    def _submit_builds(self, ids: list[str], want_bytes: bool) -> list[concurrent.futures.Future]:
-        return [
-            self._submit(_job_build, self.repo_path, self.cache_bytes, ids[i : i + BUILD_CHUNK], want_bytes)
-            for i in range(0, len(ids), BUILD_CHUNK)
-        ]
+    def _run_builds(self, ids: list[str], want_bytes: bool) -> Iterator[list[tuple[str, int, bytes | None]]]:
+        """Build jobs of BUILD_CHUNK ids, every one queued at once; yields each job's result
+        as it ends (in no particular order).
+
+        Worker k takes the k-th of as many runs of consecutive chunks (module docstring);
+        a worker whose run is done takes over the last chunk still queued for another, so
+        all end together.  Leaving early (an error, Ctrl-C) cancels the jobs not started.
+        """
+        chunks = [ids[i : i + BUILD_CHUNK] for i in range(0, len(ids), BUILD_CHUNK)]
+        n = len(self._pools)
+        lanes: list[list[concurrent.futures.Future]] = []  # per pool, its jobs not done, in order
+        pending: dict[concurrent.futures.Future, list[str]] = {}
+        try:
+            for k in range(n):
+                lane = []
+                for chunk in chunks[len(chunks) * k // n : len(chunks) * (k + 1) // n]:
+                    f = self._submit(_job_build, self.repo_path, self.cache_bytes, chunk, want_bytes, pool=k)
+                    pending[f] = chunk
+                    lane.append(f)
+                lanes.append(lane)
+            while pending:
+                done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                for f in done:
+                    del pending[f]
+                    for lane in lanes:
+                        if f in lane:
+                            lane.remove(f)
+                    yield self._result(f)
+                for k in range(n):
+                    if not lanes[k]:
+                        self._take_over(k, lanes, pending, want_bytes)
+        finally:
+            for f in pending:  # the caller stopped early: drop the rest
+                f.cancel()
+
+    def _take_over(self, k: int, lanes: list[list[concurrent.futures.Future]],
+                   pending: dict[concurrent.futures.Future, list[str]], want_bytes: bool) -> None:
+        """Move the last job not yet started of the longest other lane to pool k."""
+        other = max(range(len(lanes)), key=lambda j: len(lanes[j]))
+        for f in reversed(lanes[other][1:]):  # its first is running (or about to)
+            if f.cancel():  # still queued: not started, and now never will be
+                lanes[other].remove(f)
+                chunk = pending.pop(f)
+                moved = self._submit(_job_build, self.repo_path, self.cache_bytes, chunk, want_bytes, pool=k)
+                pending[moved] = chunk
+                lanes[k].append(moved)
+                return
 
     def build(self, ids: list[str], *, want_bytes: bool = False) -> dict[str, tuple[int, bytes | None]]:
         """Build (or find in the cache) the packs of ids: id -> (size, bytes if wanted)."""
         out: dict[str, tuple[int, bytes | None]] = {}
-        for f in self._submit_builds(ids, want_bytes):
-            for oid, size, data in self._result(f):
+        for result in self._run_builds(ids, want_bytes):
+            for oid, size, data in result:
                 out[oid] = (size, data)
         return out
 
     def build_chunks(self, ids: list[str]) -> Iterator[dict[str, int]]:
         """Build (or find) the packs of ids on every worker at once; yields each chunk's
         sizes as it ends (chunks of BUILD_CHUNK ids, in no particular order)."""
-        futures = self._submit_builds(ids, False)
-        try:
-            for f in concurrent.futures.as_completed(futures):
-                yield {oid: size for oid, size, _ in self._result(f)}
-        finally:
-            for f in futures:  # the caller stopped early (an error, Ctrl-C): drop the rest
-                f.cancel()
+        for result in self._run_builds(ids, False):
+            yield {oid: size for oid, size, _ in result}
 
     def snapshot(self, previous: "RepoSnapshot | None") -> "RepoSnapshot":
         """The refs and every commit they reach (git/snapshot.py), read in a worker."""

@@ -130,7 +130,7 @@ def test_workers_leave_when_the_process_owning_them_is_killed(fresh_history):
         "w.build([])\n"
         "w.start()\n"
         "w.snapshot(None)\n"  # a job, so a worker has really run
-        "print(' '.join(str(p) for p in w._pool._processes), flush=True)\n"
+        "print(' '.join(str(p) for p in w.processes()), flush=True)\n"
         "time.sleep(120)\n"
     )
     owner = subprocess.Popen([sys.executable, "-c", script, fresh_history], stdout=subprocess.PIPE, text=True)
@@ -221,3 +221,45 @@ def test_a_build_batch_and_build_locked_share_the_locks(tmp_path):
         assert out == [b"pack of " + oid.encode()] and single_packer.built == []
     finally:
         cache.close()
+
+
+def test_worker_pools_take_runs_of_consecutive_chunks(monkeypatch):
+    """Workers deals a build's chunks out as one run of consecutive chunks per worker (its
+    packer moves from a commit to the next), and a worker done with its run takes over
+    the last chunk still queued for another."""
+    import concurrent.futures
+    import threading
+
+    from gitfs_p2p.store import builders
+    from gitfs_p2p.store.builders import Workers
+
+    ran: list[tuple[str, list[str]]] = []
+    taken_over = threading.Event()
+
+    def job(repo_path, cache_bytes, ids, want_bytes):
+        name = threading.current_thread().name.split("_")[0]
+        if ids[0] == "00":
+            taken_over.wait(30)  # A is slow on its first chunk, until B has taken one of A's
+        elif name == "B" and ids[0] < "08":
+            taken_over.set()
+        ran.append((name, ids))
+        return [(oid, 1, None) for oid in ids]
+
+    monkeypatch.setattr(builders, "_job_build", job)
+    monkeypatch.setattr(builders, "BUILD_CHUNK", 2)
+    workers = Workers("/nonexistent", cache_bytes=0, workers=2)
+    for pool in workers._pools:
+        pool.shutdown()
+    workers._pools = [concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name) for name in ("A", "B")]
+    ids = [f"{i:02d}" for i in range(16)]  # 8 chunks: A's run 0-3, B's 4-7
+    try:
+        sizes = {}
+        for chunk in workers.build_chunks(ids):
+            sizes.update(chunk)
+        assert sizes == {oid: 1 for oid in ids}
+    finally:
+        taken_over.set()
+        workers.close()
+    by_pool = {name: [ids[0] for n, ids in ran if n == name] for name in ("A", "B")}
+    assert by_pool["B"][:5] == ["08", "10", "12", "14", "06"], by_pool  # then A's last, taken over
+    assert by_pool["A"][0] == "00" and sorted(by_pool["A"] + by_pool["B"]) == ids[::2]
