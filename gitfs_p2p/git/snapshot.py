@@ -108,7 +108,8 @@ def refs_signature(git_dir: str) -> tuple:
 
 
 class HistoryStore(Protocol):
-    """Where the last snapshot's commits are kept between mounts (store/cache.py's PackCache)."""
+    """Where the last snapshot's commits are kept between mounts (store/cache.py's PackCache);
+    one that also has `put_graph(infos, index)` is given every history walked whole."""
 
     def get_history(self) -> tuple[list[bytes], list[bytes], Sequence[int]] | None: ...
 
@@ -141,6 +142,10 @@ def read_snapshot(repo: "GitRepo", previous: RepoSnapshot | None, history: Histo
     else:
         infos = read_history(repo, tips)
         commits = CommitList([c.id for c in infos], [c.commit_time for c in infos])
+        keep_graph = getattr(history, "put_graph", None)
+        if keep_graph is not None:  # the torrents built next read it instead of walking again
+            keep_graph(infos, commits.index)
+        del infos
     if history is not None and (new != [] or previous is None and old_tips != tips):
         history.put_history(tips, commits.ids, commits.times)
     return RepoSnapshot(refs, head, commits, published, _tag_times(repo, published, commits))

@@ -13,7 +13,9 @@ table keeps which commits each roll-up holds (pack/rollup.py), keyed by the span
 its boundary commit, of which it is a pure function: a torrent read back from the
 `torrents` table names its roll-ups, and the mount serves them without walking the
 history again.  The `history` table keeps the commits the mount's last snapshot of
-the refs reached (git/snapshot.py), so a new mount reads only what is new since.
+the refs reached (git/snapshot.py), so a new mount reads only what is new since; the
+`graph` table, the last whole history walked (parents, trees and dates too), so that
+the torrents built right after a snapshot's walk (store/torrents.py) do not walk it again.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import CacheError
 from ..pack.commitpack import FORMAT_VERSION
+from ..pack.objects import CommitInfo
 from ..pack.rollup import TAG_GROUP_SPAN, Rollup
 
 if TYPE_CHECKING:
@@ -74,6 +77,13 @@ CREATE TABLE IF NOT EXISTS history (
     tips      BLOB    NOT NULL,
     ids       BLOB    NOT NULL,
     times     BLOB    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS graph (
+    slot      INTEGER PRIMARY KEY CHECK (slot = 0),
+    ids       BLOB    NOT NULL,
+    trees     BLOB    NOT NULL,
+    times     BLOB    NOT NULL,
+    parents   BLOB    NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rollups (
     span      INTEGER NOT NULL,
@@ -339,6 +349,58 @@ class PackCache:
                bytes.fromhex(b"".join(ids).decode("ascii")), array("q", times).tobytes())
         with self._lock:
             self._query("INSERT OR REPLACE INTO history (slot, tips, ids, times) VALUES (0, ?, ?, ?)", row)
+
+    def put_graph(self, commits: list[CommitInfo], index: dict[bytes, int] | None = None) -> None:
+        """Keep a whole walked history (git/walk.py's order, parents first), replacing the
+        last one kept: a pure function of its commits, so whoever walks the same commits
+        later may read it instead (PackSource.commits_from).  index: id -> position in
+        commits, if the caller has it.  A history that is not whole, or whose dates do not
+        fit 64 bits, is not kept."""
+        if index is None:
+            index = {c.id: i for i, c in enumerate(commits)}
+        parents = array("i")
+        try:
+            for c in commits:
+                parents.append(len(c.parents))
+                parents.extend(index[p] for p in c.parents)
+            times = array("q", (c.commit_time for c in commits))
+        except (KeyError, OverflowError) as exc:
+            log.info("commit graph not kept (%s: %s)", type(exc).__name__, exc)
+            return
+        row = (bytes.fromhex(b"".join(c.id for c in commits).decode("ascii")),
+               bytes.fromhex(b"".join(c.tree for c in commits).decode("ascii")), times.tobytes(), parents.tobytes())
+        del parents, times
+        with self._lock:
+            self._query("INSERT OR REPLACE INTO graph (slot, ids, trees, times, parents) VALUES (0, ?, ?, ?, ?)", row)
+
+    def get_graph(self) -> list[CommitInfo] | None:
+        """The history put_graph kept, or None."""
+        with self._lock:
+            row = self._query("SELECT ids, trees, times, parents FROM graph WHERE slot = 0").fetchone()
+        if row is None:
+            return None
+        ids, trees, times = _hexes(row[0]), _hexes(row[1]), array("q")
+        parents = array("i")
+        try:
+            times.frombytes(row[2])
+            parents.frombytes(row[3])
+            if not len(ids) == len(trees) == len(times):
+                raise ValueError("lengths")
+            out: list[CommitInfo] = []
+            j = 0
+            for i, oid in enumerate(ids):
+                n = parents[j]
+                own = tuple(ids[k] for k in parents[j + 1 : j + 1 + n])
+                if len(own) != n or any(k >= i or k < 0 for k in parents[j + 1 : j + 1 + n]):
+                    raise ValueError("parents")
+                out.append(CommitInfo(oid, trees[i], own, times[i]))
+                j += 1 + n
+            if j != len(parents):
+                raise ValueError("parents")
+        except (ValueError, IndexError):
+            log.warning("%s: the kept commit graph is damaged; walking the history again", self.path)
+            return None
+        return out
 
     def put_rollups(self, span: int, rollups: list[Rollup]) -> None:
         """Record which commits these roll-ups hold (a pure function of span and boundary)."""

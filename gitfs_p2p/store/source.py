@@ -96,9 +96,38 @@ class PackSource:
         return self.commits_from(self.tips(revs))
 
     def commits_from(self, tips: Iterable[bytes]) -> list[CommitInfo]:
-        """Every commit reachable from tips (hex commit ids), parents first."""
+        """Every commit reachable from tips (hex commit ids), parents first.
+
+        From the history the cache keeps (a mount's snapshot walked it just before) when it
+        holds every tip, else walked."""
         self.repo.check_not_shallow()
+        tips = list(tips)
+        kept = self._kept_history(tips)
+        if kept is not None:
+            return kept
         return self.repo.commits_oldest_first(tips)
+
+    def _kept_history(self, tips: list[bytes]) -> list[CommitInfo] | None:
+        """The commits reachable from tips, in walk order, from the cache's graph; None if
+        it lacks a tip.  A history is a pure function of its commits, and the walk's order
+        of a part closed under parents is the order of the whole with the rest left out
+        (no commit outside it is a parent of one inside, so none delays one inside)."""
+        graph = self.cache.get_graph()
+        if graph is None:
+            return None
+        index = {c.id: i for i, c in enumerate(graph)}
+        if not all(t in index for t in tips):
+            return None
+        reached = bytearray(len(graph))
+        stack = [index[t] for t in tips]
+        while stack:
+            i = stack.pop()
+            if not reached[i]:
+                reached[i] = 1
+                stack.extend(index[p] for p in graph[i].parents)
+        if all(reached):
+            return graph
+        return [c for c, r in zip(graph, reached) if r]
 
     def _build_in_processes(self, ids: list[str], jobs: int, progress: Progress | None) -> dict[str, int]:
         from .builders import Workers

@@ -160,3 +160,51 @@ def test_a_torrent_built_once_comes_from_the_cache(fresh_history, caplog):
     rebuilt, _ = _torrent(fresh_history)
     assert rebuilt == first
     assert "does not parse" in caplog.text
+
+
+def test_torrents_read_the_history_a_snapshot_walked_and_get_the_same_bytes(history, tmp_path, caplog):
+    """A mount's snapshot keeps the commit graph it walked (PackCache.put_graph), and the
+    torrents built next read it instead of walking again: the same commits in the same
+    order for every set of tips it holds (a part of the history, closed under parents, in
+    the order of the whole), the same info-hash; tips it lacks, or a damaged graph, walk."""
+    import sqlite3
+
+    from gitfs_p2p.git.snapshot import read_snapshot
+    from gitfs_p2p.git.walk import read_history
+
+    repo_path = str(tmp_path / "copy.git")
+    git("clone", "-q", "--mirror", history, repo_path)
+    walked_torrent = None
+    with GitRepo(repo_path) as repo:
+        source = PackSource(repo)
+        manifest, label = select_refs(source, [], all_refs=True)
+        walked_torrent = build_repo_torrent(source, manifest, label)  # no graph kept yet: walked
+        source.cache._db.execute("DELETE FROM torrents")
+        tips = sorted(set(repo.refs().values()))
+        snapshot = read_snapshot(repo, None, source.cache)
+        graph = source.cache.get_graph()
+        assert graph == read_history(repo, tips) and [c.id for c in graph] == snapshot.commits.ids
+        # parts of it: one branch, and commits in the middle of the history (merges among them)
+        merges = [c.id for c in graph if len(c.parents) > 1]
+        assert merges, "the history has merges"
+        for part in ([repo.resolve("main")], [graph[len(graph) // 3].id, merges[0]], merges[-2:], tips):
+            read = []
+            source.repo.commits_oldest_first = lambda t: read.append(t) or read_history(repo, t)
+            assert source.commits_from(part) == read_history(repo, part) and read == [], part
+        # the torrent from the kept graph: the same bytes, and no commit read for the walk
+        read = []
+        source.repo.commits_oldest_first = lambda t: read.append(t) or read_history(repo, t)
+        assert build_repo_torrent(source, manifest, label) == walked_torrent and read == []
+        # a tip the graph lacks: walked
+        outside = subprocess.run(["git", "commit-tree", "main^{tree}", "-p", "main", "-m", "new"], cwd=repo_path,
+                                 capture_output=True, text=True, check=True).stdout.strip().encode()
+        assert source.commits_from([outside]) == read_history(repo, [outside]) and read == [[outside]], "walked"
+        # a damaged graph: said, and walked
+        source.cache._db.execute("UPDATE graph SET parents = x'01000000'")
+        with caplog.at_level("WARNING"):
+            assert source.cache.get_graph() is None
+        assert "kept commit graph is damaged" in caplog.text
+        source.close()
+    db = sqlite3.connect(os.path.join(repo_path, "gitp2p", "cache.sqlite3"))
+    assert db.execute("SELECT COUNT(*) FROM graph").fetchone() == (1,)
+    db.close()
