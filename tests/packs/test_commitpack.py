@@ -208,3 +208,32 @@ def test_small_cache_bound_keeps_sizes_but_evicts_bytes(fresh_history):
     finally:
         source.close()
         repo.close()
+
+
+def test_packs_are_the_same_whether_the_repository_has_a_multi_pack_index(fresh_history, tmp_path):
+    """A repository without objects/pack/multi-pack-index is read without looking for one at
+    every object (GitRepo); one with it, written by git over several packs, or one that gets
+    it after it was opened, gives the same packs."""
+    from gitfs_p2p.pack.commitpack import CommitPacker
+
+    def packs(path, before=None):
+        repo = GitRepo(path)
+        try:
+            if before is not None:
+                before()
+            ids = [c.id for c in repo.commits_oldest_first(sorted(set(repo.refs().values())))]
+            packer = CommitPacker(repo)
+            return [packer.build_object(oid) for oid in ids]
+        finally:
+            repo.close()
+
+    expected = packs(fresh_history)
+    split = str(tmp_path / "split.git")
+    git("clone", "-q", "--mirror", "--no-local", fresh_history, split)
+    head = git("rev-parse", "HEAD~10", cwd=split).strip()
+    subprocess.run(["git", "pack-objects", "-q", "--revs", os.path.join(split, "objects", "pack", "pack")],
+                   input=head + "\n", text=True, check=True, cwd=split, capture_output=True)
+    assert len([n for n in os.listdir(os.path.join(split, "objects", "pack")) if n.endswith(".pack")]) == 2
+    assert packs(split, before=lambda: git("multi-pack-index", "write", cwd=split)) == expected
+    assert os.path.exists(os.path.join(split, "objects", "pack", "multi-pack-index"))
+    assert packs(split) == expected
