@@ -175,6 +175,7 @@ def serve_foreground(make_service: ServiceFactory, *, pid_file: str | None = Non
         log.info("mounted %s at %s (Ctrl-C unmounts)", service.repo_path, service.mountpoint)
 
     try:
+        service.start_workers()  # all of them now: the others get ready while one reads the snapshot
         trio.run(partial(serve_until_signal, stopping="unmounting"), service, on_ready)
     finally:
         _remove_pid_file(pid_file)

@@ -223,15 +223,18 @@ class Workers:
         self._queued: list[weakref.WeakSet[concurrent.futures.Future]] = [weakref.WeakSet() for _ in self._pools]
 
     def start(self) -> None:
-        """Start the worker processes (and multiprocessing's resource tracker) now, all at once.
+        """Start the worker processes (and multiprocessing's resource tracker) now, and wait
+        until the first is ready; the others get ready meanwhile (while the first reads
+        the snapshot a mount starts with).
 
-        What they inherit is what the caller has at this moment: a background mount starts
-        them while its stderr is its log, so no worker holds its caller's terminal or pipe."""
+        What they inherit is what the caller has at this moment (a process is started when
+        its pool's first job is queued): a background mount starts them while its stderr is
+        its log, so no worker holds its caller's terminal or pipe."""
         from multiprocessing import resource_tracker
 
         resource_tracker.ensure_running()
-        for f in [pool.submit(_noop) for pool in self._pools]:
-            f.result()
+        started = [pool.submit(_noop) for pool in self._pools]
+        started[0].result()
 
     def processes(self) -> list[int]:
         """The worker processes' ids (those started so far)."""
