@@ -241,6 +241,9 @@ class Workers:
         return [pid for pool in self._pools for pid in (getattr(pool, "_processes", None) or {})]
 
     def close(self) -> None:
+        """Cancel every job not started (on every pool first, so that none starts while
+        another pool's running job is waited for), then wait for the running ones."""
+        self.stop()
         for pool in self._pools:
             pool.shutdown(wait=True, cancel_futures=True)
 
