@@ -384,6 +384,7 @@ class PackCache:
         try:
             times.frombytes(row[2])
             parents.frombytes(row[3])
+            del row  # its blobs (11 MB at 200,000 commits) are not held while the list is made
             if not len(ids) == len(trees) == len(times):
                 raise ValueError("lengths")
             out: list[CommitInfo] = []
