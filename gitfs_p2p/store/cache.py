@@ -359,16 +359,18 @@ class PackCache:
         if index is None:
             index = {c.id: i for i, c in enumerate(commits)}
         parents = array("i")
+        ids, trees = bytearray(), bytearray()  # binary, 20 bytes a commit (no hex copy of them all)
         try:
             for c in commits:
                 parents.append(len(c.parents))
                 parents.extend(index[p] for p in c.parents)
+                ids += bytes.fromhex(c.id.decode("ascii"))
+                trees += bytes.fromhex(c.tree.decode("ascii"))
             times = array("q", (c.commit_time for c in commits))
         except (KeyError, OverflowError) as exc:
             log.info("commit graph not kept (%s: %s)", type(exc).__name__, exc)
             return
-        row = (bytes.fromhex(b"".join(c.id for c in commits).decode("ascii")),
-               bytes.fromhex(b"".join(c.tree for c in commits).decode("ascii")), times.tobytes(), parents.tobytes())
+        row = (ids, trees, times.tobytes(), parents.tobytes())
         del parents, times
         with self._lock:
             self._query("INSERT OR REPLACE INTO graph (slot, ids, trees, times, parents) VALUES (0, ?, ?, ?, ?)", row)
