@@ -9,7 +9,7 @@ with PYTHONPATH=TREE (as scripts/bench_e2e.py starts it), and reads
 MNT/torrents/all.torrent every 0.05 s until it reads whole.  Printed per run: the load,
 when the command returned ("mounted"), when all.torrent was readable, the CPU (user +
 system) of the mount's processes by then (the server, its workers, the guard), and each
-process's peak RSS (VmHWM) and largest RssAnon seen (sampled every 0.1 s).  The trees take
+process's peak RSS (VmHWM) and largest RssAnon seen (sampled every 0.1 s), with when.  The trees take
 turns, run after run, so that the machine's load falls on each alike; the load goes with
 every line, and on a shared machine the CPU is the steadier figure.
 
@@ -80,6 +80,7 @@ def one_run(repo: str, tree: str, work: str, timeout: float = 1800) -> dict:
     with open(pid_file) as fh:
         server = int(fh.read())
     seen: dict[int, tuple[float, int, int]] = {}
+    anon_at: dict[int, float] = {}  # when each process's largest RssAnon was first seen
     timeline: list[tuple[float, dict[int, float]]] = []
     target = os.path.join(mnt, "torrents", "all.torrent")
     try:
@@ -91,6 +92,8 @@ def one_run(repo: str, tree: str, work: str, timeout: float = 1800) -> dict:
                 if got is not None:
                     old = seen.get(pid, (0.0, 0, 0))
                     seen[pid] = (got[0], max(old[1], got[1]), max(old[2], got[2]))
+                    if got[2] > old[2]:
+                        anon_at[pid] = now
                     row[pid] = got[0]
             timeline.append((now, row))
             try:
@@ -106,7 +109,8 @@ def one_run(repo: str, tree: str, work: str, timeout: float = 1800) -> dict:
     finally:
         subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
     return {"load": load, "mounted": mounted, "ready": ready, "cpu": sum(c for c, _, _ in seen.values()),
-            "peaks": {("server" if pid == server else str(pid)): (hwm, anon) for pid, (_, hwm, anon) in seen.items()},
+            "peaks": {("server" if pid == server else str(pid)): (hwm, anon, anon_at.get(pid, 0.0))
+                      for pid, (_, hwm, anon) in seen.items()},
             "timeline": timeline, "server": server}
 
 
@@ -142,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.runs):
         for tree in args.trees:
             r = one_run(os.path.abspath(args.repo), os.path.abspath(tree), os.path.join(args.workdir, "run"))
-            peaks = " ".join(f"{name} {hwm}/{anon}" for name, (hwm, anon) in r["peaks"].items())
+            peaks = " ".join(f"{name} {hwm}/{anon}@{at:.0f}s" for name, (hwm, anon, at) in r["peaks"].items())
             print(f"{tree}: load {r['load']:.2f}, mounted {r['mounted']:.2f} s, all.torrent {r['ready']:.2f} s, "
-                  f"CPU {r['cpu']:.2f} s; peak MB (VmHWM/anon): {peaks}", flush=True)
+                  f"CPU {r['cpu']:.2f} s; peak MB (VmHWM/anon@when): {peaks}", flush=True)
             last[tree] = r
     shutil.rmtree(os.path.join(args.workdir, "run"), ignore_errors=True)
     if args.timeline:
