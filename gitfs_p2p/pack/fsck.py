@@ -135,38 +135,42 @@ _HEX40 = re.compile(rb"[0-9a-fA-F]{40}")
 
 
 def _fsck_ident(raw: bytes, pos: int, oid: str, kind: str) -> tuple[int, Finding | None]:
-    """Check one identity from pos (after `author `); (position after its line, finding)."""
+    """Check one identity from pos (after `author `); (position after its line, finding).
+
+    Read in raw itself, as C reads the object's buffer (NUL-terminated: past the end nothing
+    matches): the name and e-mail stop at a newline, but strtoumax skips white space, a
+    newline too, so a date on the next line is read from there (and that line is then taken
+    for the next header, as git takes it)."""
     nl = raw.find(b"\n", pos)
     nxt = len(raw) if nl < 0 else nl + 1
-    line = raw[pos : nl if nl >= 0 else len(raw)] + b"\n"  # C sees the '\n' (or the buffer's end)
 
     def bad(msg_id: str, message: str) -> tuple[int, Finding]:
         return nxt, finding(oid, kind, msg_id, f"invalid author/committer line - {message}")
 
-    if line[:1] == b"<":
+    if raw[pos : pos + 1] == b"<":
         return bad("missingNameBeforeEmail", "missing space before email")
-    p = _span_not(line, 0)
-    if line[p : p + 1] == b">":
+    p = _span_not(raw, pos)
+    if raw[p : p + 1] == b">":
         return bad("badName", "bad name")
-    if line[p : p + 1] != b"<":
+    if raw[p : p + 1] != b"<":
         return bad("missingEmail", "missing email")
-    if p == 0 or line[p - 1 : p] != b" ":
+    if raw[p - 1 : p] != b" ":
         return bad("missingSpaceBeforeEmail", "missing space before email")
-    p = _span_not(line, p + 1)
-    if line[p : p + 1] != b">":
+    p = _span_not(raw, p + 1)
+    if raw[p : p + 1] != b">":
         return bad("badEmail", "bad email")
     p += 1
-    if line[p : p + 1] != b" ":
+    if raw[p : p + 1] != b" ":
         return bad("missingSpaceBeforeDate", "missing space before date")
     p += 1
-    if line[p : p + 1] == b"0" and line[p + 1 : p + 2] != b" ":
+    if raw[p : p + 1] == b"0" and raw[p + 1 : p + 2] != b" ":
         return bad("zeroPaddedDate", "zero-padded date")
-    value, q = strtoumax_end(line, p)
+    value, q = strtoumax_end(raw, p)
     if value >= 1 << 63:  # date_overflows(): no longer fits a signed 64-bit time_t
         return bad("badDateOverflow", "date causes integer overflow")
-    if q == p or line[q : q + 1] != b" ":
+    if q == p or raw[q : q + 1] != b" ":
         return bad("badDate", "bad date")
-    tz = line[q + 1 : q + 7]
+    tz = raw[q + 1 : q + 7]
     if len(tz) < 6 or tz[:1] not in (b"+", b"-") or not tz[1:5].isdigit() or tz[5:6] != b"\n":
         return bad("badTimezone", "bad time zone")
     return nxt, None

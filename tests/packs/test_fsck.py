@@ -49,6 +49,10 @@ COMMIT_HEADERS = {
     "nulInHeader": [b"author A U\0Thor <a@b> 1313584730 +0000", b"committer " + GOOD],
     "committerBadTimezone": [b"author " + GOOD, b"committer C <c@x> 1313584730 +5"],
     "extraHeader": [b"author " + GOOD, b"committer " + GOOD, b"x-unknown yes", b"encoding ISO-8859-1"],
+    # git reads the date with strtoumax, which skips white space, the newline too: a date on
+    # the next line is read from there (nothing found), and that line is then the next header
+    "committerDateOnNextLine": [b"author " + GOOD, b"committer C <c@x> ", b"1313584730 +0000"],
+    "authorDateOnNextLine": [b"author A <a@x> ", b" 1313584730 +0000", b"committer " + GOOD],
 }
 
 
@@ -117,6 +121,7 @@ TAGS = {
     "missingTaggerEntry": b"object {c}\ntype commit\ntag v1\n\nmsg\n",
     "badTagName": b"object {c}\ntype commit\ntag bad..name\ntagger T <t@x> 1313590000 +0200\n\nmsg\n",
     "taggerBadTimezone": b"object {c}\ntype commit\ntag v1\ntagger T <t@x> 1313590000 +02000\n\nmsg\n",
+    "taggerDateOnNextLine": b"object {c}\ntype commit\ntag v1\ntagger T <t@x> \n1313590000 +0200\n\nmsg\n",
     "extraHeader": b"object {c}\ntype commit\ntag v1\ntagger T <t@x> 1 +0000\nnonsense\n\nmsg\n",
     "missingTagEntry": b"object {c}\ntype commit\ntagger T <t@x> 1313590000 +0200\n\nmsg\n",
     "badType": b"object {c}\ntype commot\ntag v1\ntagger T <t@x> 1313590000 +0200\n\nmsg\n",
