@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 
 from ..errors import ReceiveError
@@ -113,27 +112,13 @@ def _printer():
     return show
 
 
-#: The collector's first threshold while importing (Python's default: 700).  A pass makes
-#: a few hundred thousand tuples and lists and almost no cycles (a few hundred in the bench
-#: history's 5,000 packs); at 700 the collector ran 180 times a pass.
-GC_THRESHOLD = 10_000
-
-
-def _settle_gc() -> None:
-    """Start-up is over: what it made (modules, functions, classes) stays for the process's
-    life, so the collector stops walking it (gc.freeze), and runs less often.  Measured on
-    the bench history's `watch --once`: 180 collections of which 17 older -> 35 and 2,
-    their time 40-110 ms -> 30-40 ms, peak RSS unchanged (108 MB)."""
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
-
-
 def _report(line: str) -> None:
     print(f"gitp2p: {line}", file=sys.stderr, flush=True)
 
 
 def cmd_watch(args) -> int:
     from ..receive.importer import DEFAULT_MAX_PACK_BYTES, DEFAULT_REMOTE, DEFAULT_SETTLE, Importer
+    from ..receive.collector import settle_gc
 
     settle = DEFAULT_SETTLE if args.settle is None else args.settle
     importer = Importer(
@@ -149,7 +134,7 @@ def cmd_watch(args) -> int:
     show = _printer()
     try:
         if args.once:
-            _settle_gc()
+            settle_gc()
             result = importer.run_pass(final=True)
             show(result)
             if result.finished:
@@ -161,7 +146,7 @@ def cmd_watch(args) -> int:
         from ..receive.watcher import Watcher
 
         watcher = Watcher(importer, poll=args.poll, on_pass=show)
-        _settle_gc()
+        settle_gc()
         trio.run(watcher.run)
         return 0
     except OSError as exc:

@@ -21,6 +21,7 @@ from torrentcore.session import Engine, EngineError
 
 from ..errors import FetchError, GitfsError, find_in_group
 from ..git.runner import run_git
+from ..receive.collector import settle_gc
 from .address import parse_address
 from .fetch import Fetcher, Progress, engine_config, options_from_config
 from .push import parse_push, published_refs, push
@@ -275,6 +276,7 @@ def _main(argv: list[str]) -> int:
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="gitp2p: %(message)s")
     try:
         helper = Helper(remote, url, _git_dir())
+        settle_gc()  # start-up is over; the import's passes make few cycles
         trio.run(helper.run)
     except BaseException as exc:  # noqa: B036 - sorted below; anything else is re-raised
         known = find_in_group(exc, (GitfsError, EngineError, KeyboardInterrupt))
