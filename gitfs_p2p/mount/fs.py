@@ -25,14 +25,22 @@ from ..pack.rollup import ROLLUP_DIR
 from .layout import PACKS_DIR, Content, Dir, Directory, File, Inodes, Layout, Link, PackDir
 from .store import PREFETCH_PACKS, PackContent, PackStore, RollupContent
 
-__all__ = ["PackFS", "LONG_TIMEOUT", "SHORT_TIMEOUT", "BLOCK_SIZE", "WALK_LOOKUPS", "WALK_SHARE"]
+__all__ = ["PackFS", "LONG_TIMEOUT", "SHORT_TIMEOUT", "REPLACEABLE_TIMEOUT", "BLOCK_SIZE", "WALK_LOOKUPS", "WALK_SHARE"]
 
 log = logging.getLogger(__name__)
 
 #: Packs never change: the kernel may keep their names and attributes this long.
 LONG_TIMEOUT = 3600.0
-#: Names that follow moving refs (and directories) are re-checked this often.
+#: Directories are re-checked this often.
 SHORT_TIMEOUT = 1.0
+#: Names that follow moving refs (manifests, torrents, refs' links, README) are asked for at
+#: every path lookup: when a ref moves, the new thing at the same name is a new inode, and
+#: a name the kernel kept would lead to the old one.  A seed that adds the new torrent as
+#: soon as it reads it (its pieces taken as verified: they were hashed from these bytes)
+#: would then serve the old manifest's bytes for the new one's: peers banned it for
+#: corrupt pieces (tests/remote, the room without a tracker, 1 run in 3 or 4).  These are
+#: a few small files; packs keep LONG_TIMEOUT.
+REPLACEABLE_TIMEOUT = 0.0
 BLOCK_SIZE = 128 << 10
 #: Where a torrent's roll-ups and tag groups are (a check looks each one up).
 ROLLUPS_PATH = f"{PACKS_DIR}/{ROLLUP_DIR}"
@@ -162,14 +170,14 @@ class PackFS(pyfuse3.Operations):
             a.st_size = size
             mtime = entry.mtime
             # A pack's (or roll-up's) name never changes meaning; other files may be replaced (new inode).
-            a.entry_timeout = LONG_TIMEOUT if isinstance(entry.content, (PackContent, RollupContent)) else SHORT_TIMEOUT
+            a.entry_timeout = LONG_TIMEOUT if isinstance(entry.content, (PackContent, RollupContent)) else REPLACEABLE_TIMEOUT
             a.attr_timeout = LONG_TIMEOUT
         elif isinstance(entry, Link):
             a.st_mode = stat.S_IFLNK | 0o777
             a.st_nlink = 1
             a.st_size = len(os.fsencode(entry.target))
             mtime = entry.mtime
-            a.entry_timeout = SHORT_TIMEOUT
+            a.entry_timeout = REPLACEABLE_TIMEOUT
             a.attr_timeout = LONG_TIMEOUT
         else:
             try:

@@ -202,6 +202,35 @@ def test_moved_refs_show_up_and_open_files_keep_their_bytes(mount_of, moving_rep
     assert wait_for(lambda: not os.path.lexists(m.p("refs", "heads", "side")), timeout=30)
 
 
+def test_a_replaced_name_leads_to_the_new_thing_at_once(mount_of, moving_repo):
+    """When a ref moves, the manifest, the torrents and the refs' links at the same names are
+    new inodes.  The first lookup after the new layout is in must find them, even right
+    after the old ones were looked up: a name the kernel kept led to the old manifest, and a
+    seed that added the new torrent at once served the old manifest's bytes as the new
+    one's (peers banned it for corrupt pieces)."""
+    m = mount_of(moving_repo)
+    manifest = m.p("packs", "all.gitp2p-refs")
+    with open(manifest, "rb") as fh:
+        before = fh.read()
+    with open(os.path.join(moving_repo, "replaced.txt"), "w") as fh:
+        fh.write("a new file\n")
+    git("add", "replaced.txt", cwd=moving_repo)
+    git("commit", "-q", "-m", "names replaced while mounted", cwd=moving_repo)
+    new = git("rev-parse", "main", cwd=moving_repo).strip()
+    new_pack = m.p("packs", f"{new}.pack")  # never looked up before: found once the new layout is in
+
+    def laid_out() -> bool:
+        os.stat(manifest)  # the old manifest's name, looked up again and again meanwhile
+        os.readlink(m.p("refs", "heads", "main"))
+        return os.path.exists(new_pack)
+
+    assert wait_for(laid_out, timeout=30, step=0.01)
+    with open(manifest, "rb") as fh:
+        after = fh.read()
+    assert after != before and new.encode() in after
+    assert os.readlink(m.p("refs", "heads", "main")) == f"../../packs/{new}.pack"
+
+
 def cli_pack(repo: str, rev: str) -> bytes:
     proc = subprocess.run(
         [sys.executable, "-m", "gitfs_p2p.cli", "pack", repo, rev, "-o", "-"], capture_output=True, timeout=120
