@@ -5,7 +5,7 @@ interpreters, so whatever dulwich and the packer keep (pack file maps, delta bas
 tree caches, all bounded) never lands in the server.  A worker opens the repository once (again when its packs or
 refs changed), builds what the cache lacks, stores it, and answers.  Short-lived
 commands (`gitp2p packs`, `gitp2p torrent`) build in their own process, through the
-same `cache.build_locked`, which keeps one build of a given pack at a time on this
+same locks (`cache.build_locked`, `cache.BuildBatch`), which keep one build of a given pack at a time on this
 machine, whoever asks.
 """
 
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from ..errors import GitfsError
 from ..pack.commitpack import CommitPacker
-from .cache import PackCache, build_locked
+from .cache import BuildBatch, PackCache
 
 if TYPE_CHECKING:  # the server never imports the git layer (dulwich); workers do
     from ..git.snapshot import RepoSnapshot
@@ -110,13 +110,14 @@ def _drop_mapped_pages() -> None:
 def _job_build(repo_path: str, cache_bytes: int, ids: list[str], want_bytes: bool) -> list[tuple[str, int, bytes | None]]:
     held = _opened(repo_path, cache_bytes)
     out = []
-    for oid in ids:
-        data = build_locked(held.repo.git_dir, held.cache, held.packer, oid)
-        out.append((oid, len(data), data if want_bytes else None))
-        # One job's builds can touch 280 MB of a 556 MB pack (the 200,000-commit history's
-        # first commits: every blob of their trees): let go of them as they pass the bound.
-        if _file_pages() > MAPPED_PAGES_MAX:
-            _drop_mapped_pages()
+    with BuildBatch(held.repo.git_dir, held.cache, held.packer) as batch:  # one cache write for the job
+        batch.look_up(ids)
+        for oid in ids:
+            out.append((oid, *batch.pack(oid, want_bytes=want_bytes)))
+            # One job's builds can touch 280 MB of a 556 MB pack (the 200,000-commit history's
+            # first commits: every blob of their trees): let go of them as they pass the bound.
+            if _file_pages() > MAPPED_PAGES_MAX:
+                _drop_mapped_pages()
     # Building reads trees and blobs all over the repository's pack files, which dulwich
     # maps whole: without this a worker's RSS grows to their size (GitRepo.drop_mapped_pages).
     _drop_mapped_pages()

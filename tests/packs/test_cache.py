@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 
 from gitfs_p2p.store.cache import RECEIVED_CHECKED, PackCache
@@ -140,6 +141,86 @@ def test_workers_leave_when_the_process_owning_them_is_killed(fresh_history):
         owner.send_signal(signal.SIGKILL)
         owner.wait()
     assert wait_for(lambda: not any(pid_alive(p) for p in workers), timeout=15, step=0.2), "workers outlived their owner"
+
+
+class _CountingPacker:
+    """A packer that says which packs it built (bytes: a function of the id)."""
+
+    def __init__(self):
+        self.built: list[str] = []
+
+    def build_object(self, oid: bytes) -> bytes:
+        self.built.append(oid.decode())
+        return b"pack of " + oid
+
+
+def test_a_build_batch_stores_its_packs_together_and_waits_for_no_one_while_holding_any(tmp_path):
+    """BuildBatch (a worker's build job) writes the cache once for its packs, as put() would
+    one by one; a pack whose lock another holds (being built elsewhere) makes it store what
+    it holds first, then wait, then take that pack from the cache instead of building it."""
+    import threading
+
+    from gitfs_p2p.store.cache import BuildBatch, _lock_pack, _open_pack_locks
+
+    git_dir = str(tmp_path / "repo.git")
+    cache = PackCache(git_dir)
+    a, b, c = "a" * 40, "b" * 40, "c" * 40
+    cache.put(2, c, b"cached before")
+    packer = _CountingPacker()
+    other = _open_pack_locks(git_dir)  # another builder, with b's lock
+    assert _lock_pack(other, b, wait=False)
+    got = {}
+    try:
+        with BuildBatch(git_dir, cache, packer) as batch:
+            batch.look_up([a, b, c])
+            got[c] = batch.pack(c, want_bytes=False)
+            got[a] = batch.pack(a)
+            assert cache.get(2, a) is None, "stored with the rest of the batch, not one by one"
+            waiting = threading.Thread(target=lambda: got.__setitem__(b, batch.pack(b)))
+            waiting.start()
+            for _ in range(500):  # until the batch has stored a and waits for b (bounded)
+                if cache.get(2, a) is not None:
+                    break
+                waiting.join(0.01)
+            assert cache.get(2, a).data == b"pack of " + a.encode() and waiting.is_alive()
+            cache.put(2, b, b"built elsewhere")
+            os.close(other)  # the other builder is done: its lock goes
+            other = None
+            waiting.join(30)
+            assert not waiting.is_alive()
+        assert got == {c: (13, None), a: (8 + 40, b"pack of " + a.encode()), b: (15, b"built elsewhere")}
+        assert packer.built == [a]
+        assert cache.get(2, a).sha256 == hashlib.sha256(b"pack of " + a.encode()).digest()
+    finally:
+        if other is not None:
+            os.close(other)
+        cache.close()
+
+
+def test_a_build_batch_and_build_locked_share_the_locks(tmp_path):
+    """build_locked (one pack, in the process that wants it) waits for a batch that holds
+    the pack's lock, and then finds the batch's bytes: one build of a pack at a time."""
+    import threading
+
+    from gitfs_p2p.store.cache import BuildBatch, build_locked
+
+    git_dir = str(tmp_path / "repo.git")
+    cache = PackCache(git_dir)
+    oid = "d" * 40
+    batch_packer, single_packer = _CountingPacker(), _CountingPacker()
+    out = []
+    try:
+        batch = BuildBatch(git_dir, cache, batch_packer)
+        assert batch.pack(oid)[1] == b"pack of " + oid.encode()  # built, lock held, not stored yet
+        single = threading.Thread(target=lambda: out.append(build_locked(git_dir, cache, single_packer, oid)))
+        single.start()
+        single.join(0.3)
+        assert single.is_alive(), "build_locked waits for the batch's lock"
+        batch.flush()
+        single.join(30)
+        assert out == [b"pack of " + oid.encode()] and single_packer.built == []
+    finally:
+        cache.close()
 
 
 def test_worker_pools_take_runs_of_consecutive_chunks(monkeypatch):
