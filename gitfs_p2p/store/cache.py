@@ -447,7 +447,7 @@ class PackCache:
 _PACK_LOCKS = "packs"
 _FLOCK = struct.Struct("hhqqi")  # struct flock: l_type, l_whence, l_start, l_len, l_pid
 #: Bytes of built packs a BuildBatch holds before it stores them.
-BATCH_BYTES = 8 << 20
+BATCH_BYTES = 1 << 20  # a job of 64 packs of a few KB each is one batch; a worker holds at most 1 MB more
 
 
 def _open_pack_locks(git_dir: str) -> int:
