@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import contextlib
 import logging
 import os
 import sqlite3
@@ -30,7 +31,7 @@ import struct
 import threading
 from array import array
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from ..errors import CacheError
 from ..pack.commitpack import FORMAT_VERSION
@@ -113,6 +114,17 @@ def _cache_error(path: str, exc: Exception) -> CacheError:
     return CacheError(f"{path}: pack cache is unreadable ({text}); move it away to rebuild it")
 
 
+#: Ids per `IN (...)` query: SQLite allows 999 parameters (before 3.32).
+IN_CHUNK = 500
+
+
+def _chunks(ids: list[str]) -> Iterator[tuple[list[str], str]]:
+    """ids IN_CHUNK at a time, each with its `?,?,...` for an `IN (...)` query."""
+    for i in range(0, len(ids), IN_CHUNK):
+        chunk = ids[i : i + IN_CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
+
+
 def _hexes(blob: bytes) -> list[bytes]:
     """20-byte binary ids back to hex."""
     hexed = blob.hex().encode("ascii")
@@ -156,6 +168,22 @@ class PackCache:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction (self._lock held): committed at the end, rolled back on
+        any error; the database's errors as CacheError."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise _cache_error(self.path, exc) from None
+
     def _query(self, sql: str, args=()):
         try:
             return self._db.execute(sql, args)
@@ -175,9 +203,7 @@ class PackCache:
         query per 500 ids (a roll-up's members are read a run at a time)."""
         out: dict[str, bytes] = {}
         with self._lock:
-            for i in range(0, len(commit_hexes), 500):
-                chunk = commit_hexes[i : i + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _chunks(commit_hexes):
                 query = f"SELECT commit_id, data FROM packs WHERE format=? AND commit_id IN ({marks}) AND data IS NOT NULL"
                 for cid, data in self._query(query, (fmt, *chunk)):
                     out[cid] = data
@@ -190,30 +216,15 @@ class PackCache:
             query = "SELECT commit_id FROM packs WHERE format=? AND received=?"
             return {row[0] for row in self._query(query, (fmt, RECEIVED_CHECKED))}
 
-    def sizes(self, fmt: int, commit_hexes: list[str]) -> dict[str, int]:
-        """Known sizes for the given commits (missing ones are absent)."""
+    def sizes(self, fmt: int, commit_hexes: list[str], *, stored: bool = False) -> dict[str, int]:
+        """Known sizes for the given commits (missing ones are absent); stored: only of the
+        packs whose bytes the cache holds."""
+        held = " AND data IS NOT NULL" if stored else ""
         out: dict[str, int] = {}
-        for i in range(0, len(commit_hexes), 500):
-            chunk = commit_hexes[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _chunks(commit_hexes):
             with self._lock:  # per chunk: a long list must not hold up every other reader
                 rows = self._query(
-                    f"SELECT commit_id, size FROM packs WHERE format=? AND commit_id IN ({marks})", (fmt, *chunk)
-                ).fetchall()
-            out.update(rows)
-        return out
-
-    def stored_sizes(self, fmt: int, commit_hexes: list[str]) -> dict[str, int]:
-        """Sizes of those of these packs whose bytes the cache holds (sizes() gives every
-        known size, bytes kept or not)."""
-        out: dict[str, int] = {}
-        for i in range(0, len(commit_hexes), 500):
-            chunk = commit_hexes[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            with self._lock:
-                rows = self._query(
-                    f"SELECT commit_id, size FROM packs WHERE format=? AND commit_id IN ({marks}) AND data IS NOT NULL",
-                    (fmt, *chunk),
+                    f"SELECT commit_id, size FROM packs WHERE format=? AND commit_id IN ({marks}){held}", (fmt, *chunk)
                 ).fetchall()
             out.update(rows)
         return out
@@ -234,18 +245,12 @@ class PackCache:
         with self._lock:
             counted = self._evictable_bytes
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
+                with self._transaction():
                     for oid, data, digest in rows:
                         self._put_row(fmt, oid, data, digest, False)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._evictable_bytes = counted  # nothing of it was written
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.DatabaseError as exc:
-                raise _cache_error(self.path, exc) from None
+            except BaseException:
+                self._evictable_bytes = counted  # nothing of it was written
+                raise
             self._evict()
 
     def _put_row(self, fmt: int, commit_hex: str, data: bytes, digest: bytes, received: bool) -> None:
@@ -275,28 +280,17 @@ class PackCache:
         rows = [(fmt, oid, len(data), hashlib.sha256(data).digest(), data, RECEIVED_CHECKED)
                 for oid, data in packs]
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    freed = 0  # bytes of rows built here (evictable) that received ones replace
-                    for i in range(0, len(packs), 500):
-                        chunk = [oid for oid, _ in packs[i : i + 500]]
-                        marks = ",".join("?" * len(chunk))
-                        query = (f"SELECT COALESCE(SUM(LENGTH(data)), 0) FROM packs WHERE format=? AND received=0"
-                                 f" AND data IS NOT NULL AND commit_id IN ({marks})")
-                        freed += self._db.execute(query, (fmt, *chunk)).fetchone()[0]
-                    first = self._seq + 1
-                    self._seq += len(rows)
-                    self._db.executemany(
-                        "INSERT OR REPLACE INTO packs (format, commit_id, size, sha256, data, received, seq)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)", [(*row, seq) for seq, row in enumerate(rows, first)])
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.DatabaseError as exc:
-                raise _cache_error(self.path, exc) from None
+            with self._transaction():
+                freed = 0  # bytes of rows built here (evictable) that received ones replace
+                for chunk, marks in _chunks([oid for oid, _ in packs]):
+                    query = (f"SELECT COALESCE(SUM(LENGTH(data)), 0) FROM packs WHERE format=? AND received=0"
+                             f" AND data IS NOT NULL AND commit_id IN ({marks})")
+                    freed += self._db.execute(query, (fmt, *chunk)).fetchone()[0]
+                first = self._seq + 1
+                self._seq += len(rows)
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO packs (format, commit_id, size, sha256, data, received, seq)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", [(*row, seq) for seq, row in enumerate(rows, first)])
             self._evictable_bytes -= freed
 
     def get_torrent(self, key: bytes) -> tuple[bytes, str] | None:
@@ -318,9 +312,7 @@ class PackCache:
         span TAG_GROUP_SPAN: the tag groups of these ids."""
         out: dict[bytes, Rollup] = {}
         with self._lock:
-            for i in range(0, len(boundaries), 500):
-                chunk = [b.decode("ascii") for b in boundaries[i : i + 500]]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _chunks([b.decode("ascii") for b in boundaries]):
                 query = f"SELECT boundary, depth, members FROM rollups WHERE span=? AND boundary IN ({marks})"
                 for boundary, depth, members in self._query(query, (span, *chunk)):
                     ids = tuple(members[j : j + 20].hex().encode("ascii") for j in range(0, len(members), 20))
@@ -519,7 +511,7 @@ class BuildBatch:
 
     def look_up(self, oids: list[str]) -> None:
         """Find which of oids the cache holds, in one query per 500 (pack() asks for each)."""
-        stored = self.cache.stored_sizes(FORMAT_VERSION, oids)
+        stored = self.cache.sizes(FORMAT_VERSION, oids, stored=True)
         self._stored.update(stored)
         self._absent.update(oid for oid in oids if oid not in stored)
 
