@@ -23,14 +23,9 @@ class LRU(OrderedDict):
         return value
 
     def put(self, key, value, weight: int) -> None:
-        if key in self:
-            return
-        self[key] = value
-        self._weights[key] = weight
-        self.weight += weight
-        while self.weight > self.budget and len(self) > 1:
-            old, _ = self.popitem(last=False)
-            self.weight -= self._weights.pop(old)
+        """Keep value under key (unless key is here already), evicting the least recently
+        used while over budget (the newest is always kept)."""
+        self.put_many(((key, value, weight),))
 
     def put_many(self, items) -> None:
         """put(key, value, weight) for each (key, value, weight) of items, in order (one call
